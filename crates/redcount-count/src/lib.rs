@@ -1,0 +1,8 @@
+//! Counting: turn a task's text into words (the tokenizer) and add them up in memory (the counts).
+//! Only the aggregated word/count pairs of a task ever travel to Redis.
+
+mod counts;
+mod tokenizer;
+
+pub use counts::WordCounts;
+pub use tokenizer::{for_each_token, is_space, Tokenizer, TokenizerKind};

@@ -1,0 +1,160 @@
+//! Reporting a finished job: the top-K table, the one-line summary, `--out` and `--json`.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use redcount_protocol::{DeadTask, Status};
+
+/// Everything a finished run reports (also its `--json` form).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Summary {
+    pub job: String,
+    pub files: u64,
+    pub tasks: u64,
+    pub bytes: u64,
+    pub words: u64,
+    pub distinct_words: u64,
+    pub wall_seconds: f64,
+    pub mb_per_second: f64,
+    pub recomputed: u64,
+    pub redelivered: u64,
+    pub duplicates: u64,
+    pub commits: u64,
+    pub increments: u64,
+    pub inputs_failed: u64,
+    pub failed: Vec<DeadTask>,
+    pub top: Vec<TopWord>,
+}
+
+/// One row of the top-K table.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TopWord {
+    pub word: String,
+    pub count: u64,
+}
+
+impl Summary {
+    /// Builds the summary from the final status.
+    pub fn new(
+        job: &str,
+        files: u64,
+        status: &Status,
+        wall_seconds: f64,
+        failed: Vec<DeadTask>,
+        top: &[(Vec<u8>, u64)],
+    ) -> Summary {
+        let mut failed_paths: Vec<&str> = failed.iter().map(|d| d.path.as_str()).collect();
+        failed_paths.sort_unstable();
+        failed_paths.dedup();
+        Summary {
+            job: job.to_string(),
+            files,
+            tasks: status.tasks,
+            bytes: status.bytes,
+            words: status.words,
+            distinct_words: status.distinct_words,
+            wall_seconds,
+            mb_per_second: status.bytes as f64 / 1e6 / wall_seconds.max(1e-9),
+            recomputed: status.recomputed,
+            redelivered: status.redelivered,
+            duplicates: status.duplicates,
+            commits: status.commits,
+            increments: status.increments,
+            inputs_failed: failed_paths.len() as u64,
+            failed,
+            top: top
+                .iter()
+                .map(|(w, n)| TopWord {
+                    word: display_word(w),
+                    count: *n,
+                })
+                .collect(),
+        }
+    }
+
+    /// The aligned table, the summary line and the failed inputs, as a person reads them.
+    pub fn print(&self, out: &mut impl Write) -> std::io::Result<()> {
+        if !self.top.is_empty() {
+            let count_width = self
+                .top
+                .iter()
+                .map(|t| t.count.to_string().len())
+                .max()
+                .unwrap_or(5)
+                .max(5);
+            let rank_width = self.top.len().to_string().len().max(4);
+            writeln!(
+                out,
+                "{:>rank_width$}  {:>count_width$}  word",
+                "rank", "count"
+            )?;
+            for (i, t) in self.top.iter().enumerate() {
+                writeln!(
+                    out,
+                    "{:>rank_width$}  {:>count_width$}  {}",
+                    i + 1,
+                    t.count,
+                    t.word
+                )?;
+            }
+            writeln!(out)?;
+        }
+        writeln!(
+            out,
+            "{} files, {}, {} words, {} distinct, in {:.2} s ({:.1} MB/s); {} tasks recomputed, {} inputs failed",
+            self.files,
+            human_bytes(self.bytes),
+            self.words,
+            self.distinct_words,
+            self.wall_seconds,
+            self.mb_per_second,
+            self.recomputed,
+            self.inputs_failed
+        )?;
+        for d in &self.failed {
+            writeln!(
+                out,
+                "failed: {} (task {}, {} attempts): {}",
+                d.path, d.task, d.attempts, d.error
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// A word for a terminal: valid UTF-8 as is, other bytes escaped as \xNN.
+pub fn display_word(word: &[u8]) -> String {
+    match std::str::from_utf8(word) {
+        Ok(s) if !s.chars().any(char::is_control) => s.to_string(),
+        _ => word.escape_ascii().to_string(),
+    }
+}
+
+/// `12.3 MB` style sizes (decimal units, like MB/s).
+pub fn human_bytes(n: u64) -> String {
+    let n = n as f64;
+    if n >= 1e9 {
+        format!("{:.2} GB", n / 1e9)
+    } else if n >= 1e6 {
+        format!("{:.1} MB", n / 1e6)
+    } else if n >= 1e3 {
+        format!("{:.1} kB", n / 1e3)
+    } else {
+        format!("{n} B")
+    }
+}
+
+/// Writes every word as `word<TAB>count` lines (raw bytes), already sorted by count descending then
+/// word ascending.
+pub fn write_out_file(path: &Path, counts: &[(Vec<u8>, u64)]) -> anyhow::Result<()> {
+    let file = std::fs::File::create(path)
+        .with_context(|| format!("cannot create --out file {}", path.display()))?;
+    let mut w = std::io::BufWriter::new(file);
+    for (word, n) in counts {
+        w.write_all(word)?;
+        writeln!(w, "\t{n}")?;
+    }
+    w.flush()
+        .with_context(|| format!("cannot write --out file {}", path.display()))
+}

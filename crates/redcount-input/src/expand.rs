@@ -1,0 +1,118 @@
+//! Turning the INPUT arguments (files, directories, glob patterns) into a sorted list of files.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use crate::InputError;
+
+/// Files named by `inputs`: a file as is, a directory recursively (files only, in path order), a
+/// glob pattern by its matches. Paths are made absolute so that workers anywhere can open them.
+/// Anything that names nothing is an error, before any work starts.
+pub fn expand(inputs: &[String]) -> Result<Vec<PathBuf>, InputError> {
+    let mut files = Vec::new();
+    let mut seen = HashSet::new();
+    let mut push = |p: PathBuf, files: &mut Vec<PathBuf>| {
+        if seen.insert(p.clone()) {
+            files.push(p);
+        }
+    };
+    for input in inputs {
+        let path = Path::new(input);
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => {
+                for entry in walkdir::WalkDir::new(path)
+                    .follow_links(true)
+                    .sort_by_file_name()
+                {
+                    let entry = entry.map_err(|e| {
+                        let at = e.path().unwrap_or(path).to_path_buf();
+                        let source = e
+                            .into_io_error()
+                            .unwrap_or_else(|| std::io::Error::other("filesystem loop"));
+                        InputError::from_io(&at, source)
+                    })?;
+                    if entry.file_type().is_file() {
+                        push(absolute(entry.path())?, &mut files);
+                    }
+                }
+            }
+            Ok(_) => push(absolute(path)?, &mut files),
+            Err(err) if is_pattern(input) && err.kind() == std::io::ErrorKind::NotFound => {
+                let matches = glob::glob(input).map_err(|e| InputError::BadPattern {
+                    pattern: input.clone(),
+                    reason: e.to_string(),
+                })?;
+                let mut found = false;
+                for m in matches {
+                    let m = m.map_err(|e| {
+                        let at = e.path().to_path_buf();
+                        InputError::from_io(&at, e.into())
+                    })?;
+                    if m.is_file() {
+                        found = true;
+                        push(absolute(&m)?, &mut files);
+                    }
+                }
+                if !found {
+                    return Err(InputError::NoMatch {
+                        pattern: input.clone(),
+                    });
+                }
+            }
+            Err(err) => return Err(InputError::from_io(path, err)),
+        }
+    }
+    Ok(files)
+}
+
+fn is_pattern(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+fn absolute(path: &Path) -> Result<PathBuf, InputError> {
+    std::path::absolute(path).map_err(|e| InputError::from_io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directories_globs_and_files_expand_once_each() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("sub/deeper")).expect("mkdir");
+        for f in ["a.txt", "b.csv", "sub/c.txt", "sub/deeper/d.txt"] {
+            std::fs::write(d.join(f), "x").expect("write");
+        }
+        let inputs = vec![
+            d.join("sub").display().to_string(),
+            d.join("*.txt").display().to_string(),
+            d.join("a.txt").display().to_string(),
+        ];
+        let got = expand(&inputs).expect("expands");
+        let names: Vec<_> = got
+            .iter()
+            .map(|p| p.strip_prefix(d).expect("inside").to_path_buf())
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                PathBuf::from("sub/c.txt"),
+                PathBuf::from("sub/deeper/d.txt"),
+                PathBuf::from("a.txt")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_missing_path_or_empty_pattern_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let missing = dir.path().join("nope.txt").display().to_string();
+        let err = expand(std::slice::from_ref(&missing)).expect_err("missing");
+        assert!(err.to_string().contains("nope.txt: no such file"), "{err}");
+        let pattern = dir.path().join("*.nothing").display().to_string();
+        let err = expand(&[pattern]).expect_err("no match");
+        assert!(err.to_string().contains("matched no files"), "{err}");
+    }
+}

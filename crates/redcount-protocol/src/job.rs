@@ -1,0 +1,560 @@
+//! Typed calls of the library for one job: what the driver, the workers and `status`/`top` say to Redis.
+
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use redis::{Cmd, Value};
+
+use crate::task::{Format, NewTask, Task};
+use crate::{reply, Error, JobKeys, Link, Result, Status};
+
+/// The settings of a job that every worker must share, stored as `cfg.*` fields of the job's meta hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobSpec {
+    /// Tokenizer name (`whitespace`, `letters`).
+    pub tokenizer: String,
+    pub lowercase: bool,
+    /// Keep only the words listed in this file (read by every worker: a shared path).
+    pub dictionary: Option<PathBuf>,
+    /// Column counted in CSV inputs.
+    pub csv_column: String,
+    /// Default lease for workers that do not set their own.
+    pub lease_ms: u64,
+    /// Default number of deliveries before a task is given up.
+    pub max_attempts: u32,
+}
+
+const SPEC_FIELDS: [&str; 6] = [
+    "cfg.tokenizer",
+    "cfg.lowercase",
+    "cfg.dictionary",
+    "cfg.csv_column",
+    "cfg.lease_ms",
+    "cfg.max_attempts",
+];
+
+/// What `claim` handed out, and what to wait for when it handed out nothing.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub tasks: Vec<Task>,
+    /// The job is finished: sealed, all delivered, none pending, done + dead = tasks.
+    pub finished: bool,
+    /// Earliest lease deadline (ms), when an idle worker should look for expired leases.
+    pub next_deadline_ms: Option<u64>,
+    /// Newest task id and newest done id, to block on with [`Job::wait_for_change`].
+    pub last_task_id: String,
+    pub last_done_id: String,
+}
+
+/// How a commit ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// The counts were applied, once.
+    Applied,
+    /// Every task had already been committed (or given up): nothing changed.
+    Duplicate,
+    /// These tasks were already committed; nothing changed, recount the others without them.
+    Partial(Vec<String>),
+}
+
+/// A task that was given up, with the reason.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeadTask {
+    pub task: String,
+    pub path: String,
+    pub start: u64,
+    pub end: u64,
+    pub attempts: u64,
+    pub worker: String,
+    pub error: String,
+}
+
+/// One committed task, as recorded in the `done` stream.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DoneRecord {
+    pub task: String,
+    pub path: String,
+    pub start: u64,
+    pub end: u64,
+    pub injected_ms: u64,
+    pub claimed_ms: u64,
+    pub committed_ms: u64,
+    pub worker: String,
+    pub attempts: u64,
+    pub words: u64,
+}
+
+/// One job on one Redis.
+pub struct Job {
+    link: Link,
+    keys: JobKeys,
+    name: String,
+}
+
+impl Job {
+    /// Addresses job `name` over `link`.
+    pub fn new(link: Link, name: &str) -> Result<Job> {
+        Ok(Job {
+            keys: JobKeys::new(name)?,
+            link,
+            name: name.to_string(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn keys(&self) -> &JobKeys {
+        &self.keys
+    }
+
+    /// Redis address with the password hidden.
+    pub fn addr(&self) -> &str {
+        self.link.addr()
+    }
+
+    /// Runs a raw command (reads for reports, `INFO`, `BGSAVE`) with the link's retries.
+    pub fn query<T: redis::FromRedisValue>(&mut self, what: &str, cmd: &Cmd) -> Result<T> {
+        self.link.call(what, |con| cmd.query(con))
+    }
+
+    fn fcall(&mut self, func: &'static str, args: Vec<Vec<u8>>) -> Result<Value> {
+        let mut cmd = redis::cmd(if func == "rc_status" {
+            "FCALL_RO"
+        } else {
+            "FCALL"
+        });
+        cmd.arg(func).arg(8).arg(&self.keys.all()[..]).arg(args);
+        match self.link.call(func, |con| cmd.query::<Value>(con)) {
+            Err(Error::Redis { source, .. }) if source.code() == Some("NOJOB") => {
+                Err(self.no_job())
+            }
+            other => other,
+        }
+    }
+
+    fn no_job(&self) -> Error {
+        Error::NoJob {
+            job: self.name.clone(),
+            addr: self.link.addr().to_string(),
+            hint: "check --job and --redis (run `redcount status` to list what is there)",
+        }
+    }
+
+    fn bad_reply(&self, call: &'static str, detail: impl Into<String>) -> Error {
+        Error::Reply {
+            addr: self.link.addr().to_string(),
+            call,
+            detail: detail.into(),
+        }
+    }
+
+    /// True when the job's meta hash exists.
+    pub fn exists(&mut self) -> Result<bool> {
+        let meta = self.keys.meta.clone();
+        self.link.call("EXISTS", |con| {
+            redis::cmd("EXISTS").arg(&meta).query::<bool>(con)
+        })
+    }
+
+    /// Creates the job with `spec` unless it exists. Returns (created, the job's run id).
+    pub fn create(&mut self, now: u64, run_id: &str, spec: &JobSpec) -> Result<(bool, String)> {
+        let mut args = vec![arg(now), run_id.as_bytes().to_vec()];
+        let values = [
+            spec.tokenizer.clone().into_bytes(),
+            arg(u8::from(spec.lowercase)),
+            spec.dictionary
+                .as_ref()
+                .map(|p| p.as_os_str().as_bytes().to_vec())
+                .unwrap_or_default(),
+            spec.csv_column.clone().into_bytes(),
+            arg(spec.lease_ms),
+            arg(spec.max_attempts),
+        ];
+        for (field, value) in SPEC_FIELDS.iter().zip(values) {
+            args.push(field.as_bytes().to_vec());
+            args.push(value);
+        }
+        let items = self.array("rc_create", args)?;
+        match items.as_slice() {
+            [created, id] => Ok((
+                reply::int(created) == Some(1),
+                reply::string(id).unwrap_or_default(),
+            )),
+            _ => Err(self.bad_reply("rc_create", format!("{items:?}"))),
+        }
+    }
+
+    /// Reads the job's spec back (workers call this once when they join).
+    pub fn spec(&mut self) -> Result<JobSpec> {
+        let meta = self.keys.meta.clone();
+        let values: Vec<Option<Vec<u8>>> = self.link.call("HMGET spec", |con| {
+            redis::cmd("HMGET")
+                .arg(&meta)
+                .arg(&SPEC_FIELDS[..])
+                .query(con)
+        })?;
+        if values.iter().all(Option::is_none) {
+            return Err(self.no_job());
+        }
+        let text =
+            |i: usize| String::from_utf8_lossy(values[i].as_deref().unwrap_or(b"")).into_owned();
+        let dictionary = values[2]
+            .clone()
+            .filter(|p| !p.is_empty())
+            .map(|p| PathBuf::from(std::ffi::OsString::from_vec(p)));
+        Ok(JobSpec {
+            tokenizer: text(0),
+            lowercase: text(1) == "1",
+            dictionary,
+            csv_column: text(3),
+            lease_ms: text(4).parse().unwrap_or(5_000),
+            max_attempts: text(5).parse().unwrap_or(5),
+        })
+    }
+
+    /// Adds tasks (idempotent: tasks already there are skipped). Returns (added, skipped).
+    pub fn enqueue(&mut self, now: u64, tasks: &[NewTask]) -> Result<(u64, u64)> {
+        let mut args = Vec::with_capacity(1 + tasks.len() * 5);
+        args.push(arg(now));
+        for t in tasks {
+            args.push(arg(t.seq));
+            args.push(t.path.as_os_str().as_bytes().to_vec());
+            args.push(arg(t.start));
+            args.push(arg(t.end));
+            args.push(t.format.as_str().as_bytes().to_vec());
+        }
+        let items = self.array("rc_enqueue", args)?;
+        match items.as_slice() {
+            [added, skipped] => Ok((
+                reply::uint(added).unwrap_or(0),
+                reply::uint(skipped).unwrap_or(0),
+            )),
+            _ => Err(self.bad_reply("rc_enqueue", format!("{items:?}"))),
+        }
+    }
+
+    /// Seals the job. With `expected_tasks` > 0 it refuses when the job holds a different number of
+    /// tasks (a rollback lost some) and returns (false, tasks there).
+    pub fn seal(&mut self, now: u64, expected_tasks: u64) -> Result<(bool, u64)> {
+        let items = self.array("rc_seal", vec![arg(now), arg(expected_tasks)])?;
+        match items.as_slice() {
+            [sealed, tasks] => Ok((
+                reply::int(sealed) == Some(1),
+                reply::uint(tasks).unwrap_or(0),
+            )),
+            _ => Err(self.bad_reply("rc_seal", format!("{items:?}"))),
+        }
+    }
+
+    /// Claims up to `max_tasks` tasks / `max_bytes` bytes for `worker` (expired leases first).
+    #[allow(clippy::too_many_arguments)]
+    pub fn claim(
+        &mut self,
+        now: u64,
+        worker: &str,
+        lease_ms: u64,
+        max_tasks: u64,
+        max_bytes: u64,
+        max_attempts: u32,
+        live_window_ms: u64,
+    ) -> Result<Claimed> {
+        let args = vec![
+            arg(now),
+            worker.as_bytes().to_vec(),
+            arg(lease_ms),
+            arg(max_tasks),
+            arg(max_bytes),
+            arg(max_attempts),
+            arg(live_window_ms),
+        ];
+        let items = self.array("rc_claim", args)?;
+        if items.len() < 4 {
+            return Err(self.bad_reply("rc_claim", format!("{items:?}")));
+        }
+        let mut tasks = Vec::with_capacity(items.len() - 4);
+        for item in &items[4..] {
+            let task = match item {
+                Value::Array(f) => parse_task(f),
+                _ => None,
+            };
+            tasks.push(task.ok_or_else(|| self.bad_reply("rc_claim", format!("task {item:?}")))?);
+        }
+        let deadline = reply::int(&items[1]).unwrap_or(-1);
+        Ok(Claimed {
+            tasks,
+            finished: reply::int(&items[0]) == Some(1),
+            next_deadline_ms: u64::try_from(deadline).ok(),
+            last_task_id: reply::string(&items[2]).unwrap_or_else(|| "0-0".into()),
+            last_done_id: reply::string(&items[3]).unwrap_or_else(|| "0-0".into()),
+        })
+    }
+
+    /// Extends the leases `worker` still holds among `ids`; returns those.
+    pub fn renew(
+        &mut self,
+        now: u64,
+        worker: &str,
+        lease_ms: u64,
+        ids: &[String],
+    ) -> Result<Vec<String>> {
+        let mut args = vec![arg(now), worker.as_bytes().to_vec(), arg(lease_ms)];
+        args.extend(ids.iter().map(|id| id.as_bytes().to_vec()));
+        let items = self.array("rc_renew", args)?;
+        Ok(items.iter().filter_map(reply::string).collect())
+    }
+
+    /// Commits tasks `(id, words)` with their merged `counts`, exactly once.
+    pub fn commit<'a>(
+        &mut self,
+        now: u64,
+        worker: &str,
+        tasks: &[(String, u64)],
+        counts: impl ExactSizeIterator<Item = (&'a [u8], u64)>,
+    ) -> Result<CommitOutcome> {
+        let mut args = Vec::with_capacity(3 + tasks.len() * 2 + counts.len() * 2);
+        args.push(arg(now));
+        args.push(worker.as_bytes().to_vec());
+        args.push(arg(tasks.len()));
+        for (id, words) in tasks {
+            args.push(id.as_bytes().to_vec());
+            args.push(arg(*words));
+        }
+        for (word, count) in counts {
+            args.push(word.to_vec());
+            args.push(arg(count));
+        }
+        let items = self.array("rc_commit", args)?;
+        let verdict = items.first().and_then(reply::string).unwrap_or_default();
+        match verdict.as_str() {
+            "ok" => Ok(CommitOutcome::Applied),
+            "dup" => Ok(CommitOutcome::Duplicate),
+            "partial" => Ok(CommitOutcome::Partial(
+                items[1..].iter().filter_map(reply::string).collect(),
+            )),
+            _ => Err(self.bad_reply("rc_commit", format!("{items:?}"))),
+        }
+    }
+
+    /// Gives up on task `id` with `error` (moved to the dead stream). False if it was no longer pending.
+    pub fn fail(&mut self, now: u64, worker: &str, id: &str, error: &str) -> Result<bool> {
+        let args = vec![
+            arg(now),
+            worker.as_bytes().to_vec(),
+            id.as_bytes().to_vec(),
+            error.as_bytes().to_vec(),
+        ];
+        let items = self.array("rc_fail", args)?;
+        Ok(items.first().and_then(reply::string).as_deref() == Some("ok"))
+    }
+
+    /// Progress counters; workers seen within `live_window_ms` count as live.
+    pub fn status(&mut self, now: u64, live_window_ms: u64) -> Result<Status> {
+        let items = self.array("rc_status", vec![arg(now), arg(live_window_ms)])?;
+        Ok(Status::from_pairs(&items))
+    }
+
+    /// Blocks up to `timeout` until a task is added after `task_id` or a commit after `done_id`.
+    /// Read-only, so it is a safe wake-up signal on replicas too; the caller re-checks with `claim`.
+    pub fn wait_for_change(
+        &mut self,
+        task_id: &str,
+        done_id: &str,
+        timeout: Duration,
+    ) -> Result<()> {
+        let millis = timeout.as_millis().max(1) as u64;
+        let mut cmd = redis::cmd("XREAD");
+        cmd.arg("COUNT")
+            .arg(1)
+            .arg("BLOCK")
+            .arg(millis)
+            .arg("STREAMS")
+            .arg(&self.keys.tasks)
+            .arg(&self.keys.done)
+            .arg(task_id)
+            .arg(done_id);
+        self.link
+            .call("XREAD BLOCK", |con| cmd.query::<Value>(con))
+            .map(|_| ())
+    }
+
+    /// Blocks up to `timeout` until a commit after `done_id` (the driver's wake-up while it waits).
+    pub fn wait_for_commit(&mut self, done_id: &str, timeout: Duration) -> Result<()> {
+        let millis = timeout.as_millis().max(1) as u64;
+        let mut cmd = redis::cmd("XREAD");
+        cmd.arg("COUNT")
+            .arg(1)
+            .arg("BLOCK")
+            .arg(millis)
+            .arg("STREAMS")
+            .arg(&self.keys.done)
+            .arg(done_id);
+        self.link
+            .call("XREAD BLOCK", |con| cmd.query::<Value>(con))
+            .map(|_| ())
+    }
+
+    /// The `k` most frequent words, ties broken by the word's bytes ascending.
+    pub fn top(&mut self, k: usize) -> Result<Vec<(Vec<u8>, u64)>> {
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        let counts = self.keys.counts.clone();
+        let head: Vec<(Vec<u8>, f64)> = self.link.call("ZREVRANGE", |con| {
+            redis::cmd("ZREVRANGE")
+                .arg(&counts)
+                .arg(0)
+                .arg(k - 1)
+                .arg("WITHSCORES")
+                .query(con)
+        })?;
+        let Some(&(_, cutoff)) = head.last() else {
+            return Ok(Vec::new());
+        };
+        // ZREVRANGE orders ties by word descending; take everything above the cutoff score, then the
+        // cutoff's tie group in ascending byte order (how ZRANGEBYSCORE orders equal scores).
+        let mut top: Vec<(Vec<u8>, u64)> = head
+            .into_iter()
+            .filter(|(_, s)| *s > cutoff)
+            .map(|(w, s)| (w, s as u64))
+            .collect();
+        top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let missing = k - top.len();
+        let ties: Vec<Vec<u8>> = self.link.call("ZRANGEBYSCORE", |con| {
+            redis::cmd("ZRANGEBYSCORE")
+                .arg(&counts)
+                .arg(cutoff)
+                .arg(cutoff)
+                .arg("LIMIT")
+                .arg(0)
+                .arg(missing)
+                .query(con)
+        })?;
+        top.extend(ties.into_iter().map(|w| (w, cutoff as u64)));
+        Ok(top)
+    }
+
+    /// Every word and its count, sorted by count descending then word bytes ascending.
+    pub fn all_counts(&mut self) -> Result<Vec<(Vec<u8>, u64)>> {
+        const PAGE: usize = 50_000;
+        let counts = self.keys.counts.clone();
+        let mut all: Vec<(Vec<u8>, u64)> = Vec::new();
+        loop {
+            let from = all.len();
+            let page: Vec<(Vec<u8>, f64)> = self.link.call("ZRANGE", |con| {
+                redis::cmd("ZRANGE")
+                    .arg(&counts)
+                    .arg(from)
+                    .arg(from + PAGE - 1)
+                    .arg("WITHSCORES")
+                    .query(con)
+            })?;
+            let short = page.len() < PAGE;
+            all.extend(page.into_iter().map(|(w, s)| (w, s as u64)));
+            if short {
+                break;
+            }
+        }
+        all.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        Ok(all)
+    }
+
+    /// The tasks that were given up, oldest first.
+    pub fn dead_tasks(&mut self) -> Result<Vec<DeadTask>> {
+        let key = self.keys.dead.clone();
+        Ok(self
+            .stream_records(&key)?
+            .into_iter()
+            .map(|f| DeadTask {
+                task: field(&f, "task"),
+                path: field(&f, "path"),
+                start: field(&f, "start").parse().unwrap_or(0),
+                end: field(&f, "end").parse().unwrap_or(0),
+                attempts: field(&f, "attempts").parse().unwrap_or(0),
+                worker: field(&f, "worker"),
+                error: field(&f, "error"),
+            })
+            .collect())
+    }
+
+    /// Every commit record, in commit order.
+    pub fn done_records(&mut self) -> Result<Vec<DoneRecord>> {
+        let key = self.keys.done.clone();
+        let num = |f: &[(String, String)], name: &str| field(f, name).parse().unwrap_or(0);
+        Ok(self
+            .stream_records(&key)?
+            .into_iter()
+            .map(|f| DoneRecord {
+                task: field(&f, "task"),
+                path: field(&f, "path"),
+                start: num(&f, "start"),
+                end: num(&f, "end"),
+                injected_ms: num(&f, "injected_ms"),
+                claimed_ms: num(&f, "claimed_ms"),
+                committed_ms: num(&f, "committed_ms"),
+                worker: field(&f, "worker"),
+                attempts: num(&f, "attempts"),
+                words: num(&f, "words"),
+            })
+            .collect())
+    }
+
+    fn stream_records(&mut self, key: &str) -> Result<Vec<Vec<(String, String)>>> {
+        const PAGE: usize = 10_000;
+        let mut out = Vec::new();
+        let mut from = "-".to_string();
+        loop {
+            let page: Vec<(String, Vec<(String, String)>)> = self.link.call("XRANGE", |con| {
+                redis::cmd("XRANGE")
+                    .arg(key)
+                    .arg(&from)
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(PAGE)
+                    .query(con)
+            })?;
+            let short = page.len() < PAGE;
+            if let Some((last, _)) = page.last() {
+                from = format!("({last}");
+            }
+            out.extend(page.into_iter().map(|(_, fields)| fields));
+            if short {
+                return Ok(out);
+            }
+        }
+    }
+
+    fn array(&mut self, func: &'static str, args: Vec<Vec<u8>>) -> Result<Vec<Value>> {
+        let value = self.fcall(func, args)?;
+        reply::array(value).ok_or_else(|| self.bad_reply(func, "not an array"))
+    }
+}
+
+fn arg(n: impl ToString) -> Vec<u8> {
+    n.to_string().into_bytes()
+}
+
+fn field(fields: &[(String, String)], name: &str) -> String {
+    fields
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
+}
+
+fn parse_task(f: &[Value]) -> Option<Task> {
+    let [id, path, start, end, fmt, injected, attempts] = f else {
+        return None;
+    };
+    Some(Task {
+        id: reply::string(id)?,
+        path: PathBuf::from(std::ffi::OsString::from_vec(reply::bytes(path)?)),
+        start: reply::uint(start)?,
+        end: reply::uint(end)?,
+        format: Format::parse(&reply::string(fmt)?)?,
+        injected_ms: reply::uint(injected)?,
+        attempts: u32::try_from(reply::uint(attempts)?).ok()?,
+    })
+}

@@ -1,0 +1,91 @@
+//! The Redis keys of one job. They share the hash tag `{job}` so a job is one Cluster slot and one
+//! Raft state machine.
+
+use crate::Error;
+
+/// The eight keys of a job, passed as KEYS to every library call in this order.
+#[derive(Debug, Clone)]
+pub struct JobKeys {
+    /// Stream of tasks, consumer group `workers`.
+    pub tasks: String,
+    /// Sorted set: task id -> lease deadline (ms).
+    pub leases: String,
+    /// Sorted set: word -> count, the result.
+    pub counts: String,
+    /// Hash: state, totals, counters and the job's spec (`cfg.*`).
+    pub meta: String,
+    /// Stream: one record per committed task.
+    pub done: String,
+    /// Stream: tasks given up, with the error.
+    pub dead: String,
+    /// Hash: task id -> "attempts:claimed_ms:worker" for delivered, unacked tasks.
+    pub inflight: String,
+    /// Sorted set: worker name -> last time it was heard from (ms).
+    pub workers: String,
+}
+
+impl JobKeys {
+    /// Keys of job `job`; the name must pass [`validate_job_name`].
+    pub fn new(job: &str) -> Result<JobKeys, Error> {
+        validate_job_name(job)?;
+        let key = |suffix: &str| format!("rc:{{{job}}}:{suffix}");
+        Ok(JobKeys {
+            tasks: key("tasks"),
+            leases: key("leases"),
+            counts: key("counts"),
+            meta: key("meta"),
+            done: key("done"),
+            dead: key("dead"),
+            inflight: key("inflight"),
+            workers: key("workers"),
+        })
+    }
+
+    /// All keys in the order `library.lua` expects them.
+    pub fn all(&self) -> [&str; 8] {
+        [
+            &self.tasks,
+            &self.leases,
+            &self.counts,
+            &self.meta,
+            &self.done,
+            &self.dead,
+            &self.inflight,
+            &self.workers,
+        ]
+    }
+}
+
+/// Job names go into keys and file names: keep them short and plain.
+pub fn validate_job_name(job: &str) -> Result<(), Error> {
+    let ok = !job.is_empty()
+        && job.len() <= 100
+        && job
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::JobName(job.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_share_one_hash_tag() {
+        let keys = JobKeys::new("wc-1").expect("valid name");
+        for key in keys.all() {
+            assert!(key.starts_with("rc:{wc-1}:"), "{key}");
+        }
+    }
+
+    #[test]
+    fn names_with_braces_or_spaces_are_refused() {
+        for bad in ["", "a}b", "a{b", "a b", &"x".repeat(101)] {
+            assert!(validate_job_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

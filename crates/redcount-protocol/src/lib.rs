@@ -1,0 +1,53 @@
+//! redcount's protocol: the keys of a job, the Redis Functions library that changes them, and typed
+//! Rust calls of that library over a connection that survives Redis going away.
+//!
+//! Every state change of a job is one `FCALL` of `library.lua`; read it first, it is the protocol.
+
+mod clock;
+mod job;
+mod keys;
+mod library;
+mod link;
+mod reply;
+mod status;
+mod task;
+
+pub use clock::now_ms;
+pub use job::{Claimed, CommitOutcome, DeadTask, DoneRecord, Job, JobSpec};
+pub use keys::{validate_job_name, JobKeys};
+pub use library::{ensure_library, LIBRARY_SOURCE, LIBRARY_VERSION};
+pub use link::{redact_url, Link, LinkOptions};
+pub use status::Status;
+pub use task::{Format, NewTask, Task};
+
+/// Everything that can go wrong talking to a job in Redis.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Redis answered with an error, or could not be reached in time.
+    #[error("redis at {addr}: {source}")]
+    Redis {
+        addr: String,
+        #[source]
+        source: redis::RedisError,
+    },
+    /// The job's keys do not exist (never created, or Redis restarted without its data).
+    #[error("no job '{job}' at redis {addr}: {hint}")]
+    NoJob {
+        job: String,
+        addr: String,
+        hint: &'static str,
+    },
+    /// Redis sent a reply the protocol does not expect (a stale library or a foreign key).
+    #[error("unexpected reply from redis at {addr} to {call}: {detail}")]
+    Reply {
+        addr: String,
+        call: &'static str,
+        detail: String,
+    },
+    /// A job name that cannot be used in a key.
+    #[error("invalid job name '{0}': use 1-100 characters, letters, digits, '-', '_' or '.'")]
+    JobName(String),
+}
+
+/// Result of a protocol call.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,388 @@
+#!lua name=redcount
+-- redcount's coordination protocol: every state change of a job is one call of a function below,
+-- so each change is atomic on a single Redis, after a restore from a checkpoint, on replicas, and on a
+-- Raft state machine that re-executes every call. Rules (see docs/ARCHITECTURE.md):
+--   * time is an argument (`now`, ms): no TIME, no TTLs, no XAUTOCLAIM, no XPENDING IDLE;
+--   * no randomness and no replies that depend on hash iteration order;
+--   * explicit stream ids everywhere (tasks `seq-0`, done `n-0`, dead `n-0`);
+--   * validate every argument before the first write (Redis has no rollback).
+-- KEYS are always the eight keys of one job, in the order of `JobKeys::all` in keys.rs.
+
+local LIBRARY_VERSION = 3
+
+local K_TASKS, K_LEASES, K_COUNTS, K_META, K_DONE, K_DEAD, K_INFLIGHT, K_WORKERS = 1, 2, 3, 4, 5, 6, 7, 8
+local GROUP = 'workers'
+
+local function fail(message)
+  error({ err = 'ERR redcount: ' .. message })
+end
+
+local function int(value, what)
+  local n = tonumber(value)
+  if n == nil or n ~= math.floor(n) then
+    fail(what .. ' must be an integer, got ' .. tostring(value))
+  end
+  return n
+end
+
+local function require_job(keys)
+  if redis.call('EXISTS', keys[K_META]) == 0 then
+    error({ err = 'NOJOB redcount: no job at ' .. keys[K_META] .. ' (never created, or Redis lost its data)' })
+  end
+end
+
+local function meta_int(keys, field)
+  return tonumber(redis.call('HGET', keys[K_META], field) or '0')
+end
+
+-- A task's fields as a table, read from its stream entry.
+local function task_fields(keys, id)
+  local found = redis.call('XRANGE', keys[K_TASKS], id, id)
+  if #found == 0 then
+    fail('task ' .. id .. ' is not in ' .. keys[K_TASKS])
+  end
+  local flat, t = found[1][2], {}
+  for i = 1, #flat, 2 do
+    t[flat[i]] = flat[i + 1]
+  end
+  return t
+end
+
+-- inflight hash value: "attempts:claimed_ms:worker"
+local function inflight(keys, id)
+  local v = redis.call('HGET', keys[K_INFLIGHT], id)
+  if not v then
+    return 0, 0, ''
+  end
+  local attempts, claimed, worker = string.match(v, '^(%d+):(%d+):(.*)$')
+  return tonumber(attempts), tonumber(claimed), worker
+end
+
+local function lease(keys, id, now, lease_ms, attempts, worker)
+  redis.call('ZADD', keys[K_LEASES], now + lease_ms, id)
+  redis.call('HSET', keys[K_INFLIGHT], id, attempts .. ':' .. now .. ':' .. worker)
+end
+
+-- Forget a delivered task: ack it and drop its lease. Returns what inflight knew of it.
+local function retire(keys, id)
+  local attempts, claimed, holder = inflight(keys, id)
+  redis.call('XACK', keys[K_TASKS], GROUP, id)
+  redis.call('ZREM', keys[K_LEASES], id)
+  redis.call('HDEL', keys[K_INFLIGHT], id)
+  return attempts, claimed, holder
+end
+
+local function bury(keys, id, now, worker, attempts, message)
+  local t = task_fields(keys, id)
+  local n = redis.call('HINCRBY', keys[K_META], 'dead', 1)
+  redis.call('XADD', keys[K_DEAD], n .. '-0', 'task', id, 'path', t.path, 'start', t.start, 'end', t['end'],
+    'failed_ms', now, 'worker', worker, 'attempts', attempts, 'error', message)
+end
+
+local function task_reply(id, t, attempts)
+  return { id, t.path, t.start, t['end'], t.fmt, t.injected_ms, attempts }
+end
+
+local function is_finished(keys)
+  local m = redis.call('HMGET', keys[K_META], 'state', 'tasks', 'delivered', 'done', 'dead')
+  local tasks = tonumber(m[2] or '0')
+  return m[1] == 'sealed' and tonumber(m[3] or '0') == tasks and redis.call('ZCARD', keys[K_LEASES]) == 0
+    and tonumber(m[4] or '0') + tonumber(m[5] or '0') == tasks
+end
+
+-- create(now, run_id, field, value, ...): make the job (idempotent). Returns {created 0/1, run_id}.
+local function create(keys, args)
+  local now = int(args[1], 'now')
+  local run_id = args[2]
+  if run_id == nil or (#args - 2) % 2 ~= 0 then
+    fail('create takes now, run_id and field/value pairs')
+  end
+  if redis.call('EXISTS', keys[K_META]) == 1 then
+    return { 0, redis.call('HGET', keys[K_META], 'run_id') }
+  end
+  if redis.call('EXISTS', keys[K_TASKS]) == 0 then
+    redis.call('XGROUP', 'CREATE', keys[K_TASKS], GROUP, '0', 'MKSTREAM')
+  end
+  redis.call('HSET', keys[K_META], 'state', 'open', 'run_id', run_id, 'created_ms', now, 'tasks', 0, 'bytes', 0,
+    'last_seq', 0, 'delivered', 0, 'delivered_id', '0-0', 'done', 0, 'done_bytes', 0, 'dead', 0, 'words', 0,
+    'recomputed', 0, 'redelivered', 0, 'duplicates', 0, 'increments', 0, 'commits', 0)
+  for i = 3, #args, 2 do
+    redis.call('HSET', keys[K_META], args[i], args[i + 1])
+  end
+  return { 1, run_id }
+end
+
+-- enqueue(now, {seq, path, start, end, fmt}...): add tasks with ids `seq-0`. A task whose seq is not above
+-- the job's last one is already there (a re-send after a crash or rollback) and is skipped.
+local function enqueue(keys, args)
+  local now = int(args[1], 'now')
+  if (#args - 1) % 5 ~= 0 then
+    fail('enqueue takes now and groups of seq, path, start, end, fmt')
+  end
+  require_job(keys)
+  local last_seq = meta_int(keys, 'last_seq')
+  local prev, fresh = -1, {}
+  for i = 2, #args, 5 do
+    local seq = int(args[i], 'seq')
+    local s, e = int(args[i + 2], 'start'), int(args[i + 3], 'end')
+    if seq <= prev then
+      fail('task sequence numbers must increase within one enqueue, got ' .. seq .. ' after ' .. prev)
+    end
+    if s < 0 or e < s then
+      fail('bad byte range ' .. s .. '..' .. e .. ' for ' .. args[i + 1])
+    end
+    prev = seq
+    if seq > last_seq then
+      fresh[#fresh + 1] = i
+    end
+  end
+  if #fresh > 0 and redis.call('HGET', keys[K_META], 'state') ~= 'open' then
+    fail('job is sealed: no new tasks can be added to ' .. keys[K_TASKS])
+  end
+  local bytes = 0
+  for _, i in ipairs(fresh) do
+    redis.call('XADD', keys[K_TASKS], args[i] .. '-0', 'path', args[i + 1], 'start', args[i + 2],
+      'end', args[i + 3], 'fmt', args[i + 4], 'injected_ms', now)
+    bytes = bytes + (tonumber(args[i + 3]) - tonumber(args[i + 2]))
+  end
+  if #fresh > 0 then
+    redis.call('HINCRBY', keys[K_META], 'tasks', #fresh)
+    redis.call('HINCRBY', keys[K_META], 'bytes', bytes)
+    redis.call('HSET', keys[K_META], 'last_seq', prev)
+  end
+  return { #fresh, (#args - 1) / 5 - #fresh }
+end
+
+-- seal(now, expected_tasks): no more tasks will come. expected_tasks > 0 must match the job's task count
+-- (else the reply says how many are there, so the driver can re-send what a rollback lost).
+local function seal(keys, args)
+  local now = int(args[1], 'now')
+  local expected = int(args[2] or '0', 'expected_tasks')
+  require_job(keys)
+  local tasks = meta_int(keys, 'tasks')
+  if expected > 0 and tasks ~= expected then
+    return { 0, tasks }
+  end
+  if redis.call('HGET', keys[K_META], 'state') ~= 'sealed' then
+    redis.call('HSET', keys[K_META], 'state', 'sealed', 'sealed_ms', now)
+  end
+  return { 1, tasks }
+end
+
+-- claim(now, worker, lease_ms, max_tasks, max_bytes, max_attempts, live_window_ms)
+-- Re-delivers expired leases first (burying tasks that used up max_attempts), then new tasks: at most
+-- max_tasks, at most max_bytes (but always one), and at most a fair share of what is left undelivered,
+-- so the tail of a job is spread over the live workers. Reply:
+-- {finished, next_lease_deadline or -1, last task id, last done id, {task}...}
+local function claim(keys, args)
+  local now, worker = int(args[1], 'now'), args[2]
+  local lease_ms, max_tasks = int(args[3], 'lease_ms'), int(args[4], 'max_tasks')
+  local max_bytes, max_attempts = int(args[5], 'max_bytes'), int(args[6], 'max_attempts')
+  local live_window = int(args[7], 'live_window_ms')
+  if worker == nil or worker == '' or lease_ms <= 0 or max_tasks <= 0 or max_attempts <= 0 then
+    fail('claim needs a worker name and positive lease_ms, max_tasks, max_attempts')
+  end
+  require_job(keys)
+  redis.call('ZADD', keys[K_WORKERS], now, worker)
+
+  local out, count, bytes = {}, 0, 0
+  local expired = redis.call('ZRANGEBYSCORE', keys[K_LEASES], '-inf', now, 'LIMIT', 0, max_tasks)
+  for _, id in ipairs(expired) do
+    local attempts, _, holder = inflight(keys, id)
+    if attempts >= max_attempts then
+      retire(keys, id)
+      bury(keys, id, now, holder, attempts, 'gave up after ' .. attempts ..
+        ' attempts: every worker that held it stopped renewing its lease (crashed, killed or stalled)')
+    elseif count == 0 or bytes < max_bytes then
+      local t = task_fields(keys, id)
+      redis.call('XCLAIM', keys[K_TASKS], GROUP, worker, 0, id, 'TIME', now, 'JUSTID')
+      lease(keys, id, now, lease_ms, attempts + 1, worker)
+      redis.call('HINCRBY', keys[K_META], 'redelivered', 1)
+      out[#out + 1] = task_reply(id, t, attempts + 1)
+      count, bytes = count + 1, bytes + (tonumber(t['end']) - tonumber(t.start))
+    end
+  end
+
+  local m = redis.call('HMGET', keys[K_META], 'tasks', 'delivered', 'delivered_id')
+  local undelivered = tonumber(m[1]) - tonumber(m[2])
+  if undelivered > 0 and count < max_tasks and (count == 0 or bytes < max_bytes) then
+    local live = redis.call('ZCOUNT', keys[K_WORKERS], now - live_window, '+inf')
+    local fair = math.ceil(undelivered / (2 * math.max(live, 1)))
+    local want = math.min(max_tasks - count, fair)
+    local take = 0
+    for _, entry in ipairs(redis.call('XRANGE', keys[K_TASKS], '(' .. m[3], '+', 'COUNT', want)) do
+      local f, size = entry[2], 0
+      for i = 1, #f, 2 do
+        if f[i] == 'start' then size = size - tonumber(f[i + 1]) elseif f[i] == 'end' then size = size + tonumber(f[i + 1]) end
+      end
+      if count + take > 0 and bytes + size > max_bytes then
+        break
+      end
+      take, bytes = take + 1, bytes + size
+    end
+    if take > 0 then
+      local read = redis.call('XREADGROUP', 'GROUP', GROUP, worker, 'COUNT', take, 'STREAMS', keys[K_TASKS], '>')
+      local last = m[3]
+      for _, entry in ipairs(read[1][2]) do
+        local id, flat, t = entry[1], entry[2], {}
+        for i = 1, #flat, 2 do
+          t[flat[i]] = flat[i + 1]
+        end
+        -- Pin the delivery time to `now` so every replica records the same pending entry.
+        redis.call('XCLAIM', keys[K_TASKS], GROUP, worker, 0, id, 'TIME', now, 'JUSTID')
+        lease(keys, id, now, lease_ms, 1, worker)
+        out[#out + 1] = task_reply(id, t, 1)
+        last = id
+      end
+      redis.call('HINCRBY', keys[K_META], 'delivered', #read[1][2])
+      redis.call('HSET', keys[K_META], 'delivered_id', last)
+    end
+  end
+
+  local first = redis.call('ZRANGE', keys[K_LEASES], 0, 0, 'WITHSCORES')
+  local next_deadline = -1
+  if #first > 0 then
+    next_deadline = tonumber(first[2])
+  end
+  local reply = { is_finished(keys) and 1 or 0, next_deadline, meta_int(keys, 'last_seq') .. '-0',
+    meta_int(keys, 'done') .. '-0' }
+  for _, task in ipairs(out) do
+    reply[#reply + 1] = task
+  end
+  return reply
+end
+
+-- renew(now, worker, lease_ms, id...): extend the leases this worker still holds. Returns those ids.
+local function renew(keys, args)
+  local now, worker, lease_ms = int(args[1], 'now'), args[2], int(args[3], 'lease_ms')
+  require_job(keys)
+  redis.call('ZADD', keys[K_WORKERS], now, worker)
+  local held = {}
+  for i = 4, #args do
+    local _, _, holder = inflight(keys, args[i])
+    if holder == worker and redis.call('ZSCORE', keys[K_LEASES], args[i]) then
+      redis.call('ZADD', keys[K_LEASES], 'XX', now + lease_ms, args[i])
+      held[#held + 1] = args[i]
+    end
+  end
+  return held
+end
+
+-- commit(now, worker, n, {id, words} * n, {word, count}...): apply the merged counts of n tasks exactly
+-- once. If any of the tasks is no longer pending (committed by another worker, or buried) nothing changes:
+-- {'dup'} when all of them are, else {'partial', id...} naming those, so the worker recounts the rest.
+local function commit(keys, args)
+  local now, worker, n = int(args[1], 'now'), args[2], int(args[3], 'task count')
+  if n < 1 or #args < 3 + 2 * n or (#args - 3 - 2 * n) % 2 ~= 0 then
+    fail('commit takes now, worker, n, n id/words pairs, then word/count pairs')
+  end
+  local first_pair = 4 + 2 * n
+  local increments, words = 0, 0
+  for i = first_pair, #args, 2 do
+    local c = int(args[i + 1], 'count of a word')
+    if c <= 0 then
+      fail('word counts must be positive, got ' .. c)
+    end
+    increments, words = increments + 1, words + c
+  end
+  require_job(keys)
+  local gone = {}
+  for i = 4, 3 + 2 * n, 2 do
+    int(args[i + 1], 'words of task ' .. args[i])
+    if not redis.call('ZSCORE', keys[K_LEASES], args[i]) then
+      gone[#gone + 1] = args[i]
+    end
+  end
+  if #gone == n then
+    redis.call('HINCRBY', keys[K_META], 'duplicates', n)
+    return { 'dup' }
+  elseif #gone > 0 then
+    local reply = { 'partial' }
+    for _, id in ipairs(gone) do
+      reply[#reply + 1] = id
+    end
+    return reply
+  end
+
+  local done = meta_int(keys, 'done')
+  local bytes, recomputed = 0, 0
+  for i = 4, 3 + 2 * n, 2 do
+    local id = args[i]
+    local t = task_fields(keys, id)
+    local attempts, claimed = retire(keys, id)
+    done = done + 1
+    redis.call('XADD', keys[K_DONE], done .. '-0', 'task', id, 'path', t.path, 'start', t.start, 'end', t['end'],
+      'injected_ms', t.injected_ms, 'claimed_ms', claimed, 'committed_ms', now, 'worker', worker,
+      'attempts', attempts, 'words', args[i + 1])
+    bytes = bytes + (tonumber(t['end']) - tonumber(t.start))
+    if attempts > 1 then
+      recomputed = recomputed + 1
+    end
+  end
+  for i = first_pair, #args, 2 do
+    redis.call('ZINCRBY', keys[K_COUNTS], args[i + 1], args[i])
+  end
+  local meta = keys[K_META]
+  redis.call('HSET', meta, 'done', done)
+  redis.call('HINCRBY', meta, 'done_bytes', bytes)
+  redis.call('HINCRBY', meta, 'words', words)
+  redis.call('HINCRBY', meta, 'increments', increments)
+  redis.call('HINCRBY', meta, 'recomputed', recomputed)
+  redis.call('HINCRBY', meta, 'commits', 1)
+  return { 'ok', n }
+end
+
+-- fail(now, worker, id, error): the task's input cannot be processed (missing, unreadable, malformed):
+-- move it to the dead stream with the error. {'dup'} if it is no longer pending.
+local function fail_task(keys, args)
+  local now, worker, id, message = int(args[1], 'now'), args[2], args[3], args[4]
+  if id == nil or message == nil then
+    fail('fail takes now, worker, task id and an error message')
+  end
+  require_job(keys)
+  if not redis.call('ZSCORE', keys[K_LEASES], id) then
+    return { 'dup' }
+  end
+  local attempts = retire(keys, id)
+  bury(keys, id, now, worker, attempts, message)
+  return { 'ok' }
+end
+
+local STATUS_FIELDS = { 'state', 'tasks', 'bytes', 'delivered', 'done', 'done_bytes', 'dead', 'words',
+  'recomputed', 'redelivered', 'duplicates', 'increments', 'commits', 'created_ms', 'sealed_ms', 'run_id' }
+
+-- status(now, live_window_ms): read-only counters as field/value pairs in a fixed order.
+local function status(keys, args)
+  local now, live_window = int(args[1], 'now'), int(args[2], 'live_window_ms')
+  require_job(keys)
+  local values = redis.call('HMGET', keys[K_META], unpack(STATUS_FIELDS))
+  local reply = {}
+  for i, field in ipairs(STATUS_FIELDS) do
+    reply[#reply + 1] = field
+    reply[#reply + 1] = values[i] or ''
+  end
+  local extra = {
+    'in_flight', redis.call('ZCARD', keys[K_LEASES]),
+    'live_workers', redis.call('ZCOUNT', keys[K_WORKERS], now - live_window, '+inf'),
+    'distinct_words', redis.call('ZCARD', keys[K_COUNTS]),
+    'finished', is_finished(keys) and 1 or 0,
+  }
+  for _, v in ipairs(extra) do
+    reply[#reply + 1] = v
+  end
+  return reply
+end
+
+local function version()
+  return LIBRARY_VERSION
+end
+
+redis.register_function('rc_create', create)
+redis.register_function('rc_enqueue', enqueue)
+redis.register_function('rc_seal', seal)
+redis.register_function('rc_claim', claim)
+redis.register_function('rc_renew', renew)
+redis.register_function('rc_commit', commit)
+redis.register_function('rc_fail', fail_task)
+redis.register_function { function_name = 'rc_status', callback = status, flags = { 'no-writes' } }
+redis.register_function { function_name = 'rc_version', callback = version, flags = { 'no-writes' } }

@@ -1,0 +1,61 @@
+//! Loading the Functions library, and noticing when a server has a stale one or none at all.
+
+use redis::Connection;
+
+/// Source of the library (`#!lua name=redcount`).
+pub const LIBRARY_SOURCE: &str = include_str!("library.lua");
+
+/// The version `rc_version` answers; bump `LIBRARY_VERSION` in library.lua when the protocol changes.
+pub const LIBRARY_VERSION: i64 = parse_version(LIBRARY_SOURCE);
+
+const fn parse_version(source: &str) -> i64 {
+    // Finds "LIBRARY_VERSION = <digits>" at compile time, so the Rust and Lua sides cannot disagree.
+    let bytes = source.as_bytes();
+    let pattern = b"LIBRARY_VERSION = ";
+    let mut i = 0;
+    while i + pattern.len() < bytes.len() {
+        let mut j = 0;
+        while j < pattern.len() && bytes[i + j] == pattern[j] {
+            j += 1;
+        }
+        if j == pattern.len() {
+            let mut k = i + j;
+            let mut value = 0i64;
+            while k < bytes.len() && bytes[k].is_ascii_digit() {
+                value = value * 10 + (bytes[k] - b'0') as i64;
+                k += 1;
+            }
+            return value;
+        }
+        i += 1;
+    }
+    panic!("library.lua has no LIBRARY_VERSION")
+}
+
+/// Loads the library unless the server already has this exact version. Safe to call often.
+pub fn ensure_library(con: &mut Connection) -> redis::RedisResult<()> {
+    let loaded: redis::RedisResult<i64> =
+        redis::cmd("FCALL_RO").arg("rc_version").arg(0).query(con);
+    if matches!(loaded, Ok(v) if v == LIBRARY_VERSION) {
+        return Ok(());
+    }
+    redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg("REPLACE")
+        .arg(LIBRARY_SOURCE)
+        .query::<String>(con)
+        .map(|_| ())
+}
+
+/// True when an error means the server lacks the library (a fresh or restarted Redis).
+pub(crate) fn is_missing_library(err: &redis::RedisError) -> bool {
+    err.to_string().contains("Function not found")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn version_is_read_from_the_lua_source() {
+        assert!(super::LIBRARY_VERSION > 0);
+    }
+}

@@ -1,0 +1,182 @@
+//! A connection to Redis that survives Redis going away: reconnects with bounded exponential backoff
+//! and jitter, retries `LOADING`, and re-loads the Functions library on every new connection. Every
+//! protocol call is safe to repeat after a lost reply (idempotent enqueue, exactly-once commit).
+
+use std::time::{Duration, Instant};
+
+use redis::{Client, Connection, ErrorKind, RedisError, RedisResult, ServerErrorKind};
+
+use crate::library::{ensure_library, is_missing_library};
+use crate::{Error, Result};
+
+/// How patient a [`Link`] is.
+#[derive(Debug, Clone)]
+pub struct LinkOptions {
+    /// Give up on an unreachable Redis after this long (per call).
+    pub give_up_after: Duration,
+    /// Timeout of one connection attempt.
+    pub connect_timeout: Duration,
+    /// Timeout of one reply; long enough for the largest commit.
+    pub read_timeout: Duration,
+}
+
+impl Default for LinkOptions {
+    fn default() -> Self {
+        LinkOptions {
+            give_up_after: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(2),
+            read_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// One reconnecting connection to one Redis URL.
+pub struct Link {
+    client: Client,
+    con: Option<Connection>,
+    addr: String,
+    options: LinkOptions,
+}
+
+impl Link {
+    /// Parses `url` (redis://[:password@]host:port[/db]); does not connect yet.
+    pub fn open(url: &str, options: LinkOptions) -> Result<Link> {
+        let addr = redact_url(url);
+        let client = Client::open(url).map_err(|source| Error::Redis {
+            addr: addr.clone(),
+            source,
+        })?;
+        Ok(Link {
+            client,
+            con: None,
+            addr,
+            options,
+        })
+    }
+
+    /// The URL with any password hidden, for messages.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Runs `f` on a live connection, reconnecting and retrying while Redis is unreachable or loading.
+    pub fn call<T>(
+        &mut self,
+        what: &str,
+        mut f: impl FnMut(&mut Connection) -> RedisResult<T>,
+    ) -> Result<T> {
+        let started = Instant::now();
+        let mut delay = Duration::from_millis(50);
+        let mut reloaded = false;
+        loop {
+            let outcome = match self.connection() {
+                Ok(con) => match f(con) {
+                    Err(err) if is_missing_library(&err) && !reloaded => {
+                        reloaded = true;
+                        ensure_library(con)
+                    }
+                    other => return other.map_err(|source| self.error(source)),
+                },
+                Err(err) => Err(err),
+            };
+            let Err(err) = outcome else { continue };
+            if !is_transient(&err) || started.elapsed() >= self.options.give_up_after {
+                return Err(self.error(err));
+            }
+            self.con = None;
+            let wait = jitter(delay);
+            tracing::warn!(
+                "redis at {} unreachable during {what} ({err}), retrying in {} ms",
+                self.addr,
+                wait.as_millis()
+            );
+            std::thread::sleep(wait);
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    fn connection(&mut self) -> RedisResult<&mut Connection> {
+        if self.con.is_none() {
+            let mut con = self
+                .client
+                .get_connection_with_timeout(self.options.connect_timeout)?;
+            con.set_read_timeout(Some(self.options.read_timeout))?;
+            con.set_write_timeout(Some(self.options.read_timeout))?;
+            ensure_library(&mut con)?;
+            self.con = Some(con);
+        }
+        match self.con.as_mut() {
+            Some(con) => Ok(con),
+            None => unreachable!("connection was just set"),
+        }
+    }
+
+    fn error(&mut self, source: RedisError) -> Error {
+        if is_transient(&source) {
+            self.con = None;
+        }
+        Error::Redis {
+            addr: self.addr.clone(),
+            source,
+        }
+    }
+}
+
+/// Errors after which the same call may succeed on a new connection.
+fn is_transient(err: &RedisError) -> bool {
+    err.is_io_error()
+        || err.is_connection_refusal()
+        || err.is_connection_dropped()
+        || err.is_timeout()
+        || matches!(
+            err.kind(),
+            ErrorKind::Server(
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::MasterDown
+            )
+        )
+}
+
+fn jitter(delay: Duration) -> Duration {
+    let mut byte = [0u8; 1];
+    let fraction = match getrandom::fill(&mut byte) {
+        Ok(()) => f64::from(byte[0]) / 255.0,
+        Err(_) => 0.5,
+    };
+    delay.mul_f64(0.5 + fraction / 2.0)
+}
+
+/// `redis://user:secret@host:6379/0` -> `redis://user:***@host:6379/0`.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let Some(at) = rest.rfind('@') else {
+        return url.to_string();
+    };
+    let userinfo = &rest[..at];
+    let user = userinfo.split(':').next().unwrap_or("");
+    let hidden = if userinfo.contains(':') {
+        format!("{user}:***")
+    } else {
+        "***".to_string()
+    };
+    format!("{}{hidden}{}", &url[..scheme_end + 3], &rest[at..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            redact_url("redis://:s3cret@127.0.0.1:7000"),
+            "redis://:***@127.0.0.1:7000"
+        );
+        assert_eq!(redact_url("redis://u:p@h:1/0"), "redis://u:***@h:1/0");
+        assert_eq!(redact_url("redis://h:1"), "redis://h:1");
+    }
+}

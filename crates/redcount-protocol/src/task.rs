@@ -1,0 +1,70 @@
+//! A task: a byte range of one input file, as it travels through the `tasks` stream.
+
+use std::path::PathBuf;
+
+/// How a task's bytes are turned into text to count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Count the bytes as they are.
+    Text,
+    /// RFC 4180 CSV with a header row; count one column.
+    Csv,
+}
+
+impl Format {
+    /// The name stored in the stream.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Text => "text",
+            Format::Csv => "csv",
+        }
+    }
+
+    /// Inverse of [`Format::as_str`].
+    pub fn parse(s: &str) -> Option<Format> {
+        match s {
+            "text" => Some(Format::Text),
+            "csv" => Some(Format::Csv),
+            _ => None,
+        }
+    }
+}
+
+/// A task the driver is about to enqueue; `seq` becomes its stream id `seq-0`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTask {
+    pub seq: u64,
+    pub path: PathBuf,
+    pub start: u64,
+    pub end: u64,
+    pub format: Format,
+}
+
+/// A task delivered to a worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    /// Stream id, `seq-0`.
+    pub id: String,
+    pub path: PathBuf,
+    /// First byte of the range.
+    pub start: u64,
+    /// One past the last byte of the range.
+    pub end: u64,
+    pub format: Format,
+    /// When the task entered the stream (ms, driver's clock).
+    pub injected_ms: u64,
+    /// 1 on first delivery, +1 on each re-delivery after a lease expired.
+    pub attempts: u32,
+}
+
+impl Task {
+    /// Bytes in the range.
+    pub fn len(&self) -> u64 {
+        self.end - self.start
+    }
+
+    /// True for an empty range (an empty file).
+    pub fn is_empty(&self) -> bool {
+        self.end == self.start
+    }
+}

@@ -1,0 +1,48 @@
+//! Test support: an **independent** word count to compare results with (written separately from the
+//! product's tokenizer, on purpose naive), seeded corpora, and helpers for processes tests start.
+
+pub mod corpus;
+pub mod oracle;
+
+pub use corpus::{sample_corpus, Rng};
+pub use oracle::{assert_same_counts, oracle_count, oracle_csv_count, read_out_file, Counts};
+
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+/// Waits for `child` up to `limit`; kills it and panics when it takes longer (tests stay bounded).
+pub fn wait_with_timeout(
+    child: &mut Child,
+    limit: Duration,
+    what: &str,
+) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{what} did not finish within {limit:?}");
+            }
+        }
+    }
+}
+
+/// Children killed when the guard drops, so a failing test leaves no process behind.
+#[derive(Default)]
+pub struct ChildGuard(pub Vec<Child>);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGCONT,
+            );
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

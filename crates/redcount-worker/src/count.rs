@@ -1,0 +1,49 @@
+//! Counting one task: read its byte range, pick the text out (CSV column or plain), tokenize, add up.
+
+use std::collections::HashSet;
+
+use anyhow::Context;
+use redcount_count::{Tokenizer, TokenizerKind, WordCounts};
+use redcount_input::{csv_text, read::read_task, InputError};
+use redcount_protocol::{Format, JobSpec, Task};
+
+/// Counts the words of `task`. `buf` is reused between tasks to avoid reallocating.
+pub fn count_task(
+    task: &Task,
+    tokenizer: &Tokenizer,
+    csv_column: &str,
+    buf: &mut Vec<u8>,
+) -> Result<WordCounts, InputError> {
+    read_task(task, buf)?;
+    let mut counts = WordCounts::new();
+    match task.format {
+        Format::Text => tokenizer.count(buf, &mut counts),
+        Format::Csv => csv_text::for_each_field(&task.path, buf, csv_column, |field| {
+            tokenizer.count(field, &mut counts)
+        })?,
+    }
+    Ok(counts)
+}
+
+/// The tokenizer a job's spec asks for (reads the dictionary file, one word per line or per token).
+pub fn build_tokenizer(spec: &JobSpec) -> anyhow::Result<Tokenizer> {
+    let kind = TokenizerKind::parse(&spec.tokenizer)
+        .with_context(|| format!("unknown tokenizer '{}' in the job's spec", spec.tokenizer))?;
+    let dictionary = match &spec.dictionary {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read(path)
+                .with_context(|| format!("cannot read the dictionary {}", path.display()))?;
+            let mut words = HashSet::new();
+            redcount_count::for_each_token(&text, |w| {
+                let mut w = w.to_vec();
+                if spec.lowercase {
+                    w.make_ascii_lowercase();
+                }
+                words.insert(w);
+            });
+            Some(words)
+        }
+    };
+    Ok(Tokenizer::new(kind, spec.lowercase, dictionary))
+}

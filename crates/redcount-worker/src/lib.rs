@@ -1,0 +1,10 @@
+//! The worker: a stateless loop of claim -> count -> commit (see [`run_worker`]). Kill it at any
+//! instant and nothing is lost or doubled: an uncommitted task's lease expires and another worker takes
+//! it over; a commit is one atomic library call that applies a task's counts exactly once.
+
+mod count;
+mod lease;
+mod worker;
+
+pub use count::{build_tokenizer, count_task};
+pub use worker::{run_worker, WorkerOptions, WorkerReport};

@@ -1,0 +1,211 @@
+//! Command-line flags of every subcommand.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Exact word count over Redis: stateless worker processes coordinate through one Redis (a stream of
+/// tasks, leases, and one atomic commit per batch of tasks), so killed or stalled workers never lose
+/// or double a count.
+#[derive(Debug, Parser)]
+#[command(name = "redcount", version, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Count the words of files, directories (recursively) and glob patterns.
+    Run(RunArgs),
+    /// Join a job as a worker; exits when the job is finished.
+    Worker(WorkerArgs),
+    /// Show a job's progress (or list the jobs in a Redis).
+    Status(StatusArgs),
+    /// Show the current top words of a job.
+    Top(TopArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RedisArg {
+    /// Redis URL, e.g. redis://:password@host:6379 (default: a private redis-server for `run`).
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FormatArg {
+    /// CSV for *.csv, text otherwise.
+    Auto,
+    Text,
+    Csv,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum TokenizerArg {
+    /// Split on ASCII whitespace; words are raw bytes, case kept (Python's bytes.split()).
+    Whitespace,
+    /// As whitespace, then delete every byte that is not an ASCII letter; drop empty words.
+    Letters,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Files, directories and glob patterns to count.
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<String>,
+    /// Worker processes to start (default: number of CPUs); 0 only enqueues and waits for workers
+    /// started elsewhere with `redcount worker`.
+    #[arg(short, long)]
+    pub workers: Option<usize>,
+    #[command(flatten)]
+    pub redis: RedisArg,
+    /// Job name (default: generated and printed). Several jobs can share one Redis.
+    #[arg(long)]
+    pub job: Option<String>,
+    /// How long a task may go without a commit or renewal before another worker takes it over.
+    #[arg(long, value_name = "TIME", value_parser = parse_duration, default_value = "5s")]
+    pub lease_ms: Duration,
+    /// Deliveries of a task before it is given up and reported as failed.
+    #[arg(long, default_value_t = 5)]
+    pub max_attempts: u32,
+    /// Input format.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub format: FormatArg,
+    /// CSV column holding the text to count.
+    #[arg(long, default_value = "text")]
+    pub csv_column: String,
+    #[arg(long, value_enum, default_value = "whitespace")]
+    pub tokenizer: TokenizerArg,
+    /// Lowercase ASCII letters.
+    #[arg(long)]
+    pub lowercase: bool,
+    /// Keep only the words listed in this file (whitespace-separated).
+    #[arg(long, value_name = "FILE")]
+    pub dictionary: Option<PathBuf>,
+    /// Split large text files into tasks of about this size, e.g. 16MiB (default: about four tasks
+    /// per worker, between 1 MiB and 64 MiB).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub split_bytes: Option<u64>,
+    /// How many of the most frequent words to print.
+    #[arg(short = 'k', long, default_value_t = 10)]
+    pub top: usize,
+    /// Write every word as `word<TAB>count`, by count descending then word bytes ascending.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Print the summary as JSON on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bar (it is only drawn when stderr is a terminal anyway).
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub redis: RedisArg,
+    /// The job to work on.
+    #[arg(long)]
+    pub job: String,
+    /// Lease per task (default: the job's).
+    #[arg(long, value_name = "TIME", value_parser = parse_duration)]
+    pub lease_ms: Option<Duration>,
+    /// Deliveries before a task is given up (default: the job's).
+    #[arg(long)]
+    pub max_attempts: Option<u32>,
+    /// Consumer name (default: host-pid-random; must be unique).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Most bytes of small tasks claimed and committed together.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "16MiB")]
+    pub batch_bytes: u64,
+    /// Sleep this long per task before committing (fault-injection and teaching aid).
+    #[arg(long, value_name = "TIME", value_parser = parse_duration, hide = true)]
+    pub slow: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub redis: RedisArg,
+    /// The job (default: list the jobs in this Redis).
+    #[arg(long)]
+    pub job: Option<String>,
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    #[command(flatten)]
+    pub redis: RedisArg,
+    #[arg(long)]
+    pub job: String,
+    /// How many words.
+    #[arg(short, long, default_value_t = 10)]
+    pub k: usize,
+}
+
+/// `250` (ms), `500ms`, `3s`, `1m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    if let Ok(ms) = s.parse::<u64>() {
+        return Ok(Duration::from_millis(ms));
+    }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("'{s}' is not a duration like 500ms or 3s: {e}"))
+}
+
+/// `1048576`, `64KiB`, `16MiB`, `1G`, `10MB`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size like 16MiB"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "kb" => 1_000,
+        "m" | "mib" => 1 << 20,
+        "mb" => 1_000_000,
+        "g" | "gib" => 1 << 30,
+        "gb" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "unknown size unit '{other}' in '{s}' (use KiB, MiB, GiB)"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("'{s}' is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_sizes_parse_as_documented() {
+        assert_eq!(parse_duration("250"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("3s"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("soon").is_err());
+        assert_eq!(parse_size("16MiB"), Ok(16 << 20));
+        assert_eq!(parse_size("10MB"), Ok(10_000_000));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("3 parsecs").is_err());
+    }
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,102 @@
+//! `redcount status` and `redcount top`: read-only looks at a job while it runs or after.
+
+use std::process::ExitCode;
+
+use redcount_driver::report::{display_word, human_bytes};
+use redcount_protocol::{now_ms, Job, Link, LinkOptions};
+
+use crate::cli::{StatusArgs, TopArgs};
+
+pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let url = super::required_url(&args.redis)?;
+    let Some(name) = args.job else {
+        return list_jobs(&url);
+    };
+    let mut job = Job::new(Link::open(&url, LinkOptions::default())?, &name)?;
+    let now = now_ms();
+    let s = job.status(now, 15_000)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let elapsed = now.saturating_sub(s.created_ms) as f64 / 1000.0;
+    let state = if s.finished {
+        "finished".to_string()
+    } else {
+        s.state.clone()
+    };
+    println!("job {name} ({state}) at {}", job.addr());
+    println!(
+        "tasks: {} total, {} done, {} in flight, {} not yet delivered, {} failed",
+        s.tasks,
+        s.done,
+        s.in_flight,
+        s.tasks.saturating_sub(s.delivered),
+        s.dead
+    );
+    println!(
+        "bytes: {} of {} done; {} words, {} distinct",
+        human_bytes(s.done_bytes),
+        human_bytes(s.bytes),
+        s.words,
+        s.distinct_words
+    );
+    println!(
+        "workers: {} live; rate {:.1} MB/s over {:.1} s; {} recomputed, {} redelivered, {} duplicate commits",
+        s.live_workers,
+        s.done_bytes as f64 / 1e6 / elapsed.max(1e-3),
+        elapsed,
+        s.recomputed,
+        s.redelivered,
+        s.duplicates
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list_jobs(url: &str) -> anyhow::Result<ExitCode> {
+    let mut link = Link::open(url, LinkOptions::default())?;
+    let mut keys: Vec<String> = link.call("SCAN", |con| {
+        let iter = redis::cmd("SCAN")
+            .cursor_arg(0)
+            .arg("MATCH")
+            .arg("rc:{*}:meta")
+            .arg("COUNT")
+            .arg(1000)
+            .clone();
+        iter.iter::<String>(con)
+            .map(|it| it.filter_map(Result::ok).collect())
+    })?;
+    keys.sort();
+    if keys.is_empty() {
+        println!("no redcount jobs at {}", link.addr());
+    }
+    for key in keys {
+        let name = key.trim_start_matches("rc:{").trim_end_matches("}:meta");
+        println!("{name}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn top(args: TopArgs) -> anyhow::Result<ExitCode> {
+    let url = super::required_url(&args.redis)?;
+    let mut job = Job::new(Link::open(&url, LinkOptions::default())?, &args.job)?;
+    if !job.exists()? {
+        anyhow::bail!(
+            "no job '{}' at {} (`redcount status` lists the jobs there)",
+            args.job,
+            job.addr()
+        );
+    }
+    let top = job.top(args.k)?;
+    let width = top
+        .iter()
+        .map(|(_, n)| n.to_string().len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    println!("{:>width$}  word", "count");
+    for (word, n) in top {
+        println!("{n:>width$}  {}", display_word(&word));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,29 @@
+//! One function per subcommand; each turns flags into library calls and an exit status.
+
+mod inspect;
+mod run;
+mod worker;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::cli::{Command, RedisArg};
+
+/// Runs a subcommand.
+pub fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run(args) => run::run(args),
+        Command::Worker(args) => worker::worker(args),
+        Command::Status(args) => inspect::status(args),
+        Command::Top(args) => inspect::top(args),
+    }
+}
+
+/// The Redis URL a command that joins an existing job must have.
+fn required_url(redis: &RedisArg) -> anyhow::Result<String> {
+    redis
+        .redis
+        .clone()
+        .context("no Redis given: pass --redis redis://[:password@]host:port or set REDIS_URL")
+}
