@@ -2,6 +2,7 @@
 //! private Redis when none is given and the worker processes ([`pool`]), enqueues and seals the job,
 //! waits with a progress bar ([`wait`]), and reports the result ([`report`]). [`run`] ties them together.
 
+pub mod bench;
 pub mod plan;
 pub mod pool;
 pub mod report;

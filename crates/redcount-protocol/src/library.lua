@@ -8,7 +8,7 @@
 --   * validate every argument before the first write (Redis has no rollback).
 -- KEYS are always the eight keys of one job, in the order of `JobKeys::all` in keys.rs.
 
-local LIBRARY_VERSION = 3
+local LIBRARY_VERSION = 5
 
 local K_TASKS, K_LEASES, K_COUNTS, K_META, K_DONE, K_DEAD, K_INFLIGHT, K_WORKERS = 1, 2, 3, 4, 5, 6, 7, 8
 local GROUP = 'workers'

@@ -7,22 +7,30 @@ use redcount_count::{Tokenizer, TokenizerKind, WordCounts};
 use redcount_input::{csv_text, read::read_task, InputError};
 use redcount_protocol::{Format, JobSpec, Task};
 
-/// Counts the words of `task`. `buf` is reused between tasks to avoid reallocating.
+/// Counts the words of `task` into `counts` and returns how many it had. On error `counts` is unchanged.
+/// `buf` is reused between tasks to avoid reallocating.
 pub fn count_task(
     task: &Task,
     tokenizer: &Tokenizer,
     csv_column: &str,
     buf: &mut Vec<u8>,
-) -> Result<WordCounts, InputError> {
+    counts: &mut WordCounts,
+) -> Result<u64, InputError> {
     read_task(task, buf)?;
-    let mut counts = WordCounts::new();
+    let before = counts.total();
     match task.format {
-        Format::Text => tokenizer.count(buf, &mut counts),
-        Format::Csv => csv_text::for_each_field(&task.path, buf, csv_column, |field| {
-            tokenizer.count(field, &mut counts)
-        })?,
+        // Text cannot fail once read: count straight into the batch, no per-task map to merge.
+        Format::Text => tokenizer.count(buf, counts),
+        // CSV can turn out malformed halfway: count aside and merge only a clean parse.
+        Format::Csv => {
+            let mut own = WordCounts::new();
+            csv_text::for_each_field(&task.path, buf, csv_column, |field| {
+                tokenizer.count(field, &mut own)
+            })?;
+            counts.merge(own);
+        }
     }
-    Ok(counts)
+    Ok(counts.total() - before)
 }
 
 /// The tokenizer a job's spec asks for (reads the dictionary file, one word per line or per token).

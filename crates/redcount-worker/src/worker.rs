@@ -68,19 +68,21 @@ pub fn run_worker(
     let me = &options.name;
     let mut report = WorkerReport::default();
     let mut buf = Vec::new();
+    let claim = |job: &mut Job, tasks: u64, bytes: u64| {
+        job.claim(
+            now_ms(),
+            me,
+            lease_ms,
+            tasks,
+            bytes,
+            max_attempts,
+            3 * lease_ms,
+        )
+        .context("claiming tasks")
+    };
     loop {
         // 1. claim: expired leases first, then new tasks (library.lua, rc_claim).
-        let claimed = job
-            .claim(
-                now_ms(),
-                me,
-                lease_ms,
-                options.batch_tasks,
-                options.batch_bytes,
-                max_attempts,
-                3 * lease_ms,
-            )
-            .context("claiming tasks")?;
+        let claimed = claim(&mut job, options.batch_tasks, options.batch_bytes)?;
         if claimed.tasks.is_empty() {
             if claimed.finished {
                 return Ok(report);
@@ -94,14 +96,37 @@ pub fn run_worker(
             job.wait_for_change(&claimed.last_task_id, &claimed.last_done_id, wait)?;
             continue;
         }
-        renewer.hold(claimed.tasks.iter().map(|t| t.id.clone()).collect());
-        // 2. count, 3. commit.
-        process(
+        // 2. count. While more work is waiting and the batch is under budget, claim and count more:
+        // Redis pays per distinct word of every commit, so fewer, larger commits cost it far less.
+        let mut batch = Batch::default();
+        let mut next = claimed.tasks;
+        while !next.is_empty() {
+            batch.held.extend(next.iter().map(|t| t.id.clone()));
+            renewer.hold(batch.held.clone());
+            for task in next {
+                batch.count(
+                    &mut job,
+                    me,
+                    task,
+                    &tokenizer,
+                    &spec.csv_column,
+                    &mut buf,
+                    &mut report,
+                )?;
+            }
+            let (tasks_left, bytes_left) = batch.budget_left(options);
+            if tasks_left == 0 || bytes_left == 0 {
+                break;
+            }
+            next = claim(&mut job, tasks_left, bytes_left)?.tasks;
+        }
+        // 3. commit, in one atomic call.
+        commit(
             &mut job,
             options,
             &tokenizer,
             &spec.csv_column,
-            claimed.tasks,
+            batch,
             &mut buf,
             &mut report,
         )?;
@@ -109,63 +134,98 @@ pub fn run_worker(
     }
 }
 
-/// Counts a batch of tasks and commits them in one call; inputs that cannot be read go to `dead`.
-fn process(
+/// Tasks counted since the last commit, with their merged counts.
+#[derive(Default)]
+struct Batch {
+    merged: WordCounts,
+    /// (task id, words) of the tasks counted successfully.
+    counted: Vec<(String, u64)>,
+    tasks: Vec<Task>,
+    /// Every id whose lease this worker holds (counted or failed).
+    held: Vec<String>,
+    bytes: u64,
+}
+
+impl Batch {
+    /// Counts `task` into the batch; an input that cannot be read goes to the dead stream instead.
+    #[allow(clippy::too_many_arguments)]
+    fn count(
+        &mut self,
+        job: &mut Job,
+        me: &str,
+        task: Task,
+        tokenizer: &Tokenizer,
+        csv_column: &str,
+        buf: &mut Vec<u8>,
+        report: &mut WorkerReport,
+    ) -> anyhow::Result<()> {
+        self.bytes += task.len();
+        match count_task(&task, tokenizer, csv_column, buf, &mut self.merged) {
+            Ok(words) => {
+                self.counted.push((task.id.clone(), words));
+                self.tasks.push(task);
+            }
+            Err(err) => {
+                tracing::warn!("{me}: task {} failed: {err}", task.id);
+                if job.fail(now_ms(), me, &task.id, &err.to_string())? {
+                    report.failed += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn budget_left(&self, options: &WorkerOptions) -> (u64, u64) {
+        (
+            options.batch_tasks.saturating_sub(self.held.len() as u64),
+            options.batch_bytes.saturating_sub(self.bytes),
+        )
+    }
+}
+
+/// Commits the batch. When some of its tasks were committed elsewhere meanwhile (a lease expired and
+/// another worker finished first), nothing was applied: recount the others and commit them alone.
+fn commit(
     job: &mut Job,
     options: &WorkerOptions,
     tokenizer: &Tokenizer,
     csv_column: &str,
-    mut tasks: Vec<Task>,
+    mut batch: Batch,
     buf: &mut Vec<u8>,
     report: &mut WorkerReport,
 ) -> anyhow::Result<()> {
     let me = &options.name;
     loop {
-        let mut merged = WordCounts::new();
-        let mut counted = Vec::with_capacity(tasks.len());
-        for task in &tasks {
-            match count_task(task, tokenizer, csv_column, buf) {
-                Ok(counts) => {
-                    counted.push((task.id.clone(), counts.total()));
-                    if merged.is_empty() {
-                        merged = counts;
-                    } else {
-                        merged.merge(counts);
-                    }
-                }
-                Err(err) => {
-                    tracing::warn!("{me}: task {} failed: {err}", task.id);
-                    if job.fail(now_ms(), me, &task.id, &err.to_string())? {
-                        report.failed += 1;
-                    }
-                }
-            }
-        }
-        if counted.is_empty() {
+        if batch.counted.is_empty() {
             return Ok(());
         }
         if !options.slow.is_zero() {
-            std::thread::sleep(options.slow * counted.len() as u32);
+            std::thread::sleep(options.slow * batch.counted.len() as u32);
         }
-        match job.commit(now_ms(), me, &counted, merged.iter())? {
+        match job.commit(now_ms(), me, &batch.counted, batch.merged.iter())? {
             CommitOutcome::Applied => {
                 report.commits += 1;
-                report.tasks_committed += counted.len() as u64;
+                report.tasks_committed += batch.counted.len() as u64;
                 return Ok(());
             }
             CommitOutcome::Duplicate => {
                 tracing::info!(
                     "{me}: {} task(s) had already been committed by another worker",
-                    counted.len()
+                    batch.counted.len()
                 );
-                report.duplicates += counted.len() as u64;
+                report.duplicates += batch.counted.len() as u64;
                 return Ok(());
             }
             CommitOutcome::Partial(gone) => {
-                // Some tasks of the batch were committed elsewhere meanwhile: recount the rest alone.
                 report.duplicates += gone.len() as u64;
-                tasks
-                    .retain(|t| !gone.contains(&t.id) && counted.iter().any(|(id, _)| *id == t.id));
+                let mut rest = Batch::default();
+                for task in std::mem::take(&mut batch.tasks)
+                    .into_iter()
+                    .filter(|t| !gone.contains(&t.id))
+                {
+                    rest.count(job, me, task, tokenizer, csv_column, buf, report)?;
+                }
+                batch = rest;
             }
         }
     }

@@ -28,6 +28,27 @@ pub enum Command {
     Status(StatusArgs),
     /// Show the current top words of a job.
     Top(TopArgs),
+    /// Measure throughput and Redis cost on generated corpora (prints a markdown report).
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Text the corpora are built from (default: the sample corpus, corpus/sotu).
+    #[arg(long, value_name = "INPUT")]
+    pub source: Vec<String>,
+    /// Worker counts to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+    pub workers: Vec<usize>,
+    /// Number of small (1-30 kB) files.
+    #[arg(long, default_value_t = 1000)]
+    pub small_files: usize,
+    /// Size of the large-file corpus in MB.
+    #[arg(long, default_value_t = 1000)]
+    pub large_mb: u64,
+    /// Keep the generated corpora in this directory (default: a temp dir, removed afterwards).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

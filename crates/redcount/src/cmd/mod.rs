@@ -1,5 +1,6 @@
 //! One function per subcommand; each turns flags into library calls and an exit status.
 
+mod bench;
 mod inspect;
 mod run;
 mod worker;
@@ -17,6 +18,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Worker(args) => worker::worker(args),
         Command::Status(args) => inspect::status(args),
         Command::Top(args) => inspect::top(args),
+        Command::Bench(args) => bench::bench(args),
     }
 }
 

@@ -1,0 +1,248 @@
+//! `redcount bench`: the speed of the whole engine, and where its time goes. Not a test: it prints
+//! numbers for docs/BENCHMARKS.md and asserts nothing.
+//!
+//! For each corpus (many small files; a few large ones) it first times one thread reading and then
+//! counting everything in memory (the per-core cost of the worker's two steps), then runs the real job
+//! with 1, 2, 4 ... workers against a fresh private Redis and reads that server's CPU seconds from
+//! `INFO CPU`, so the Redis share of the work is measured, not guessed.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use anyhow::Context;
+use redcount_count::{Tokenizer, WordCounts};
+use redcount_server::{RedisServer, ServerOptions};
+
+use crate::plan::FormatChoice;
+use crate::run::{run, RunOptions};
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Text to build the corpora from (the sample corpus by default).
+    pub source: Vec<String>,
+    /// Worker counts to run with.
+    pub workers: Vec<usize>,
+    /// Number of small files (1-30 kB each).
+    pub small_files: usize,
+    /// Total size of the large-file corpus, in MB (two files).
+    pub large_mb: u64,
+    /// Where corpora are written (a temp dir by default).
+    pub dir: Option<PathBuf>,
+    pub worker_exe: PathBuf,
+}
+
+/// One measured run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BenchRow {
+    pub corpus: String,
+    pub workers: usize,
+    pub files: u64,
+    pub bytes: u64,
+    pub wall_seconds: f64,
+    pub mb_per_second: f64,
+    pub words_per_second: f64,
+    pub commits: u64,
+    pub increments: u64,
+    pub redis_cpu_seconds: f64,
+    pub redis_cpu_seconds_per_gb: f64,
+}
+
+/// One-thread cost of the worker's steps on a corpus.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StepCost {
+    pub corpus: String,
+    pub read_mb_per_second: f64,
+    pub count_mb_per_second: f64,
+}
+
+/// Builds the corpora, measures, and prints a markdown report on stdout as it goes.
+pub fn bench(options: &BenchOptions) -> anyhow::Result<(Vec<StepCost>, Vec<BenchRow>)> {
+    let temp;
+    let dir = match &options.dir {
+        Some(d) => d.clone(),
+        None => {
+            temp = tempfile_dir()?;
+            temp.path().to_path_buf()
+        }
+    };
+    let text = source_text(&options.source)?;
+    let small = dir.join("small");
+    let large = dir.join("large");
+    write_small(&small, &text, options.small_files)?;
+    write_large(&large, &text, options.large_mb * 1_000_000)?;
+
+    let mut costs = Vec::new();
+    let mut rows = Vec::new();
+    println!("| corpus | workers | files | MB | wall s | MB/s | Mwords/s | commits | increments | Redis CPU s | Redis CPU s/GB |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for (name, path) in [("small files", &small), ("large files", &large)] {
+        costs.push(step_cost(name, path)?);
+        for &workers in &options.workers {
+            let row = measure(name, path, workers, &options.worker_exe)?;
+            println!(
+                "| {} | {} | {} | {:.1} | {:.3} | {:.1} | {:.2} | {} | {} | {:.3} | {:.2} |",
+                row.corpus,
+                row.workers,
+                row.files,
+                row.bytes as f64 / 1e6,
+                row.wall_seconds,
+                row.mb_per_second,
+                row.words_per_second / 1e6,
+                row.commits,
+                row.increments,
+                row.redis_cpu_seconds,
+                row.redis_cpu_seconds_per_gb
+            );
+            rows.push(row);
+        }
+    }
+    println!();
+    println!("| corpus | read (1 thread) MB/s | count (1 thread) MB/s |");
+    println!("|---|---|---|");
+    for c in &costs {
+        println!(
+            "| {} | {:.0} | {:.0} |",
+            c.corpus, c.read_mb_per_second, c.count_mb_per_second
+        );
+    }
+    Ok((costs, rows))
+}
+
+fn tempfile_dir() -> anyhow::Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix("redcount-bench-")
+        .tempdir()
+        .context("creating a temp dir for corpora")
+}
+
+fn source_text(source: &[String]) -> anyhow::Result<Vec<u8>> {
+    let files = redcount_input::expand::expand(source)?;
+    let mut text = Vec::new();
+    for f in files {
+        text.extend(std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?);
+        text.push(b'\n');
+    }
+    anyhow::ensure!(!text.is_empty(), "the benchmark source text is empty");
+    Ok(text)
+}
+
+/// `n` files of 1-30 kB, cut from the source text at whitespace, sizes from a fixed seed.
+fn write_small(dir: &Path, text: &[u8], n: usize) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut seed: u64 = 0x5eed;
+    let mut pos = 0usize;
+    for i in 0..n {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let size = 1_000 + (seed % 29_000) as usize;
+        if pos + size >= text.len() {
+            pos = 0;
+        }
+        let mut end = (pos + size).min(text.len());
+        while end < text.len() && !redcount_count::is_space(text[end]) {
+            end += 1;
+        }
+        let path = dir.join(format!("doc-{i:05}.txt"));
+        std::fs::write(&path, &text[pos..end])
+            .with_context(|| format!("writing {}", path.display()))?;
+        pos = end;
+    }
+    Ok(())
+}
+
+/// Two files of `total / 2` bytes each, the source text repeated.
+fn write_large(dir: &Path, text: &[u8], total: u64) -> anyhow::Result<()> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for i in 0..2 {
+        let path = dir.join(format!("big-{i}.txt"));
+        let mut f = std::io::BufWriter::new(
+            std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?,
+        );
+        let mut written = 0u64;
+        while written < total / 2 {
+            f.write_all(text)?;
+            written += text.len() as u64;
+        }
+        f.flush()?;
+    }
+    Ok(())
+}
+
+fn step_cost(name: &str, dir: &Path) -> anyhow::Result<StepCost> {
+    let files = redcount_input::expand::expand(&[dir.display().to_string()])?;
+    let started = Instant::now();
+    let mut data = Vec::new();
+    for f in &files {
+        data.push(std::fs::read(f)?);
+    }
+    let read_s = started.elapsed().as_secs_f64();
+    let bytes: usize = data.iter().map(Vec::len).sum();
+    let tokenizer = Tokenizer::whitespace();
+    let started = Instant::now();
+    let mut counts = WordCounts::new();
+    for d in &data {
+        tokenizer.count(d, &mut counts);
+    }
+    let count_s = started.elapsed().as_secs_f64();
+    Ok(StepCost {
+        corpus: name.to_string(),
+        read_mb_per_second: bytes as f64 / 1e6 / read_s.max(1e-9),
+        count_mb_per_second: bytes as f64 / 1e6 / count_s.max(1e-9),
+    })
+}
+
+fn measure(name: &str, dir: &Path, workers: usize, exe: &Path) -> anyhow::Result<BenchRow> {
+    let server = RedisServer::start(ServerOptions::default())?;
+    let cpu_before = redis_cpu_seconds(&server.url())?;
+    let options = RunOptions {
+        inputs: vec![dir.display().to_string()],
+        workers,
+        redis: Some(server.url()),
+        job: Some(format!("bench-{workers}")),
+        lease_ms: 10_000,
+        max_attempts: 5,
+        format: FormatChoice::Text,
+        csv_column: "text".into(),
+        tokenizer: "whitespace".into(),
+        lowercase: false,
+        dictionary: None,
+        split_bytes: None,
+        top: 10,
+        out: None,
+        progress: false,
+        worker_exe: exe.to_path_buf(),
+        worker_args: Vec::new(),
+    };
+    let summary = run(&options, &AtomicBool::new(false))?.summary;
+    let redis_cpu = redis_cpu_seconds(&server.url())? - cpu_before;
+    Ok(BenchRow {
+        corpus: name.to_string(),
+        workers,
+        files: summary.files,
+        bytes: summary.bytes,
+        wall_seconds: summary.wall_seconds,
+        mb_per_second: summary.mb_per_second,
+        words_per_second: summary.words as f64 / summary.wall_seconds.max(1e-9),
+        commits: summary.commits,
+        increments: summary.increments,
+        redis_cpu_seconds: redis_cpu,
+        redis_cpu_seconds_per_gb: redis_cpu / (summary.bytes as f64 / 1e9),
+    })
+}
+
+/// used_cpu_user + used_cpu_sys of a server, from `INFO CPU`.
+pub fn redis_cpu_seconds(url: &str) -> anyhow::Result<f64> {
+    let client = redis::Client::open(url)?;
+    let mut con = client.get_connection()?;
+    let info: String = redis::cmd("INFO").arg("CPU").query(&mut con)?;
+    Ok(info
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(k, _)| *k == "used_cpu_user" || *k == "used_cpu_sys")
+        .filter_map(|(_, v)| v.trim().parse::<f64>().ok())
+        .sum())
+}

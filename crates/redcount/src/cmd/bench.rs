@@ -1,0 +1,40 @@
+//! `redcount bench`.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use redcount_driver::bench::{bench as run_bench, BenchOptions};
+
+use crate::cli::BenchArgs;
+
+pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let source = if args.source.is_empty() {
+        vec![default_source()?]
+    } else {
+        args.source
+    };
+    let options = BenchOptions {
+        source,
+        workers: args.workers,
+        small_files: args.small_files,
+        large_mb: args.large_mb,
+        dir: args.dir,
+        worker_exe: std::env::current_exe()
+            .context("cannot find the redcount executable to start workers")?,
+    };
+    run_bench(&options)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// corpus/sotu, found from the working directory or next to the source tree this binary was built from.
+fn default_source() -> anyhow::Result<String> {
+    let candidates = [
+        std::path::PathBuf::from("corpus/sotu"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../corpus/sotu"),
+    ];
+    candidates
+        .iter()
+        .find(|p| p.is_dir())
+        .map(|p| p.display().to_string())
+        .context("no sample corpus found (corpus/sotu); pass --source FILES")
+}
