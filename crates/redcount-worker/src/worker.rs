@@ -1,10 +1,12 @@
 //! The worker loop: **claim** tasks, **count** them, **commit** them in one atomic call.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use redcount_count::{Tokenizer, WordCounts};
-use redcount_protocol::{now_ms, CommitOutcome, Job, Link, LinkOptions, Task};
+use redcount_protocol::{
+    now_ms, CommitOutcome, Error as ProtocolError, Job, JobSpec, Link, LinkOptions, Task,
+};
 
 use crate::count::{build_tokenizer, count_task};
 use crate::lease::Renewer;
@@ -26,6 +28,8 @@ pub struct WorkerOptions {
     pub slow: Duration,
     /// How patient the worker is with an unreachable Redis.
     pub link: LinkOptions,
+    /// How long to wait for a job that does not exist yet (workers may start before the driver).
+    pub wait_for_job: Duration,
 }
 
 impl WorkerOptions {
@@ -39,6 +43,7 @@ impl WorkerOptions {
             batch_tasks: 1024,
             slow: Duration::ZERO,
             link: LinkOptions::default(),
+            wait_for_job: Duration::from_secs(60),
         }
     }
 }
@@ -59,7 +64,7 @@ pub fn run_worker(
     options: &WorkerOptions,
 ) -> anyhow::Result<WorkerReport> {
     let mut job = Job::new(Link::open(url, options.link.clone())?, job_name)?;
-    let spec = job.spec()?;
+    let spec = wait_for_spec(&mut job, options.wait_for_job)?;
     let tokenizer = build_tokenizer(&spec)?;
     let lease_ms = options.lease_ms.unwrap_or(spec.lease_ms).max(1);
     let max_attempts = options.max_attempts.unwrap_or(spec.max_attempts).max(1);
@@ -131,6 +136,28 @@ pub fn run_worker(
             &mut report,
         )?;
         renewer.hold(Vec::new());
+    }
+}
+
+/// The job's spec, once the job exists.
+fn wait_for_spec(job: &mut Job, patience: Duration) -> anyhow::Result<JobSpec> {
+    let deadline = Instant::now() + patience;
+    let mut said = false;
+    loop {
+        match job.spec() {
+            Err(ProtocolError::NoJob { .. }) if Instant::now() < deadline => {
+                if !said {
+                    tracing::info!(
+                        "waiting for job '{}' to appear at {}",
+                        job.name(),
+                        job.addr()
+                    );
+                    said = true;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            other => return Ok(other?),
+        }
     }
 }
 

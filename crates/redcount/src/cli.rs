@@ -145,6 +145,9 @@ pub struct WorkerArgs {
     /// Most bytes of small tasks claimed and committed together.
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "16MiB")]
     pub batch_bytes: u64,
+    /// How long to wait for the job to appear (workers may start before `run`).
+    #[arg(long, value_name = "TIME", value_parser = parse_duration, default_value = "60s")]
+    pub wait_for_job: Duration,
     /// Sleep this long per task before committing (fault-injection and teaching aid).
     #[arg(long, value_name = "TIME", value_parser = parse_duration, hide = true)]
     pub slow: Option<Duration>,

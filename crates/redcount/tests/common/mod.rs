@@ -1,0 +1,107 @@
+//! Helpers shared by the end-to-end tests: run the real `redcount` binary against real redis-server
+//! processes the tests start, and compare results with the independent oracle.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+pub use redcount_testkit::{
+    assert_same_counts, oracle_count, oracle_csv_count, read_out_file, ChildGuard, Counts,
+};
+
+/// The binary under test.
+pub fn redcount() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_redcount"));
+    cmd.env_remove("REDIS_URL")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Runs `redcount ARGS` to completion (bounded), returning its output.
+pub fn run_ok(args: &[&str]) -> Output {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "redcount {args:?} failed with {}:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs `redcount ARGS` to completion within two minutes, whatever its exit status.
+pub fn run(args: &[&str]) -> Output {
+    let child = redcount()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start redcount");
+    wait_output(
+        child,
+        Duration::from_secs(120),
+        &format!("redcount {args:?}"),
+    )
+}
+
+/// Waits for a child with piped output, killing it after `limit`.
+pub fn wait_output(mut child: std::process::Child, limit: Duration, what: &str) -> Output {
+    use std::io::Read;
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let out_thread = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = stdout.read_to_end(&mut b);
+        b
+    });
+    let err_thread = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = stderr.read_to_end(&mut b);
+        b
+    });
+    let status = redcount_testkit::wait_with_timeout(&mut child, limit, what);
+    Output {
+        status,
+        stdout: out_thread.join().unwrap_or_default(),
+        stderr: err_thread.join().unwrap_or_default(),
+    }
+}
+
+/// Runs a job over `inputs` with `extra` flags, writes `--out`, and returns the counts it wrote.
+pub fn count_with(dir: &Path, inputs: &[&Path], extra: &[&str]) -> Counts {
+    let out = dir.join("result.tsv");
+    let mut args: Vec<String> = vec!["run".into(), "--out".into(), out.display().to_string()];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.extend(inputs.iter().map(|p| p.display().to_string()));
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    run_ok(&argv);
+    read_out_file(&out)
+}
+
+/// Every file below `dir`, sorted.
+pub fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = walk(dir);
+    v.sort();
+    v
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).expect("read dir").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Parses `--json` output.
+pub fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
