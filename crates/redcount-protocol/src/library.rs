@@ -7,6 +7,7 @@ pub const LIBRARY_SOURCE: &str = include_str!("library.lua");
 
 /// The version `rc_version` answers; bump `LIBRARY_VERSION` in library.lua when the protocol changes.
 pub const LIBRARY_VERSION: i64 = parse_version(LIBRARY_SOURCE);
+const _: () = assert!(LIBRARY_VERSION > 0, "library.lua must set LIBRARY_VERSION");
 
 const fn parse_version(source: &str) -> i64 {
     // Finds "LIBRARY_VERSION = <digits>" at compile time, so the Rust and Lua sides cannot disagree.
@@ -50,12 +51,4 @@ pub fn ensure_library(con: &mut Connection) -> redis::RedisResult<()> {
 /// True when an error means the server lacks the library (a fresh or restarted Redis).
 pub(crate) fn is_missing_library(err: &redis::RedisError) -> bool {
     err.to_string().contains("Function not found")
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn version_is_read_from_the_lua_source() {
-        assert!(super::LIBRARY_VERSION > 0);
-    }
 }

@@ -78,7 +78,7 @@ fn the_summary_and_json_report_what_was_counted() {
     let out = run_ok(&["run", "-w", "1", "-k", "3", &corpus.display().to_string()]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("rank"), "{text}");
-    assert!(text.contains(&format!("20 files, ")), "{text}");
+    assert!(text.contains("20 files, "), "{text}");
     assert!(text.contains(&format!("{total_words} words")), "{text}");
 }
 
@@ -211,4 +211,42 @@ fn workers_started_elsewhere_join_a_job_on_an_external_redis() {
     ]);
     assert_eq!(again.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+}
+
+#[test]
+fn pythons_counter_of_bytes_split_agrees() {
+    // The oracle exactly as DESIGN.md states it, computed by another language entirely.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let corpus = dir.path().join("corpus");
+    write_text_corpus(&corpus, 40, 1_000, 30_000, 77);
+    let got = count_with(
+        dir.path(),
+        &[&corpus],
+        &["-w", "2", "--split-bytes", "8KiB"],
+    );
+    let script = "import collections,sys,pathlib\n\
+        c=collections.Counter()\n\
+        [c.update(p.read_bytes().split()) for p in sorted(pathlib.Path(sys.argv[1]).rglob('*')) if p.is_file()]\n\
+        sys.stdout.buffer.write(b''.join(w+b'\\t'+str(n).encode()+b'\\n' for w,n in c.items()))\n";
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&corpus)
+        .output()
+        .expect("python3 is needed for this test (.ci/run installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut expected = Counts::new();
+    for line in out.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let tab = line.iter().rposition(|&b| b == b'\t').expect("tab");
+        let n = std::str::from_utf8(&line[tab + 1..])
+            .expect("ascii")
+            .parse()
+            .expect("number");
+        expected.insert(line[..tab].to_vec(), n);
+    }
+    assert_same_counts(&expected, &got);
 }

@@ -1,6 +1,6 @@
 //! Helpers shared by the end-to-end tests: run the real `redcount` binary against real redis-server
 //! processes the tests start, and compare results with the independent oracle.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -1,0 +1,162 @@
+//! Bad input: named errors up front for paths that name nothing; files that vanish, cannot be read or
+//! are malformed CSV end in the dead stream by name while the rest is counted exactly; odd but valid
+//! bytes are counted exactly.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[test]
+fn a_missing_input_is_an_error_before_anything_starts() {
+    let server =
+        redcount_server::RedisServer::start(Default::default()).expect("redis-server starts");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let present = dir.path().join("here.txt");
+    std::fs::write(&present, "a b").expect("write");
+    let missing = dir.path().join("not-here.txt");
+    let out = run(&[
+        "run",
+        "--redis",
+        &server.url(),
+        "--job",
+        "m",
+        &present.display().to_string(),
+        &missing.display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not-here.txt: no such file or directory"),
+        "{err}"
+    );
+    let list = run_ok(&["status", "--redis", &server.url()]);
+    assert!(
+        String::from_utf8_lossy(&list.stdout).contains("no redcount jobs"),
+        "no job was created"
+    );
+    let pattern = dir.path().join("*.nothing").display().to_string();
+    let out = run(&["run", &pattern]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("matched no files"));
+}
+
+#[test]
+fn odd_but_valid_bytes_are_counted_exactly() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path().join("in");
+    std::fs::create_dir(&d).expect("mkdir");
+    std::fs::write(d.join("empty.txt"), b"").expect("write");
+    std::fs::write(d.join("no-newline.txt"), b"last line\twithout newline").expect("write");
+    std::fs::write(
+        d.join("latin1.txt"),
+        b"caf\xe9 na\xefve \xff\xfe caf\xe9\r\n",
+    )
+    .expect("write");
+    let mut binary = Vec::new();
+    let mut rng = redcount_testkit::Rng::new(1);
+    for _ in 0..200_000 {
+        binary.push(rng.next_u64() as u8);
+    }
+    std::fs::write(d.join("binary.bin"), &binary).expect("write");
+    // One enormous line (3 MB, no newline) and one enormous word (2 MB, no whitespace at all).
+    let mut line = Vec::new();
+    while line.len() < 3_000_000 {
+        line.extend_from_slice(b"word ");
+        line.extend_from_slice(format!("w{} ", line.len() % 9973).as_bytes());
+    }
+    std::fs::write(d.join("one-line.txt"), &line).expect("write");
+    let mut word = vec![b'x'; 2_000_000];
+    word.extend_from_slice(b" and after");
+    std::fs::write(d.join("one-word.txt"), &word).expect("write");
+    let got = count_with(dir.path(), &[&d], &["-w", "3", "--split-bytes", "64KiB"]);
+    assert_same_counts(&oracle_count(&files_below(&d)), &got);
+    assert_eq!(
+        got.get(&vec![b'x'; 2_000_000]),
+        Some(&1),
+        "the enormous word is one word"
+    );
+}
+
+/// Polls `status` until the job is sealed (the driver has planned and enqueued everything).
+fn wait_sealed(url: &str, job: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = run(&["status", "--redis", url, "--job", job, "--json"]);
+        if out.status.success() && json(&out)["state"] == "sealed" {
+            return;
+        }
+        assert!(Instant::now() < deadline, "job {job} was never sealed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn vanished_unreadable_and_malformed_inputs_are_reported_and_the_rest_is_exact() {
+    let server =
+        redcount_server::RedisServer::start(Default::default()).expect("redis-server starts");
+    let url = server.url();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path().join("in");
+    let good = redcount_testkit::corpus::write_text_corpus(&d, 5, 1_000, 10_000, 8);
+    let vanish = d.join("vanish.txt");
+    let unreadable = d.join("unreadable.txt");
+    let bad_csv = d.join("bad.csv");
+    std::fs::write(&vanish, "gone soon").expect("write");
+    std::fs::write(&unreadable, "soon a directory").expect("write");
+    std::fs::write(&bad_csv, "id,text\n1,\"fine\"\n2,too,many,fields\n").expect("write");
+    let good_csv = d.join("good.csv");
+    std::fs::write(&good_csv, "id,text\n1,\"hello, world\"\n2,hello\n").expect("write");
+
+    let out_file = dir.path().join("out.tsv");
+    let driver = redcount()
+        .args([
+            "run",
+            "--workers",
+            "0",
+            "--job",
+            "bad",
+            "--redis",
+            &url,
+            "--out",
+        ])
+        .arg(&out_file)
+        .arg(&d)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start driver");
+    wait_sealed(&url, "bad");
+    // After planning: one file disappears, another becomes something that cannot be read as a file.
+    std::fs::remove_file(&vanish).expect("remove");
+    std::fs::remove_file(&unreadable).expect("remove");
+    std::fs::create_dir(&unreadable).expect("mkdir");
+    let mut guard = ChildGuard::default();
+    guard.0.push(
+        redcount()
+            .args(["worker", "--job", "bad", "--redis", &url])
+            .spawn()
+            .expect("worker"),
+    );
+    let out = wait_output(driver, Duration::from_secs(60), "driver");
+
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "finished with failed inputs: exit status 3"
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("3 inputs failed"), "{text}");
+    assert!(
+        text.contains("vanish.txt: no such file or directory"),
+        "{text}"
+    );
+    assert!(text.contains("unreadable.txt: cannot read"), "{text}");
+    assert!(text.contains("bad.csv: malformed CSV"), "{text}");
+    let mut expected = oracle_count(&good);
+    for (w, n) in oracle_csv_count(&[&good_csv], "text") {
+        *expected.entry(w).or_insert(0) += n;
+    }
+    assert_same_counts(&expected, &read_out_file(&out_file));
+}

@@ -1,0 +1,189 @@
+//! Worker faults: SIGKILL random workers again and again, and a SIGSTOPped straggler whose lease
+//! expires. Seeded, bounded in time, every process cleaned up; results compared with the oracle.
+
+mod common;
+
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use redcount_protocol::{Job, Link, LinkOptions};
+
+fn signal(child: &Child, sig: Signal) {
+    kill(Pid::from_raw(child.id() as i32), sig).expect("signal a worker");
+}
+
+fn spawn_worker(url: &str, job: &str, extra: &[&str]) -> Child {
+    redcount()
+        .args(["worker", "--job", job, "--redis", url])
+        .args(extra)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start worker")
+}
+
+fn start_driver(
+    url: &str,
+    job: &str,
+    out: &std::path::Path,
+    input: &std::path::Path,
+    extra: &[&str],
+) -> Child {
+    redcount()
+        .args([
+            "run",
+            "--workers",
+            "0",
+            "--job",
+            job,
+            "--redis",
+            url,
+            "--out",
+        ])
+        .arg(out)
+        .args(extra)
+        .arg(input)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start driver")
+}
+
+fn job_status(url: &str, job: &str) -> redcount_protocol::Status {
+    try_status(url, job).expect("the job exists")
+}
+
+/// The job's status, or None while the driver has not created it yet.
+fn try_status(url: &str, job: &str) -> Option<redcount_protocol::Status> {
+    let mut j = Job::new(Link::open(url, LinkOptions::default()).expect("url"), job).expect("job");
+    match j.status(redcount_protocol::now_ms(), 60_000) {
+        Ok(s) => Some(s),
+        Err(redcount_protocol::Error::NoJob { .. }) => None,
+        Err(e) => panic!("status of {job}: {e}"),
+    }
+}
+
+#[test]
+fn killing_random_workers_repeatedly_loses_and_doubles_nothing() {
+    let server =
+        redcount_server::RedisServer::start(Default::default()).expect("redis-server starts");
+    let url = server.url();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let corpus = dir.path().join("corpus");
+    let files = redcount_testkit::corpus::write_text_corpus(&corpus, 40, 20_000, 80_000, 1234);
+    let out = dir.path().join("out.tsv");
+    let driver = start_driver(
+        &url,
+        "chaos",
+        &out,
+        &corpus,
+        &[
+            "--lease-ms",
+            "1s",
+            "--max-attempts",
+            "100",
+            "--split-bytes",
+            "16KiB",
+        ],
+    );
+    // Slow, small batches so that kills land before, during and after counting and committing.
+    let worker_flags = ["--slow", "30ms", "--batch-bytes", "32KiB"];
+    let mut workers = ChildGuard::default();
+    for _ in 0..3 {
+        workers.0.push(spawn_worker(&url, "chaos", &worker_flags));
+    }
+    let mut rng = redcount_testkit::Rng::new(42);
+    let mut kills = 0;
+    let chaos_until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < chaos_until && !try_status(&url, "chaos").is_some_and(|s| s.finished) {
+        std::thread::sleep(Duration::from_millis(rng.range(100, 350)));
+        let victim = rng.range(0, workers.0.len() as u64) as usize;
+        signal(&workers.0[victim], Signal::SIGKILL);
+        let _ = workers.0[victim].wait();
+        workers.0[victim] = spawn_worker(&url, "chaos", &worker_flags);
+        kills += 1;
+    }
+    // Calm: healthy workers finish the job.
+    workers.0.push(spawn_worker(&url, "chaos", &[]));
+    let done = wait_output(driver, Duration::from_secs(90), "driver");
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert_same_counts(&oracle_count(&files), &read_out_file(&out));
+    let s = job_status(&url, "chaos");
+    eprintln!("chaos: {kills} workers killed; {s:?}");
+    assert!(kills >= 10, "the test killed {kills} workers");
+    assert!(s.redelivered > 0, "kills hit workers holding tasks: {s:?}");
+    assert_eq!((s.done, s.dead), (s.tasks, 0), "{s:?}");
+}
+
+#[test]
+fn a_stopped_straggler_is_taken_over_and_its_late_commit_counts_once() {
+    let server =
+        redcount_server::RedisServer::start(Default::default()).expect("redis-server starts");
+    let url = server.url();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = dir.path().join("one.txt");
+    std::fs::write(
+        &input,
+        "the straggler and the fast worker count the same words\n".repeat(200),
+    )
+    .expect("write");
+    let out = dir.path().join("out.tsv");
+    let driver = start_driver(&url, "strag", &out, &input, &["--lease-ms", "1s"]);
+    let mut workers = ChildGuard::default();
+    workers.0.push(spawn_worker(
+        &url,
+        "strag",
+        &["--name", "slow", "--slow", "3s"],
+    ));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while try_status(&url, "strag").is_none_or(|s| s.in_flight == 0) {
+        assert!(
+            Instant::now() < deadline,
+            "the slow worker never claimed the task"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    signal(&workers.0[0], Signal::SIGSTOP);
+    // The stopped worker renews nothing: its lease runs out, then a healthy worker takes the task.
+    std::thread::sleep(Duration::from_millis(1_500));
+    workers
+        .0
+        .push(spawn_worker(&url, "strag", &["--name", "fast"]));
+    let done = wait_output(driver, Duration::from_secs(60), "driver");
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    signal(&workers.0[0], Signal::SIGCONT);
+    let status = redcount_testkit::wait_with_timeout(
+        &mut workers.0[0],
+        Duration::from_secs(20),
+        "straggler",
+    );
+    assert!(
+        status.success(),
+        "the straggler commits (a duplicate) and exits cleanly"
+    );
+
+    assert_same_counts(&oracle_count(&[&input]), &read_out_file(&out));
+    let s = job_status(&url, "strag");
+    assert_eq!((s.done, s.recomputed, s.duplicates), (1, 1, 1), "{s:?}");
+    let mut job = Job::new(
+        Link::open(&url, LinkOptions::default()).expect("url"),
+        "strag",
+    )
+    .expect("job");
+    let records = job.done_records().expect("done records");
+    assert_eq!(records.len(), 1);
+    assert_eq!(
+        (records[0].worker.as_str(), records[0].attempts),
+        ("fast", 2)
+    );
+}
