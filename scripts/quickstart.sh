@@ -15,5 +15,4 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo (Rust 1.88 or newer) is needed: install it with rustup, https://rustup.rs" >&2
   exit 1
 fi
-cargo build --release --quiet
-exec target/release/redcount run corpus/sotu "$@"
+exec cargo run --release --quiet --bin redcount -- run corpus/sotu "$@"
