@@ -153,6 +153,7 @@ mod tests {
         assert_eq!(
             words,
             vec![
+                b"\x1ci".to_vec(),
                 b"a".to_vec(),
                 b"b".to_vec(),
                 b"c".to_vec(),
@@ -160,7 +161,6 @@ mod tests {
                 b"e".to_vec(),
                 b"f".to_vec(),
                 b"g\xa0h".to_vec(),
-                b"\x1ci".to_vec()
             ]
         );
     }
