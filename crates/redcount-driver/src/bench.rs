@@ -16,6 +16,7 @@ use redcount_server::{RedisServer, ServerOptions};
 
 use crate::plan::FormatChoice;
 use crate::run::{run, RunOptions};
+use crate::session::JobOptions;
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -198,26 +199,16 @@ fn step_cost(name: &str, dir: &Path) -> anyhow::Result<StepCost> {
 fn measure(name: &str, dir: &Path, workers: usize, exe: &Path) -> anyhow::Result<BenchRow> {
     let server = RedisServer::start(ServerOptions::default())?;
     let cpu_before = redis_cpu_seconds(&server.url())?;
+    let mut common = JobOptions::new(vec![dir.display().to_string()], workers, exe.to_path_buf());
+    common.redis = Some(server.url());
+    common.job = Some(format!("bench-{workers}"));
+    common.lease_ms = 10_000;
+    common.format = FormatChoice::Text;
     let options = RunOptions {
-        inputs: vec![dir.display().to_string()],
-        workers,
-        redis: Some(server.url()),
-        job: Some(format!("bench-{workers}")),
-        lease_ms: 10_000,
-        max_attempts: 5,
-        format: FormatChoice::Text,
-        csv_column: "text".into(),
-        tokenizer: "whitespace".into(),
-        lowercase: false,
-        dictionary: None,
+        common,
         split_bytes: None,
-        top: 10,
-        out: None,
-        progress: false,
-        worker_exe: exe.to_path_buf(),
-        worker_args: Vec::new(),
     };
-    let summary = run(&options, &AtomicBool::new(false))?.summary;
+    let summary = run(&options, &AtomicBool::new(false))?;
     let redis_cpu = redis_cpu_seconds(&server.url())? - cpu_before;
     Ok(BenchRow {
         corpus: name.to_string(),

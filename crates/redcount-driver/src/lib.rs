@@ -1,15 +1,20 @@
-//! The driver, the other end of the data flow: it plans tasks from the inputs ([`plan`]), starts a
-//! private Redis when none is given and the worker processes ([`pool`]), enqueues and seals the job,
-//! waits with a progress bar ([`wait`]), and reports the result ([`report`]). [`run`] ties them together.
+//! The driver, the other end of the data flow: it plans tasks from the inputs ([`plan`]), opens the job
+//! on a private or given Redis and starts the worker processes ([`session`], [`pool`]), feeds the job
+//! all at once ([`run`]) or at a fixed rate with faults injected ([`stream`], [`faults`]), waits with a
+//! progress bar ([`wait`]), and reports the result ([`report`]).
 
 pub mod bench;
+pub mod faults;
 pub mod plan;
 pub mod pool;
 pub mod report;
 pub mod run;
+pub mod session;
+pub mod stream;
 pub mod wait;
 
-pub use run::{run, RunOptions, RunOutcome};
+pub use run::{run, RunOptions};
+pub use session::JobOptions;
 
 /// A consumer name no other worker has: host, pid, random suffix.
 pub fn unique_worker_name() -> String {

@@ -1,18 +1,26 @@
-//! The worker processes `run` starts: `redcount worker` children that get the Redis URL through the
+//! The worker processes a driver starts: `redcount worker` children that get the Redis URL through the
 //! environment (never on the command line, where `ps` would show the password), each with its own name.
+//! The pool can be shared with a fault-injection thread (kill, stop/continue, replace a worker).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 
 /// The environment variable that carries the Redis URL to workers (and to every command).
 pub const REDIS_URL_ENV: &str = "REDIS_URL";
 
 /// A set of worker processes, killed when dropped.
 pub struct WorkerPool {
-    children: Vec<Child>,
+    exe: PathBuf,
+    url: String,
+    job: String,
+    extra: Vec<String>,
+    children: Mutex<Vec<Child>>,
 }
 
 impl WorkerPool {
@@ -24,35 +32,84 @@ impl WorkerPool {
         n: usize,
         extra: &[String],
     ) -> anyhow::Result<WorkerPool> {
-        let mut pool = WorkerPool {
-            children: Vec::with_capacity(n),
+        let pool = WorkerPool {
+            exe: exe.to_path_buf(),
+            url: url.to_string(),
+            job: job.to_string(),
+            extra: extra.to_vec(),
+            children: Mutex::new(Vec::with_capacity(n)),
         };
         for _ in 0..n {
-            let child = Command::new(exe)
-                .arg("worker")
-                .arg("--job")
-                .arg(job)
-                .args(extra)
-                .env(REDIS_URL_ENV, url)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .spawn()
-                .with_context(|| format!("starting a worker process ({})", exe.display()))?;
-            pool.children.push(child);
+            let child = pool.start_one()?;
+            pool.lock().push(child);
         }
         Ok(pool)
     }
 
-    /// Process ids of the workers still tracked.
-    pub fn pids(&self) -> Vec<u32> {
-        self.children.iter().map(Child::id).collect()
+    fn start_one(&self) -> anyhow::Result<Child> {
+        Command::new(&self.exe)
+            .arg("worker")
+            .arg("--job")
+            .arg(&self.job)
+            .args(&self.extra)
+            .env(REDIS_URL_ENV, &self.url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting a worker process ({})", self.exe.display()))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Child>> {
+        // A panic while holding the lock leaves the list intact: keep using it.
+        self.children.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Number of worker slots (running or not).
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Process id of worker slot `i`.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.lock().get(i).map(Child::id)
+    }
+
+    /// Sends `signal` to worker slot `i` (SIGKILL, SIGSTOP, SIGCONT). Returns its pid.
+    pub fn signal(&self, i: usize, signal: Signal) -> Option<u32> {
+        let mut children = self.lock();
+        let child = children.get_mut(i)?;
+        let pid = child.id();
+        let _ = kill(Pid::from_raw(pid as i32), signal);
+        if signal == Signal::SIGKILL {
+            let _ = child.wait();
+        }
+        Some(pid)
+    }
+
+    /// Replaces worker slot `i` (after it was killed) with a fresh worker. Returns the new pid.
+    pub fn replace(&self, i: usize) -> anyhow::Result<u32> {
+        let fresh = self.start_one()?;
+        let pid = fresh.id();
+        let mut children = self.lock();
+        if let Some(old) = children.get_mut(i) {
+            let _ = old.kill();
+            let _ = old.wait();
+            *old = fresh;
+        } else {
+            children.push(fresh);
+        }
+        Ok(pid)
     }
 
     /// Number of workers still running, and the failed exits seen so far.
-    pub fn poll(&mut self) -> (usize, Vec<ExitStatus>) {
+    pub fn poll(&self) -> (usize, Vec<ExitStatus>) {
         let mut running = 0;
         let mut failed = Vec::new();
-        for child in &mut self.children {
+        for child in self.lock().iter_mut() {
             match child.try_wait() {
                 Ok(None) => running += 1,
                 Ok(Some(status)) if !status.success() => failed.push(status),
@@ -63,7 +120,7 @@ impl WorkerPool {
     }
 
     /// Waits up to `grace` for workers to exit on their own (they do once the job is finished).
-    pub fn finish(mut self, grace: Duration) {
+    pub fn finish(self, grace: Duration) {
         let deadline = Instant::now() + grace;
         while self.poll().0 > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
@@ -73,8 +130,9 @@ impl WorkerPool {
 
 impl Drop for WorkerPool {
     fn drop(&mut self) {
-        for child in &mut self.children {
+        for child in self.lock().iter_mut() {
             if matches!(child.try_wait(), Ok(None)) {
+                let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGCONT);
                 let _ = child.kill();
             }
             let _ = child.wait();

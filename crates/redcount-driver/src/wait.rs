@@ -31,7 +31,7 @@ pub fn progress_bar(wanted: bool) -> ProgressBar {
 /// Blocks until the job is finished and returns its final status.
 pub fn wait_until_finished(
     job: &mut Job,
-    mut pool: Option<&mut WorkerPool>,
+    pool: Option<&WorkerPool>,
     bar: &ProgressBar,
     live_window_ms: u64,
     interrupted: &AtomicBool,
@@ -54,7 +54,7 @@ pub fn wait_until_finished(
                 job.addr()
             );
         }
-        if let Some(pool) = pool.as_deref_mut() {
+        if let Some(pool) = pool {
             let (running, failed) = pool.poll();
             if running == 0 && !job.status(now_ms(), live_window_ms)?.finished {
                 bail!(

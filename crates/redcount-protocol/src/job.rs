@@ -34,6 +34,33 @@ const SPEC_FIELDS: [&str; 6] = [
     "cfg.max_attempts",
 ];
 
+/// What a worker asks of `claim`.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest<'a> {
+    pub worker: &'a str,
+    /// Lease given to every task handed out.
+    pub lease_ms: u64,
+    pub max_tasks: u64,
+    /// Byte budget for new tasks (one task always fits).
+    pub max_bytes: u64,
+    /// Deliveries after which an expiring task is given up.
+    pub max_attempts: u32,
+    /// Workers heard from within this window count as live (for the fair share).
+    pub live_window_ms: u64,
+    /// When idle, take over a task running longer than this many times the recent p90 (0: never).
+    pub speculate_factor: f64,
+    /// ... and longer than this.
+    pub speculate_min_ms: u64,
+}
+
+/// A fault or operator event noted in the job.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct JobEvent {
+    pub at_ms: u64,
+    pub kind: String,
+    pub detail: String,
+}
+
 /// What `claim` handed out, and what to wait for when it handed out nothing.
 #[derive(Debug, Clone)]
 pub struct Claimed {
@@ -126,7 +153,8 @@ impl Job {
         } else {
             "FCALL"
         });
-        cmd.arg(func).arg(8).arg(&self.keys.all()[..]).arg(args);
+        let keys = self.keys.all();
+        cmd.arg(func).arg(keys.len()).arg(&keys[..]).arg(args);
         match self.link.call(func, |con| cmd.query::<Value>(con)) {
             Err(Error::Redis { source, .. }) if source.code() == Some("NOJOB") => {
                 Err(self.no_job())
@@ -249,26 +277,18 @@ impl Job {
         }
     }
 
-    /// Claims up to `max_tasks` tasks / `max_bytes` bytes for `worker` (expired leases first).
-    #[allow(clippy::too_many_arguments)]
-    pub fn claim(
-        &mut self,
-        now: u64,
-        worker: &str,
-        lease_ms: u64,
-        max_tasks: u64,
-        max_bytes: u64,
-        max_attempts: u32,
-        live_window_ms: u64,
-    ) -> Result<Claimed> {
+    /// Claims tasks for a worker (expired leases first, then new ones, then maybe a straggler's).
+    pub fn claim(&mut self, now: u64, request: &ClaimRequest) -> Result<Claimed> {
         let args = vec![
             arg(now),
-            worker.as_bytes().to_vec(),
-            arg(lease_ms),
-            arg(max_tasks),
-            arg(max_bytes),
-            arg(max_attempts),
-            arg(live_window_ms),
+            request.worker.as_bytes().to_vec(),
+            arg(request.lease_ms),
+            arg(request.max_tasks),
+            arg(request.max_bytes),
+            arg(request.max_attempts),
+            arg(request.live_window_ms),
+            arg(request.speculate_factor),
+            arg(request.speculate_min_ms),
         ];
         let items = self.array("rc_claim", args)?;
         if items.len() < 4 {
@@ -290,6 +310,31 @@ impl Job {
             last_task_id: reply::string(&items[2]).unwrap_or_else(|| "0-0".into()),
             last_done_id: reply::string(&items[3]).unwrap_or_else(|| "0-0".into()),
         })
+    }
+
+    /// Notes an event (a fault injected, a worker restarted ...) in the job's `events` stream.
+    pub fn event(&mut self, now: u64, kind: &str, detail: &str) -> Result<u64> {
+        let args = vec![
+            arg(now),
+            kind.as_bytes().to_vec(),
+            detail.as_bytes().to_vec(),
+        ];
+        let value = self.fcall("rc_event", args)?;
+        reply::uint(&value).ok_or_else(|| self.bad_reply("rc_event", format!("{value:?}")))
+    }
+
+    /// Every event, oldest first.
+    pub fn events(&mut self) -> Result<Vec<JobEvent>> {
+        let key = self.keys.events.clone();
+        Ok(self
+            .stream_records(&key)?
+            .into_iter()
+            .map(|f| JobEvent {
+                at_ms: field(&f, "at_ms").parse().unwrap_or(0),
+                kind: field(&f, "kind"),
+                detail: field(&f, "detail"),
+            })
+            .collect())
     }
 
     /// Extends the leases `worker` still holds among `ids`; returns those.

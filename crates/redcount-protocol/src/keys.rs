@@ -3,7 +3,7 @@
 
 use crate::Error;
 
-/// The eight keys of a job, passed as KEYS to every library call in this order.
+/// The nine keys of a job, passed as KEYS to every library call in this order.
 #[derive(Debug, Clone)]
 pub struct JobKeys {
     /// Stream of tasks, consumer group `workers`.
@@ -22,6 +22,8 @@ pub struct JobKeys {
     pub inflight: String,
     /// Sorted set: worker name -> last time it was heard from (ms).
     pub workers: String,
+    /// Stream: fault and operator events (worker killed, straggler ...), for latency plots.
+    pub events: String,
 }
 
 impl JobKeys {
@@ -38,11 +40,12 @@ impl JobKeys {
             dead: key("dead"),
             inflight: key("inflight"),
             workers: key("workers"),
+            events: key("events"),
         })
     }
 
     /// All keys in the order `library.lua` expects them.
-    pub fn all(&self) -> [&str; 8] {
+    pub fn all(&self) -> [&str; 9] {
         [
             &self.tasks,
             &self.leases,
@@ -52,6 +55,7 @@ impl JobKeys {
             &self.dead,
             &self.inflight,
             &self.workers,
+            &self.events,
         ]
     }
 }

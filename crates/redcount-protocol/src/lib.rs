@@ -13,7 +13,7 @@ mod status;
 mod task;
 
 pub use clock::now_ms;
-pub use job::{Claimed, CommitOutcome, DeadTask, DoneRecord, Job, JobSpec};
+pub use job::{ClaimRequest, Claimed, CommitOutcome, DeadTask, DoneRecord, Job, JobEvent, JobSpec};
 pub use keys::{validate_job_name, JobKeys};
 pub use library::{ensure_library, LIBRARY_SOURCE, LIBRARY_VERSION};
 pub use link::{redact_url, Link, LinkOptions};

@@ -6,11 +6,11 @@
 --   * no randomness and no replies that depend on hash iteration order;
 --   * explicit stream ids everywhere (tasks `seq-0`, done `n-0`, dead `n-0`);
 --   * validate every argument before the first write (Redis has no rollback).
--- KEYS are always the eight keys of one job, in the order of `JobKeys::all` in keys.rs.
+-- KEYS are always the nine keys of one job, in the order of `JobKeys::all` in keys.rs.
 
-local LIBRARY_VERSION = 6
+local LIBRARY_VERSION = 7
 
-local K_TASKS, K_LEASES, K_COUNTS, K_META, K_DONE, K_DEAD, K_INFLIGHT, K_WORKERS = 1, 2, 3, 4, 5, 6, 7, 8
+local K_TASKS, K_LEASES, K_COUNTS, K_META, K_DONE, K_DEAD, K_INFLIGHT, K_WORKERS, K_EVENTS = 1, 2, 3, 4, 5, 6, 7, 8, 9
 local GROUP = 'workers'
 
 local function fail(message)
@@ -105,7 +105,7 @@ local function create(keys, args)
   end
   redis.call('HSET', keys[K_META], 'state', 'open', 'run_id', run_id, 'created_ms', now, 'tasks', 0, 'bytes', 0,
     'last_seq', 0, 'delivered', 0, 'delivered_id', '0-0', 'done', 0, 'done_bytes', 0, 'dead', 0, 'words', 0,
-    'recomputed', 0, 'redelivered', 0, 'duplicates', 0, 'increments', 0, 'commits', 0)
+    'recomputed', 0, 'redelivered', 0, 'duplicates', 0, 'increments', 0, 'commits', 0, 'speculated', 0, 'events', 0)
   for i = 3, #args, 2 do
     redis.call('HSET', keys[K_META], args[i], args[i + 1])
   end
@@ -169,16 +169,58 @@ local function seal(keys, args)
   return { 1, tasks }
 end
 
--- claim(now, worker, lease_ms, max_tasks, max_bytes, max_attempts, live_window_ms)
+-- Durations (committed - claimed, ms) of the last 50 commits.
+local function recent_durations(keys)
+  local out = {}
+  for _, entry in ipairs(redis.call('XREVRANGE', keys[K_DONE], '+', '-', 'COUNT', 50)) do
+    local f, committed, claimed = entry[2], 0, 0
+    for i = 1, #f, 2 do
+      if f[i] == 'committed_ms' then committed = tonumber(f[i + 1]) elseif f[i] == 'claimed_ms' then claimed = tonumber(f[i + 1]) end
+    end
+    out[#out + 1] = committed - claimed
+  end
+  return out
+end
+
+-- The task to run speculatively, if any: one held by another worker for longer than `factor` times the
+-- p90 of recent task durations (and at least min_ms). Oldest claim first, ties by id, so the choice does
+-- not depend on the hash's iteration order.
+local function straggling_task(keys, now, worker, max_attempts, factor, min_ms)
+  local recent = recent_durations(keys)
+  if #recent < 10 then
+    return nil
+  end
+  table.sort(recent)
+  local threshold = math.max(recent[math.ceil(#recent * 0.9)] * factor, min_ms)
+  local flat = redis.call('HGETALL', keys[K_INFLIGHT])
+  local best, best_claimed
+  for i = 1, #flat, 2 do
+    local attempts, claimed, holder = string.match(flat[i + 1], '^(%d+):(%d+):(.*)$')
+    attempts, claimed = tonumber(attempts), tonumber(claimed)
+    if holder ~= worker and attempts < max_attempts and now - claimed > threshold then
+      if best == nil or claimed < best_claimed or (claimed == best_claimed and flat[i] < best) then
+        best, best_claimed = flat[i], claimed
+      end
+    end
+  end
+  return best
+end
+
+-- claim(now, worker, lease_ms, max_tasks, max_bytes, max_attempts, live_window_ms, spec_factor, spec_min_ms)
 -- Re-delivers expired leases first (burying tasks that used up max_attempts), then new tasks: at most
 -- max_tasks, at most max_bytes (but always one), and at most a fair share of what is left undelivered,
--- so the tail of a job is spread over the live workers. Reply:
+-- so the tail of a job is spread over the live workers. With nothing else to hand out and spec_factor > 0,
+-- a straggler's task is handed out speculatively (the first commit wins, the other is a duplicate). Reply:
 -- {finished, next_lease_deadline or -1, last task id, last done id, {task}...}
 local function claim(keys, args)
   local now, worker = int(args[1], 'now'), args[2]
   local lease_ms, max_tasks = int(args[3], 'lease_ms'), int(args[4], 'max_tasks')
   local max_bytes, max_attempts = int(args[5], 'max_bytes'), int(args[6], 'max_attempts')
   local live_window = int(args[7], 'live_window_ms')
+  local spec_factor, spec_min = tonumber(args[8] or '0'), int(args[9] or '0', 'spec_min_ms')
+  if spec_factor == nil or spec_factor < 0 then
+    fail('spec_factor must be a number >= 0, got ' .. tostring(args[8]))
+  end
   if worker == nil or worker == '' or lease_ms <= 0 or max_tasks <= 0 or max_attempts <= 0 then
     fail('claim needs a worker name and positive lease_ms, max_tasks, max_attempts')
   end
@@ -236,6 +278,18 @@ local function claim(keys, args)
       end
       redis.call('HINCRBY', keys[K_META], 'delivered', #read[1][2])
       redis.call('HSET', keys[K_META], 'delivered_id', last)
+    end
+  end
+
+  if count == 0 and spec_factor > 0 then
+    local id = straggling_task(keys, now, worker, max_attempts, spec_factor, spec_min)
+    if id then
+      local attempts = inflight(keys, id)
+      local t = task_fields(keys, id)
+      redis.call('XCLAIM', keys[K_TASKS], GROUP, worker, 0, id, 'TIME', now, 'JUSTID')
+      lease(keys, id, now, lease_ms, attempts + 1, worker)
+      redis.call('HINCRBY', keys[K_META], 'speculated', 1)
+      out[#out + 1] = task_reply(id, t, attempts + 1)
     end
   end
 
@@ -351,8 +405,22 @@ local function fail_task(keys, args)
   return { 'ok' }
 end
 
+-- event(now, kind, detail): note a fault or operator event (worker killed, straggler ...) in the job, so
+-- latency plots can mark it later. Returns the event's number.
+local function event(keys, args)
+  local now, kind, detail = int(args[1], 'now'), args[2], args[3] or ''
+  if kind == nil or kind == '' then
+    fail('event needs a kind')
+  end
+  require_job(keys)
+  local n = redis.call('HINCRBY', keys[K_META], 'events', 1)
+  redis.call('XADD', keys[K_EVENTS], n .. '-0', 'at_ms', now, 'kind', kind, 'detail', detail)
+  return n
+end
+
 local STATUS_FIELDS = { 'state', 'tasks', 'bytes', 'delivered', 'done', 'done_bytes', 'dead', 'words',
-  'recomputed', 'redelivered', 'duplicates', 'increments', 'commits', 'created_ms', 'sealed_ms', 'run_id' }
+  'recomputed', 'redelivered', 'duplicates', 'increments', 'commits', 'created_ms', 'sealed_ms', 'run_id',
+  'speculated', 'events' }
 
 -- status(now, live_window_ms): read-only counters as field/value pairs in a fixed order.
 local function status(keys, args)
@@ -387,5 +455,6 @@ redis.register_function('rc_claim', claim)
 redis.register_function('rc_renew', renew)
 redis.register_function('rc_commit', commit)
 redis.register_function('rc_fail', fail_task)
+redis.register_function('rc_event', event)
 redis.register_function { function_name = 'rc_status', callback = status, flags = { 'no-writes' } }
 redis.register_function { function_name = 'rc_version', callback = version, flags = { 'no-writes' } }

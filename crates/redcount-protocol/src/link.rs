@@ -71,11 +71,12 @@ impl Link {
         loop {
             let outcome = match self.connection() {
                 Ok(con) => match f(con) {
+                    Ok(value) => return Ok(value),
                     Err(err) if is_missing_library(&err) && !reloaded => {
                         reloaded = true;
                         ensure_library(con)
                     }
-                    other => return other.map_err(|source| self.error(source)),
+                    Err(err) => Err(err),
                 },
                 Err(err) => Err(err),
             };
@@ -84,6 +85,10 @@ impl Link {
                 return Err(self.error(err));
             }
             self.con = None;
+            if is_interrupted(&err) {
+                tracing::debug!("{what} interrupted by a signal; retrying on a new connection");
+                continue;
+            }
             let wait = jitter(delay);
             tracing::warn!(
                 "redis at {} unreachable during {what} ({err}), retrying in {} ms",
@@ -124,7 +129,8 @@ impl Link {
 
 /// Errors after which the same call may succeed on a new connection.
 fn is_transient(err: &RedisError) -> bool {
-    err.is_io_error()
+    is_interrupted(err)
+        || err.is_io_error()
         || err.is_connection_refusal()
         || err.is_connection_dropped()
         || err.is_timeout()
@@ -136,6 +142,21 @@ fn is_transient(err: &RedisError) -> bool {
                     | ServerErrorKind::MasterDown
             )
         )
+}
+
+/// EINTR: a socket read with a timeout is not restarted after the process was stopped and continued
+/// (signal(7)), which is exactly what happens to a worker slowed down by SIGSTOP/SIGCONT.
+fn is_interrupted(err: &RedisError) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::Interrupted)
+        {
+            return true;
+        }
+        source = e.source();
+    }
+    err.to_string().contains("(os error 4)")
 }
 
 fn jitter(delay: Duration) -> Duration {

@@ -25,6 +25,10 @@ pub struct Status {
     /// Word increments applied in Redis (distinct words summed over commits).
     pub increments: u64,
     pub commits: u64,
+    /// Tasks handed to a second worker because their first was straggling.
+    pub speculated: u64,
+    /// Events noted in the job.
+    pub events: u64,
     pub created_ms: u64,
     pub sealed_ms: u64,
     pub in_flight: u64,
@@ -55,6 +59,8 @@ impl Status {
                 "duplicates" => s.duplicates = n,
                 "increments" => s.increments = n,
                 "commits" => s.commits = n,
+                "speculated" => s.speculated = n,
+                "events" => s.events = n,
                 "created_ms" => s.created_ms = n,
                 "sealed_ms" => s.sealed_ms = n,
                 "in_flight" => s.in_flight = n,

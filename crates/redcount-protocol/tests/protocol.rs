@@ -4,7 +4,9 @@
 
 use std::path::PathBuf;
 
-use redcount_protocol::{CommitOutcome, Format, Job, JobSpec, Link, LinkOptions, NewTask, Status};
+use redcount_protocol::{
+    ClaimRequest, CommitOutcome, Format, Job, JobSpec, Link, LinkOptions, NewTask, Status,
+};
 use redcount_server::{RedisServer, ServerOptions};
 
 const LEASE: u64 = 1_000;
@@ -49,9 +51,28 @@ fn setup(n: u64, max_attempts: u32) -> (RedisServer, Job) {
     (server, job)
 }
 
+fn req(
+    worker: &str,
+    max_tasks: u64,
+    max_bytes: u64,
+    max_attempts: u32,
+    live_window_ms: u64,
+) -> ClaimRequest<'_> {
+    ClaimRequest {
+        worker,
+        lease_ms: LEASE,
+        max_tasks,
+        max_bytes,
+        max_attempts,
+        live_window_ms,
+        speculate_factor: 0.0,
+        speculate_min_ms: 0,
+    }
+}
+
 fn claim(job: &mut Job, now: u64, worker: &str, max_tasks: u64) -> Vec<String> {
     let c = job
-        .claim(now, worker, LEASE, max_tasks, u64::MAX / 4, 3, 10 * LEASE)
+        .claim(now, &req(worker, max_tasks, u64::MAX / 4, 3, 10 * LEASE))
         .expect("claim");
     c.tasks.into_iter().map(|t| t.id).collect()
 }
@@ -131,10 +152,10 @@ fn max_bytes_limits_a_claim_but_one_task_always_fits() {
     let tasks: Vec<_> = (1..=20).map(|s| task(s, 1000)).collect();
     job.enqueue(T0, &tasks).expect("enqueue");
     let got = job
-        .claim(T0, "w", LEASE, 100, 2500, 3, LEASE)
+        .claim(T0, &req("w", 100, 2500, 3, LEASE))
         .expect("claim");
     assert_eq!(got.tasks.len(), 2, "2 x 1000 bytes fit in 2500");
-    let got = job.claim(T0, "w", LEASE, 100, 10, 3, LEASE).expect("claim");
+    let got = job.claim(T0, &req("w", 100, 10, 3, LEASE)).expect("claim");
     assert_eq!(
         got.tasks.len(),
         1,
@@ -162,7 +183,7 @@ fn an_expired_lease_is_redelivered_and_renewal_keeps_it() {
         .expect("renew")
         .is_empty());
     let stolen = job
-        .claim(T0 + 1801, "b", LEASE, 1, 1 << 20, 3, LEASE)
+        .claim(T0 + 1801, &req("b", 1, 1 << 20, 3, LEASE))
         .expect("claim");
     assert_eq!(stolen.tasks.len(), 1);
     assert_eq!(stolen.tasks[0].attempts, 2);
@@ -237,13 +258,13 @@ fn a_task_that_keeps_expiring_is_given_up() {
     let mut now = T0;
     for attempt in 1..=2 {
         let c = job
-            .claim(now, "w", LEASE, 1, 1 << 20, 2, LEASE)
+            .claim(now, &req("w", 1, 1 << 20, 2, LEASE))
             .expect("claim");
         assert_eq!(c.tasks[0].attempts, attempt);
         now += LEASE + 1;
     }
     let c = job
-        .claim(now, "w2", LEASE, 1, 1 << 20, 2, LEASE)
+        .claim(now, &req("w2", 1, 1 << 20, 2, LEASE))
         .expect("claim");
     assert!(c.tasks.is_empty(), "given up after max_attempts");
     assert!(c.finished, "a job whose last task is dead is finished");
@@ -294,10 +315,10 @@ fn finished_needs_seal_delivery_and_commits_not_just_an_empty_pending_list() {
     job.seal(T0, 2).expect("seal");
     assert!(!status(&mut job, T0).finished, "sealed but undelivered");
     let c = job
-        .claim(T0, "w", LEASE, 10, 1 << 20, 3, LEASE)
+        .claim(T0, &req("w", 10, 1 << 20, 3, LEASE))
         .expect("claim");
     let c2 = job
-        .claim(T0, "w", LEASE, 10, 1 << 20, 3, LEASE)
+        .claim(T0, &req("w", 10, 1 << 20, 3, LEASE))
         .expect("claim");
     let ids: Vec<String> = c
         .tasks
@@ -379,4 +400,69 @@ fn an_unknown_job_is_reported_by_name() {
     .expect("job");
     let err = job.status(T0, LEASE).expect_err("no job");
     assert!(err.to_string().contains("no job 'ghost'"), "{err}");
+}
+
+#[test]
+fn an_idle_worker_takes_over_a_straggling_task_speculatively() {
+    let (_server, mut job) = setup(12, 3);
+    let mut now = T0;
+    // Eleven tasks take 10 ms each, one at a time.
+    for _ in 0..11 {
+        let ids = claim(&mut job, now, "fast", 1);
+        assert_eq!(ids.len(), 1);
+        let id = ids[0].as_str();
+        assert_eq!(
+            commit(&mut job, now + 10, "fast", &[id], &[(b"w", 1)]),
+            CommitOutcome::Applied
+        );
+        now += 20;
+    }
+    let slow = claim(&mut job, now, "slow", 1);
+    assert_eq!(slow, vec!["12-0"]);
+    let mut spec = req("idle", 10, 1 << 20, 3, 10 * LEASE);
+    spec.speculate_factor = 3.0;
+    // 25 ms is not 3 x the p90 (10 ms) yet.
+    assert!(job.claim(now + 25, &spec).expect("claim").tasks.is_empty());
+    let taken = job.claim(now + 31, &spec).expect("claim").tasks;
+    assert_eq!(taken.len(), 1);
+    assert_eq!((taken[0].id.as_str(), taken[0].attempts), ("12-0", 2));
+    assert_eq!(status(&mut job, now + 31).speculated, 1);
+    // The speculative copy is not handed out again to its new holder, and the first commit wins.
+    assert!(job.claim(now + 500, &spec).expect("claim").tasks.is_empty());
+    assert_eq!(
+        commit(&mut job, now + 40, "idle", &["12-0"], &[(b"w", 1)]),
+        CommitOutcome::Applied
+    );
+    assert_eq!(
+        commit(&mut job, now + 900, "slow", &["12-0"], &[(b"w", 1)]),
+        CommitOutcome::Duplicate
+    );
+    assert_eq!(count_of(&mut job, "w"), 12);
+    let s = status(&mut job, now + 900);
+    assert!(s.finished);
+    assert_eq!((s.recomputed, s.duplicates), (1, 1));
+}
+
+#[test]
+fn events_are_noted_in_order() {
+    let (_server, mut job) = setup(1, 3);
+    assert_eq!(
+        job.event(T0 + 5, "kill-worker", "pid 42").expect("event"),
+        1
+    );
+    assert_eq!(
+        job.event(T0 + 9, "straggler", "factor 4").expect("event"),
+        2
+    );
+    let events = job.events().expect("events");
+    assert_eq!(events.len(), 2);
+    assert_eq!(
+        (
+            events[0].at_ms,
+            events[0].kind.as_str(),
+            events[0].detail.as_str()
+        ),
+        (T0 + 5, "kill-worker", "pid 42")
+    );
+    assert_eq!(events[1].kind, "straggler");
 }

@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use redcount_count::{Tokenizer, WordCounts};
 use redcount_protocol::{
-    now_ms, CommitOutcome, Error as ProtocolError, Job, JobSpec, Link, LinkOptions, Task,
+    now_ms, ClaimRequest, CommitOutcome, Error as ProtocolError, Job, JobSpec, Link, LinkOptions,
+    Task,
 };
 
 use crate::count::{build_tokenizer, count_task};
@@ -24,12 +25,17 @@ pub struct WorkerOptions {
     pub batch_bytes: u64,
     /// Most tasks claimed at once.
     pub batch_tasks: u64,
-    /// Extra time spent on every task before committing (for demonstrations and fault tests).
+    /// Extra CPU time spent on every task (demonstrations and fault tests: a heavier computation, which a
+    /// SIGSTOP/SIGCONT straggler really slows down, unlike a sleep).
     pub slow: Duration,
     /// How patient the worker is with an unreachable Redis.
     pub link: LinkOptions,
     /// How long to wait for a job that does not exist yet (workers may start before the driver).
     pub wait_for_job: Duration,
+    /// When idle, re-run a task that has run this many times longer than the recent p90 (0: never).
+    pub speculate_factor: f64,
+    /// ... and for at least this long (ms).
+    pub speculate_min_ms: u64,
 }
 
 impl WorkerOptions {
@@ -44,6 +50,8 @@ impl WorkerOptions {
             slow: Duration::ZERO,
             link: LinkOptions::default(),
             wait_for_job: Duration::from_secs(60),
+            speculate_factor: 3.0,
+            speculate_min_ms: 500,
         }
     }
 }
@@ -73,17 +81,18 @@ pub fn run_worker(
     let me = &options.name;
     let mut report = WorkerReport::default();
     let mut buf = Vec::new();
-    let claim = |job: &mut Job, tasks: u64, bytes: u64| {
-        job.claim(
-            now_ms(),
-            me,
+    let claim = |job: &mut Job, max_tasks: u64, max_bytes: u64| {
+        let request = ClaimRequest {
+            worker: me,
             lease_ms,
-            tasks,
-            bytes,
+            max_tasks,
+            max_bytes,
             max_attempts,
-            3 * lease_ms,
-        )
-        .context("claiming tasks")
+            live_window_ms: 3 * lease_ms,
+            speculate_factor: options.speculate_factor,
+            speculate_min_ms: options.speculate_min_ms,
+        };
+        job.claim(now_ms(), &request).context("claiming tasks")
     };
     loop {
         // 1. claim: expired leases first, then new tasks (library.lua, rc_claim).
@@ -103,7 +112,10 @@ pub fn run_worker(
         }
         // 2. count. While more work is waiting and the batch is under budget, claim and count more:
         // Redis pays per distinct word of every commit, so fewer, larger commits cost it far less.
-        let mut batch = Batch::default();
+        let mut batch = Batch {
+            slow: options.slow,
+            ..Batch::default()
+        };
         let mut next = claimed.tasks;
         while !next.is_empty() {
             batch.held.extend(next.iter().map(|t| t.id.clone()));
@@ -161,9 +173,28 @@ fn wait_for_spec(job: &mut Job, patience: Duration) -> anyhow::Result<JobSpec> {
     }
 }
 
+/// Spins until this thread has used `time` of CPU (see [`WorkerOptions::slow`]).
+fn burn_cpu(time: Duration) {
+    use nix::time::{clock_gettime, ClockId};
+    if time.is_zero() {
+        return;
+    }
+    let cpu = || {
+        clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
+            .map(Duration::from)
+            .unwrap_or_default()
+    };
+    let until = cpu() + time;
+    while cpu() < until {
+        std::hint::spin_loop();
+    }
+}
+
 /// Tasks counted since the last commit, with their merged counts.
 #[derive(Default)]
 struct Batch {
+    /// Extra CPU time per task.
+    slow: Duration,
     merged: WordCounts,
     /// (task id, words) of the tasks counted successfully.
     counted: Vec<(String, u64)>,
@@ -187,6 +218,7 @@ impl Batch {
         report: &mut WorkerReport,
     ) -> anyhow::Result<()> {
         self.bytes += task.len();
+        burn_cpu(self.slow);
         match count_task(&task, tokenizer, csv_column, buf, &mut self.merged) {
             Ok(words) => {
                 self.counted.push((task.id.clone(), words));
@@ -226,9 +258,6 @@ fn commit(
         if batch.counted.is_empty() {
             return Ok(());
         }
-        if !options.slow.is_zero() {
-            std::thread::sleep(options.slow * batch.counted.len() as u32);
-        }
         match job.commit(now_ms(), me, &batch.counted, batch.merged.iter())? {
             CommitOutcome::Applied => {
                 report.commits += 1;
@@ -245,7 +274,10 @@ fn commit(
             }
             CommitOutcome::Partial(gone) => {
                 report.duplicates += gone.len() as u64;
-                let mut rest = Batch::default();
+                let mut rest = Batch {
+                    slow: batch.slow,
+                    ..Batch::default()
+                };
                 for task in std::mem::take(&mut batch.tasks)
                     .into_iter()
                     .filter(|t| !gone.contains(&t.id))

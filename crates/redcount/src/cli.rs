@@ -22,6 +22,8 @@ pub struct Cli {
 pub enum Command {
     /// Count the words of files, directories (recursively) and glob patterns.
     Run(RunArgs),
+    /// Inject files at a fixed rate into a live job and measure every file's latency.
+    Stream(StreamArgs),
     /// Join a job as a worker; exits when the job is finished.
     Worker(WorkerArgs),
     /// Show a job's progress (or list the jobs in a Redis).
@@ -74,8 +76,9 @@ pub enum TokenizerArg {
     Letters,
 }
 
+/// Flags every job has: inputs, workers, Redis, leases, format, tokenizer, output.
 #[derive(Debug, Args)]
-pub struct RunArgs {
+pub struct JobArgs {
     /// Files, directories and glob patterns to count.
     #[arg(required = true, value_name = "INPUT")]
     pub inputs: Vec<String>,
@@ -108,10 +111,6 @@ pub struct RunArgs {
     /// Keep only the words listed in this file (whitespace-separated).
     #[arg(long, value_name = "FILE")]
     pub dictionary: Option<PathBuf>,
-    /// Split large text files into tasks of about this size, e.g. 16MiB (default: about four tasks
-    /// per worker, between 1 MiB and 64 MiB).
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    pub split_bytes: Option<u64>,
     /// How many of the most frequent words to print.
     #[arg(short = 'k', long, default_value_t = 10)]
     pub top: usize,
@@ -124,6 +123,55 @@ pub struct RunArgs {
     /// No progress bar (it is only drawn when stderr is a terminal anyway).
     #[arg(long)]
     pub no_progress: bool,
+    /// Started workers spend this much extra CPU time on every task (fault-injection and teaching aid).
+    #[arg(long, value_name = "TIME", value_parser = parse_duration, hide = true)]
+    pub worker_slow: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub job: JobArgs,
+    /// Split large text files into tasks of about this size, e.g. 16MiB (default: about four tasks
+    /// per worker, between 1 MiB and 64 MiB).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub split_bytes: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct StreamArgs {
+    #[command(flatten)]
+    pub job: JobArgs,
+    /// Files injected per second.
+    #[arg(long)]
+    pub rate: f64,
+    /// Files per micro-batch (one batch every BATCH/RATE seconds).
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Inject for this long, cycling through the inputs.
+    #[arg(long, value_name = "TIME", value_parser = parse_duration, conflicts_with = "files")]
+    pub duration: Option<Duration>,
+    /// Inject this many files, cycling through the inputs (default: each input once).
+    #[arg(long)]
+    pub files: Option<u64>,
+    /// Write one row per file: path, injected/claimed/committed ms, latency, worker, attempts.
+    #[arg(long, value_name = "FILE.csv")]
+    pub latency_out: Option<PathBuf>,
+    /// Draw the latency timeline (.svg or .png).
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
+    /// SIGKILL one worker at this time after injection starts (repeatable).
+    #[arg(long, value_name = "AT", value_parser = parse_duration)]
+    pub kill_worker: Vec<Duration>,
+    /// Slow one worker down by FACTOR from time AT (SIGSTOP/SIGCONT duty cycle), e.g. 5s:4.
+    #[arg(long, value_name = "AT:FACTOR", value_parser = parse_straggler)]
+    pub straggler: Vec<(Duration, f64)>,
+    /// Replace killed workers after this delay.
+    #[arg(long, value_name = "DELAY", value_parser = parse_duration, num_args = 0..=1, default_missing_value = "1s")]
+    pub restart_workers: Option<Duration>,
+    /// Idle workers re-run a task running longer than FACTOR x the recent p90 (0: never).
+    #[arg(long, value_name = "FACTOR", default_value_t = 3.0)]
+    pub speculate_factor: f64,
 }
 
 #[derive(Debug, Args)]
@@ -148,7 +196,10 @@ pub struct WorkerArgs {
     /// How long to wait for the job to appear (workers may start before `run`).
     #[arg(long, value_name = "TIME", value_parser = parse_duration, default_value = "60s")]
     pub wait_for_job: Duration,
-    /// Sleep this long per task before committing (fault-injection and teaching aid).
+    /// When idle, re-run a task running longer than FACTOR x the recent p90 (0: never).
+    #[arg(long, value_name = "FACTOR", default_value_t = 3.0)]
+    pub speculate_factor: f64,
+    /// Spend this much extra CPU time on every task (fault-injection and teaching aid).
     #[arg(long, value_name = "TIME", value_parser = parse_duration, hide = true)]
     pub slow: Option<Duration>,
 }
@@ -174,6 +225,9 @@ pub struct TopArgs {
     /// How many words.
     #[arg(short, long, default_value_t = 10)]
     pub k: usize,
+    /// Keep showing the live top words, once a second, until the job is finished.
+    #[arg(short, long)]
+    pub follow: bool,
 }
 
 /// `250` (ms), `500ms`, `3s`, `1m`.
@@ -183,6 +237,22 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     }
     humantime::parse_duration(s)
         .map_err(|e| format!("'{s}' is not a duration like 500ms or 3s: {e}"))
+}
+
+/// `5s:4`: at 5 s, slow a worker down 4 times.
+pub fn parse_straggler(s: &str) -> Result<(Duration, f64), String> {
+    let (at, factor) = s
+        .split_once(':')
+        .ok_or_else(|| format!("'{s}' is not AT:FACTOR like 5s:4"))?;
+    let factor: f64 = factor
+        .parse()
+        .map_err(|_| format!("'{factor}' is not a slow-down factor like 4"))?;
+    if factor < 1.0 {
+        return Err(format!(
+            "the slow-down factor must be at least 1, got {factor}"
+        ));
+    }
+    Ok((parse_duration(at)?, factor))
 }
 
 /// `1048576`, `64KiB`, `16MiB`, `1G`, `10MB`.
@@ -225,6 +295,9 @@ mod tests {
         assert_eq!(parse_size("10MB"), Ok(10_000_000));
         assert_eq!(parse_size("4096"), Ok(4096));
         assert!(parse_size("3 parsecs").is_err());
+        assert_eq!(parse_straggler("5s:4"), Ok((Duration::from_secs(5), 4.0)));
+        assert!(parse_straggler("5s").is_err());
+        assert!(parse_straggler("5s:0.5").is_err());
     }
 
     #[test]

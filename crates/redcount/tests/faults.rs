@@ -89,7 +89,15 @@ fn killing_random_workers_repeatedly_loses_and_doubles_nothing() {
         ],
     );
     // Slow, small batches so that kills land before, during and after counting and committing.
-    let worker_flags = ["--slow", "30ms", "--batch-bytes", "32KiB"];
+    // No speculation: this test is about leases expiring.
+    let worker_flags = [
+        "--slow",
+        "30ms",
+        "--batch-bytes",
+        "32KiB",
+        "--speculate-factor",
+        "0",
+    ];
     let mut workers = ChildGuard::default();
     for _ in 0..3 {
         workers.0.push(spawn_worker(&url, "chaos", &worker_flags));

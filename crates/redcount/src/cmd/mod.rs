@@ -3,6 +3,7 @@
 mod bench;
 mod inspect;
 mod run;
+mod stream;
 mod worker;
 
 use std::process::ExitCode;
@@ -15,6 +16,7 @@ use crate::cli::{Command, RedisArg};
 pub fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run(args) => run::run(args),
+        Command::Stream(args) => stream::stream(args),
         Command::Worker(args) => worker::worker(args),
         Command::Status(args) => inspect::status(args),
         Command::Top(args) => inspect::top(args),

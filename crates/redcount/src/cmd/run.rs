@@ -1,4 +1,4 @@
-//! `redcount run`.
+//! `redcount run`, and the job flags it shares with `stream`.
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -6,55 +6,76 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use redcount_driver::plan::FormatChoice;
-use redcount_driver::{run::available_cpus, RunOptions, EXIT_INPUTS_FAILED};
+use redcount_driver::report::Summary;
+use redcount_driver::session::available_cpus;
+use redcount_driver::{JobOptions, RunOptions, EXIT_INPUTS_FAILED};
 
-use crate::cli::{FormatArg, RunArgs, TokenizerArg};
+use crate::cli::{FormatArg, JobArgs, RunArgs, TokenizerArg};
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let flag = interrupted.clone();
-    // Ctrl-C: stop waiting, then workers and the private Redis are stopped on the way out.
-    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed));
-
-    let lease_ms = args.lease_ms.as_millis().max(1) as u64;
+    let interrupted = interrupt_flag();
+    let json = args.job.json;
     let options = RunOptions {
-        inputs: args.inputs,
-        workers: args.workers.unwrap_or_else(available_cpus),
-        redis: args.redis.redis,
-        job: args.job,
-        lease_ms,
-        max_attempts: args.max_attempts.max(1),
-        format: match args.format {
-            FormatArg::Auto => FormatChoice::Auto,
-            FormatArg::Text => FormatChoice::Text,
-            FormatArg::Csv => FormatChoice::Csv,
-        },
-        csv_column: args.csv_column,
-        tokenizer: match args.tokenizer {
-            TokenizerArg::Whitespace => "whitespace",
-            TokenizerArg::Letters => "letters",
-        }
-        .to_string(),
-        lowercase: args.lowercase,
-        dictionary: args.dictionary,
+        common: job_options(args.job)?,
         split_bytes: args.split_bytes,
-        top: args.top,
-        out: args.out,
-        progress: !args.no_progress && !args.json,
-        worker_exe: std::env::current_exe()
-            .context("cannot find the redcount executable to start workers")?,
-        worker_args: Vec::new(),
     };
-    let outcome = redcount_driver::run(&options, &interrupted)?;
-    let summary = outcome.summary;
-    if args.json {
+    let summary = redcount_driver::run(&options, &interrupted)?;
+    if json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         summary.print(&mut std::io::stdout().lock())?;
     }
-    Ok(if summary.inputs_failed > 0 {
+    Ok(exit_code(&summary))
+}
+
+/// Set on Ctrl-C: the driver stops waiting, then workers and the private Redis are stopped.
+pub fn interrupt_flag() -> Arc<AtomicBool> {
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = interrupted.clone();
+    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed));
+    interrupted
+}
+
+/// 0, or 3 when some inputs could not be processed.
+pub fn exit_code(summary: &Summary) -> ExitCode {
+    if summary.inputs_failed > 0 {
         ExitCode::from(EXIT_INPUTS_FAILED as u8)
     } else {
         ExitCode::SUCCESS
-    })
+    }
+}
+
+/// The driver's options from the shared job flags.
+pub fn job_options(args: JobArgs) -> anyhow::Result<JobOptions> {
+    let mut common = JobOptions::new(
+        args.inputs,
+        args.workers.unwrap_or_else(available_cpus),
+        std::env::current_exe().context("cannot find the redcount executable to start workers")?,
+    );
+    common.redis = args.redis.redis;
+    common.job = args.job;
+    common.lease_ms = args.lease_ms.as_millis().max(1) as u64;
+    common.max_attempts = args.max_attempts.max(1);
+    common.format = match args.format {
+        FormatArg::Auto => FormatChoice::Auto,
+        FormatArg::Text => FormatChoice::Text,
+        FormatArg::Csv => FormatChoice::Csv,
+    };
+    common.csv_column = args.csv_column;
+    common.tokenizer = match args.tokenizer {
+        TokenizerArg::Whitespace => "whitespace",
+        TokenizerArg::Letters => "letters",
+    }
+    .to_string();
+    common.lowercase = args.lowercase;
+    common.dictionary = args.dictionary;
+    common.top = args.top;
+    common.out = args.out;
+    common.progress = !args.no_progress && !args.json;
+    if let Some(slow) = args.worker_slow {
+        common
+            .worker_args
+            .extend(["--slow".to_string(), format!("{}ms", slow.as_millis())]);
+    }
+    Ok(common)
 }

@@ -17,6 +17,7 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     options.batch_bytes = args.batch_bytes.max(1);
     options.slow = args.slow.unwrap_or_default();
     options.wait_for_job = args.wait_for_job;
+    options.speculate_factor = args.speculate_factor.max(0.0);
     let report = run_worker(&url, &args.job, &options)?;
     tracing::info!(
         "{name}: job '{}' finished; committed {} tasks in {} commits, {} duplicates, {} failed",

@@ -1,0 +1,241 @@
+//! `redcount stream`: a micro-batch streaming job. Files are injected at a fixed rate (a batch of B
+//! files every B/R seconds) while workers process them; the schedule is kept even when workers fall
+//! behind, so a backlog shows as growing latency. Every file's latency (injected -> committed, both on
+//! this machine's clock) comes from the job's `done` stream; faults come from [`crate::faults`].
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use redcount_latency::{
+    percentiles, plot, recoveries, rolling_median, rows::rows_from_done, write_csv,
+};
+use redcount_latency::{LatencyRow, Percentiles, Recovery};
+use redcount_protocol::{now_ms, Job, JobEvent, Link, LinkOptions, NewTask};
+
+use crate::faults::{FaultPlan, FaultRunner};
+use crate::plan::{plan_tasks, sizes};
+use crate::pool::WorkerPool;
+use crate::report::Summary;
+use crate::session::{finish, open_session, JobOptions};
+use crate::wait::{progress_bar, wait_until_finished};
+
+/// When injection stops.
+#[derive(Debug, Clone, Copy)]
+pub enum StreamLimit {
+    /// Each input once.
+    Once,
+    /// This many files, cycling through the inputs.
+    Files(u64),
+    /// Until this much time has passed, cycling through the inputs.
+    Duration(Duration),
+}
+
+/// Everything `redcount stream` can be asked.
+#[derive(Debug, Clone)]
+pub struct StreamOptions {
+    pub common: JobOptions,
+    /// Files per second.
+    pub rate: f64,
+    /// Files per micro-batch.
+    pub batch: usize,
+    pub limit: StreamLimit,
+    pub latency_out: Option<PathBuf>,
+    pub plot: Option<PathBuf>,
+    pub faults: FaultPlan,
+}
+
+/// What a stream job produced.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StreamSummary {
+    #[serde(flatten)]
+    pub summary: Summary,
+    pub rate: f64,
+    pub injected_files: u64,
+    pub injection_seconds: f64,
+    /// Committed files per second, from the first injection to the last commit.
+    pub files_per_second: f64,
+    pub latency: Percentiles,
+    pub recoveries: Vec<Recovery>,
+    pub events: Vec<JobEvent>,
+    #[serde(skip)]
+    pub rows: Vec<LatencyRow>,
+}
+
+impl StreamSummary {
+    /// The batch summary, then latency and recovery lines.
+    pub fn print(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        self.summary.print(out)?;
+        let l = &self.latency;
+        writeln!(
+            out,
+            "stream: {} files injected at {:.1}/s over {:.1} s; {:.1} files/s committed; latency p50 {} ms, p90 {} ms, p99 {} ms, max {} ms",
+            self.injected_files, self.rate, self.injection_seconds, self.files_per_second, l.p50, l.p90, l.p99, l.max
+        )?;
+        let start = self.rows.first().map(|r| r.injected_at_ms).unwrap_or(0);
+        for r in &self.recoveries {
+            let at = r.event.at_ms.saturating_sub(start) as f64 / 1000.0;
+            let recovered = match r.recovery_ms {
+                Some(0) => "no visible impact".to_string(),
+                Some(ms) => format!("recovered after {:.2} s", ms as f64 / 1000.0),
+                None => "not recovered before the stream ended".to_string(),
+            };
+            let baseline = r
+                .baseline_ms
+                .map(|b| format!("{b:.0} ms"))
+                .unwrap_or_else(|| "none".into());
+            writeln!(
+                out,
+                "event {} at {at:.2} s ({}): baseline {baseline}, peak {:.0} ms, {recovered}",
+                r.event.kind, r.event.detail, r.peak_ms
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs a stream job to the end (injection, then the tail) and measures it.
+pub fn stream(options: &StreamOptions, interrupted: &AtomicBool) -> anyhow::Result<StreamSummary> {
+    let common = &options.common;
+    if !(options.rate > 0.0 && options.rate.is_finite()) {
+        bail!(
+            "--rate must be a positive number of files per second, got {}",
+            options.rate
+        );
+    }
+    let batch = options.batch.max(1);
+    let mut session = open_session(common)?;
+    let pool = match common.workers {
+        0 => None,
+        n => Some(Arc::new(WorkerPool::spawn(
+            &common.worker_exe,
+            &session.url,
+            &session.name,
+            n,
+            &common.worker_args,
+        )?)),
+    };
+    // Streamed files are not split: one file, one task, one latency.
+    let catalogue: Vec<NewTask> = plan_tasks(&sizes(&session.files), common.format, u64::MAX, 0);
+    let total_files = match options.limit {
+        StreamLimit::Once => Some(catalogue.len() as u64),
+        StreamLimit::Files(n) => Some(n),
+        StreamLimit::Duration(_) => None,
+    };
+
+    let start = Instant::now();
+    let faults = match (&pool, options.faults.is_empty()) {
+        (Some(pool), false) => {
+            let events_job = Job::new(
+                Link::open(&session.url, LinkOptions::default())?,
+                &session.name,
+            )?;
+            Some(FaultRunner::start(
+                options.faults.clone(),
+                pool.clone(),
+                events_job,
+                start,
+            ))
+        }
+        _ => None,
+    };
+    let bar = progress_bar(common.progress);
+    let interval = Duration::from_secs_f64(batch as f64 / options.rate);
+    let mut injected: u64 = 0;
+    let mut next_batch = 0u32;
+    let job = &mut session.job;
+    loop {
+        let due = start + interval * next_batch;
+        if let StreamLimit::Duration(d) = options.limit {
+            if due.duration_since(start) >= d {
+                break;
+            }
+        }
+        if total_files.is_some_and(|n| injected >= n) {
+            break;
+        }
+        if interrupted.load(Ordering::Relaxed) {
+            bail!(
+                "interrupted: job '{}' left unfinished at {}",
+                job.name(),
+                job.addr()
+            );
+        }
+        // Keep the schedule: sleep until the batch is due; when late, inject at once.
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let count = match total_files {
+            Some(n) => (n - injected).min(batch as u64),
+            None => batch as u64,
+        };
+        let tasks: Vec<NewTask> = (0..count)
+            .map(|k| {
+                let seq = injected + k;
+                let file = &catalogue[(seq % catalogue.len() as u64) as usize];
+                NewTask {
+                    seq: seq + 1,
+                    ..file.clone()
+                }
+            })
+            .collect();
+        job.enqueue(now_ms(), &tasks).context("injecting files")?;
+        injected += count;
+        next_batch += 1;
+        bar.set_message(format!("injected {injected} files"));
+    }
+    let injection_seconds = start.elapsed().as_secs_f64();
+    let (sealed, there) = job.seal(now_ms(), injected)?;
+    if !sealed {
+        bail!("job '{}' holds {there} tasks but {injected} were injected: something else writes to it", job.name());
+    }
+    let status = wait_until_finished(job, pool.as_deref(), &bar, 3 * common.lease_ms, interrupted)?;
+    bar.finish_and_clear();
+    if let Some(faults) = faults {
+        faults.stop();
+    }
+
+    let rows = rows_from_done(&session.job.done_records()?);
+    let events = session.job.events()?;
+    let window = (options.rate as usize).clamp(5, 200);
+    let median = rolling_median(&rows, window);
+    if let Some(path) = &options.latency_out {
+        write_csv(path, &rows)?;
+    }
+    if let Some(path) = &options.plot {
+        let title = format!(
+            "{}: {} files at {:.0}/s, {} workers",
+            session.name, injected, options.rate, common.workers
+        );
+        let start_ms = rows.first().map(|r| r.injected_at_ms).unwrap_or(0);
+        plot::plot(
+            path,
+            &plot::Timeline {
+                title: &title,
+                rows: &rows,
+                median: &median,
+                events: &events,
+                start_ms,
+            },
+        )?;
+    }
+    let span_ms = match (rows.first(), rows.iter().map(|r| r.committed_at_ms).max()) {
+        (Some(first), Some(last)) => last.saturating_sub(first.injected_at_ms).max(1),
+        _ => 1,
+    };
+    let pool = pool.and_then(|p| Arc::try_unwrap(p).ok());
+    let summary = finish(&mut session, common, &status, pool)?;
+    Ok(StreamSummary {
+        summary,
+        rate: options.rate,
+        injected_files: injected,
+        injection_seconds,
+        files_per_second: rows.len() as f64 * 1000.0 / span_ms as f64,
+        latency: percentiles(&rows),
+        recoveries: recoveries(&rows, &events, window),
+        events,
+        rows,
+    })
+}

@@ -1,0 +1,10 @@
+//! Latency, the last step of the data flow for stream jobs: every committed file's
+//! injected -> committed time, as rows ([`rows`]), percentiles and recovery times after fault events
+//! ([`stats`]), and a timeline plot ([`plot`]).
+
+pub mod plot;
+pub mod rows;
+pub mod stats;
+
+pub use rows::{write_csv, LatencyRow};
+pub use stats::{percentiles, recoveries, rolling_median, Percentiles, Recovery};

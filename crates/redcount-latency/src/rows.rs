@@ -1,0 +1,52 @@
+//! One latency row per committed file, from the job's `done` stream (written by the commit that
+//! counted, never by a duplicate).
+
+use std::path::Path;
+
+use anyhow::Context;
+use redcount_protocol::DoneRecord;
+
+/// A file's journey: injected, claimed (by the worker that committed it), committed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LatencyRow {
+    pub path: String,
+    pub injected_at_ms: u64,
+    pub claimed_at_ms: u64,
+    pub committed_at_ms: u64,
+    pub latency_ms: u64,
+    pub worker: String,
+    pub attempts: u64,
+}
+
+impl From<&DoneRecord> for LatencyRow {
+    fn from(d: &DoneRecord) -> LatencyRow {
+        LatencyRow {
+            path: d.path.clone(),
+            injected_at_ms: d.injected_ms,
+            claimed_at_ms: d.claimed_ms,
+            committed_at_ms: d.committed_ms,
+            latency_ms: d.committed_ms.saturating_sub(d.injected_ms),
+            worker: d.worker.clone(),
+            attempts: d.attempts,
+        }
+    }
+}
+
+/// Rows sorted by injection time, from the `done` records.
+pub fn rows_from_done(done: &[DoneRecord]) -> Vec<LatencyRow> {
+    let mut rows: Vec<LatencyRow> = done.iter().map(LatencyRow::from).collect();
+    rows.sort_by_key(|r| (r.injected_at_ms, r.committed_at_ms));
+    rows
+}
+
+/// Writes `--latency-out`: a header and one row per file.
+pub fn write_csv(path: &Path, rows: &[LatencyRow]) -> anyhow::Result<()> {
+    let mut w = csv::Writer::from_path(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    for row in rows {
+        w.serialize(row)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    w.flush()
+        .with_context(|| format!("cannot write {}", path.display()))
+}

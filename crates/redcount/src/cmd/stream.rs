@@ -1,0 +1,43 @@
+//! `redcount stream`.
+
+use std::process::ExitCode;
+
+use redcount_driver::faults::FaultPlan;
+use redcount_driver::stream::{stream as run_stream, StreamLimit, StreamOptions};
+
+use super::run::{exit_code, interrupt_flag, job_options};
+use crate::cli::StreamArgs;
+
+pub fn stream(args: StreamArgs) -> anyhow::Result<ExitCode> {
+    let interrupted = interrupt_flag();
+    let json = args.job.json;
+    let mut common = job_options(args.job)?;
+    common.worker_args.extend([
+        "--speculate-factor".into(),
+        args.speculate_factor.max(0.0).to_string(),
+    ]);
+    let options = StreamOptions {
+        common,
+        rate: args.rate,
+        batch: args.batch,
+        limit: match (args.files, args.duration) {
+            (Some(n), _) => StreamLimit::Files(n),
+            (None, Some(d)) => StreamLimit::Duration(d),
+            (None, None) => StreamLimit::Once,
+        },
+        latency_out: args.latency_out,
+        plot: args.plot,
+        faults: FaultPlan {
+            kills: args.kill_worker,
+            stragglers: args.straggler,
+            restart_after: args.restart_workers,
+        },
+    };
+    let summary = run_stream(&options, &interrupted)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        summary.print(&mut std::io::stdout().lock())?;
+    }
+    Ok(exit_code(&summary.summary))
+}

@@ -1,0 +1,217 @@
+//! Stream jobs: exact counts with cycled inputs, one latency row per injected file (none for
+//! duplicates), a killed worker's file re-delivered with its latency spike in the data, a straggler's
+//! task finished by another worker, and valid plots. Short and bounded.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use redcount_testkit::corpus::write_text_corpus;
+
+/// Latency CSV rows: (path, latency_ms, worker, attempts).
+fn latency_rows(path: &Path) -> Vec<(String, u64, String, u64)> {
+    let text = std::fs::read_to_string(path).expect("read latency csv");
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("path,injected_at_ms,claimed_at_ms,committed_at_ms,latency_ms,worker,attempts")
+    );
+    lines
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            let (injected, committed): (u64, u64) =
+                (f[1].parse().expect("ms"), f[3].parse().expect("ms"));
+            let latency: u64 = f[4].parse().expect("ms");
+            assert_eq!(
+                latency,
+                committed - injected,
+                "latency = committed - injected"
+            );
+            (
+                f[0].to_string(),
+                latency,
+                f[5].to_string(),
+                f[6].parse().expect("attempts"),
+            )
+        })
+        .collect()
+}
+
+/// The oracle for `injected` files taken in turn from `files` (cycling).
+fn cycled_oracle(files: &[std::path::PathBuf], injected: usize) -> Counts {
+    let cycle: Vec<&std::path::PathBuf> = files.iter().cycle().take(injected).collect();
+    oracle_count(&cycle)
+}
+
+#[test]
+fn cycled_injection_is_counted_exactly_with_one_latency_row_per_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let corpus = dir.path().join("in");
+    let files = write_text_corpus(&corpus, 7, 500, 4_000, 31);
+    let (out, lat, svg) = (
+        dir.path().join("out.tsv"),
+        dir.path().join("lat.csv"),
+        dir.path().join("lat.svg"),
+    );
+    let o = run_ok(&[
+        "stream",
+        "--rate",
+        "100",
+        "--batch",
+        "3",
+        "--files",
+        "20",
+        "-w",
+        "2",
+        "--json",
+        "--out",
+        &out.display().to_string(),
+        "--latency-out",
+        &lat.display().to_string(),
+        "--plot",
+        &svg.display().to_string(),
+        &corpus.display().to_string(),
+    ]);
+    assert_same_counts(&cycled_oracle(&files, 20), &read_out_file(&out));
+    let rows = latency_rows(&lat);
+    assert_eq!(rows.len(), 20, "one row per injected file");
+    let v = json(&o);
+    assert_eq!(v["injected_files"], 20);
+    assert_eq!(v["latency"]["count"], 20);
+    let svg_text = std::fs::read_to_string(&svg).expect("read svg");
+    assert!(svg_text.starts_with("<svg"));
+    assert_eq!(
+        svg_text.matches("<circle").count(),
+        20 + 1,
+        "a point per file, plus the legend's"
+    );
+    // Paths in the rows are the inputs, each as often as it was injected.
+    let first = files[0].display().to_string();
+    assert_eq!(
+        rows.iter().filter(|r| r.0 == first).count(),
+        3,
+        "20 files over 7 inputs: the first thrice"
+    );
+}
+
+#[test]
+fn a_killed_workers_file_is_redelivered_and_its_latency_spike_is_in_the_data() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let corpus = dir.path().join("in");
+    let files = write_text_corpus(&corpus, 4, 500, 2_000, 32);
+    let (out, lat, png) = (
+        dir.path().join("out.tsv"),
+        dir.path().join("lat.csv"),
+        dir.path().join("lat.png"),
+    );
+    // Batches of 4 files every 2 s; each file costs 200 ms of CPU, so at 300 ms both workers hold
+    // files, and the kill takes some with it.
+    let o = run_ok(&[
+        "stream",
+        "--rate",
+        "2",
+        "--batch",
+        "4",
+        "--files",
+        "8",
+        "-w",
+        "2",
+        "--json",
+        "--worker-slow",
+        "200ms",
+        "--lease-ms",
+        "1s",
+        "--speculate-factor",
+        "0",
+        "--kill-worker",
+        "300ms",
+        "--restart-workers",
+        "200ms",
+        "--out",
+        &out.display().to_string(),
+        "--latency-out",
+        &lat.display().to_string(),
+        "--plot",
+        &png.display().to_string(),
+        &corpus.display().to_string(),
+    ]);
+    assert_same_counts(&cycled_oracle(&files, 8), &read_out_file(&out));
+    let rows = latency_rows(&lat);
+    assert_eq!(rows.len(), 8);
+    let redelivered: Vec<_> = rows.iter().filter(|r| r.3 >= 2).collect();
+    assert!(
+        !redelivered.is_empty(),
+        "the killed worker's files were re-delivered: {rows:?}"
+    );
+    let v = json(&o);
+    let p50 = v["latency"]["p50"].as_u64().expect("p50");
+    for r in &redelivered {
+        assert!(
+            r.1 >= 1_000,
+            "re-delivered only once the 1 s lease ran out: {r:?}"
+        );
+        assert!(r.1 > p50, "a spike above the median ({p50} ms): {r:?}");
+    }
+    assert!(
+        p50 < 1_000,
+        "the spike is a spike, not the norm: p50 {p50} ms"
+    );
+    let kinds: Vec<&str> = v["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, vec!["kill-worker", "restart-worker"]);
+    assert_eq!(v["recoveries"].as_array().expect("recoveries").len(), 2);
+    assert_eq!(&std::fs::read(&png).expect("png")[..4], b"\x89PNG");
+}
+
+#[test]
+fn a_stragglers_task_is_finished_by_another_worker() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let corpus = dir.path().join("in");
+    let files = write_text_corpus(&corpus, 6, 500, 2_000, 33);
+    let (out, lat) = (dir.path().join("out.tsv"), dir.path().join("lat.csv"));
+    // Files cost 50 ms of CPU and come 3 at a time; from the start one worker runs 1/20 of the time.
+    // An idle worker re-runs a task that has run longer than 3 x the recent p90 (and 500 ms).
+    let o = run_ok(&[
+        "stream",
+        "--rate",
+        "15",
+        "--batch",
+        "3",
+        "--files",
+        "45",
+        "-w",
+        "2",
+        "--json",
+        "--worker-slow",
+        "50ms",
+        "--lease-ms",
+        "30s",
+        "--straggler",
+        "0ms:20",
+        "--out",
+        &out.display().to_string(),
+        "--latency-out",
+        &lat.display().to_string(),
+        &corpus.display().to_string(),
+    ]);
+    assert_same_counts(&cycled_oracle(&files, 45), &read_out_file(&out));
+    let v = json(&o);
+    assert!(v["speculated"].as_u64().expect("speculated") >= 1, "{v}");
+    let rows = latency_rows(&lat);
+    assert_eq!(
+        rows.len(),
+        45,
+        "one row per file: a duplicate commit records none"
+    );
+    assert!(
+        rows.iter().any(|r| r.3 >= 2),
+        "a speculative copy committed: {rows:?}"
+    );
+    // With a 30 s lease, nothing here waited for a lease to expire.
+    assert!(rows.iter().all(|r| r.1 < 30_000));
+}
