@@ -1,5 +1,6 @@
 //! `redcount status` and `redcount top`: read-only looks at a job while it runs or after.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use redcount_driver::report::{display_word, human_bytes};
@@ -81,22 +82,36 @@ pub fn top(args: TopArgs) -> anyhow::Result<ExitCode> {
     let url = super::required_url(&args.redis)?;
     let mut job = Job::new(Link::open(&url, LinkOptions::default())?, &args.job)?;
     if !job.exists()? {
-        anyhow::bail!(
-            "no job '{}' at {} (`redcount status` lists the jobs there)",
-            args.job,
-            job.addr()
-        );
+        anyhow::bail!("no job '{}' at {} (`redcount status` lists the jobs there)", args.job, job.addr());
     }
-    let top = job.top(args.k)?;
-    let width = top
-        .iter()
-        .map(|(_, n)| n.to_string().len())
-        .max()
-        .unwrap_or(5)
-        .max(5);
-    println!("{:>width$}  word", "count");
-    for (word, n) in top {
-        println!("{n:>width$}  {}", display_word(&word));
+    let terminal = std::io::stdout().is_terminal();
+    loop {
+        let status = job.status(now_ms(), 15_000)?;
+        let top = job.top(args.k)?;
+        let mut out = String::new();
+        if args.follow {
+            if terminal {
+                // Redraw in place: clear the screen, cursor home.
+                out.push_str("\x1b[2J\x1b[H");
+            }
+            out.push_str(&format!(
+                "job {}: {} of {} tasks done, {} words{}\n",
+                args.job,
+                status.done,
+                status.tasks,
+                status.words,
+                if status.finished { " (finished)" } else { "" }
+            ));
+        }
+        let width = top.iter().map(|(_, n)| n.to_string().len()).max().unwrap_or(5).max(5);
+        out.push_str(&format!("{:>width$}  word\n", "count"));
+        for (word, n) in top {
+            out.push_str(&format!("{n:>width$}  {}\n", display_word(&word)));
+        }
+        print!("{out}");
+        if !args.follow || status.finished {
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
     }
-    Ok(ExitCode::SUCCESS)
 }
