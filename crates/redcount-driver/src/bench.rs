@@ -118,7 +118,7 @@ fn tempfile_dir() -> anyhow::Result<tempfile::TempDir> {
         .context("creating a temp dir for corpora")
 }
 
-fn source_text(source: &[String]) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn source_text(source: &[String]) -> anyhow::Result<Vec<u8>> {
     let files = redcount_input::expand::expand(source)?;
     let mut text = Vec::new();
     for f in files {
@@ -130,7 +130,7 @@ fn source_text(source: &[String]) -> anyhow::Result<Vec<u8>> {
 }
 
 /// `n` files of 1-30 kB, cut from the source text at whitespace, sizes from a fixed seed.
-fn write_small(dir: &Path, text: &[u8], n: usize) -> anyhow::Result<()> {
+pub(crate) fn write_small(dir: &Path, text: &[u8], n: usize) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut seed: u64 = 0x5eed;
     let mut pos = 0usize;

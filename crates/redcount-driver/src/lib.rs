@@ -4,6 +4,7 @@
 //! progress bar ([`wait`]), and reports the result ([`report`]).
 
 pub mod bench;
+pub mod experiment;
 pub mod faults;
 pub mod plan;
 pub mod pool;

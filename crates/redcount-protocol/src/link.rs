@@ -16,8 +16,10 @@ pub struct LinkOptions {
     pub give_up_after: Duration,
     /// Timeout of one connection attempt.
     pub connect_timeout: Duration,
-    /// Timeout of one reply; long enough for the largest commit.
-    pub read_timeout: Duration,
+    /// Timeout of one reply. None by default: a socket read with a timeout fails with EINTR when the
+    /// process is stopped and continued (signal(7)), and a lost `claim` reply strands its tasks until
+    /// their leases expire. A dead server still shows up at once (the connection is reset).
+    pub read_timeout: Option<Duration>,
 }
 
 impl Default for LinkOptions {
@@ -25,7 +27,7 @@ impl Default for LinkOptions {
         LinkOptions {
             give_up_after: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(2),
-            read_timeout: Duration::from_secs(60),
+            read_timeout: None,
         }
     }
 }
@@ -105,8 +107,8 @@ impl Link {
             let mut con = self
                 .client
                 .get_connection_with_timeout(self.options.connect_timeout)?;
-            con.set_read_timeout(Some(self.options.read_timeout))?;
-            con.set_write_timeout(Some(self.options.read_timeout))?;
+            con.set_read_timeout(self.options.read_timeout)?;
+            con.set_write_timeout(self.options.read_timeout)?;
             ensure_library(&mut con)?;
             self.con = Some(con);
         }

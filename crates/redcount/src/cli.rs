@@ -32,6 +32,43 @@ pub enum Command {
     Top(TopArgs),
     /// Measure throughput and Redis cost on generated corpora (prints a markdown report).
     Bench(BenchArgs),
+    /// Run a standard set of experiments and write their data, plots and a report.
+    #[command(subcommand)]
+    Experiment(ExperimentCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExperimentCommand {
+    /// Streaming latency: a rate sweep past saturation, then killed workers and stragglers.
+    Latency(LatencyExperimentArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LatencyExperimentArgs {
+    /// Where the CSVs, plots and report.md go.
+    #[arg(long, default_value = "docs/experiments")]
+    pub out_dir: PathBuf,
+    /// Text the input files are cut from (default: the sample corpus).
+    #[arg(long, value_name = "INPUT")]
+    pub source: Vec<String>,
+    #[arg(short, long, default_value_t = 2)]
+    pub workers: usize,
+    /// Injection rates of the sweep, files per second.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "500,1000,2000,3000,4000,5000,6000"
+    )]
+    pub rates: Vec<f64>,
+    /// Injection time of each run.
+    #[arg(long, value_parser = parse_duration, default_value = "8s")]
+    pub duration: Duration,
+    /// Leases of the killed-worker runs (without speculation).
+    #[arg(long, value_delimiter = ',', value_parser = parse_duration, default_value = "1s,2s,4s")]
+    pub leases: Vec<Duration>,
+    /// Plot format: png (small files) or svg.
+    #[arg(long, default_value = "png", value_parser = ["png", "svg"])]
+    pub plot_format: String,
 }
 
 #[derive(Debug, Args)]

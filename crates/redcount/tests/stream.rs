@@ -218,31 +218,49 @@ fn a_stragglers_task_is_finished_by_another_worker() {
 
 #[test]
 fn top_follow_shows_the_live_result_until_the_stream_ends() {
-    let server = redcount_server::RedisServer::start(Default::default()).expect("redis-server starts");
+    let server =
+        redcount_server::RedisServer::start(Default::default()).expect("redis-server starts");
     let url = server.url();
     let dir = tempfile::tempdir().expect("temp dir");
     let corpus = dir.path().join("in");
     let files = write_text_corpus(&corpus, 5, 500, 3_000, 34);
     let driver = redcount()
-        .args(["stream", "--rate", "8", "--files", "16", "-w", "2", "--job", "live", "--redis", &url])
+        .args([
+            "stream", "--rate", "8", "--files", "16", "-w", "2", "--job", "live", "--redis", &url,
+        ])
         .arg(&corpus)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start stream");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !run(&["status", "--redis", &url, "--job", "live"]).status.success() {
-        assert!(std::time::Instant::now() < deadline, "the job never appeared");
+    while !run(&["status", "--redis", &url, "--job", "live"])
+        .status
+        .success()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job never appeared"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let follow = run_ok(&["top", "--follow", "--redis", &url, "--job", "live", "-k", "3"]);
+    let follow = run_ok(&[
+        "top", "--follow", "--redis", &url, "--job", "live", "-k", "3",
+    ]);
     let done = wait_output(driver, std::time::Duration::from_secs(60), "stream");
-    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
     let text = String::from_utf8_lossy(&follow.stdout);
     let frames: Vec<&str> = text.split("job live:").skip(1).collect();
     assert!(frames.len() >= 2, "it redrew while the stream ran: {text}");
     let last = frames.last().expect("a frame");
-    assert!(last.contains("16 of 16 tasks done") && last.contains("(finished)"), "{last}");
+    assert!(
+        last.contains("16 of 16 tasks done") && last.contains("(finished)"),
+        "{last}"
+    );
     // The last frame's top 3 is the exact result's top 3.
     let expected = cycled_oracle(&files, 16);
     let mut ranked: Vec<(&Vec<u8>, &u64)> = expected.iter().collect();

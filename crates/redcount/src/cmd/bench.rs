@@ -27,7 +27,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// corpus/sotu, found from the working directory or next to the source tree this binary was built from.
-fn default_source() -> anyhow::Result<String> {
+pub fn default_source() -> anyhow::Result<String> {
     let candidates = [
         std::path::PathBuf::from("corpus/sotu"),
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../corpus/sotu"),

@@ -82,7 +82,11 @@ pub fn top(args: TopArgs) -> anyhow::Result<ExitCode> {
     let url = super::required_url(&args.redis)?;
     let mut job = Job::new(Link::open(&url, LinkOptions::default())?, &args.job)?;
     if !job.exists()? {
-        anyhow::bail!("no job '{}' at {} (`redcount status` lists the jobs there)", args.job, job.addr());
+        anyhow::bail!(
+            "no job '{}' at {} (`redcount status` lists the jobs there)",
+            args.job,
+            job.addr()
+        );
     }
     let terminal = std::io::stdout().is_terminal();
     loop {
@@ -103,7 +107,12 @@ pub fn top(args: TopArgs) -> anyhow::Result<ExitCode> {
                 if status.finished { " (finished)" } else { "" }
             ));
         }
-        let width = top.iter().map(|(_, n)| n.to_string().len()).max().unwrap_or(5).max(5);
+        let width = top
+            .iter()
+            .map(|(_, n)| n.to_string().len())
+            .max()
+            .unwrap_or(5)
+            .max(5);
         out.push_str(&format!("{:>width$}  word\n", "count"));
         for (word, n) in top {
             out.push_str(&format!("{n:>width$}  {}\n", display_word(&word)));

@@ -1,6 +1,7 @@
 //! One function per subcommand; each turns flags into library calls and an exit status.
 
 mod bench;
+mod experiment;
 mod inspect;
 mod run;
 mod stream;
@@ -10,7 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::cli::{Command, RedisArg};
+use crate::cli::{Command, ExperimentCommand, RedisArg};
 
 /// Runs a subcommand.
 pub fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
@@ -21,6 +22,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Status(args) => inspect::status(args),
         Command::Top(args) => inspect::top(args),
         Command::Bench(args) => bench::bench(args),
+        Command::Experiment(ExperimentCommand::Latency(args)) => experiment::latency(args),
     }
 }
 

@@ -1,0 +1,284 @@
+//! `redcount experiment latency`: the streaming lab's standard set of runs in one command. A sweep of
+//! injection rates up to and past saturation, then, at half the highest stable rate, a killed worker
+//! (with and without speculation, at several leases) and a straggler (with and without speculation).
+//! Writes one CSV and one SVG plot per run and a markdown report that explains them.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::Context;
+use redcount_latency::LatencyRow;
+
+use crate::bench::write_small;
+use crate::faults::FaultPlan;
+use crate::plan::FormatChoice;
+use crate::session::JobOptions;
+use crate::stream::{stream, StreamLimit, StreamOptions, StreamSummary};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct ExperimentOptions {
+    pub out_dir: PathBuf,
+    /// Text the small input files are cut from.
+    pub source: Vec<String>,
+    pub workers: usize,
+    /// Injection rates of the sweep (files/s).
+    pub rates: Vec<f64>,
+    /// Injection time of every run.
+    pub duration: Duration,
+    /// Leases of the killed-worker runs without speculation.
+    pub leases: Vec<Duration>,
+    /// `png` or `svg`.
+    pub plot_format: String,
+    pub worker_exe: PathBuf,
+}
+
+/// One run's line in the report.
+struct Run {
+    name: String,
+    note: String,
+    summary: StreamSummary,
+    stable: bool,
+}
+
+/// Runs everything and writes `report.md` into the output directory; returns the report's path.
+pub fn latency_experiment(options: &ExperimentOptions) -> anyhow::Result<PathBuf> {
+    let out = &options.out_dir;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let corpus = tempfile::Builder::new()
+        .prefix("redcount-experiment-")
+        .tempdir()?;
+    let text = crate::bench::source_text(&options.source)?;
+    write_small(corpus.path(), &text, 300)?;
+    let input = corpus.path().display().to_string();
+    let secs = options.duration.as_secs_f64();
+
+    let mut sweep = Vec::new();
+    for &rate in &options.rates {
+        let name = format!("rate-{rate:.0}");
+        eprintln!("experiment: {name}");
+        let summary = one_run(
+            options,
+            &input,
+            rate,
+            FaultPlan::default(),
+            5_000,
+            3.0,
+            &name,
+        )?;
+        let stable = is_stable(&summary.rows);
+        sweep.push(Run {
+            name,
+            note: format!("{rate:.0} files/s"),
+            summary,
+            stable,
+        });
+    }
+    let best = sweep
+        .iter()
+        .filter(|r| r.stable)
+        .map(|r| r.summary.rate)
+        .fold(0.0, f64::max);
+    let half = if best > 0.0 {
+        best / 2.0
+    } else {
+        options.rates.first().copied().unwrap_or(100.0) / 2.0
+    };
+    let at = Duration::from_secs_f64(secs / 3.0);
+    // Three kills per run: an idle worker holds nothing, so one kill may show nothing at all.
+    let kill_times: Vec<Duration> = (1..=3)
+        .map(|k| Duration::from_secs_f64(secs * k as f64 / 4.0))
+        .collect();
+
+    let mut faults = Vec::new();
+    let kill = FaultPlan {
+        kills: kill_times,
+        stragglers: vec![],
+        restart_after: Some(Duration::from_millis(500)),
+    };
+    for &lease in &options.leases {
+        let ms = lease.as_millis() as u64;
+        let name = format!("kill-lease-{ms}ms");
+        eprintln!("experiment: {name}");
+        let summary = one_run(options, &input, half, kill.clone(), ms, 0.0, &name)?;
+        let stable = is_stable(&summary.rows);
+        faults.push(Run {
+            name,
+            note: format!("3 kills, restart after 0.5 s, lease {ms} ms, no speculation"),
+            summary,
+            stable,
+        });
+    }
+    let name = "kill-speculation".to_string();
+    eprintln!("experiment: {name}");
+    let summary = one_run(options, &input, half, kill, 5_000, 3.0, &name)?;
+    faults.push(Run {
+        stable: is_stable(&summary.rows),
+        name,
+        note: "3 kills, restart after 0.5 s, lease 5 s, speculation 3x p90".into(),
+        summary,
+    });
+    let slow = FaultPlan {
+        kills: vec![],
+        stragglers: vec![(at, 4.0)],
+        restart_after: None,
+    };
+    for (name, factor, note) in [
+        (
+            "straggler-speculation",
+            3.0,
+            "one worker slowed 4x from 1/3 of the run, speculation 3x p90",
+        ),
+        (
+            "straggler-no-speculation",
+            0.0,
+            "one worker slowed 4x from 1/3 of the run, no speculation",
+        ),
+    ] {
+        eprintln!("experiment: {name}");
+        let summary = one_run(options, &input, half, slow.clone(), 5_000, factor, name)?;
+        faults.push(Run {
+            stable: is_stable(&summary.rows),
+            name: name.into(),
+            note: note.into(),
+            summary,
+        });
+    }
+
+    let report = report(options, &sweep, best, half, &faults);
+    let path = out.join("report.md");
+    std::fs::write(&path, report).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn one_run(
+    options: &ExperimentOptions,
+    input: &str,
+    rate: f64,
+    faults: FaultPlan,
+    lease_ms: u64,
+    speculate: f64,
+    name: &str,
+) -> anyhow::Result<StreamSummary> {
+    let mut common = JobOptions::new(
+        vec![input.to_string()],
+        options.workers,
+        options.worker_exe.clone(),
+    );
+    common.format = FormatChoice::Text;
+    common.lease_ms = lease_ms;
+    common.worker_args = vec!["--speculate-factor".into(), speculate.to_string()];
+    let stream_options = StreamOptions {
+        common,
+        rate,
+        // About 50 micro-batches a second.
+        batch: ((rate / 50.0).round() as usize).max(1),
+        limit: StreamLimit::Duration(options.duration),
+        latency_out: Some(options.out_dir.join(format!("{name}.csv"))),
+        plot: Some(
+            options
+                .out_dir
+                .join(format!("{name}.{}", options.plot_format)),
+        ),
+        faults,
+    };
+    stream(&stream_options, &AtomicBool::new(false))
+}
+
+/// Stable = the p99 latency of the last third of the run (by injection time) is not much above the
+/// first third's: a growing backlog shows as a growing p99.
+pub fn is_stable(rows: &[LatencyRow]) -> bool {
+    let third = rows.len() / 3;
+    let p99 = |r: &[LatencyRow]| redcount_latency::percentiles(r).p99 as f64;
+    p99(&rows[rows.len() - third..]) <= 1.5 * p99(&rows[..third]) + 50.0
+}
+
+fn report(
+    options: &ExperimentOptions,
+    sweep: &[Run],
+    best: f64,
+    half: f64,
+    faults: &[Run],
+) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# Streaming latency experiment\n");
+    let _ = writeln!(
+        s,
+        "Made by `redcount experiment latency` with {} workers, {:.0} s of injection per run, 300 input \
+         files of 1-30 kB cut from the sample corpus and cycled, about 50 micro-batches a second. \
+         Every run ends with the job finished; the CSV of each run has one row per file.\n",
+        options.workers,
+        options.duration.as_secs_f64()
+    );
+    let _ = writeln!(s, "## Rate sweep\n");
+    let _ = writeln!(s, "| run | injected/s | committed/s | MB/s | p50 ms | p90 ms | p99 ms | max ms | stable | plot |");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
+    for r in sweep {
+        row(&mut s, r, &options.plot_format);
+    }
+    let _ = writeln!(
+        s,
+        "\nHighest stable rate: **{best:.0} files/s**. Fault runs below inject at half of it, {half:.0} files/s.\n"
+    );
+    let _ = writeln!(s, "## Faults at {half:.0} files/s\n");
+    let _ = writeln!(s, "| run | what | p50 ms | p99 ms | max ms | re-delivered files (max latency) | events: recovery | plot |");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
+    for r in faults {
+        let l = &r.summary.latency;
+        let again: Vec<&LatencyRow> = r.summary.rows.iter().filter(|x| x.attempts > 1).collect();
+        let again_max = again
+            .iter()
+            .map(|x| x.latency_ms)
+            .max()
+            .map(|m| format!(" ({m} ms)"))
+            .unwrap_or_default();
+        let recoveries: Vec<String> = r
+            .summary
+            .recoveries
+            .iter()
+            .filter(|x| x.event.kind != "restart-worker")
+            .map(|x| match x.recovery_ms {
+                Some(0) => format!("{}: none needed", x.event.kind),
+                Some(ms) => format!("{}: {:.2} s", x.event.kind, ms as f64 / 1000.0),
+                None => format!("{}: not within the run", x.event.kind),
+            })
+            .collect();
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {}{} | {} | [plot]({}.{}) |",
+            r.name,
+            r.note,
+            l.p50,
+            l.p99,
+            l.max,
+            again.len(),
+            again_max,
+            recoveries.join("; "),
+            r.name,
+            options.plot_format
+        );
+    }
+    s
+}
+
+fn row(s: &mut String, r: &Run, format: &str) {
+    let l = &r.summary.latency;
+    let mb = r.summary.summary.bytes as f64 / 1e6 / r.summary.injection_seconds.max(1e-9);
+    let _ = writeln!(
+        s,
+        "| {} | {} | {:.0} | {:.1} | {} | {} | {} | {} | {} | [plot]({}.{format}) |",
+        r.name,
+        r.note,
+        r.summary.files_per_second,
+        mb,
+        l.p50,
+        l.p90,
+        l.p99,
+        l.max,
+        if r.stable { "yes" } else { "no (p99 growing)" },
+        r.name
+    );
+}
