@@ -4,6 +4,8 @@
 //! progress bar ([`wait`]), and reports the result ([`report`]).
 
 pub mod bench;
+pub mod checkpoint;
+pub mod embedded;
 pub mod experiment;
 pub mod faults;
 pub mod plan;

@@ -47,7 +47,9 @@ impl WorkerPool {
     }
 
     fn start_one(&self) -> anyhow::Result<Child> {
-        Command::new(&self.exe)
+        let mut command = Command::new(&self.exe);
+        redcount_server::die_with_parent(&mut command);
+        command
             .arg("worker")
             .arg("--job")
             .arg(&self.job)
@@ -103,6 +105,17 @@ impl WorkerPool {
             children.push(fresh);
         }
         Ok(pid)
+    }
+
+    /// Starts a fresh worker in every slot whose worker has exited.
+    pub fn replace_exited(&self) -> anyhow::Result<()> {
+        let mut children = self.lock();
+        for child in children.iter_mut() {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                *child = self.start_one()?;
+            }
+        }
+        Ok(())
     }
 
     /// Number of workers still running, and the failed exits seen so far.

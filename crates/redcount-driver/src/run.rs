@@ -1,13 +1,11 @@
 //! `redcount run`: a batch job, start to finish: plan every input, enqueue, seal, wait, report.
 
 use std::sync::atomic::AtomicBool;
-
-use anyhow::{bail, Context};
-use redcount_protocol::now_ms;
+use std::time::Duration;
 
 use crate::plan::{default_split_bytes, plan_tasks, sizes};
 use crate::report::Summary;
-use crate::session::{available_cpus, finish, open_session, start_workers, JobOptions};
+use crate::session::{available_cpus, open_session, start_workers, ChaosPoint, JobOptions};
 use crate::wait::{progress_bar, wait_until_finished};
 
 /// Everything `redcount run` can be asked.
@@ -36,21 +34,19 @@ pub fn run(options: &RunOptions, interrupted: &AtomicBool) -> anyhow::Result<Sum
         .split_bytes
         .unwrap_or_else(|| default_split_bytes(total, workers_for_split));
     let tasks = plan_tasks(&sized, common.format, split, 1);
-    let job = &mut session.job;
-    for chunk in tasks.chunks(1000) {
-        job.enqueue(now_ms(), chunk).context("enqueueing tasks")?;
+    let first = tasks.len().min(1000);
+    session.enqueue(&tasks[..first])?;
+    if common.chaos_at.contains(&ChaosPoint::Enqueue) {
+        session.crash_redis();
     }
-    let (sealed, there) = job.seal(now_ms(), tasks.len() as u64)?;
-    if !sealed {
-        bail!(
-            "job '{}' holds {there} tasks but {} were enqueued: something else writes to it",
-            job.name(),
-            tasks.len()
-        );
-    }
+    session.enqueue(&tasks[first..])?;
+    session.seal()?;
 
     let bar = progress_bar(common.progress);
-    let status = wait_until_finished(job, pool.as_ref(), &bar, 3 * common.lease_ms, interrupted)?;
+    let summary = wait_until_finished(&mut session, common, pool.as_ref(), &bar, interrupted)?;
     bar.finish_and_clear();
-    finish(&mut session, common, &status, pool)
+    if let Some(pool) = pool {
+        pool.finish(Duration::from_secs(5));
+    }
+    Ok(summary)
 }

@@ -13,13 +13,13 @@ use redcount_latency::{
     percentiles, plot, recoveries, rolling_median, rows::rows_from_done, write_csv,
 };
 use redcount_latency::{LatencyRow, Percentiles, Recovery};
-use redcount_protocol::{now_ms, Job, JobEvent, Link, LinkOptions, NewTask};
+use redcount_protocol::{Job, JobEvent, Link, LinkOptions, NewTask};
 
 use crate::faults::{FaultPlan, FaultRunner};
 use crate::plan::{plan_tasks, sizes};
 use crate::pool::WorkerPool;
 use crate::report::Summary;
-use crate::session::{finish, open_session, JobOptions};
+use crate::session::{open_session, JobOptions};
 use crate::wait::{progress_bar, wait_until_finished};
 
 /// When injection stops.
@@ -145,7 +145,6 @@ pub fn stream(options: &StreamOptions, interrupted: &AtomicBool) -> anyhow::Resu
     let interval = Duration::from_secs_f64(batch as f64 / options.rate);
     let mut injected: u64 = 0;
     let mut next_batch = 0u32;
-    let job = &mut session.job;
     loop {
         let due = start + interval * next_batch;
         if let StreamLimit::Duration(d) = options.limit {
@@ -159,8 +158,8 @@ pub fn stream(options: &StreamOptions, interrupted: &AtomicBool) -> anyhow::Resu
         if interrupted.load(Ordering::Relaxed) {
             bail!(
                 "interrupted: job '{}' left unfinished at {}",
-                job.name(),
-                job.addr()
+                session.name,
+                session.job.addr()
             );
         }
         // Keep the schedule: sleep until the batch is due; when late, inject at once.
@@ -181,17 +180,14 @@ pub fn stream(options: &StreamOptions, interrupted: &AtomicBool) -> anyhow::Resu
                 }
             })
             .collect();
-        job.enqueue(now_ms(), &tasks).context("injecting files")?;
+        session.enqueue(&tasks).context("injecting files")?;
         injected += count;
         next_batch += 1;
         bar.set_message(format!("injected {injected} files"));
     }
     let injection_seconds = start.elapsed().as_secs_f64();
-    let (sealed, there) = job.seal(now_ms(), injected)?;
-    if !sealed {
-        bail!("job '{}' holds {there} tasks but {injected} were injected: something else writes to it", job.name());
-    }
-    let status = wait_until_finished(job, pool.as_deref(), &bar, 3 * common.lease_ms, interrupted)?;
+    session.seal()?;
+    let summary = wait_until_finished(&mut session, common, pool.as_deref(), &bar, interrupted)?;
     bar.finish_and_clear();
     if let Some(faults) = faults {
         faults.stop();
@@ -225,8 +221,9 @@ pub fn stream(options: &StreamOptions, interrupted: &AtomicBool) -> anyhow::Resu
         (Some(first), Some(last)) => last.saturating_sub(first.injected_at_ms).max(1),
         _ => 1,
     };
-    let pool = pool.and_then(|p| Arc::try_unwrap(p).ok());
-    let summary = finish(&mut session, common, &status, pool)?;
+    if let Some(pool) = pool.and_then(|p| Arc::try_unwrap(p).ok()) {
+        pool.finish(Duration::from_secs(5));
+    }
     Ok(StreamSummary {
         summary,
         rate: options.rate,

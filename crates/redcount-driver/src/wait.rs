@@ -1,5 +1,6 @@
-//! Waiting for a job to finish: wakes on every commit (a blocking read of the `done` stream), draws a
-//! progress bar when stderr is a terminal, and notices when every worker has died.
+//! Waiting for a job to finish: wakes on every commit (a blocking read of the `done` stream), keeps
+//! the job whole across Redis crashes (see [`Session::status`]), restarts workers that left a job that
+//! a rollback un-finished, draws a progress bar when stderr is a terminal, and reads the result.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -7,9 +8,10 @@ use std::time::Duration;
 
 use anyhow::bail;
 use indicatif::{ProgressBar, ProgressStyle};
-use redcount_protocol::{now_ms, Job, Status};
 
 use crate::pool::WorkerPool;
+use crate::report::Summary;
+use crate::session::{read_result, ChaosPoint, JobOptions, Session};
 
 /// A progress bar over the job's bytes, hidden unless stderr is a terminal and `wanted`.
 pub fn progress_bar(wanted: bool) -> ProgressBar {
@@ -28,16 +30,29 @@ pub fn progress_bar(wanted: bool) -> ProgressBar {
     bar
 }
 
-/// Blocks until the job is finished and returns its final status.
+/// Blocks until the job is finished, then reads and returns its result.
 pub fn wait_until_finished(
-    job: &mut Job,
+    session: &mut Session,
+    options: &JobOptions,
     pool: Option<&WorkerPool>,
     bar: &ProgressBar,
-    live_window_ms: u64,
     interrupted: &AtomicBool,
-) -> anyhow::Result<Status> {
+) -> anyhow::Result<Summary> {
+    let live_window = 3 * options.lease_ms;
+    let mut crash_at_finish = options.chaos_at.contains(&ChaosPoint::Finish);
+    // Workers restarted after a rollback un-finished the job; bounded so a crash loop still ends.
+    let mut restarts_left = 3 * options.workers.max(1);
     loop {
-        let status = job.status(now_ms(), live_window_ms)?;
+        let status = session.status(live_window)?;
+        tracing::debug!(
+            "status: {}/{} done, {} delivered, {} in flight, {} dead, {} workers live",
+            status.done,
+            status.tasks,
+            status.delivered,
+            status.in_flight,
+            status.dead,
+            status.live_workers
+        );
         bar.set_length(status.bytes);
         bar.set_position(status.done_bytes);
         bar.set_message(format!(
@@ -45,26 +60,42 @@ pub fn wait_until_finished(
             status.done, status.tasks, status.in_flight, status.dead, status.live_workers
         ));
         if status.finished {
-            return Ok(status);
+            if std::mem::take(&mut crash_at_finish) {
+                session.crash_redis();
+                continue;
+            }
+            if let Some(summary) = read_result(session, options, &status)? {
+                return Ok(summary);
+            }
+            continue;
         }
         if interrupted.load(Ordering::Relaxed) {
             bail!(
                 "interrupted: job '{}' left unfinished at {}",
-                job.name(),
-                job.addr()
+                session.name,
+                session.job.addr()
             );
         }
         if let Some(pool) = pool {
             let (running, failed) = pool.poll();
-            if running == 0 && !job.status(now_ms(), live_window_ms)?.finished {
-                bail!(
-                    "every worker exited before job '{}' finished ({} failed: {:?}); their errors are above",
-                    job.name(),
-                    failed.len(),
-                    failed
+            if running == 0 {
+                if restarts_left == 0 {
+                    bail!(
+                        "every worker exited before job '{}' finished ({} failed: {:?}); their errors are above",
+                        session.name,
+                        failed.len(),
+                        failed
+                    );
+                }
+                // Workers leave once they see the job finished; a rollback can un-finish it.
+                tracing::warn!(
+                    "job '{}' is not finished but no worker runs: starting them again",
+                    session.name
                 );
+                restarts_left -= 1;
+                pool.replace_exited()?;
             }
         }
-        job.wait_for_commit(&format!("{}-0", status.done), Duration::from_millis(200))?;
+        session.follow_commits(Duration::from_millis(200))?;
     }
 }

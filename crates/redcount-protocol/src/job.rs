@@ -425,20 +425,26 @@ impl Job {
             .map(|_| ())
     }
 
-    /// Blocks up to `timeout` until a commit after `done_id` (the driver's wake-up while it waits).
-    pub fn wait_for_commit(&mut self, done_id: &str, timeout: Duration) -> Result<()> {
+    /// Blocks up to `timeout` for commit records after the first `done` ones (ids are `n-0`), and
+    /// returns their task ids in order (the driver's wake-up, and its record of what was committed).
+    pub fn commits_after(&mut self, done: u64, timeout: Duration) -> Result<Vec<String>> {
         let millis = timeout.as_millis().max(1) as u64;
         let mut cmd = redis::cmd("XREAD");
         cmd.arg("COUNT")
-            .arg(1)
+            .arg(1000)
             .arg("BLOCK")
             .arg(millis)
             .arg("STREAMS")
             .arg(&self.keys.done)
-            .arg(done_id);
-        self.link
-            .call("XREAD BLOCK", |con| cmd.query::<Value>(con))
-            .map(|_| ())
+            .arg(format!("{done}-0"));
+        let reply: Option<Vec<(String, Vec<StreamEntry>)>> =
+            self.link.call("XREAD BLOCK", |con| cmd.query(con))?;
+        Ok(reply
+            .into_iter()
+            .flatten()
+            .flat_map(|(_, entries)| entries)
+            .map(|(_, fields)| field(&fields, "task"))
+            .collect())
     }
 
     /// The `k` most frequent words, ties broken by the word's bytes ascending.
@@ -551,7 +557,7 @@ impl Job {
         let mut out = Vec::new();
         let mut from = "-".to_string();
         loop {
-            let page: Vec<(String, Vec<(String, String)>)> = self.link.call("XRANGE", |con| {
+            let page: Vec<StreamEntry> = self.link.call("XRANGE", |con| {
                 redis::cmd("XRANGE")
                     .arg(key)
                     .arg(&from)
@@ -576,6 +582,9 @@ impl Job {
         reply::array(value).ok_or_else(|| self.bad_reply(func, "not an array"))
     }
 }
+
+/// A stream entry as XREAD/XRANGE reply it: id and field/value pairs.
+type StreamEntry = (String, Vec<(String, String)>);
 
 fn arg(n: impl ToString) -> Vec<u8> {
     n.to_string().into_bytes()

@@ -8,7 +8,7 @@
 --   * validate every argument before the first write (Redis has no rollback).
 -- KEYS are always the nine keys of one job, in the order of `JobKeys::all` in keys.rs.
 
-local LIBRARY_VERSION = 7
+local LIBRARY_VERSION = 10
 
 local K_TASKS, K_LEASES, K_COUNTS, K_META, K_DONE, K_DEAD, K_INFLIGHT, K_WORKERS, K_EVENTS = 1, 2, 3, 4, 5, 6, 7, 8, 9
 local GROUP = 'workers'
@@ -169,35 +169,51 @@ local function seal(keys, args)
   return { 1, tasks }
 end
 
--- Durations (committed - claimed, ms) of the last 50 commits.
-local function recent_durations(keys)
-  local out = {}
-  for _, entry in ipairs(redis.call('XREVRANGE', keys[K_DONE], '+', '-', 'COUNT', 50)) do
-    local f, committed, claimed = entry[2], 0, 0
+-- Durations (committed - claimed, ms) of the last 100 commits: all of them, and those of `worker`.
+local function recent_durations(keys, worker)
+  local all, mine = {}, {}
+  for _, entry in ipairs(redis.call('XREVRANGE', keys[K_DONE], '+', '-', 'COUNT', 100)) do
+    local f, committed, claimed, by = entry[2], 0, 0, ''
     for i = 1, #f, 2 do
-      if f[i] == 'committed_ms' then committed = tonumber(f[i + 1]) elseif f[i] == 'claimed_ms' then claimed = tonumber(f[i + 1]) end
+      if f[i] == 'committed_ms' then
+        committed = tonumber(f[i + 1])
+      elseif f[i] == 'claimed_ms' then
+        claimed = tonumber(f[i + 1])
+      elseif f[i] == 'worker' then
+        by = f[i + 1]
+      end
     end
-    out[#out + 1] = committed - claimed
+    all[#all + 1] = committed - claimed
+    if by == worker then
+      mine[#mine + 1] = committed - claimed
+    end
   end
-  return out
+  table.sort(all)
+  table.sort(mine)
+  return all, mine
 end
 
 -- The task to run speculatively, if any: one held by another worker for longer than `factor` times the
 -- p90 of recent task durations (and at least min_ms). Oldest claim first, ties by id, so the choice does
--- not depend on the hash's iteration order.
+-- not depend on the hash's iteration order. Only a worker that has recently committed (3 of the last
+-- 100 commits) at no more than twice the median duration speculates: a straggler takes nothing from
+-- others. Only first attempts are copied, so a task never ping-pongs between workers.
 local function straggling_task(keys, now, worker, max_attempts, factor, min_ms)
-  local recent = recent_durations(keys)
-  if #recent < 10 then
+  local all, mine = recent_durations(keys, worker)
+  if #all < 10 then
     return nil
   end
-  table.sort(recent)
-  local threshold = math.max(recent[math.ceil(#recent * 0.9)] * factor, min_ms)
+  local median = all[math.ceil(#all / 2)]
+  if #mine < 3 or mine[math.ceil(#mine / 2)] > 2 * median then
+    return nil
+  end
+  local threshold = math.max(all[math.ceil(#all * 0.9)] * factor, min_ms)
   local flat = redis.call('HGETALL', keys[K_INFLIGHT])
   local best, best_claimed
   for i = 1, #flat, 2 do
     local attempts, claimed, holder = string.match(flat[i + 1], '^(%d+):(%d+):(.*)$')
     attempts, claimed = tonumber(attempts), tonumber(claimed)
-    if holder ~= worker and attempts < max_attempts and now - claimed > threshold then
+    if holder ~= worker and attempts == 1 and attempts < max_attempts and now - claimed > threshold then
       if best == nil or claimed < best_claimed or (claimed == best_claimed and flat[i] < best) then
         best, best_claimed = flat[i], claimed
       end
@@ -342,9 +358,13 @@ local function commit(keys, args)
   end
   increments = (#args - first_pair + 1) / 2
   require_job(keys)
-  local gone = {}
+  local gone, seen = {}, {}
   for i = 4, 3 + 2 * n, 2 do
     int(args[i + 1], 'words of task ' .. args[i])
+    if seen[args[i]] then
+      fail('task ' .. args[i] .. ' appears twice in one commit')
+    end
+    seen[args[i]] = true
     if not redis.call('ZSCORE', keys[K_LEASES], args[i]) then
       gone[#gone + 1] = args[i]
     end

@@ -406,13 +406,14 @@ fn an_unknown_job_is_reported_by_name() {
 fn an_idle_worker_takes_over_a_straggling_task_speculatively() {
     let (_server, mut job) = setup(12, 3);
     let mut now = T0;
-    // Eleven tasks take 10 ms each, one at a time.
-    for _ in 0..11 {
-        let ids = claim(&mut job, now, "fast", 1);
+    // Eleven tasks take 10 ms each, one at a time, by two healthy workers.
+    for i in 0..11 {
+        let worker = if i % 2 == 0 { "fast" } else { "idle" };
+        let ids = claim(&mut job, now, worker, 1);
         assert_eq!(ids.len(), 1);
         let id = ids[0].as_str();
         assert_eq!(
-            commit(&mut job, now + 10, "fast", &[id], &[(b"w", 1)]),
+            commit(&mut job, now + 10, worker, &[id], &[(b"w", 1)]),
             CommitOutcome::Applied
         );
         now += 20;
@@ -465,4 +466,55 @@ fn events_are_noted_in_order() {
         (T0 + 5, "kill-worker", "pid 42")
     );
     assert_eq!(events[1].kind, "straggler");
+}
+
+#[test]
+fn a_slow_worker_does_not_take_work_from_faster_ones() {
+    let (_server, mut job) = setup(14, 3);
+    let mut now = T0;
+    // "fast" and "idle" commit five 10 ms tasks each, "slow" three 100 ms tasks.
+    for (worker, took, n) in [("fast", 10, 5), ("idle", 10, 5), ("slow", 100, 3)] {
+        for _ in 0..n {
+            let ids = claim(&mut job, now, worker, 1);
+            assert_eq!(
+                commit(
+                    &mut job,
+                    now + took,
+                    worker,
+                    &[ids[0].as_str()],
+                    &[(b"w", 1)]
+                ),
+                CommitOutcome::Applied
+            );
+            now += took + 1;
+        }
+    }
+    assert_eq!(claim(&mut job, now, "fast", 1), vec!["14-0"]);
+    let mut spec = req("slow", 10, 1 << 20, 3, 10 * LEASE);
+    spec.speculate_factor = 3.0;
+    // At +500 ms the task is past 3 x p90 (300 ms) but its 1 s lease has not run out.
+    assert!(
+        job.claim(now + 500, &spec).expect("claim").tasks.is_empty(),
+        "the straggler takes nothing"
+    );
+    spec.worker = "idle";
+    assert_eq!(
+        job.claim(now + 500, &spec).expect("claim").tasks.len(),
+        1,
+        "a healthy idle worker does"
+    );
+}
+
+#[test]
+fn a_commit_naming_a_task_twice_is_refused() {
+    let (_server, mut job) = setup(1, 3);
+    claim(&mut job, T0, "w", 1);
+    let tasks = vec![("1-0".to_string(), 1), ("1-0".to_string(), 1)];
+    let words: [(&[u8], u64); 1] = [(b"x", 2)];
+    let err = job
+        .commit(T0 + 1, "w", &tasks, words.into_iter())
+        .expect_err("twice");
+    assert!(err.to_string().contains("appears twice"), "{err}");
+    assert!(job.all_counts().expect("counts").is_empty());
+    assert_eq!(status(&mut job, T0 + 1).done, 0);
 }

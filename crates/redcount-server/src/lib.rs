@@ -115,6 +115,23 @@ impl RedisServer {
         self.child.as_ref().map(Child::id)
     }
 
+    /// The exit status if the server process has ended (crashed, or killed by someone else).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self
+            .child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten());
+        if status.is_some() {
+            self.child = None;
+        }
+        status
+    }
+
+    /// True while the server process runs.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
     /// SIGKILL: a real crash, nothing saved on the way down.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -145,7 +162,9 @@ impl RedisServer {
     }
 
     fn spawn(&mut self, program: &Path) -> Result<(), ServerError> {
-        let mut child = Command::new(program)
+        let mut command = Command::new(program);
+        die_with_parent(&mut command);
+        let mut child = command
             .arg("-")
             .current_dir(&self.dir)
             .stdin(Stdio::piped())
@@ -212,6 +231,19 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Makes the child get SIGKILL when the thread that started it ends, so a driver killed with SIGKILL
+/// leaves no redis-server or worker behind (Linux `PR_SET_PDEATHSIG`).
+pub fn die_with_parent(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec and only makes one async-signal-safe
+    // system call (prctl).
+    unsafe {
+        command.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+        });
     }
 }
 

@@ -1,12 +1,14 @@
-//! The worker loop: **claim** tasks, **count** them, **commit** them in one atomic call.
+//! The worker loop: **claim** tasks, **count** them, **commit** them in one atomic call
+//! ([`Worker::step`]).
 
+use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use redcount_count::{Tokenizer, WordCounts};
 use redcount_protocol::{
-    now_ms, ClaimRequest, CommitOutcome, Error as ProtocolError, Job, JobSpec, Link, LinkOptions,
-    Task,
+    now_ms, ClaimRequest, Claimed, CommitOutcome, Error as ProtocolError, Job, JobSpec, Link,
+    LinkOptions, Task,
 };
 
 use crate::count::{build_tokenizer, count_task};
@@ -21,16 +23,20 @@ pub struct WorkerOptions {
     pub lease_ms: Option<u64>,
     /// Deliveries before a task is given up; the job's default when None.
     pub max_attempts: Option<u32>,
-    /// Most bytes claimed at once: small tasks are batched into one commit up to this size.
+    /// Most bytes counted into one commit: small tasks are batched up to this size.
     pub batch_bytes: u64,
-    /// Most tasks claimed at once.
+    /// Most tasks counted into one commit.
     pub batch_tasks: u64,
+    /// Most time spent counting before a commit, so progress lands regularly (and survives a crash
+    /// of Redis that comes often) and latency stays bounded; tasks claimed but not counted by then go
+    /// into the next commit.
+    pub batch_time: Duration,
     /// Extra CPU time spent on every task (demonstrations and fault tests: a heavier computation, which a
     /// SIGSTOP/SIGCONT straggler really slows down, unlike a sleep).
     pub slow: Duration,
     /// How patient the worker is with an unreachable Redis.
     pub link: LinkOptions,
-    /// How long to wait for a job that does not exist yet (workers may start before the driver).
+    /// How long to wait for a job that does not exist (yet, or again after Redis lost it).
     pub wait_for_job: Duration,
     /// When idle, re-run a task that has run this many times longer than the recent p90 (0: never).
     pub speculate_factor: f64,
@@ -47,6 +53,7 @@ impl WorkerOptions {
             max_attempts: None,
             batch_bytes: 16 << 20,
             batch_tasks: 1024,
+            batch_time: Duration::from_millis(250),
             slow: Duration::ZERO,
             link: LinkOptions::default(),
             wait_for_job: Duration::from_secs(60),
@@ -65,7 +72,7 @@ pub struct WorkerReport {
     pub failed: u64,
 }
 
-/// Runs the worker until job `job` at `url` is finished.
+/// Runs a worker until job `job_name` at `url` is finished.
 pub fn run_worker(
     url: &str,
     job_name: &str,
@@ -73,82 +80,45 @@ pub fn run_worker(
 ) -> anyhow::Result<WorkerReport> {
     let mut job = Job::new(Link::open(url, options.link.clone())?, job_name)?;
     let spec = wait_for_spec(&mut job, options.wait_for_job)?;
-    let tokenizer = build_tokenizer(&spec)?;
     let lease_ms = options.lease_ms.unwrap_or(spec.lease_ms).max(1);
-    let max_attempts = options.max_attempts.unwrap_or(spec.max_attempts).max(1);
     let renewer_job = Job::new(Link::open(url, options.link.clone())?, job_name)?;
-    let renewer = Renewer::start(renewer_job, options.name.clone(), lease_ms);
-    let me = &options.name;
-    let mut report = WorkerReport::default();
-    let mut buf = Vec::new();
-    let claim = |job: &mut Job, max_tasks: u64, max_bytes: u64| {
-        let request = ClaimRequest {
-            worker: me,
-            lease_ms,
-            max_tasks,
-            max_bytes,
-            max_attempts,
-            live_window_ms: 3 * lease_ms,
-            speculate_factor: options.speculate_factor,
-            speculate_min_ms: options.speculate_min_ms,
-        };
-        job.claim(now_ms(), &request).context("claiming tasks")
+    let mut worker = Worker {
+        tokenizer: build_tokenizer(&spec)?,
+        max_attempts: options.max_attempts.unwrap_or(spec.max_attempts).max(1),
+        renewer: Renewer::start(renewer_job, options.name.clone(), lease_ms),
+        csv_column: spec.csv_column,
+        lease_ms,
+        job,
+        options,
+        buf: Vec::new(),
+        carry: VecDeque::new(),
+        report: WorkerReport::default(),
     };
     loop {
-        // 1. claim: expired leases first, then new tasks (library.lua, rc_claim).
-        let claimed = claim(&mut job, options.batch_tasks, options.batch_bytes)?;
-        if claimed.tasks.is_empty() {
-            if claimed.finished {
-                return Ok(report);
+        match worker.step() {
+            Ok(true) => return Ok(worker.report),
+            Ok(false) => {}
+            // Redis came back without the job: the driver creates it again; wait for that. Whatever
+            // this worker held is gone with it.
+            Err(err) if is_no_job(&err) => {
+                tracing::warn!(
+                    "{}: job '{job_name}' vanished from redis; waiting for it again",
+                    options.name
+                );
+                worker.carry.clear();
+                worker.renewer.hold(Vec::new());
+                wait_for_spec(&mut worker.job, options.wait_for_job)?;
             }
-            // Nothing to do: block until a task or a commit arrives, or the next lease may expire.
-            let until_deadline = claimed
-                .next_deadline_ms
-                .map(|d| d.saturating_sub(now_ms()) + 1)
-                .unwrap_or(500);
-            let wait = Duration::from_millis(until_deadline.clamp(5, 500));
-            job.wait_for_change(&claimed.last_task_id, &claimed.last_done_id, wait)?;
-            continue;
+            Err(err) => return Err(err),
         }
-        // 2. count. While more work is waiting and the batch is under budget, claim and count more:
-        // Redis pays per distinct word of every commit, so fewer, larger commits cost it far less.
-        let mut batch = Batch {
-            slow: options.slow,
-            ..Batch::default()
-        };
-        let mut next = claimed.tasks;
-        while !next.is_empty() {
-            batch.held.extend(next.iter().map(|t| t.id.clone()));
-            renewer.hold(batch.held.clone());
-            for task in next {
-                batch.count(
-                    &mut job,
-                    me,
-                    task,
-                    &tokenizer,
-                    &spec.csv_column,
-                    &mut buf,
-                    &mut report,
-                )?;
-            }
-            let (tasks_left, bytes_left) = batch.budget_left(options);
-            if tasks_left == 0 || bytes_left == 0 {
-                break;
-            }
-            next = claim(&mut job, tasks_left, bytes_left)?.tasks;
-        }
-        // 3. commit, in one atomic call.
-        commit(
-            &mut job,
-            options,
-            &tokenizer,
-            &spec.csv_column,
-            batch,
-            &mut buf,
-            &mut report,
-        )?;
-        renewer.hold(Vec::new());
     }
+}
+
+fn is_no_job(err: &anyhow::Error) -> bool {
+    matches!(
+        err.downcast_ref::<ProtocolError>(),
+        Some(ProtocolError::NoJob { .. })
+    )
 }
 
 /// The job's spec, once the job exists.
@@ -173,6 +143,190 @@ fn wait_for_spec(job: &mut Job, patience: Duration) -> anyhow::Result<JobSpec> {
     }
 }
 
+/// One worker process's state: nothing in it matters across a crash (leases cover what it held).
+struct Worker<'a> {
+    job: Job,
+    options: &'a WorkerOptions,
+    renewer: Renewer,
+    tokenizer: Tokenizer,
+    csv_column: String,
+    lease_ms: u64,
+    max_attempts: u32,
+    buf: Vec<u8>,
+    /// Tasks claimed but not counted when the last batch ran out of time: they start the next one.
+    carry: VecDeque<Task>,
+    report: WorkerReport,
+}
+
+impl Worker<'_> {
+    /// One round: claim, count, commit. True when the job is finished.
+    fn step(&mut self) -> anyhow::Result<bool> {
+        // 1. claim: expired leases first, then new tasks (library.lua, rc_claim).
+        if self.carry.is_empty() {
+            let claimed = self.claim(self.options.batch_tasks, self.options.batch_bytes)?;
+            if claimed.tasks.is_empty() {
+                if claimed.finished {
+                    return Ok(true);
+                }
+                // Nothing to do: block until a task or a commit arrives, or the next lease may expire.
+                let until_deadline = claimed
+                    .next_deadline_ms
+                    .map(|d| d.saturating_sub(now_ms()) + 1)
+                    .unwrap_or(500);
+                let wait = Duration::from_millis(until_deadline.clamp(5, 500));
+                self.job
+                    .wait_for_change(&claimed.last_task_id, &claimed.last_done_id, wait)?;
+                return Ok(false);
+            }
+            self.carry.extend(claimed.tasks);
+        }
+        // 2. count. While more work is waiting and the batch is under budget, claim and count more:
+        // Redis pays per distinct word of every commit, so fewer, larger commits cost it far less.
+        let started = Instant::now();
+        let mut batch = Batch::default();
+        loop {
+            self.renewer.hold(
+                self.carry
+                    .iter()
+                    .map(|t| t.id.clone())
+                    .chain(batch.ids())
+                    .collect(),
+            );
+            while let Some(task) = self.carry.pop_front() {
+                self.count_into(&mut batch, task)?;
+                if started.elapsed() >= self.options.batch_time {
+                    break;
+                }
+            }
+            let tasks_left = self
+                .options
+                .batch_tasks
+                .saturating_sub(batch.tasks.len() as u64);
+            let bytes_left = self.options.batch_bytes.saturating_sub(batch.bytes);
+            if !self.carry.is_empty()
+                || started.elapsed() >= self.options.batch_time
+                || tasks_left == 0
+                || bytes_left == 0
+            {
+                break;
+            }
+            let more = self.claim(tasks_left, bytes_left)?.tasks;
+            if more.is_empty() {
+                break;
+            }
+            // A task whose lease ran out while this worker held it (after Redis restored an old
+            // checkpoint, say) can come back to this same worker: keep one copy.
+            let held: HashSet<String> = self
+                .carry
+                .iter()
+                .chain(&batch.tasks)
+                .map(|t| t.id.clone())
+                .collect();
+            self.carry
+                .extend(more.into_iter().filter(|t| !held.contains(&t.id)));
+        }
+        // 3. commit, in one atomic call.
+        self.commit(batch)?;
+        self.renewer
+            .hold(self.carry.iter().map(|t| t.id.clone()).collect());
+        Ok(false)
+    }
+
+    fn claim(&mut self, max_tasks: u64, max_bytes: u64) -> anyhow::Result<Claimed> {
+        let request = ClaimRequest {
+            worker: &self.options.name,
+            lease_ms: self.lease_ms,
+            max_tasks,
+            max_bytes,
+            max_attempts: self.max_attempts,
+            live_window_ms: 3 * self.lease_ms,
+            speculate_factor: self.options.speculate_factor,
+            speculate_min_ms: self.options.speculate_min_ms,
+        };
+        self.job.claim(now_ms(), &request).context("claiming tasks")
+    }
+
+    /// Counts `task` into the batch; an input that cannot be read goes to the dead stream instead.
+    fn count_into(&mut self, batch: &mut Batch, task: Task) -> anyhow::Result<()> {
+        burn_cpu(self.options.slow);
+        batch.bytes += task.len();
+        match count_task(
+            &task,
+            &self.tokenizer,
+            &self.csv_column,
+            &mut self.buf,
+            &mut batch.merged,
+        ) {
+            Ok(words) => {
+                batch.counted.push((task.id.clone(), words));
+                batch.tasks.push(task);
+            }
+            Err(err) => {
+                let me = &self.options.name;
+                tracing::warn!("{me}: task {} failed: {err}", task.id);
+                if self.job.fail(now_ms(), me, &task.id, &err.to_string())? {
+                    self.report.failed += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits the batch. When some of its tasks were committed elsewhere meanwhile (a lease expired and
+    /// another worker finished first), nothing was applied: recount the others and commit them alone.
+    fn commit(&mut self, mut batch: Batch) -> anyhow::Result<()> {
+        let me = self.options.name.clone();
+        while !batch.counted.is_empty() {
+            match self
+                .job
+                .commit(now_ms(), &me, &batch.counted, batch.merged.iter())?
+            {
+                CommitOutcome::Applied => {
+                    self.report.commits += 1;
+                    self.report.tasks_committed += batch.counted.len() as u64;
+                    return Ok(());
+                }
+                CommitOutcome::Duplicate => {
+                    tracing::info!(
+                        "{me}: {} task(s) had already been committed by another worker",
+                        batch.counted.len()
+                    );
+                    self.report.duplicates += batch.counted.len() as u64;
+                    return Ok(());
+                }
+                CommitOutcome::Partial(gone) => {
+                    self.report.duplicates += gone.len() as u64;
+                    let mut rest = Batch::default();
+                    for task in std::mem::take(&mut batch.tasks)
+                        .into_iter()
+                        .filter(|t| !gone.contains(&t.id))
+                    {
+                        self.count_into(&mut rest, task)?;
+                    }
+                    batch = rest;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Tasks counted since the last commit, with their merged counts.
+#[derive(Default)]
+struct Batch {
+    merged: WordCounts,
+    /// (task id, words) of the tasks counted successfully.
+    counted: Vec<(String, u64)>,
+    tasks: Vec<Task>,
+    bytes: u64,
+}
+
+impl Batch {
+    fn ids(&self) -> impl Iterator<Item = String> + '_ {
+        self.tasks.iter().map(|t| t.id.clone())
+    }
+}
+
 /// Spins until this thread has used `time` of CPU (see [`WorkerOptions::slow`]).
 fn burn_cpu(time: Duration) {
     use nix::time::{clock_gettime, ClockId};
@@ -187,105 +341,5 @@ fn burn_cpu(time: Duration) {
     let until = cpu() + time;
     while cpu() < until {
         std::hint::spin_loop();
-    }
-}
-
-/// Tasks counted since the last commit, with their merged counts.
-#[derive(Default)]
-struct Batch {
-    /// Extra CPU time per task.
-    slow: Duration,
-    merged: WordCounts,
-    /// (task id, words) of the tasks counted successfully.
-    counted: Vec<(String, u64)>,
-    tasks: Vec<Task>,
-    /// Every id whose lease this worker holds (counted or failed).
-    held: Vec<String>,
-    bytes: u64,
-}
-
-impl Batch {
-    /// Counts `task` into the batch; an input that cannot be read goes to the dead stream instead.
-    #[allow(clippy::too_many_arguments)]
-    fn count(
-        &mut self,
-        job: &mut Job,
-        me: &str,
-        task: Task,
-        tokenizer: &Tokenizer,
-        csv_column: &str,
-        buf: &mut Vec<u8>,
-        report: &mut WorkerReport,
-    ) -> anyhow::Result<()> {
-        self.bytes += task.len();
-        burn_cpu(self.slow);
-        match count_task(&task, tokenizer, csv_column, buf, &mut self.merged) {
-            Ok(words) => {
-                self.counted.push((task.id.clone(), words));
-                self.tasks.push(task);
-            }
-            Err(err) => {
-                tracing::warn!("{me}: task {} failed: {err}", task.id);
-                if job.fail(now_ms(), me, &task.id, &err.to_string())? {
-                    report.failed += 1;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn budget_left(&self, options: &WorkerOptions) -> (u64, u64) {
-        (
-            options.batch_tasks.saturating_sub(self.held.len() as u64),
-            options.batch_bytes.saturating_sub(self.bytes),
-        )
-    }
-}
-
-/// Commits the batch. When some of its tasks were committed elsewhere meanwhile (a lease expired and
-/// another worker finished first), nothing was applied: recount the others and commit them alone.
-fn commit(
-    job: &mut Job,
-    options: &WorkerOptions,
-    tokenizer: &Tokenizer,
-    csv_column: &str,
-    mut batch: Batch,
-    buf: &mut Vec<u8>,
-    report: &mut WorkerReport,
-) -> anyhow::Result<()> {
-    let me = &options.name;
-    loop {
-        if batch.counted.is_empty() {
-            return Ok(());
-        }
-        match job.commit(now_ms(), me, &batch.counted, batch.merged.iter())? {
-            CommitOutcome::Applied => {
-                report.commits += 1;
-                report.tasks_committed += batch.counted.len() as u64;
-                return Ok(());
-            }
-            CommitOutcome::Duplicate => {
-                tracing::info!(
-                    "{me}: {} task(s) had already been committed by another worker",
-                    batch.counted.len()
-                );
-                report.duplicates += batch.counted.len() as u64;
-                return Ok(());
-            }
-            CommitOutcome::Partial(gone) => {
-                report.duplicates += gone.len() as u64;
-                let mut rest = Batch {
-                    slow: batch.slow,
-                    ..Batch::default()
-                };
-                for task in std::mem::take(&mut batch.tasks)
-                    .into_iter()
-                    .filter(|t| !gone.contains(&t.id))
-                {
-                    rest.count(job, me, task, tokenizer, csv_column, buf, report)?;
-                }
-                batch = rest;
-            }
-        }
     }
 }

@@ -160,6 +160,20 @@ pub struct JobArgs {
     /// No progress bar (it is only drawn when stderr is a terminal anyway).
     #[arg(long)]
     pub no_progress: bool,
+    /// How the private Redis keeps its data across a crash: none, rdb (checkpoints), aof-everysec,
+    /// aof-always. An external Redis keeps its own settings (they are reported with -v).
+    #[arg(long, default_value = "none", value_parser = ["none", "rdb", "aof-everysec", "aof-always"])]
+    pub durability: String,
+    /// Ask Redis for a BGSAVE checkpoint this often (default with --durability rdb: 1s).
+    #[arg(long, value_name = "TIME", value_parser = parse_duration)]
+    pub checkpoint_ms: Option<Duration>,
+    /// SIGKILL the private redis-server this often and restart it from its files (a demonstration of
+    /// recovery; the result stays exact).
+    #[arg(long, value_name = "EVERY", value_parser = parse_duration)]
+    pub chaos_redis: Option<Duration>,
+    /// Also crash the private Redis at these points: enqueue, finish.
+    #[arg(long, value_delimiter = ',', value_parser = ["enqueue", "finish"], hide = true)]
+    pub chaos_redis_at: Vec<String>,
     /// Started workers spend this much extra CPU time on every task (fault-injection and teaching aid).
     #[arg(long, value_name = "TIME", value_parser = parse_duration, hide = true)]
     pub worker_slow: Option<Duration>,
@@ -230,6 +244,9 @@ pub struct WorkerArgs {
     /// Most bytes of small tasks claimed and committed together.
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "16MiB")]
     pub batch_bytes: u64,
+    /// Most time spent counting before a commit (the rest of what was claimed goes into the next).
+    #[arg(long, value_name = "TIME", value_parser = parse_duration, default_value = "250ms")]
+    pub batch_time: Duration,
     /// How long to wait for the job to appear (workers may start before `run`).
     #[arg(long, value_name = "TIME", value_parser = parse_duration, default_value = "60s")]
     pub wait_for_job: Duration,

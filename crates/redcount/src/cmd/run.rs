@@ -5,9 +5,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
+use redcount_driver::embedded::Durability;
 use redcount_driver::plan::FormatChoice;
 use redcount_driver::report::Summary;
-use redcount_driver::session::available_cpus;
+use redcount_driver::session::{available_cpus, ChaosPoint};
 use redcount_driver::{JobOptions, RunOptions, EXIT_INPUTS_FAILED};
 
 use crate::cli::{FormatArg, JobArgs, RunArgs, TokenizerArg};
@@ -72,6 +73,20 @@ pub fn job_options(args: JobArgs) -> anyhow::Result<JobOptions> {
     common.top = args.top;
     common.out = args.out;
     common.progress = !args.no_progress && !args.json;
+    common.durability = Durability::parse(&args.durability).unwrap_or(Durability::None);
+    common.checkpoint = args.checkpoint_ms;
+    common.chaos_every = args.chaos_redis;
+    common.chaos_at = args
+        .chaos_redis_at
+        .iter()
+        .map(|p| {
+            if p == "enqueue" {
+                ChaosPoint::Enqueue
+            } else {
+                ChaosPoint::Finish
+            }
+        })
+        .collect();
     if let Some(slow) = args.worker_slow {
         common
             .worker_args

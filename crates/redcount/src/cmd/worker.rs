@@ -15,6 +15,7 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     options.lease_ms = args.lease_ms.map(|d| d.as_millis().max(1) as u64);
     options.max_attempts = args.max_attempts;
     options.batch_bytes = args.batch_bytes.max(1);
+    options.batch_time = args.batch_time;
     options.slow = args.slow.unwrap_or_default();
     options.wait_for_job = args.wait_for_job;
     options.speculate_factor = args.speculate_factor.max(0.0);
