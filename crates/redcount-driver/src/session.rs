@@ -57,6 +57,8 @@ pub struct JobOptions {
     /// Crash and restart the private Redis this often.
     pub chaos_every: Option<Duration>,
     pub chaos_at: Vec<ChaosPoint>,
+    /// Replicas that must have each commit before a worker counts it done.
+    pub sync_replicas: u32,
 }
 
 impl JobOptions {
@@ -83,6 +85,7 @@ impl JobOptions {
             checkpoint: None,
             chaos_every: None,
             chaos_at: Vec::new(),
+            sync_replicas: 0,
         }
     }
 }
@@ -169,6 +172,7 @@ pub fn open_session(options: &JobOptions) -> anyhow::Result<Session> {
         csv_column: options.csv_column.clone(),
         lease_ms: options.lease_ms,
         max_attempts: options.max_attempts,
+        sync_replicas: options.sync_replicas,
     };
     let run_id = redcount_server::random_hex(8);
     let (created, existing) = job.create(now_ms(), &run_id, &spec)?;

@@ -23,15 +23,18 @@ pub struct JobSpec {
     pub lease_ms: u64,
     /// Default number of deliveries before a task is given up.
     pub max_attempts: u32,
+    /// Replicas that must have a commit (`WAIT`) before a worker counts it done.
+    pub sync_replicas: u32,
 }
 
-const SPEC_FIELDS: [&str; 6] = [
+const SPEC_FIELDS: [&str; 7] = [
     "cfg.tokenizer",
     "cfg.lowercase",
     "cfg.dictionary",
     "cfg.csv_column",
     "cfg.lease_ms",
     "cfg.max_attempts",
+    "cfg.sync_replicas",
 ];
 
 /// What a worker asks of `claim`.
@@ -117,6 +120,7 @@ pub struct Job {
     link: Link,
     keys: JobKeys,
     name: String,
+    sync_replicas: u32,
 }
 
 impl Job {
@@ -126,7 +130,14 @@ impl Job {
             keys: JobKeys::new(name)?,
             link,
             name: name.to_string(),
+            sync_replicas: 0,
         })
+    }
+
+    /// After every commit, wait until `replicas` replicas have it (`WAIT`), the synchronous
+    /// replication of the course's design. 0 (the default) does not wait.
+    pub fn set_sync_replicas(&mut self, replicas: u32) {
+        self.sync_replicas = replicas;
     }
 
     pub fn name(&self) -> &str {
@@ -200,6 +211,7 @@ impl Job {
             spec.csv_column.clone().into_bytes(),
             arg(spec.lease_ms),
             arg(spec.max_attempts),
+            arg(spec.sync_replicas),
         ];
         for (field, value) in SPEC_FIELDS.iter().zip(values) {
             args.push(field.as_bytes().to_vec());
@@ -240,6 +252,7 @@ impl Job {
             csv_column: text(3),
             lease_ms: text(4).parse().unwrap_or(5_000),
             max_attempts: text(5).parse().unwrap_or(5),
+            sync_replicas: text(6).parse().unwrap_or(0),
         })
     }
 
@@ -372,6 +385,9 @@ impl Job {
             args.push(arg(count));
         }
         let items = self.array("rc_commit", args)?;
+        if self.sync_replicas > 0 {
+            self.wait_for_replicas()?;
+        }
         let verdict = items.first().and_then(reply::string).unwrap_or_default();
         match verdict.as_str() {
             "ok" => Ok(CommitOutcome::Applied),
@@ -381,6 +397,24 @@ impl Job {
             )),
             _ => Err(self.bad_reply("rc_commit", format!("{items:?}"))),
         }
+    }
+
+    /// Blocks until `sync_replicas` replicas have this connection's writes (up to 10 s, then warns).
+    fn wait_for_replicas(&mut self) -> Result<()> {
+        let wanted = i64::from(self.sync_replicas);
+        for _ in 0..10 {
+            let mut cmd = redis::cmd("WAIT");
+            cmd.arg(wanted).arg(1000);
+            let acked: i64 = self.link.call("WAIT", |con| cmd.query(con))?;
+            if acked >= wanted {
+                return Ok(());
+            }
+        }
+        tracing::warn!(
+            "a commit reached fewer than {wanted} replicas of {} within 10 s",
+            self.link.addr()
+        );
+        Ok(())
     }
 
     /// Gives up on task `id` with `error` (moved to the dead stream). False if it was no longer pending.

@@ -10,6 +10,7 @@ mod library;
 mod link;
 mod reply;
 mod status;
+mod target;
 mod task;
 
 pub use clock::now_ms;

@@ -4,9 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use redis::{Client, Connection, ErrorKind, RedisError, RedisResult, ServerErrorKind};
+use redis::{Connection, ErrorKind, RedisError, RedisResult, ServerErrorKind};
 
 use crate::library::{ensure_library, is_missing_library};
+use crate::target::Target;
 use crate::{Error, Result};
 
 /// How patient a [`Link`] is.
@@ -32,24 +33,25 @@ impl Default for LinkOptions {
     }
 }
 
-/// One reconnecting connection to one Redis URL.
+/// One reconnecting connection to one Redis URL (or to the primary its Sentinels name).
 pub struct Link {
-    client: Client,
+    target: Target,
     con: Option<Connection>,
     addr: String,
     options: LinkOptions,
 }
 
 impl Link {
-    /// Parses `url` (redis://[:password@]host:port[/db]); does not connect yet.
+    /// Parses `url` (`redis://[:password@]host:port[/db]` or
+    /// `redis+sentinel://[:password@]host:port[,host:port...]/name`); does not connect yet.
     pub fn open(url: &str, options: LinkOptions) -> Result<Link> {
         let addr = redact_url(url);
-        let client = Client::open(url).map_err(|source| Error::Redis {
+        let target = Target::parse(url).map_err(|source| Error::Redis {
             addr: addr.clone(),
             source,
         })?;
         Ok(Link {
-            client,
+            target,
             con: None,
             addr,
             options,
@@ -104,9 +106,7 @@ impl Link {
 
     fn connection(&mut self) -> RedisResult<&mut Connection> {
         if self.con.is_none() {
-            let mut con = self
-                .client
-                .get_connection_with_timeout(self.options.connect_timeout)?;
+            let mut con = self.target.connect(self.options.connect_timeout)?;
             con.set_read_timeout(self.options.read_timeout)?;
             con.set_write_timeout(self.options.read_timeout)?;
             ensure_library(&mut con)?;
@@ -142,6 +142,8 @@ fn is_transient(err: &RedisError) -> bool {
                 ServerErrorKind::BusyLoading
                     | ServerErrorKind::TryAgain
                     | ServerErrorKind::MasterDown
+                    // A demoted primary refuses writes: find the new one.
+                    | ServerErrorKind::ReadOnly
             )
         )
 }

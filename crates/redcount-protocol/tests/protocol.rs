@@ -20,6 +20,7 @@ fn spec(max_attempts: u32) -> JobSpec {
         csv_column: "text".into(),
         lease_ms: LEASE,
         max_attempts,
+        sync_replicas: 0,
     }
 }
 

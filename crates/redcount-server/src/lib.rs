@@ -2,6 +2,8 @@
 //! (never on a command line, where `ps` shows it), files in a directory of their own, stopped on drop.
 //! `redcount run` uses one when no `--redis` is given; every test starts its own.
 
+pub mod cluster;
+
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -80,6 +80,7 @@ pub fn run_worker(
 ) -> anyhow::Result<WorkerReport> {
     let mut job = Job::new(Link::open(url, options.link.clone())?, job_name)?;
     let spec = wait_for_spec(&mut job, options.wait_for_job)?;
+    job.set_sync_replicas(spec.sync_replicas);
     let lease_ms = options.lease_ms.unwrap_or(spec.lease_ms).max(1);
     let renewer_job = Job::new(Link::open(url, options.link.clone())?, job_name)?;
     let mut worker = Worker {

@@ -30,11 +30,38 @@ pub enum Command {
     Status(StatusArgs),
     /// Show the current top words of a job.
     Top(TopArgs),
+    /// Start, stop or inspect a local replicated Redis (primary, replicas, Sentinels).
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Measure throughput and Redis cost on generated corpora (prints a markdown report).
     Bench(BenchArgs),
     /// Run a standard set of experiments and write their data, plots and a report.
     #[command(subcommand)]
     Experiment(ExperimentCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Start a primary, replicas and Sentinels on free loopback ports; prints the URL to use.
+    Up {
+        /// Directory for the processes' config, pid, log and data files.
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 2)]
+        replicas: usize,
+        #[arg(long, default_value_t = 3)]
+        sentinels: usize,
+    },
+    /// Stop the cluster started in DIR.
+    Down {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Show each node's role and replication offset.
+    Status {
+        #[arg(long)]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -171,6 +198,9 @@ pub struct JobArgs {
     /// recovery; the result stays exact).
     #[arg(long, value_name = "EVERY", value_parser = parse_duration)]
     pub chaos_redis: Option<Duration>,
+    /// Workers wait until this many replicas have each commit (`WAIT`) before counting it done.
+    #[arg(long, default_value_t = 0)]
+    pub sync_replicas: u32,
     /// Also crash the private Redis at these points: enqueue, finish.
     #[arg(long, value_delimiter = ',', value_parser = ["enqueue", "finish"], hide = true)]
     pub chaos_redis_at: Vec<String>,

@@ -1,6 +1,7 @@
 //! One function per subcommand; each turns flags into library calls and an exit status.
 
 mod bench;
+mod cluster;
 mod experiment;
 mod inspect;
 mod run;
@@ -22,6 +23,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Status(args) => inspect::status(args),
         Command::Top(args) => inspect::top(args),
         Command::Bench(args) => bench::bench(args),
+        Command::Cluster(command) => cluster::cluster(command),
         Command::Experiment(ExperimentCommand::Latency(args)) => experiment::latency(args),
     }
 }

@@ -75,6 +75,7 @@ pub fn job_options(args: JobArgs) -> anyhow::Result<JobOptions> {
     common.progress = !args.no_progress && !args.json;
     common.durability = Durability::parse(&args.durability).unwrap_or(Durability::None);
     common.checkpoint = args.checkpoint_ms;
+    common.sync_replicas = args.sync_replicas;
     common.chaos_every = args.chaos_redis;
     common.chaos_at = args
         .chaos_redis_at

@@ -1,0 +1,276 @@
+//! A local replicated Redis: one primary, N replicas and M Sentinels on free loopback ports, each a
+//! daemonized redis-server with its config, pid and log files under one directory, so that
+//! `redcount cluster up` can exit and `redcount cluster down` can find them again.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::{find_redis_server, free_port, random_hex, ServerError};
+
+/// The Sentinel name of the primary.
+pub const MASTER_NAME: &str = "redcount";
+
+/// What runs where; saved as `cluster.txt` in the directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub password: String,
+    /// Data nodes; the first started as the primary.
+    pub nodes: Vec<u16>,
+    pub sentinels: Vec<u16>,
+}
+
+impl Cluster {
+    /// `redis+sentinel://:password@127.0.0.1:p1,127.0.0.1:p2/redcount`.
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .sentinels
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        format!(
+            "redis+sentinel://:{}@{}/{MASTER_NAME}",
+            self.password,
+            hosts.join(",")
+        )
+    }
+
+    /// `redis://:password@127.0.0.1:port` of one data node.
+    pub fn node_url(&self, port: u16) -> String {
+        format!("redis://:{}@127.0.0.1:{port}", self.password)
+    }
+
+    /// Pid of the redis-server on `port` (data node or Sentinel), from its pid file, if it still runs
+    /// (a pid file left by a killed server may name a pid since reused by something else).
+    pub fn pid(&self, port: u16) -> Option<i32> {
+        let pid: i32 = std::fs::read_to_string(self.dir.join(format!("{port}.pid")))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        String::from_utf8_lossy(&cmdline)
+            .contains("redis-server")
+            .then_some(pid)
+    }
+
+    fn save(&self) -> std::io::Result<()> {
+        let text = format!(
+            "password {}\nnodes {}\nsentinels {}\n",
+            self.password,
+            join(&self.nodes),
+            join(&self.sentinels)
+        );
+        write_private(&self.dir.join("cluster.txt"), &text)
+    }
+
+    /// Reads a cluster started earlier in `dir`.
+    pub fn load(dir: &Path) -> Result<Cluster, ServerError> {
+        let path = dir.join("cluster.txt");
+        let text = std::fs::read_to_string(&path).map_err(|source| ServerError::Dir {
+            path: path.clone(),
+            source,
+        })?;
+        let mut cluster = Cluster {
+            dir: dir.to_path_buf(),
+            password: String::new(),
+            nodes: vec![],
+            sentinels: vec![],
+        };
+        for line in text.lines() {
+            let (key, value) = line.split_once(' ').unwrap_or((line, ""));
+            let ports = || value.split(',').filter_map(|p| p.parse().ok()).collect();
+            match key {
+                "password" => cluster.password = value.to_string(),
+                "nodes" => cluster.nodes = ports(),
+                "sentinels" => cluster.sentinels = ports(),
+                _ => {}
+            }
+        }
+        Ok(cluster)
+    }
+}
+
+fn join(ports: &[u16]) -> String {
+    ports
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Files holding the password are readable by their owner only.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())
+}
+
+/// Starts a primary, `replicas` replicas and `sentinels` Sentinels under `dir` and waits until the
+/// Sentinels know the primary.
+pub fn cluster_up(dir: &Path, replicas: usize, sentinels: usize) -> Result<Cluster, ServerError> {
+    let program = find_redis_server().ok_or(ServerError::NotInstalled)?;
+    let dir = std::path::absolute(dir).map_err(|source| ServerError::Dir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    std::fs::create_dir_all(&dir).map_err(|source| ServerError::Dir {
+        path: dir.clone(),
+        source,
+    })?;
+    if dir.join("cluster.txt").exists() {
+        return Err(ServerError::Dir {
+            path: dir.clone(),
+            source: std::io::Error::other(
+                "a cluster was already started here: run `redcount cluster down` first",
+            ),
+        });
+    }
+    let mut cluster = Cluster {
+        dir: dir.clone(),
+        password: random_hex(16),
+        nodes: vec![],
+        sentinels: vec![],
+    };
+    for i in 0..=replicas {
+        let port = free_port().map_err(ServerError::Spawn)?;
+        let mut conf = common_conf(&cluster, port);
+        // No delay before a full sync: by default a primary waits 5 s for more replicas to arrive.
+        conf.push_str(&format!(
+            "requirepass {0}\nmasterauth {0}\nsave \"\"\nappendonly no\nrepl-diskless-sync-delay 0\n",
+            cluster.password
+        ));
+        if i > 0 {
+            conf.push_str(&format!("replicaof 127.0.0.1 {}\n", cluster.nodes[0]));
+        }
+        start(&program, &cluster, port, &conf, false)?;
+        cluster.nodes.push(port);
+    }
+    for &port in &cluster.nodes[1..] {
+        wait_in_sync(&cluster, port)?;
+    }
+    let quorum = sentinels / 2 + 1;
+    for _ in 0..sentinels {
+        let port = free_port().map_err(ServerError::Spawn)?;
+        let mut conf = common_conf(&cluster, port);
+        conf.push_str(&format!(
+            "sentinel monitor {MASTER_NAME} 127.0.0.1 {} {quorum}\nsentinel auth-pass {MASTER_NAME} {}\n\
+             sentinel down-after-milliseconds {MASTER_NAME} 1000\nsentinel failover-timeout {MASTER_NAME} 5000\n\
+             sentinel parallel-syncs {MASTER_NAME} 1\n",
+            cluster.nodes[0], cluster.password
+        ));
+        start(&program, &cluster, port, &conf, true)?;
+        cluster.sentinels.push(port);
+    }
+    cluster.save().map_err(|source| ServerError::Dir {
+        path: dir.clone(),
+        source,
+    })?;
+    Ok(cluster)
+}
+
+/// Waits until the replica on `port` has finished its first sync with the primary.
+fn wait_in_sync(cluster: &Cluster, port: u16) -> Result<(), ServerError> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let info = redis::Client::open(cluster.node_url(port)).and_then(|c| {
+            let mut con = c.get_connection_with_timeout(Duration::from_millis(500))?;
+            redis::cmd("INFO")
+                .arg("replication")
+                .query::<String>(&mut con)
+        });
+        if matches!(&info, Ok(text) if text.contains("master_link_status:up")) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(ServerError::NotReady {
+                port,
+                detail: "the replica did not finish its first sync with the primary".into(),
+                log: cluster.dir.join(format!("{port}.log")),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn common_conf(cluster: &Cluster, port: u16) -> String {
+    let d = cluster.dir.display();
+    format!(
+        "port {port}\nbind 127.0.0.1\ndaemonize yes\npidfile {d}/{port}.pid\nlogfile {d}/{port}.log\ndir {d}\n\
+         dbfilename {port}.rdb\nappendfilename {port}.aof\nappenddirname aof-{port}\n"
+    )
+}
+
+/// Writes the node's config (Sentinel rewrites its own) and starts it; waits for its pid file.
+fn start(
+    program: &Path,
+    cluster: &Cluster,
+    port: u16,
+    conf: &str,
+    sentinel: bool,
+) -> Result<(), ServerError> {
+    let path = cluster.dir.join(format!("{port}.conf"));
+    write_private(&path, conf).map_err(|source| ServerError::Dir {
+        path: path.clone(),
+        source,
+    })?;
+    let mut cmd = Command::new(program);
+    cmd.arg(&path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if sentinel {
+        cmd.arg("--sentinel");
+    }
+    let status = cmd.status().map_err(ServerError::Spawn)?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cluster.pid(port).is_none() {
+        if !status.success() || Instant::now() > deadline {
+            return Err(ServerError::NotReady {
+                port,
+                detail: format!("it exited with {status} or wrote no pid file"),
+                log: cluster.dir.join(format!("{port}.log")),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Stops every process of the cluster in `dir` (SIGTERM, then SIGKILL) and forgets it.
+pub fn cluster_down(dir: &Path) -> Result<Cluster, ServerError> {
+    let cluster = Cluster::load(dir)?;
+    let ports: Vec<u16> = cluster
+        .sentinels
+        .iter()
+        .chain(&cluster.nodes)
+        .copied()
+        .collect();
+    for &port in &ports {
+        if let Some(pid) = cluster.pid(port) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for &port in &ports {
+        if let Some(pid) = cluster.pid(port) {
+            while kill(Pid::from_raw(pid), None).is_ok() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = std::fs::remove_file(dir.join(format!("{port}.pid")));
+        }
+    }
+    let _ = std::fs::remove_file(dir.join("cluster.txt"));
+    Ok(cluster)
+}

@@ -1,0 +1,86 @@
+//! `redcount cluster up|down|status`: a local replicated Redis with Sentinel failover.
+
+use std::process::ExitCode;
+
+use redcount_server::cluster::{cluster_down, cluster_up, Cluster};
+
+use crate::cli::ClusterCommand;
+
+pub fn cluster(command: ClusterCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ClusterCommand::Up {
+            dir,
+            replicas,
+            sentinels,
+        } => {
+            if sentinels == 0 {
+                anyhow::bail!(
+                    "a cluster needs at least one Sentinel to find its primary (--sentinels)"
+                );
+            }
+            let cluster = cluster_up(&dir, replicas, sentinels)?;
+            eprintln!(
+                "started a primary, {replicas} replicas and {sentinels} Sentinels in {} \
+                 (stop them with `redcount cluster down --dir {}`); use:",
+                dir.display(),
+                dir.display()
+            );
+            println!("{}", cluster.url());
+        }
+        ClusterCommand::Down { dir } => {
+            let cluster = cluster_down(&dir)?;
+            eprintln!(
+                "stopped {} data nodes and {} Sentinels",
+                cluster.nodes.len(),
+                cluster.sentinels.len()
+            );
+        }
+        ClusterCommand::Status { dir } => {
+            let cluster = Cluster::load(&dir)?;
+            for &port in &cluster.nodes {
+                println!("127.0.0.1:{port}  {}", describe(&cluster, port));
+            }
+            for &port in &cluster.sentinels {
+                let state = if cluster.pid(port).is_some() {
+                    "sentinel"
+                } else {
+                    "down"
+                };
+                println!("127.0.0.1:{port}  {state}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `master offset N`, `slave of 127.0.0.1:P offset N`, or `down`.
+fn describe(cluster: &Cluster, port: u16) -> String {
+    let role = redis::Client::open(cluster.node_url(port)).and_then(|c| {
+        let mut con = c.get_connection_with_timeout(std::time::Duration::from_millis(500))?;
+        redis::cmd("INFO")
+            .arg("replication")
+            .query::<String>(&mut con)
+    });
+    let Ok(info) = role else { return "down".into() };
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .unwrap_or("?")
+            .trim()
+            .to_string()
+    };
+    match field("role").as_str() {
+        "master" => format!(
+            "primary, {} replicas, offset {}",
+            field("connected_slaves"),
+            field("master_repl_offset")
+        ),
+        _ => format!(
+            "replica of {}:{} ({}), offset {}",
+            field("master_host"),
+            field("master_port"),
+            field("master_link_status"),
+            field("slave_repl_offset")
+        ),
+    }
+}
