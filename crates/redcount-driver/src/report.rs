@@ -24,8 +24,6 @@ pub struct Summary {
     pub commits: u64,
     pub increments: u64,
     pub inputs_failed: u64,
-    /// Commits undone by Redis restoring an older checkpoint (seen by the driver).
-    pub rolled_back_commits: u64,
     /// Tasks committed, rolled back and committed again.
     pub recomputed_after_rollback: u64,
     /// Times the job was run again from the start because Redis had lost it entirely.
@@ -72,7 +70,6 @@ impl Summary {
             commits: status.commits,
             increments: status.increments,
             inputs_failed: failed_paths.len() as u64,
-            rolled_back_commits: 0,
             recomputed_after_rollback: 0,
             recreated: 0,
             redis_restarts: 0,
@@ -126,11 +123,11 @@ impl Summary {
             self.recomputed,
             self.inputs_failed
         )?;
-        if self.redis_restarts + self.rolled_back_commits + self.recreated > 0 {
+        if self.redis_restarts + self.recomputed_after_rollback + self.recreated > 0 {
             writeln!(
                 out,
-                "redis: {} restarts, {} commits rolled back, {} tasks recomputed after a rollback, job re-run from scratch {} times",
-                self.redis_restarts, self.rolled_back_commits, self.recomputed_after_rollback, self.recreated
+                "redis: {} restarts; {} tasks committed, rolled back and recomputed; job run again from the start {} times",
+                self.redis_restarts, self.recomputed_after_rollback, self.recreated
             )?;
         }
         for d in &self.failed {

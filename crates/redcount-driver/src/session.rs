@@ -104,14 +104,14 @@ pub struct Session {
     /// Every task enqueued so far, to re-send after a rollback.
     tasks: Vec<NewTask>,
     sealed: bool,
-    /// Commits undone by a restore from an older checkpoint (as far as the driver saw them).
-    pub rolled_back: u64,
     /// Times the job was created again from scratch because Redis had lost it entirely.
     pub recreated: u64,
-    /// Highest `done` count seen, to notice rollbacks.
-    max_done: u64,
-    /// The `done` stream read so far: task id -> commits seen (2+ means recomputed after a rollback).
-    committed: HashMap<String, u32>,
+    /// The Redis server's run id at the last check: it changes on every restart.
+    server_run: String,
+    /// Task id -> the distinct times it was committed, from the `done` stream (two or more: committed,
+    /// undone by a rollback or a lost Redis, committed again).
+    committed: HashMap<String, Vec<u64>>,
+    /// Records of the `done` stream read so far in the current Redis state.
     done_cursor: u64,
     _checkpointer: Option<Checkpointer>,
 }
@@ -194,9 +194,8 @@ pub fn open_session(options: &JobOptions) -> anyhow::Result<Session> {
         spec,
         tasks: Vec::new(),
         sealed: false,
-        rolled_back: 0,
         recreated: 0,
-        max_done: 0,
+        server_run: String::new(),
         committed: HashMap::new(),
         done_cursor: 0,
         _checkpointer: checkpointer,
@@ -236,8 +235,6 @@ impl Session {
         tracing::warn!("job '{}' is gone from redis (restarted without its data): running it again from the start", self.name);
         self.job.create(now_ms(), &self.run_id, &self.spec)?;
         self.recreated += 1;
-        self.rolled_back += self.max_done;
-        self.max_done = 0;
         self.done_cursor = 0;
         self.resend()?;
         if self.sealed {
@@ -304,13 +301,19 @@ impl Session {
                 status.run_id
             );
         }
-        if status.done < self.max_done {
-            let lost = self.max_done - status.done;
-            tracing::warn!("redis rolled back to an older checkpoint: {lost} commits undone; their tasks will be recounted");
-            self.rolled_back += lost;
-            self.done_cursor = status.done;
+        // After a restart the done stream may have been rolled back and rewritten: read it again from
+        // the start (records already seen are recognised by their commit time).
+        let run = server_run_id(&mut self.job)?;
+        if run != self.server_run {
+            if !self.server_run.is_empty() {
+                tracing::warn!(
+                    "redis restarted; re-reading the job's commits ({} now)",
+                    status.done
+                );
+            }
+            self.server_run = run;
+            self.done_cursor = 0;
         }
-        self.max_done = status.done;
         if status.tasks < self.tasks.len() as u64 || (self.sealed && status.state != "sealed") {
             tracing::warn!(
                 "redis holds {} of {} tasks (a rollback): sending them again",
@@ -328,16 +331,22 @@ impl Session {
 
     /// Waits up to `timeout` for commits and records which tasks they were.
     pub fn follow_commits(&mut self, timeout: Duration) -> anyhow::Result<()> {
-        for task in self.job.commits_after(self.done_cursor, timeout)? {
+        for (task, at) in self.job.commits_after(self.done_cursor, timeout)? {
             self.done_cursor += 1;
-            *self.committed.entry(task).or_insert(0) += 1;
+            let times = self.committed.entry(task).or_default();
+            if !times.contains(&at) {
+                times.push(at);
+            }
         }
         Ok(())
     }
 
     /// Tasks whose commit was seen more than once: committed, undone by a rollback, committed again.
     pub fn recomputed_after_rollback(&self) -> u64 {
-        self.committed.values().filter(|&&n| n > 1).count() as u64
+        self.committed
+            .values()
+            .filter(|times| times.len() > 1)
+            .count() as u64
     }
 
     /// Crashes the private Redis now (for `--chaos-redis-at`).
@@ -408,7 +417,6 @@ pub fn read_result(
         failed,
         &top,
     );
-    summary.rolled_back_commits = session.rolled_back;
     summary.recomputed_after_rollback = session.recomputed_after_rollback();
     summary.recreated = session.recreated;
     summary.redis_restarts = session

@@ -460,8 +460,9 @@ impl Job {
     }
 
     /// Blocks up to `timeout` for commit records after the first `done` ones (ids are `n-0`), and
-    /// returns their task ids in order (the driver's wake-up, and its record of what was committed).
-    pub fn commits_after(&mut self, done: u64, timeout: Duration) -> Result<Vec<String>> {
+    /// returns (task id, committed_ms) of each, in order: the driver's wake-up, and its record of what
+    /// was committed when.
+    pub fn commits_after(&mut self, done: u64, timeout: Duration) -> Result<Vec<(String, u64)>> {
         let millis = timeout.as_millis().max(1) as u64;
         let mut cmd = redis::cmd("XREAD");
         cmd.arg("COUNT")
@@ -477,7 +478,12 @@ impl Job {
             .into_iter()
             .flatten()
             .flat_map(|(_, entries)| entries)
-            .map(|(_, fields)| field(&fields, "task"))
+            .map(|(_, fields)| {
+                (
+                    field(&fields, "task"),
+                    field(&fields, "committed_ms").parse().unwrap_or(0),
+                )
+            })
             .collect())
     }
 

@@ -115,6 +115,10 @@ pub struct BenchArgs {
     /// Keep the generated corpora in this directory (default: a temp dir, removed afterwards).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Measure the coordinator instead: durability modes, replication with and without
+    /// --sync-replicas, and tasks recomputed per Redis crash (2 workers).
+    #[arg(long)]
+    pub coordinator: bool,
 }
 
 #[derive(Debug, Args)]
@@ -198,6 +202,9 @@ pub struct JobArgs {
     /// recovery; the result stays exact).
     #[arg(long, value_name = "EVERY", value_parser = parse_duration)]
     pub chaos_redis: Option<Duration>,
+    /// Idle workers re-run a task running longer than FACTOR x the recent p90 (0: never).
+    #[arg(long, value_name = "FACTOR", default_value_t = 3.0)]
+    pub speculate_factor: f64,
     /// Workers wait until this many replicas have each commit (`WAIT`) before counting it done.
     #[arg(long, default_value_t = 0)]
     pub sync_replicas: u32,
@@ -250,9 +257,6 @@ pub struct StreamArgs {
     /// Replace killed workers after this delay.
     #[arg(long, value_name = "DELAY", value_parser = parse_duration, num_args = 0..=1, default_missing_value = "1s")]
     pub restart_workers: Option<Duration>,
-    /// Idle workers re-run a task running longer than FACTOR x the recent p90 (0: never).
-    #[arg(long, value_name = "FACTOR", default_value_t = 3.0)]
-    pub speculate_factor: f64,
 }
 
 #[derive(Debug, Args)]

@@ -90,8 +90,8 @@ fn failover_run(sync_replicas: &str) -> serde_json::Value {
     assert_ne!(new, old, "a replica was promoted");
     let v = json(&done);
     eprintln!(
-        "--sync-replicas {sync_replicas}: failover {old} -> {new}; tasks recomputed {}, commits rolled back {}, re-runs {}",
-        v["recomputed"], v["rolled_back_commits"], v["recreated"]
+        "--sync-replicas {sync_replicas}: failover {old} -> {new}; tasks recomputed {}, after a rollback {}, re-runs {}",
+        v["recomputed"], v["recomputed_after_rollback"], v["recreated"]
     );
     v
 }

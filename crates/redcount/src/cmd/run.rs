@@ -76,6 +76,10 @@ pub fn job_options(args: JobArgs) -> anyhow::Result<JobOptions> {
     common.durability = Durability::parse(&args.durability).unwrap_or(Durability::None);
     common.checkpoint = args.checkpoint_ms;
     common.sync_replicas = args.sync_replicas;
+    common.worker_args.extend([
+        "--speculate-factor".into(),
+        args.speculate_factor.max(0.0).to_string(),
+    ]);
     common.chaos_every = args.chaos_redis;
     common.chaos_at = args
         .chaos_redis_at

@@ -11,11 +11,7 @@ use crate::cli::StreamArgs;
 pub fn stream(args: StreamArgs) -> anyhow::Result<ExitCode> {
     let interrupted = interrupt_flag();
     let json = args.job.json;
-    let mut common = job_options(args.job)?;
-    common.worker_args.extend([
-        "--speculate-factor".into(),
-        args.speculate_factor.max(0.0).to_string(),
-    ]);
+    let common = job_options(args.job)?;
     let options = StreamOptions {
         common,
         rate: args.rate,
