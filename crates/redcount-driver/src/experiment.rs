@@ -55,26 +55,29 @@ pub fn latency_experiment(options: &ExperimentOptions) -> anyhow::Result<PathBuf
     let input = corpus.path().display().to_string();
     let secs = options.duration.as_secs_f64();
 
+    let run =
+        |name: &str, note: String, rate: f64, plan: FaultPlan, lease_ms: u64, speculate: f64| {
+            eprintln!("experiment: {name}");
+            let summary = one_run(options, &input, rate, plan, lease_ms, speculate, name)?;
+            let stable = is_stable(&summary.rows);
+            anyhow::Ok(Run {
+                name: name.to_string(),
+                note,
+                summary,
+                stable,
+            })
+        };
+
     let mut sweep = Vec::new();
     for &rate in &options.rates {
-        let name = format!("rate-{rate:.0}");
-        eprintln!("experiment: {name}");
-        let summary = one_run(
-            options,
-            &input,
+        sweep.push(run(
+            &format!("rate-{rate:.0}"),
+            format!("{rate:.0} files/s"),
             rate,
             FaultPlan::default(),
             5_000,
             3.0,
-            &name,
-        )?;
-        let stable = is_stable(&summary.rows);
-        sweep.push(Run {
-            name,
-            note: format!("{rate:.0} files/s"),
-            summary,
-            stable,
-        });
+        )?);
     }
     let best = sweep
         .iter()
@@ -86,66 +89,54 @@ pub fn latency_experiment(options: &ExperimentOptions) -> anyhow::Result<PathBuf
     } else {
         options.rates.first().copied().unwrap_or(100.0) / 2.0
     };
-    let at = Duration::from_secs_f64(secs / 3.0);
+
     // Three kills per run: an idle worker holds nothing, so one kill may show nothing at all.
-    let kill_times: Vec<Duration> = (1..=3)
+    let kills: Vec<Duration> = (1..=3)
         .map(|k| Duration::from_secs_f64(secs * k as f64 / 4.0))
         .collect();
-
-    let mut faults = Vec::new();
     let kill = FaultPlan {
-        kills: kill_times,
+        kills,
         stragglers: vec![],
         restart_after: Some(Duration::from_millis(500)),
     };
-    for &lease in &options.leases {
-        let ms = lease.as_millis() as u64;
-        let name = format!("kill-lease-{ms}ms");
-        eprintln!("experiment: {name}");
-        let summary = one_run(options, &input, half, kill.clone(), ms, 0.0, &name)?;
-        let stable = is_stable(&summary.rows);
-        faults.push(Run {
-            name,
-            note: format!("3 kills, restart after 0.5 s, lease {ms} ms, no speculation"),
-            summary,
-            stable,
-        });
-    }
-    let name = "kill-speculation".to_string();
-    eprintln!("experiment: {name}");
-    let summary = one_run(options, &input, half, kill, 5_000, 3.0, &name)?;
-    faults.push(Run {
-        stable: is_stable(&summary.rows),
-        name,
-        note: "3 kills, restart after 0.5 s, lease 5 s, speculation 3x p90".into(),
-        summary,
-    });
     let slow = FaultPlan {
         kills: vec![],
-        stragglers: vec![(at, 4.0)],
+        stragglers: vec![(Duration::from_secs_f64(secs / 3.0), 4.0)],
         restart_after: None,
     };
-    for (name, factor, note) in [
-        (
-            "straggler-speculation",
-            3.0,
-            "one worker slowed 4x from 1/3 of the run, speculation 3x p90",
-        ),
-        (
-            "straggler-no-speculation",
+    let mut faults = Vec::new();
+    for &lease in &options.leases {
+        let ms = lease.as_millis() as u64;
+        let note = format!("3 kills, restart after 0.5 s, lease {ms} ms, no speculation");
+        faults.push(run(
+            &format!("kill-lease-{ms}ms"),
+            note,
+            half,
+            kill.clone(),
+            ms,
             0.0,
-            "one worker slowed 4x from 1/3 of the run, no speculation",
-        ),
-    ] {
-        eprintln!("experiment: {name}");
-        let summary = one_run(options, &input, half, slow.clone(), 5_000, factor, name)?;
-        faults.push(Run {
-            stable: is_stable(&summary.rows),
-            name: name.into(),
-            note: note.into(),
-            summary,
-        });
+        )?);
     }
+    let note = "3 kills, restart after 0.5 s, lease 5 s, speculation 3x p90".to_string();
+    faults.push(run("kill-speculation", note, half, kill, 5_000, 3.0)?);
+    let note = "one worker slowed 4x from 1/3 of the run, speculation 3x p90".to_string();
+    faults.push(run(
+        "straggler-speculation",
+        note,
+        half,
+        slow.clone(),
+        5_000,
+        3.0,
+    )?);
+    let note = "one worker slowed 4x from 1/3 of the run, no speculation".to_string();
+    faults.push(run(
+        "straggler-no-speculation",
+        note,
+        half,
+        slow,
+        5_000,
+        0.0,
+    )?);
 
     let report = report(options, &sweep, best, half, &faults);
     let path = out.join("report.md");

@@ -79,12 +79,7 @@ fn failover_run(sync_replicas: &str) -> serde_json::Value {
         nix::sys::signal::Signal::SIGKILL,
     )
     .expect("kill primary");
-    let done = wait_output(driver, Duration::from_secs(90), "driver");
-    assert!(
-        done.status.success(),
-        "{}",
-        String::from_utf8_lossy(&done.stderr)
-    );
+    let done = wait_success(driver, Duration::from_secs(90), "driver");
     assert_same_counts(&oracle_count(&files), &read_out_file(&out));
     let new = primary_port(cluster).expect("a new primary");
     assert_ne!(new, old, "a replica was promoted");

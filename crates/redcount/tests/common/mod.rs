@@ -69,6 +69,18 @@ pub fn wait_output(mut child: std::process::Child, limit: Duration, what: &str) 
     }
 }
 
+/// Waits for a started `redcount` (bounded) and checks that it succeeded, showing its stderr if not.
+pub fn wait_success(child: std::process::Child, limit: Duration, what: &str) -> Output {
+    let out = wait_output(child, limit, what);
+    assert!(
+        out.status.success(),
+        "{what} failed with {}:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Runs a job over `inputs` with `extra` flags, writes `--out`, and returns the counts it wrote.
 pub fn count_with(dir: &Path, inputs: &[&Path], extra: &[&str]) -> Counts {
     let out = dir.join("result.tsv");
