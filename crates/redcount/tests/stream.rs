@@ -247,7 +247,7 @@ fn top_follow_shows_the_live_result_until_the_stream_ends() {
     let follow = run_ok(&[
         "top", "--follow", "--redis", &url, "--job", "live", "-k", "3",
     ]);
-    let done = wait_success(driver, std::time::Duration::from_secs(60), "stream");
+    wait_success(driver, std::time::Duration::from_secs(60), "stream");
     let text = String::from_utf8_lossy(&follow.stdout);
     let frames: Vec<&str> = text.split("job live:").skip(1).collect();
     assert!(frames.len() >= 2, "it redrew while the stream ran: {text}");
