@@ -115,7 +115,7 @@ fn killing_random_workers_repeatedly_loses_and_doubles_nothing() {
     }
     // Calm: healthy workers finish the job.
     workers.0.push(spawn_worker(&url, "chaos", &[]));
-    let done = wait_success(driver, Duration::from_secs(90), "driver");
+    wait_success(driver, Duration::from_secs(90), "driver");
     assert_same_counts(&oracle_count(&files), &read_out_file(&out));
     let s = job_status(&url, "chaos");
     eprintln!("chaos: {kills} workers killed; {s:?}");
@@ -158,7 +158,7 @@ fn a_stopped_straggler_is_taken_over_and_its_late_commit_counts_once() {
     workers
         .0
         .push(spawn_worker(&url, "strag", &["--name", "fast"]));
-    let done = wait_success(driver, Duration::from_secs(60), "driver");
+    wait_success(driver, Duration::from_secs(60), "driver");
     signal(&workers.0[0], Signal::SIGCONT);
     let status = redcount_testkit::wait_with_timeout(
         &mut workers.0[0],
