@@ -30,6 +30,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Show the current top words of a job.
     Top(TopArgs),
+    /// Latency of a (stream) job already in Redis: percentiles, CSV and plot, with its fault events.
+    Latency(LatencyArgs),
     /// Start, stop or inspect a local replicated Redis (primary, replicas, Sentinels).
     #[command(subcommand)]
     Cluster(ClusterCommand),
@@ -302,6 +304,20 @@ pub struct StatusArgs {
     /// Print as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LatencyArgs {
+    #[command(flatten)]
+    pub redis: RedisArg,
+    #[arg(long)]
+    pub job: String,
+    /// Write one row per file.
+    #[arg(long, value_name = "FILE.csv")]
+    pub latency_out: Option<PathBuf>,
+    /// Draw the timeline (.svg or .png).
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use redcount_driver::report::{display_word, human_bytes};
 use redcount_protocol::{now_ms, Job, Link, LinkOptions};
 
-use crate::cli::{StatusArgs, TopArgs};
+use crate::cli::{LatencyArgs, StatusArgs, TopArgs};
 
 pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let url = super::required_url(&args.redis)?;
@@ -123,4 +123,63 @@ pub fn top(args: TopArgs) -> anyhow::Result<ExitCode> {
         }
         std::thread::sleep(std::time::Duration::from_secs(1));
     }
+}
+
+pub fn latency(args: LatencyArgs) -> anyhow::Result<ExitCode> {
+    use redcount_latency::{
+        percentiles, plot, recoveries, rolling_median, rows::rows_from_done, write_csv,
+    };
+    let url = super::required_url(&args.redis)?;
+    let mut job = Job::new(Link::open(&url, LinkOptions::default())?, &args.job)?;
+    if !job.exists()? {
+        anyhow::bail!(
+            "no job '{}' at {} (`redcount status` lists the jobs there)",
+            args.job,
+            job.addr()
+        );
+    }
+    let rows = rows_from_done(&job.done_records()?);
+    let events = job.events()?;
+    let start_ms = rows.first().map(|r| r.injected_at_ms).unwrap_or(0);
+    // About a second of files, as `stream` does.
+    let span_s = rows
+        .last()
+        .map(|r| r.injected_at_ms.saturating_sub(start_ms))
+        .unwrap_or(0) as f64
+        / 1000.0;
+    let window = ((rows.len() as f64 / span_s.max(1.0)) as usize).clamp(5, 200);
+    let median = rolling_median(&rows, window);
+    if let Some(path) = &args.latency_out {
+        write_csv(path, &rows)?;
+    }
+    if let Some(path) = &args.plot {
+        let title = format!("{}: {} files", args.job, rows.len());
+        plot::plot(
+            path,
+            &plot::Timeline {
+                title: &title,
+                rows: &rows,
+                median: &median,
+                events: &events,
+                start_ms,
+            },
+        )?;
+    }
+    let p = percentiles(&rows);
+    println!(
+        "{} files: latency p50 {} ms, p90 {} ms, p99 {} ms, max {} ms",
+        p.count, p.p50, p.p90, p.p99, p.max
+    );
+    for r in recoveries(&rows, &events, window) {
+        let at = r.event.at_ms.saturating_sub(start_ms) as f64 / 1000.0;
+        let recovered = match r.recovery_ms {
+            Some(ms) => format!("recovered after {:.2} s", ms as f64 / 1000.0),
+            None => "not recovered".to_string(),
+        };
+        println!(
+            "event {} at {at:.2} s ({}): peak {:.0} ms, {recovered}",
+            r.event.kind, r.event.detail, r.peak_ms
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
