@@ -269,4 +269,27 @@ fn top_follow_shows_the_live_result_until_the_stream_ends() {
         let want = format!("{n}  {shown}");
         assert!(row.trim_start().starts_with(&want), "{row:?} vs {want:?}");
     }
+    // The latency of a finished job can be read, written and drawn again later.
+    let (csv, svg) = (dir.path().join("again.csv"), dir.path().join("again.svg"));
+    let (csv_s, svg_s) = (csv.display().to_string(), svg.display().to_string());
+    let o = run_ok(&[
+        "latency",
+        "--redis",
+        &url,
+        "--job",
+        "live",
+        "--latency-out",
+        &csv_s,
+        "--plot",
+        &svg_s,
+    ]);
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("16 files: latency p50"));
+    assert_eq!(latency_rows(&csv).len(), 16);
+    assert_eq!(
+        std::fs::read_to_string(&svg)
+            .expect("svg")
+            .matches("<circle")
+            .count(),
+        16 + 1
+    );
 }
