@@ -341,6 +341,17 @@ impl Session {
         Ok(())
     }
 
+    /// Reads the `done` stream up to its first `done` records (the job's count), so that no commit
+    /// goes unrecorded before the result is read or Redis is crashed on purpose.
+    pub fn catch_up(&mut self, done: u64) -> anyhow::Result<()> {
+        let mut rounds = 0;
+        while self.done_cursor < done && rounds < 1000 {
+            self.follow_commits(Duration::from_millis(1))?;
+            rounds += 1;
+        }
+        Ok(())
+    }
+
     /// Tasks whose commit was seen more than once: committed, undone by a rollback, committed again.
     pub fn recomputed_after_rollback(&self) -> u64 {
         self.committed

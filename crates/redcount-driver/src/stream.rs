@@ -9,10 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use redcount_latency::{
-    percentiles, plot, recoveries, rolling_median, rows::rows_from_done, write_csv,
-};
-use redcount_latency::{LatencyRow, Percentiles, Recovery};
+use redcount_latency::{Analysis, LatencyRow, Percentiles, Recovery};
 use redcount_protocol::{Job, JobEvent, Link, LinkOptions, NewTask};
 
 use crate::faults::{FaultPlan, FaultRunner};
@@ -193,34 +190,16 @@ pub fn stream(options: &StreamOptions, interrupted: &AtomicBool) -> anyhow::Resu
         faults.stop();
     }
 
-    let rows = rows_from_done(&session.job.done_records()?);
-    let events = session.job.events()?;
-    let window = (options.rate as usize).clamp(5, 200);
-    let median = rolling_median(&rows, window);
-    if let Some(path) = &options.latency_out {
-        write_csv(path, &rows)?;
-    }
-    if let Some(path) = &options.plot {
-        let title = format!(
-            "{}: {} files at {:.0}/s, {} workers",
-            session.name, injected, options.rate, common.workers
-        );
-        let start_ms = rows.first().map(|r| r.injected_at_ms).unwrap_or(0);
-        plot::plot(
-            path,
-            &plot::Timeline {
-                title: &title,
-                rows: &rows,
-                median: &median,
-                events: &events,
-                start_ms,
-            },
-        )?;
-    }
-    let span_ms = match (rows.first(), rows.iter().map(|r| r.committed_at_ms).max()) {
-        (Some(first), Some(last)) => last.saturating_sub(first.injected_at_ms).max(1),
-        _ => 1,
-    };
+    let analysis = Analysis::new(&session.job.done_records()?, session.job.events()?);
+    let title = format!(
+        "{}: {} files at {:.0}/s, {} workers",
+        session.name, injected, options.rate, common.workers
+    );
+    analysis.write(
+        options.latency_out.as_deref(),
+        options.plot.as_deref(),
+        &title,
+    )?;
     if let Some(pool) = pool.and_then(|p| Arc::try_unwrap(p).ok()) {
         pool.finish(Duration::from_secs(5));
     }
@@ -229,10 +208,10 @@ pub fn stream(options: &StreamOptions, interrupted: &AtomicBool) -> anyhow::Resu
         rate: options.rate,
         injected_files: injected,
         injection_seconds,
-        files_per_second: rows.len() as f64 * 1000.0 / span_ms as f64,
-        latency: percentiles(&rows),
-        recoveries: recoveries(&rows, &events, window),
-        events,
-        rows,
+        files_per_second: analysis.files_per_second(),
+        latency: analysis.percentiles,
+        recoveries: analysis.recoveries,
+        events: analysis.events,
+        rows: analysis.rows,
     })
 }

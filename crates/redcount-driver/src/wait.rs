@@ -60,6 +60,7 @@ pub fn wait_until_finished(
             status.done, status.tasks, status.in_flight, status.dead, status.live_workers
         ));
         if status.finished {
+            session.catch_up(status.done)?;
             if std::mem::take(&mut crash_at_finish) {
                 session.crash_redis();
                 continue;

@@ -2,9 +2,11 @@
 //! injected -> committed time, as rows ([`rows`]), percentiles and recovery times after fault events
 //! ([`stats`]), and a timeline plot ([`plot`]).
 
+pub mod analysis;
 pub mod plot;
 pub mod rows;
 pub mod stats;
 
+pub use analysis::Analysis;
 pub use rows::{write_csv, LatencyRow};
 pub use stats::{percentiles, recoveries, rolling_median, Percentiles, Recovery};

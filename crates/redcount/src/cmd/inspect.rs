@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use redcount_driver::report::{display_word, human_bytes};
 use redcount_protocol::{now_ms, Job, Link, LinkOptions};
 
-use crate::cli::{LatencyArgs, StatusArgs, TopArgs};
+use redcount_latency::Analysis;
+
+use crate::cli::{LatencyArgs, RedisArg, StatusArgs, TopArgs};
 
 pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let url = super::required_url(&args.redis)?;
@@ -79,15 +81,7 @@ fn list_jobs(url: &str) -> anyhow::Result<ExitCode> {
 }
 
 pub fn top(args: TopArgs) -> anyhow::Result<ExitCode> {
-    let url = super::required_url(&args.redis)?;
-    let mut job = Job::new(Link::open(&url, LinkOptions::default())?, &args.job)?;
-    if !job.exists()? {
-        anyhow::bail!(
-            "no job '{}' at {} (`redcount status` lists the jobs there)",
-            args.job,
-            job.addr()
-        );
-    }
+    let mut job = open_existing(&args.redis, &args.job)?;
     let terminal = std::io::stdout().is_terminal();
     loop {
         let status = job.status(now_ms(), 15_000)?;
@@ -126,52 +120,17 @@ pub fn top(args: TopArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn latency(args: LatencyArgs) -> anyhow::Result<ExitCode> {
-    use redcount_latency::{
-        percentiles, plot, recoveries, rolling_median, rows::rows_from_done, write_csv,
-    };
-    let url = super::required_url(&args.redis)?;
-    let mut job = Job::new(Link::open(&url, LinkOptions::default())?, &args.job)?;
-    if !job.exists()? {
-        anyhow::bail!(
-            "no job '{}' at {} (`redcount status` lists the jobs there)",
-            args.job,
-            job.addr()
-        );
-    }
-    let rows = rows_from_done(&job.done_records()?);
-    let events = job.events()?;
-    let start_ms = rows.first().map(|r| r.injected_at_ms).unwrap_or(0);
-    // About a second of files, as `stream` does.
-    let span_s = rows
-        .last()
-        .map(|r| r.injected_at_ms.saturating_sub(start_ms))
-        .unwrap_or(0) as f64
-        / 1000.0;
-    let window = ((rows.len() as f64 / span_s.max(1.0)) as usize).clamp(5, 200);
-    let median = rolling_median(&rows, window);
-    if let Some(path) = &args.latency_out {
-        write_csv(path, &rows)?;
-    }
-    if let Some(path) = &args.plot {
-        let title = format!("{}: {} files", args.job, rows.len());
-        plot::plot(
-            path,
-            &plot::Timeline {
-                title: &title,
-                rows: &rows,
-                median: &median,
-                events: &events,
-                start_ms,
-            },
-        )?;
-    }
-    let p = percentiles(&rows);
+    let mut job = open_existing(&args.redis, &args.job)?;
+    let analysis = Analysis::new(&job.done_records()?, job.events()?);
+    let title = format!("{}: {} files", args.job, analysis.rows.len());
+    analysis.write(args.latency_out.as_deref(), args.plot.as_deref(), &title)?;
+    let p = &analysis.percentiles;
     println!(
         "{} files: latency p50 {} ms, p90 {} ms, p99 {} ms, max {} ms",
         p.count, p.p50, p.p90, p.p99, p.max
     );
-    for r in recoveries(&rows, &events, window) {
-        let at = r.event.at_ms.saturating_sub(start_ms) as f64 / 1000.0;
+    for r in &analysis.recoveries {
+        let at = r.event.at_ms.saturating_sub(analysis.start_ms()) as f64 / 1000.0;
         let recovered = match r.recovery_ms {
             Some(ms) => format!("recovered after {:.2} s", ms as f64 / 1000.0),
             None => "not recovered".to_string(),
@@ -182,4 +141,17 @@ pub fn latency(args: LatencyArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A job that must already exist.
+fn open_existing(redis: &RedisArg, name: &str) -> anyhow::Result<Job> {
+    let url = super::required_url(redis)?;
+    let mut job = Job::new(Link::open(&url, LinkOptions::default())?, name)?;
+    if !job.exists()? {
+        anyhow::bail!(
+            "no job '{name}' at {} (`redcount status` lists the jobs there)",
+            job.addr()
+        );
+    }
+    Ok(job)
 }
