@@ -1,8 +1,10 @@
 //! Cutting files into byte-range tasks so one huge file still keeps every worker busy.
 //!
-//! A cut is placed on a whitespace byte, so every word lies wholly inside one task and the counts are
-//! exact wherever the cuts fall. A file with no whitespace after a target point (one enormous word)
-//! simply stays in one piece from there.
+//! In text, a cut is placed on a whitespace byte, so every word lies wholly inside one task and the
+//! counts are exact wherever the cuts fall; a file with no whitespace after a target point (one enormous
+//! word) stays in one piece from there. In CSV, a cut is placed after a record's newline, found by
+//! following the quotes from the start of the file (RFC 4180: a newline inside quotes is data); the
+//! worker of a later piece reads the header record from the start of the file.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -13,17 +15,20 @@ use redcount_protocol::Format;
 
 use crate::InputError;
 
-/// Byte ranges `[start, end)` covering the file: one range if it is at most `split_bytes` long (or
-/// CSV, which is never split: a cut could fall inside a quoted field), else ranges of about
-/// `split_bytes`, each ending where a whitespace byte begins. An empty file is one empty range.
+/// Byte ranges `[start, end)` covering the file: one range if it is at most `split_bytes` long, else
+/// ranges of about `split_bytes`, each ending where a whitespace byte begins (text) or after a record
+/// (CSV). An empty file is one empty range.
 pub fn split_file(
     path: &Path,
     size: u64,
     format: Format,
     split_bytes: u64,
 ) -> Result<Vec<(u64, u64)>, InputError> {
-    if format == Format::Csv || size <= split_bytes || split_bytes == 0 {
+    if size <= split_bytes || split_bytes == 0 {
         return Ok(vec![(0, size)]);
+    }
+    if format == Format::Csv {
+        return csv_ranges(path, size, split_bytes).map_err(|e| InputError::from_io(path, e));
     }
     let mut file = File::open(path).map_err(|e| InputError::from_io(path, e))?;
     let mut ranges = Vec::new();
@@ -41,6 +46,56 @@ pub fn split_file(
     }
     ranges.push((start, size));
     Ok(ranges)
+}
+
+/// CSV ranges: cuts just after a newline that is outside quotes, about `split_bytes` apart.
+fn csv_ranges(path: &Path, size: u64, split_bytes: u64) -> std::io::Result<Vec<(u64, u64)>> {
+    let mut file = File::open(path)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut ranges, mut start, mut at, mut quoted) = (Vec::new(), 0u64, 0u64, false);
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        for i in memchr::memchr2_iter(b'"', b'\n', &buf[..n]) {
+            if buf[i] == b'"' {
+                quoted = !quoted;
+            } else if !quoted
+                && at + i as u64 + 1 - start >= split_bytes
+                && at + i as u64 + 1 < size
+            {
+                ranges.push((start, at + i as u64 + 1));
+                start = at + i as u64 + 1;
+            }
+        }
+        at += n as u64;
+    }
+    ranges.push((start, size.max(start)));
+    Ok(ranges)
+}
+
+/// The header record of a CSV file: its bytes up to and including the first newline outside quotes.
+pub fn csv_header(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut file = File::open(path)?;
+    let mut header = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut quoted = false;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(header);
+        }
+        for i in memchr::memchr2_iter(b'"', b'\n', &buf[..n]) {
+            if buf[i] == b'"' {
+                quoted = !quoted;
+            } else if !quoted {
+                header.extend_from_slice(&buf[..=i]);
+                return Ok(header);
+            }
+        }
+        header.extend_from_slice(&buf[..n]);
+    }
 }
 
 /// Offset of the first whitespace byte at or after `from`, if any before `size`.
@@ -95,6 +150,32 @@ mod tests {
         data.extend_from_slice(b" tail");
         assert_eq!(ranges(&data, 100), vec![(0, 10_000), (10_000, 10_005)]);
         assert_eq!(ranges(&[b'y'; 5000], 100), vec![(0, 5000)]);
+    }
+
+    #[test]
+    fn csv_cuts_fall_between_records_even_with_quoted_newlines() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let p = dir.path().join("t.csv");
+        let mut data = b"id,text\n".to_vec();
+        for i in 0..200 {
+            data.extend(format!("{i},\"line one\nline \"\"two\"\", end\"\n").as_bytes());
+        }
+        std::fs::write(&p, &data).expect("write");
+        let r = split_file(&p, data.len() as u64, Format::Csv, 100).expect("splits");
+        assert!(r.len() > 10);
+        assert_eq!((r[0].0, r[r.len() - 1].1), (0, data.len() as u64));
+        for w in r.windows(2) {
+            assert_eq!(w[0].1, w[1].0);
+            // Every piece after the first starts with a record: digits then a comma.
+            let piece = &data[w[1].0 as usize..];
+            let comma = piece.iter().position(|&b| b == b',').expect("a comma");
+            assert!(
+                piece[..comma].iter().all(u8::is_ascii_digit),
+                "{:?}",
+                String::from_utf8_lossy(&piece[..20])
+            );
+        }
+        assert_eq!(csv_header(&p).expect("header"), b"id,text\n");
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use anyhow::Context;
 use redcount_count::{Tokenizer, TokenizerKind, WordCounts};
-use redcount_input::{csv_text, read::read_task, InputError};
+use redcount_input::{csv_text, read::read_task, split::csv_header, InputError};
 use redcount_protocol::{Format, JobSpec, Task};
 
 /// Counts the words of `task` into `counts` and returns how many it had. On error `counts` is unchanged.
@@ -21,12 +21,23 @@ pub fn count_task(
     match task.format {
         // Text cannot fail once read: count straight into the batch, no per-task map to merge.
         Format::Text => tokenizer.count(buf, counts),
-        // CSV can turn out malformed halfway: count aside and merge only a clean parse.
+        // CSV can turn out malformed halfway: count aside and merge only a clean parse. A piece after
+        // the first gets the file's header record in front, so columns are found by name.
         Format::Csv => {
             let mut own = WordCounts::new();
-            csv_text::for_each_field(&task.path, buf, csv_column, |field| {
-                tokenizer.count(field, &mut own)
-            })?;
+            let mut count_fields = |data: &[u8]| {
+                csv_text::for_each_field(&task.path, data, csv_column, |field| {
+                    tokenizer.count(field, &mut own)
+                })
+            };
+            if task.start == 0 {
+                count_fields(buf)?;
+            } else {
+                let mut with_header =
+                    csv_header(&task.path).map_err(|e| InputError::from_io(&task.path, e))?;
+                with_header.extend_from_slice(buf);
+                count_fields(&with_header)?;
+            }
             counts.merge(own);
         }
     }
