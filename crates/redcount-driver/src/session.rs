@@ -163,7 +163,7 @@ pub fn open_session(options: &JobOptions) -> anyhow::Result<Session> {
     let mut job = Job::new(Link::open(&url, LinkOptions::default())?, &name)?;
     tracing::info!("job '{name}' on redis {}", job.addr());
     if server.is_none() {
-        report_external_durability(&mut job);
+        report_external_durability(&mut job, options.durability != Durability::None);
     }
     let spec = JobSpec {
         tokenizer: options.tokenizer.clone(),
@@ -202,8 +202,9 @@ pub fn open_session(options: &JobOptions) -> anyhow::Result<Session> {
     })
 }
 
-/// An external Redis keeps its own persistence settings: say what they are.
-fn report_external_durability(job: &mut Job) {
+/// An external Redis keeps its own persistence settings: say what they are (loudly if the user asked
+/// for a durability that only applies to the private Redis).
+fn report_external_durability(job: &mut Job, asked: bool) {
     let mut get = |key: &str| -> String {
         job.query::<Vec<String>>("CONFIG GET", redis::cmd("CONFIG").arg("GET").arg(key))
             .ok()
@@ -211,9 +212,12 @@ fn report_external_durability(job: &mut Job) {
             .unwrap_or_else(|| "?".into())
     };
     let (save, aof, fsync) = (get("save"), get("appendonly"), get("appendfsync"));
-    tracing::info!(
-        "external redis persistence: save '{save}', appendonly {aof}, appendfsync {fsync}"
-    );
+    let settings = format!("save '{save}', appendonly {aof}, appendfsync {fsync}");
+    if asked {
+        tracing::warn!("--durability applies to the private Redis only; the external one keeps its own: {settings}");
+    } else {
+        tracing::info!("external redis persistence: {settings}");
+    }
 }
 
 impl Session {
