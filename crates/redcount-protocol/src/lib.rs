@@ -8,16 +8,18 @@ mod job;
 mod keys;
 mod library;
 mod link;
+mod reads;
 mod reply;
 mod status;
 mod target;
 mod task;
 
 pub use clock::now_ms;
-pub use job::{ClaimRequest, Claimed, CommitOutcome, DeadTask, DoneRecord, Job, JobEvent, JobSpec};
+pub use job::{ClaimRequest, Claimed, CommitOutcome, Job, JobSpec};
 pub use keys::{validate_job_name, JobKeys};
 pub use library::{ensure_library, LIBRARY_SOURCE, LIBRARY_VERSION};
 pub use link::{redact_url, Link, LinkOptions};
+pub use reads::{DeadTask, DoneRecord, JobEvent};
 pub use status::Status;
 pub use task::{Format, NewTask, Task};
 

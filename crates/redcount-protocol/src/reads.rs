@@ -1,0 +1,226 @@
+//! Reading a job's results and records (for reports, `top`, `status`, latency): plain reads, outside
+//! the library, since they change nothing.
+
+use std::time::Duration;
+
+use crate::{Job, Result};
+
+/// A fault or operator event noted in the job.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct JobEvent {
+    pub at_ms: u64,
+    pub kind: String,
+    pub detail: String,
+}
+
+/// A task that was given up, with the reason.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeadTask {
+    pub task: String,
+    pub path: String,
+    pub start: u64,
+    pub end: u64,
+    pub attempts: u64,
+    pub worker: String,
+    pub error: String,
+}
+
+/// One committed task, as recorded in the `done` stream.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DoneRecord {
+    pub task: String,
+    pub path: String,
+    pub start: u64,
+    pub end: u64,
+    pub injected_ms: u64,
+    pub claimed_ms: u64,
+    pub committed_ms: u64,
+    pub worker: String,
+    pub attempts: u64,
+    pub words: u64,
+}
+
+/// A stream entry as XREAD/XRANGE reply it: id and field/value pairs.
+type StreamEntry = (String, Vec<(String, String)>);
+
+fn field(fields: &[(String, String)], name: &str) -> String {
+    fields
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
+}
+
+impl Job {
+    /// Every event, oldest first.
+    pub fn events(&mut self) -> Result<Vec<JobEvent>> {
+        let key = self.keys.events.clone();
+        Ok(self
+            .stream_records(&key)?
+            .into_iter()
+            .map(|f| JobEvent {
+                at_ms: field(&f, "at_ms").parse().unwrap_or(0),
+                kind: field(&f, "kind"),
+                detail: field(&f, "detail"),
+            })
+            .collect())
+    }
+
+    /// Blocks up to `timeout` for commit records after the first `done` ones (ids are `n-0`), and
+    /// returns (task id, committed_ms) of each, in order: the driver's wake-up, and its record of what
+    /// was committed when.
+    pub fn commits_after(&mut self, done: u64, timeout: Duration) -> Result<Vec<(String, u64)>> {
+        let millis = timeout.as_millis().max(1) as u64;
+        let mut cmd = redis::cmd("XREAD");
+        cmd.arg("COUNT")
+            .arg(1000)
+            .arg("BLOCK")
+            .arg(millis)
+            .arg("STREAMS")
+            .arg(&self.keys.done)
+            .arg(format!("{done}-0"));
+        let reply: Option<Vec<(String, Vec<StreamEntry>)>> =
+            self.link.call("XREAD BLOCK", |con| cmd.query(con))?;
+        Ok(reply
+            .into_iter()
+            .flatten()
+            .flat_map(|(_, entries)| entries)
+            .map(|(_, fields)| {
+                (
+                    field(&fields, "task"),
+                    field(&fields, "committed_ms").parse().unwrap_or(0),
+                )
+            })
+            .collect())
+    }
+
+    /// The `k` most frequent words, ties broken by the word's bytes ascending.
+    pub fn top(&mut self, k: usize) -> Result<Vec<(Vec<u8>, u64)>> {
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        let counts = self.keys.counts.clone();
+        let head: Vec<(Vec<u8>, f64)> = self.link.call("ZREVRANGE", |con| {
+            redis::cmd("ZREVRANGE")
+                .arg(&counts)
+                .arg(0)
+                .arg(k - 1)
+                .arg("WITHSCORES")
+                .query(con)
+        })?;
+        let Some(&(_, cutoff)) = head.last() else {
+            return Ok(Vec::new());
+        };
+        // ZREVRANGE orders ties by word descending; take everything above the cutoff score, then the
+        // cutoff's tie group in ascending byte order (how ZRANGEBYSCORE orders equal scores).
+        let mut top: Vec<(Vec<u8>, u64)> = head
+            .into_iter()
+            .filter(|(_, s)| *s > cutoff)
+            .map(|(w, s)| (w, s as u64))
+            .collect();
+        top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let missing = k - top.len();
+        let ties: Vec<Vec<u8>> = self.link.call("ZRANGEBYSCORE", |con| {
+            redis::cmd("ZRANGEBYSCORE")
+                .arg(&counts)
+                .arg(cutoff)
+                .arg(cutoff)
+                .arg("LIMIT")
+                .arg(0)
+                .arg(missing)
+                .query(con)
+        })?;
+        top.extend(ties.into_iter().map(|w| (w, cutoff as u64)));
+        Ok(top)
+    }
+
+    /// Every word and its count, sorted by count descending then word bytes ascending.
+    pub fn all_counts(&mut self) -> Result<Vec<(Vec<u8>, u64)>> {
+        const PAGE: usize = 50_000;
+        let counts = self.keys.counts.clone();
+        let mut all: Vec<(Vec<u8>, u64)> = Vec::new();
+        loop {
+            let from = all.len();
+            let page: Vec<(Vec<u8>, f64)> = self.link.call("ZRANGE", |con| {
+                redis::cmd("ZRANGE")
+                    .arg(&counts)
+                    .arg(from)
+                    .arg(from + PAGE - 1)
+                    .arg("WITHSCORES")
+                    .query(con)
+            })?;
+            let short = page.len() < PAGE;
+            all.extend(page.into_iter().map(|(w, s)| (w, s as u64)));
+            if short {
+                break;
+            }
+        }
+        all.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        Ok(all)
+    }
+
+    /// The tasks that were given up, oldest first.
+    pub fn dead_tasks(&mut self) -> Result<Vec<DeadTask>> {
+        let key = self.keys.dead.clone();
+        Ok(self
+            .stream_records(&key)?
+            .into_iter()
+            .map(|f| DeadTask {
+                task: field(&f, "task"),
+                path: field(&f, "path"),
+                start: field(&f, "start").parse().unwrap_or(0),
+                end: field(&f, "end").parse().unwrap_or(0),
+                attempts: field(&f, "attempts").parse().unwrap_or(0),
+                worker: field(&f, "worker"),
+                error: field(&f, "error"),
+            })
+            .collect())
+    }
+
+    /// Every commit record, in commit order.
+    pub fn done_records(&mut self) -> Result<Vec<DoneRecord>> {
+        let key = self.keys.done.clone();
+        let num = |f: &[(String, String)], name: &str| field(f, name).parse().unwrap_or(0);
+        Ok(self
+            .stream_records(&key)?
+            .into_iter()
+            .map(|f| DoneRecord {
+                task: field(&f, "task"),
+                path: field(&f, "path"),
+                start: num(&f, "start"),
+                end: num(&f, "end"),
+                injected_ms: num(&f, "injected_ms"),
+                claimed_ms: num(&f, "claimed_ms"),
+                committed_ms: num(&f, "committed_ms"),
+                worker: field(&f, "worker"),
+                attempts: num(&f, "attempts"),
+                words: num(&f, "words"),
+            })
+            .collect())
+    }
+
+    pub(crate) fn stream_records(&mut self, key: &str) -> Result<Vec<Vec<(String, String)>>> {
+        const PAGE: usize = 10_000;
+        let mut out = Vec::new();
+        let mut from = "-".to_string();
+        loop {
+            let page: Vec<StreamEntry> = self.link.call("XRANGE", |con| {
+                redis::cmd("XRANGE")
+                    .arg(key)
+                    .arg(&from)
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(PAGE)
+                    .query(con)
+            })?;
+            let short = page.len() < PAGE;
+            if let Some((last, _)) = page.last() {
+                from = format!("({last}");
+            }
+            out.extend(page.into_iter().map(|(_, fields)| fields));
+            if short {
+                return Ok(out);
+            }
+        }
+    }
+}
