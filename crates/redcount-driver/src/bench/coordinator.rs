@@ -1,0 +1,145 @@
+//! `redcount bench --coordinator`: what durability and replication cost, and what a crash costs.
+
+use std::sync::atomic::AtomicBool;
+
+use super::{source_text, tempfile_dir, write_large, write_small, BenchOptions};
+use crate::plan::FormatChoice;
+use crate::run::{run, RunOptions};
+use crate::session::JobOptions;
+
+/// One coordinator set-up measured by [`bench_coordinator`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ModeRow {
+    pub corpus: String,
+    pub mode: String,
+    pub mb_per_second: f64,
+    pub wall_seconds: f64,
+    /// Throughput relative to plain Redis on the same corpus.
+    pub relative: f64,
+}
+
+/// The throughput cost of each durability mode and of synchronous replication, against plain Redis,
+/// with 2 workers; then the tasks recomputed per crash of each mode under `--chaos-redis`.
+pub fn bench_coordinator(options: &BenchOptions) -> anyhow::Result<Vec<ModeRow>> {
+    use crate::embedded::Durability;
+    let temp = tempfile_dir()?;
+    let dir = options
+        .dir
+        .clone()
+        .unwrap_or_else(|| temp.path().to_path_buf());
+    let text = source_text(&options.source)?;
+    let (small, large) = (dir.join("small"), dir.join("large"));
+    write_small(&small, &text, options.small_files)?;
+    write_large(&large, &text, options.large_mb * 1_000_000)?;
+    let modes: [(&str, Durability, Option<u64>, bool, u32); 6] = [
+        ("plain (no persistence)", Durability::None, None, false, 0),
+        (
+            "rdb, BGSAVE every 1 s",
+            Durability::Rdb,
+            Some(1000),
+            false,
+            0,
+        ),
+        ("aof everysec", Durability::AofEverysec, None, false, 0),
+        ("aof always", Durability::AofAlways, None, false, 0),
+        ("sentinel, 2 replicas", Durability::None, None, true, 0),
+        (
+            "sentinel, 2 replicas, --sync-replicas 1",
+            Durability::None,
+            None,
+            true,
+            1,
+        ),
+    ];
+    let mut rows = Vec::new();
+    println!("| corpus | coordinator | wall s | MB/s | vs plain |");
+    println!("|---|---|---|---|---|");
+    for (name, path) in [("small files", &small), ("large files", &large)] {
+        let mut plain = 0.0;
+        for (mode, durability, checkpoint, sentinel, sync) in modes {
+            let cluster_dir = tempfile_dir()?;
+            let cluster = if sentinel {
+                Some(redcount_server::cluster::cluster_up(
+                    &cluster_dir.path().join("c"),
+                    2,
+                    3,
+                )?)
+            } else {
+                None
+            };
+            let mut common = JobOptions::new(
+                vec![path.display().to_string()],
+                2,
+                options.worker_exe.clone(),
+            );
+            common.format = FormatChoice::Text;
+            common.lease_ms = 10_000;
+            common.durability = durability;
+            common.checkpoint = checkpoint.map(std::time::Duration::from_millis);
+            common.sync_replicas = sync;
+            common.redis = cluster.as_ref().map(|c| c.url());
+            let summary = run(
+                &RunOptions {
+                    common,
+                    split_bytes: None,
+                },
+                &AtomicBool::new(false),
+            );
+            if let Some(c) = &cluster {
+                let _ = redcount_server::cluster::cluster_down(&c.dir);
+            }
+            let summary = summary?;
+            if plain == 0.0 {
+                plain = summary.mb_per_second;
+            }
+            let row = ModeRow {
+                corpus: name.into(),
+                mode: mode.into(),
+                mb_per_second: summary.mb_per_second,
+                wall_seconds: summary.wall_seconds,
+                relative: summary.mb_per_second / plain,
+            };
+            println!(
+                "| {} | {} | {:.2} | {:.1} | {:.2} |",
+                row.corpus, row.mode, row.wall_seconds, row.mb_per_second, row.relative
+            );
+            rows.push(row);
+        }
+    }
+    println!();
+    println!("| crash recovery (small files, SIGKILL every 1 s) | restarts | tasks recomputed after a rollback | per crash |");
+    println!("|---|---|---|---|");
+    for (mode, durability, checkpoint) in [
+        ("rdb, BGSAVE every 250 ms", Durability::Rdb, Some(250)),
+        ("aof everysec", Durability::AofEverysec, None),
+        ("aof always", Durability::AofAlways, None),
+    ] {
+        let mut common = JobOptions::new(
+            vec![small.display().to_string()],
+            2,
+            options.worker_exe.clone(),
+        );
+        common.format = FormatChoice::Text;
+        common.lease_ms = 1_000;
+        common.max_attempts = 100;
+        common.durability = durability;
+        common.checkpoint = checkpoint.map(std::time::Duration::from_millis);
+        common.chaos_every = Some(std::time::Duration::from_secs(1));
+        // Slow workers, so that the job lasts several crashes.
+        common.worker_args = vec!["--slow".into(), "5ms".into()];
+        let s = run(
+            &RunOptions {
+                common,
+                split_bytes: None,
+            },
+            &AtomicBool::new(false),
+        )?;
+        println!(
+            "| {mode} | {} | {} | {:.1} |",
+            s.redis_restarts,
+            s.recomputed_after_rollback,
+            s.recomputed_after_rollback as f64 / s.redis_restarts.max(1) as f64
+        );
+    }
+    Ok(rows)
+}
