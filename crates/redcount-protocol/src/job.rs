@@ -323,7 +323,7 @@ impl Job {
         tasks: &[(String, u64)],
         counts: impl ExactSizeIterator<Item = (&'a [u8], u64)>,
     ) -> Result<CommitOutcome> {
-        let mut args = Vec::with_capacity(3 + tasks.len() * 2 + counts.len() * 2);
+        let mut args = Vec::with_capacity(3 + tasks.len() * 2 + counts.len() + 64);
         args.push(arg(now));
         args.push(worker.as_bytes().to_vec());
         args.push(arg(tasks.len()));
@@ -331,9 +331,16 @@ impl Job {
             args.push(id.as_bytes().to_vec());
             args.push(arg(*words));
         }
+        // Grouped by count: `count, k, word * k` (library.lua checks each count once).
+        let mut by_count: std::collections::BTreeMap<u64, Vec<&[u8]>> =
+            std::collections::BTreeMap::new();
         for (word, count) in counts {
-            args.push(word.to_vec());
+            by_count.entry(count).or_default().push(word);
+        }
+        for (count, words) in by_count {
             args.push(arg(count));
+            args.push(arg(words.len()));
+            args.extend(words.into_iter().map(<[u8]>::to_vec));
         }
         let items = self.array("rc_commit", args)?;
         if self.sync_replicas > 0 {
