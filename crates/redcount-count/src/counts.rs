@@ -30,19 +30,9 @@ impl WordCounts {
         }
     }
 
-    /// Number of distinct words.
-    pub fn distinct(&self) -> usize {
-        self.map.len()
-    }
-
     /// Number of words counted (with repetitions).
     pub fn total(&self) -> u64 {
         self.total
-    }
-
-    /// Count of one word (0 if absent).
-    pub fn get(&self, word: &[u8]) -> u64 {
-        self.map.get(word).copied().unwrap_or(0)
     }
 
     /// Every (word, count), in no particular order.

@@ -3,7 +3,6 @@
 //! crashed on purpose (`--chaos-redis`): SIGKILL, never a clean shutdown, so recovery really starts
 //! from the last checkpoint.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -103,11 +102,6 @@ impl EmbeddedRedis {
     /// `redis://:password@127.0.0.1:port`.
     pub fn url(&self) -> &str {
         &self.url
-    }
-
-    /// The server's data directory.
-    pub fn dir(&self) -> PathBuf {
-        lock(&self.server).dir().to_path_buf()
     }
 
     /// SIGKILLs the server and starts it again from its files, now.

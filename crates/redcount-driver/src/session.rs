@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use redcount_protocol::{
     now_ms, Error as ProtocolError, Job, JobSpec, Link, LinkOptions, NewTask, Status,
+    DEFAULT_LEASE_MS, DEFAULT_MAX_ATTEMPTS,
 };
 
 use crate::checkpoint::Checkpointer;
@@ -69,8 +70,8 @@ impl JobOptions {
             workers,
             redis: None,
             job: None,
-            lease_ms: 5_000,
-            max_attempts: 5,
+            lease_ms: DEFAULT_LEASE_MS,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
             format: FormatChoice::Auto,
             csv_column: "text".into(),
             tokenizer: "whitespace".into(),

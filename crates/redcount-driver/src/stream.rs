@@ -73,21 +73,7 @@ impl StreamSummary {
         )?;
         let start = self.rows.first().map(|r| r.injected_at_ms).unwrap_or(0);
         for r in &self.recoveries {
-            let at = r.event.at_ms.saturating_sub(start) as f64 / 1000.0;
-            let recovered = match r.recovery_ms {
-                Some(0) => "no visible impact".to_string(),
-                Some(ms) => format!("recovered after {:.2} s", ms as f64 / 1000.0),
-                None => "not recovered before the stream ended".to_string(),
-            };
-            let baseline = r
-                .baseline_ms
-                .map(|b| format!("{b:.0} ms"))
-                .unwrap_or_else(|| "none".into());
-            writeln!(
-                out,
-                "event {} at {at:.2} s ({}): baseline {baseline}, peak {:.0} ms, {recovered}",
-                r.event.kind, r.event.detail, r.peak_ms
-            )?;
+            writeln!(out, "{}", r.describe(start))?;
         }
         Ok(())
     }

@@ -76,6 +76,27 @@ pub struct Recovery {
     pub recovery_ms: Option<u64>,
 }
 
+impl Recovery {
+    /// One line for people: the event, when (s after `start_ms`), the latency before and at worst, and
+    /// how long until it was back.
+    pub fn describe(&self, start_ms: u64) -> String {
+        let at = self.event.at_ms.saturating_sub(start_ms) as f64 / 1000.0;
+        let baseline = self
+            .baseline_ms
+            .map(|b| format!("{b:.0} ms"))
+            .unwrap_or_else(|| "none".into());
+        let recovered = match self.recovery_ms {
+            Some(0) => "no visible impact".to_string(),
+            Some(ms) => format!("recovered after {:.2} s", ms as f64 / 1000.0),
+            None => "not recovered before the end".to_string(),
+        };
+        format!(
+            "event {} at {at:.2} s ({}): baseline {baseline}, peak {:.0} ms, {recovered}",
+            self.event.kind, self.event.detail, self.peak_ms
+        )
+    }
+}
+
 /// Recovery after each event. "Back to normal" means the rolling median is within 20% of its level
 /// just before the event, with a floor of 5 ms so that a 10 ms baseline's jitter is not an impact.
 pub fn recoveries(rows: &[LatencyRow], events: &[JobEvent], window: usize) -> Vec<Recovery> {

@@ -2,7 +2,6 @@
 
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
-use std::time::Duration;
 
 use redis::{Cmd, Value};
 
@@ -26,6 +25,11 @@ pub struct JobSpec {
     /// Replicas that must have a commit (`WAIT`) before a worker counts it done.
     pub sync_replicas: u32,
 }
+
+/// Lease of a task when a job sets none.
+pub const DEFAULT_LEASE_MS: u64 = 5_000;
+/// Deliveries of a task before it is given up, when a job sets none.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 
 const SPEC_FIELDS: [&str; 7] = [
     "cfg.tokenizer",
@@ -215,8 +219,8 @@ impl Job {
             lowercase: text(1) == "1",
             dictionary,
             csv_column: text(3),
-            lease_ms: text(4).parse().unwrap_or(5_000),
-            max_attempts: text(5).parse().unwrap_or(5),
+            lease_ms: text(4).parse().unwrap_or(DEFAULT_LEASE_MS),
+            max_attempts: text(5).parse().unwrap_or(DEFAULT_MAX_ATTEMPTS),
             sync_replicas: text(6).parse().unwrap_or(0),
         })
     }
@@ -391,30 +395,6 @@ impl Job {
     pub fn status(&mut self, now: u64, live_window_ms: u64) -> Result<Status> {
         let items = self.array("rc_status", vec![arg(now), arg(live_window_ms)])?;
         Ok(Status::from_pairs(&items))
-    }
-
-    /// Blocks up to `timeout` until a task is added after `task_id` or a commit after `done_id`.
-    /// Read-only, so it is a safe wake-up signal on replicas too; the caller re-checks with `claim`.
-    pub fn wait_for_change(
-        &mut self,
-        task_id: &str,
-        done_id: &str,
-        timeout: Duration,
-    ) -> Result<()> {
-        let millis = timeout.as_millis().max(1) as u64;
-        let mut cmd = redis::cmd("XREAD");
-        cmd.arg("COUNT")
-            .arg(1)
-            .arg("BLOCK")
-            .arg(millis)
-            .arg("STREAMS")
-            .arg(&self.keys.tasks)
-            .arg(&self.keys.done)
-            .arg(task_id)
-            .arg(done_id);
-        self.link
-            .call("XREAD BLOCK", |con| cmd.query::<Value>(con))
-            .map(|_| ())
     }
 
     fn array(&mut self, func: &'static str, args: Vec<Vec<u8>>) -> Result<Vec<Value>> {

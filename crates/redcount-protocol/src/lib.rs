@@ -15,7 +15,9 @@ mod target;
 mod task;
 
 pub use clock::now_ms;
-pub use job::{ClaimRequest, Claimed, CommitOutcome, Job, JobSpec};
+pub use job::{
+    ClaimRequest, Claimed, CommitOutcome, Job, JobSpec, DEFAULT_LEASE_MS, DEFAULT_MAX_ATTEMPTS,
+};
 pub use keys::{validate_job_name, JobKeys};
 pub use library::{ensure_library, LIBRARY_SOURCE, LIBRARY_VERSION};
 pub use link::{redact_url, Link, LinkOptions};

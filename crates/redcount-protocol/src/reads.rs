@@ -66,24 +66,51 @@ impl Job {
             .collect())
     }
 
+    /// One blocking `XREAD` (read-only) over `streams` given as (key, last id seen).
+    fn read_blocking(
+        &mut self,
+        streams: &[(&str, &str)],
+        count: usize,
+        timeout: Duration,
+    ) -> Result<Vec<(String, Vec<StreamEntry>)>> {
+        let mut cmd = redis::cmd("XREAD");
+        cmd.arg("COUNT")
+            .arg(count)
+            .arg("BLOCK")
+            .arg(timeout.as_millis().max(1) as u64)
+            .arg("STREAMS");
+        for (key, _) in streams {
+            cmd.arg(*key);
+        }
+        for (_, id) in streams {
+            cmd.arg(*id);
+        }
+        let reply: Option<Vec<(String, Vec<StreamEntry>)>> =
+            self.link.call("XREAD BLOCK", |con| cmd.query(con))?;
+        Ok(reply.unwrap_or_default())
+    }
+
+    /// Blocks up to `timeout` until a task is added after `task_id` or a commit after `done_id`.
+    /// Read-only, so it is a safe wake-up signal on replicas too; the caller re-checks with `claim`.
+    pub fn wait_for_change(
+        &mut self,
+        task_id: &str,
+        done_id: &str,
+        timeout: Duration,
+    ) -> Result<()> {
+        let (tasks, done) = (self.keys.tasks.clone(), self.keys.done.clone());
+        self.read_blocking(&[(&tasks, task_id), (&done, done_id)], 1, timeout)
+            .map(|_| ())
+    }
+
     /// Blocks up to `timeout` for commit records after the first `done` ones (ids are `n-0`), and
     /// returns (task id, committed_ms) of each, in order: the driver's wake-up, and its record of what
     /// was committed when.
     pub fn commits_after(&mut self, done: u64, timeout: Duration) -> Result<Vec<(String, u64)>> {
-        let millis = timeout.as_millis().max(1) as u64;
-        let mut cmd = redis::cmd("XREAD");
-        cmd.arg("COUNT")
-            .arg(1000)
-            .arg("BLOCK")
-            .arg(millis)
-            .arg("STREAMS")
-            .arg(&self.keys.done)
-            .arg(format!("{done}-0"));
-        let reply: Option<Vec<(String, Vec<StreamEntry>)>> =
-            self.link.call("XREAD BLOCK", |con| cmd.query(con))?;
-        Ok(reply
+        let key = self.keys.done.clone();
+        let entries = self.read_blocking(&[(&key, &format!("{done}-0"))], 1000, timeout)?;
+        Ok(entries
             .into_iter()
-            .flatten()
             .flat_map(|(_, entries)| entries)
             .map(|(_, fields)| {
                 (

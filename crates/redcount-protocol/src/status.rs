@@ -72,9 +72,4 @@ impl Status {
         }
         s
     }
-
-    /// Tasks neither committed nor given up yet.
-    pub fn remaining(&self) -> u64 {
-        self.tasks.saturating_sub(self.done + self.dead)
-    }
 }

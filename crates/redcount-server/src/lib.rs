@@ -129,11 +129,6 @@ impl RedisServer {
         status
     }
 
-    /// True while the server process runs.
-    pub fn is_running(&self) -> bool {
-        self.child.is_some()
-    }
-
     /// SIGKILL: a real crash, nothing saved on the way down.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -41,45 +41,34 @@ fn chaotic_run(extra: &[&str]) -> serde_json::Value {
     v
 }
 
-#[test]
-fn rdb_checkpoints_survive_repeated_crashes_during_enqueue_and_after_the_last_commit() {
-    let v = chaotic_run(&[
-        "--durability",
-        "rdb",
-        "--checkpoint-ms",
-        "250ms",
+/// A chaotic run whose Redis is SIGKILLed every 600 ms, right after the first enqueue and right after
+/// the last commit; checks that it really crashed more than once.
+fn crashing_often(durability: &[&str]) -> serde_json::Value {
+    let mut args = durability.to_vec();
+    args.extend([
         "--chaos-redis",
         "600ms",
         "--chaos-redis-at",
         "enqueue,finish",
     ]);
+    let v = chaotic_run(&args);
     assert!(v["redis_restarts"].as_u64().expect("restarts") >= 2, "{v}");
+    v
+}
+
+#[test]
+fn rdb_checkpoints_survive_repeated_crashes_during_enqueue_and_after_the_last_commit() {
+    crashing_often(&["--durability", "rdb", "--checkpoint-ms", "250ms"]);
 }
 
 #[test]
 fn aof_everysec_survives_repeated_crashes() {
-    let v = chaotic_run(&[
-        "--durability",
-        "aof-everysec",
-        "--chaos-redis",
-        "600ms",
-        "--chaos-redis-at",
-        "enqueue,finish",
-    ]);
-    assert!(v["redis_restarts"].as_u64().expect("restarts") >= 2, "{v}");
+    crashing_often(&["--durability", "aof-everysec"]);
 }
 
 #[test]
 fn aof_always_survives_repeated_crashes_without_rolling_back() {
-    let v = chaotic_run(&[
-        "--durability",
-        "aof-always",
-        "--chaos-redis",
-        "600ms",
-        "--chaos-redis-at",
-        "enqueue,finish",
-    ]);
-    assert!(v["redis_restarts"].as_u64().expect("restarts") >= 2, "{v}");
+    let v = crashing_often(&["--durability", "aof-always"]);
     assert_eq!(
         v["recomputed_after_rollback"], 0,
         "fsync on every write: nothing acknowledged is lost"

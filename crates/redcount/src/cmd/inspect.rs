@@ -130,15 +130,7 @@ pub fn latency(args: LatencyArgs) -> anyhow::Result<ExitCode> {
         p.count, p.p50, p.p90, p.p99, p.max
     );
     for r in &analysis.recoveries {
-        let at = r.event.at_ms.saturating_sub(analysis.start_ms()) as f64 / 1000.0;
-        let recovered = match r.recovery_ms {
-            Some(ms) => format!("recovered after {:.2} s", ms as f64 / 1000.0),
-            None => "not recovered".to_string(),
-        };
-        println!(
-            "event {} at {at:.2} s ({}): peak {:.0} ms, {recovered}",
-            r.event.kind, r.event.detail, r.peak_ms
-        );
+        println!("{}", r.describe(analysis.start_ms()));
     }
     Ok(ExitCode::SUCCESS)
 }
