@@ -42,8 +42,9 @@ pub struct Link {
 }
 
 impl Link {
-    /// Parses `url` (`redis://[:password@]host:port[/db]` or
-    /// `redis+sentinel://[:password@]host:port[,host:port...]/name`); does not connect yet.
+    /// Parses `url` (`redis://[:password@]host:port[/db]`,
+    /// `redis+sentinel://[:password@]host:port[,host:port...]/name` or
+    /// `redis+raft://[:password@]host:port[,host:port...]`); does not connect yet.
     pub fn open(url: &str, options: LinkOptions) -> Result<Link> {
         let addr = redact_url(url);
         let target = Target::parse(url).map_err(|source| Error::Redis {
@@ -85,6 +86,15 @@ impl Link {
                 Err(err) => Err(err),
             };
             let Err(err) = outcome else { continue };
+            if let Some(leader) = crate::target::moved_to(&err) {
+                // A Raft follower named the leader: reconnect there at once.
+                self.target.redirected(&leader);
+                self.con = None;
+                if started.elapsed() < self.options.give_up_after {
+                    tracing::debug!("{what}: leader is now {leader}; reconnecting");
+                    continue;
+                }
+            }
             if !is_transient(&err) || started.elapsed() >= self.options.give_up_after {
                 return Err(self.error(err));
             }
@@ -142,6 +152,8 @@ fn is_transient(err: &RedisError) -> bool {
                 ServerErrorKind::BusyLoading
                     | ServerErrorKind::TryAgain
                     | ServerErrorKind::MasterDown
+                    // A Raft follower: the leader is elsewhere.
+                    | ServerErrorKind::Moved
                     // A demoted primary refuses writes: find the new one.
                     | ServerErrorKind::ReadOnly
             )

@@ -1,8 +1,11 @@
 //! Where a [`crate::Link`] connects: one Redis (`redis://`), or whichever server the Redis Sentinels
 //! currently name as the primary (`redis+sentinel://[:password@]host:port[,host:port...]/name`). The
 //! primary is looked up again on every new connection, and a server that answers `ROLE` with anything
-//! but `master` (a demoted primary) is refused, so writes follow failovers.
+//! but `master` (a demoted primary) is refused, so writes follow failovers. A Raft group
+//! (`redis+raft://[:password@]host:port,host:port,...`) is searched the same way: each node answers
+//! `ROLE` with `master` only while it leads, or names the leader.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use redis::{Client, Connection, RedisError, RedisResult};
@@ -17,10 +20,21 @@ pub(crate) enum Target {
         /// `user:password@`, `:password@` or empty: credentials of the data nodes.
         auth: String,
     },
+    Raft {
+        /// `host:port` of each node.
+        nodes: Vec<String>,
+        /// `:password@` or empty.
+        auth: String,
+        /// The node that led last time (or that a node named as leader): tried first.
+        leader_hint: Mutex<Option<String>>,
+    },
 }
 
 impl Target {
     pub(crate) fn parse(url: &str) -> RedisResult<Target> {
+        if let Some(rest) = url.strip_prefix("redis+raft://") {
+            return parse_raft(url, rest);
+        }
         let Some(rest) = url.strip_prefix("redis+sentinel://") else {
             return Ok(Target::Direct(Client::open(url)?));
         };
@@ -66,8 +80,104 @@ impl Target {
                     unreachable_error(format!("no Sentinel knows a primary '{master}'"))
                 }))
             }
+            Target::Raft {
+                nodes,
+                auth,
+                leader_hint,
+            } => raft_leader(nodes, auth, leader_hint, timeout),
         }
     }
+
+    /// A node answered `-MOVED 0 host:port`: try that one first next time.
+    pub(crate) fn redirected(&self, addr: &str) {
+        if let Target::Raft { leader_hint, .. } = self {
+            if let Ok(mut hint) = leader_hint.lock() {
+                *hint = Some(addr.to_string());
+            }
+        }
+    }
+}
+
+fn parse_raft(url: &str, rest: &str) -> RedisResult<Target> {
+    let (auth, rest) = match rest.rfind('@') {
+        Some(at) => (rest[..=at].to_string(), &rest[at + 1..]),
+        None => (String::new(), rest),
+    };
+    let nodes: Vec<String> = rest
+        .trim_end_matches('/')
+        .split(',')
+        .filter(|h| !h.is_empty())
+        .map(str::to_string)
+        .collect();
+    if nodes.is_empty() {
+        return Err(unreachable_error(format!(
+            "'{}' names no node: use redis+raft://[:password@]host:port[,host:port...]",
+            crate::redact_url(url)
+        )));
+    }
+    Ok(Target::Raft {
+        nodes,
+        auth,
+        leader_hint: Mutex::new(None),
+    })
+}
+
+/// Connects to the group's leader: the hinted node first, then every node, following the leader a
+/// follower names. Fails (as unreachable, so the link waits and retries) while there is none.
+fn raft_leader(
+    nodes: &[String],
+    auth: &str,
+    leader_hint: &Mutex<Option<String>>,
+    timeout: Duration,
+) -> RedisResult<Connection> {
+    let hint = leader_hint.lock().ok().and_then(|h| h.clone());
+    let mut queue: Vec<String> = hint.into_iter().chain(nodes.iter().cloned()).collect();
+    let mut tried: Vec<String> = Vec::new();
+    let mut reasons: Vec<String> = Vec::new();
+    while let Some(addr) = (!queue.is_empty()).then(|| queue.remove(0)) {
+        if tried.contains(&addr) {
+            continue;
+        }
+        tried.push(addr.clone());
+        let attempt = Client::open(format!("redis://{auth}{addr}"))
+            .and_then(|c| c.get_connection_with_timeout(timeout))
+            .and_then(|mut con| {
+                let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut con)?;
+                Ok((con, role))
+            });
+        match attempt {
+            Ok((con, role)) => match role.as_slice() {
+                [redis::Value::BulkString(r), ..] if r == b"master" => {
+                    if let Ok(mut h) = leader_hint.lock() {
+                        *h = Some(addr);
+                    }
+                    return Ok(con);
+                }
+                [redis::Value::BulkString(_), redis::Value::BulkString(host), redis::Value::Int(port), ..] => {
+                    let leader = format!("{}:{port}", String::from_utf8_lossy(host));
+                    reasons.push(format!("{addr} follows {leader}"));
+                    queue.insert(0, leader);
+                }
+                _ => reasons.push(format!("{addr} answered ROLE with {role:?}")),
+            },
+            Err(err) => reasons.push(format!("{addr}: {err}")),
+        }
+    }
+    Err(unreachable_error(format!(
+        "no Raft leader reachable ({})",
+        reasons.join("; ")
+    )))
+}
+
+/// `MOVED 0 host:port` -> `host:port`.
+pub(crate) fn moved_to(err: &RedisError) -> Option<String> {
+    if !matches!(
+        err.kind(),
+        redis::ErrorKind::Server(redis::ServerErrorKind::Moved)
+    ) {
+        return None;
+    }
+    err.redirect_node().map(|(addr, _)| addr.to_string())
 }
 
 /// Asks one Sentinel for the primary, connects to it and checks that it is one.

@@ -104,6 +104,11 @@ impl RedisServer {
         format!("redis://:{}@127.0.0.1:{}", self.password, self.port)
     }
 
+    /// The password clients must `AUTH` with.
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }

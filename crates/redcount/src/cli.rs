@@ -37,6 +37,8 @@ pub enum Command {
     Cluster(ClusterCommand),
     /// Measure throughput and Redis cost on generated corpora (prints a markdown report).
     Bench(BenchArgs),
+    /// One replica of a Raft-replicated coordinator (started for you by `cluster up --raft N`).
+    RaftNode(RaftNodeArgs),
     /// Run a standard set of experiments and write their data, plots and a report.
     #[command(subcommand)]
     Experiment(ExperimentCommand),
@@ -44,7 +46,8 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
-    /// Start a primary, replicas and Sentinels on free loopback ports; prints the URL to use.
+    /// Start a primary, replicas and Sentinels (or, with --raft N, a Raft group of N nodes) on free
+    /// loopback ports; prints the URL to use.
     Up {
         /// Directory for the processes' config, pid, log and data files.
         #[arg(long)]
@@ -53,13 +56,16 @@ pub enum ClusterCommand {
         replicas: usize,
         #[arg(long, default_value_t = 3)]
         sentinels: usize,
+        /// Start a Raft group of this many `redcount raft-node` processes instead (odd: 3, 5, ...).
+        #[arg(long, conflicts_with_all = ["replicas", "sentinels"])]
+        raft: Option<usize>,
     },
     /// Stop the cluster started in DIR.
     Down {
         #[arg(long)]
         dir: PathBuf,
     },
-    /// Show each node's role and replication offset.
+    /// Show each node's role and replication offset (Raft: role, term, applied index).
     Status {
         #[arg(long)]
         dir: PathBuf,
@@ -409,4 +415,29 @@ mod tests {
         use clap::CommandFactory;
         Cli::command().debug_assert();
     }
+}
+
+#[derive(Debug, Args)]
+pub struct RaftNodeArgs {
+    /// This node's id in --peers.
+    #[arg(long)]
+    pub id: u64,
+    /// Directory for the node's Raft log, vote, snapshot and private Redis.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// host:port to serve clients (RESP) and peers on.
+    #[arg(long)]
+    pub listen: String,
+    /// Every member, this node included: `1=host:port,2=host:port,3=host:port`.
+    #[arg(long)]
+    pub peers: String,
+    /// Form the group if this node has never been part of one (first start only; harmless later).
+    #[arg(long)]
+    pub init: bool,
+    /// File holding the password clients must AUTH with.
+    #[arg(long)]
+    pub requirepass_file: Option<PathBuf>,
+    /// Take a snapshot (and compact the log) every this many entries.
+    #[arg(long, default_value_t = 2000)]
+    pub snapshot_every: u64,
 }

@@ -1,4 +1,5 @@
-//! `redcount cluster up|down|status`: a local replicated Redis with Sentinel failover.
+//! `redcount cluster up|down|status`: a local replicated Redis with Sentinel failover, or a local
+//! Raft group (`--raft N`).
 
 use std::process::ExitCode;
 
@@ -12,7 +13,11 @@ pub fn cluster(command: ClusterCommand) -> anyhow::Result<ExitCode> {
             dir,
             replicas,
             sentinels,
+            raft,
         } => {
+            if let Some(size) = raft {
+                return super::raft::group_up(&dir, size);
+            }
             if sentinels == 0 {
                 anyhow::bail!(
                     "a cluster needs at least one Sentinel to find its primary (--sentinels)"
@@ -26,6 +31,12 @@ pub fn cluster(command: ClusterCommand) -> anyhow::Result<ExitCode> {
                 dir.display()
             );
             println!("{}", cluster.url());
+        }
+        ClusterCommand::Down { dir } if redcount_raft::group::Group::exists(&dir) => {
+            super::raft::group_down(&dir)?;
+        }
+        ClusterCommand::Status { dir } if redcount_raft::group::Group::exists(&dir) => {
+            return super::raft::group_status(&dir);
         }
         ClusterCommand::Down { dir } => {
             let cluster = cluster_down(&dir)?;

@@ -4,6 +4,7 @@ mod bench;
 mod cluster;
 mod experiment;
 mod inspect;
+mod raft;
 mod run;
 mod stream;
 mod worker;
@@ -25,6 +26,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Latency(args) => inspect::latency(args),
         Command::Bench(args) => bench::bench(args),
         Command::Cluster(command) => cluster::cluster(command),
+        Command::RaftNode(args) => raft::raft_node(args),
         Command::Experiment(ExperimentCommand::Latency(args)) => experiment::latency(args),
     }
 }

@@ -1,0 +1,243 @@
+//! A local Raft group for `redcount cluster up --raft N`: N `redcount raft-node` processes on free
+//! loopback ports, each detached in its own session with its files under `DIR/node-<id>`, described
+//! by `DIR/raft-group.json` so that `cluster down` and `cluster status` find them again. Tests use
+//! [`NodeSpec::command`] to start and restart the same nodes themselves.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use crate::types::NodeId;
+
+const GROUP_FILE: &str = "raft-group.json";
+
+/// One member of a group.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeSpec {
+    pub id: NodeId,
+    pub addr: String,
+    pub dir: PathBuf,
+}
+
+/// A group's members and password, as saved in `DIR/raft-group.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Group {
+    pub dir: PathBuf,
+    pub password: String,
+    pub nodes: Vec<NodeSpec>,
+}
+
+impl Group {
+    /// A new group of `size` nodes on free loopback ports (nothing started yet).
+    pub fn plan(dir: &Path, size: usize) -> anyhow::Result<Group> {
+        let mut nodes = Vec::with_capacity(size);
+        for i in 1..=size as NodeId {
+            let port = redcount_server::free_port()?;
+            nodes.push(NodeSpec {
+                id: i,
+                addr: format!("127.0.0.1:{port}"),
+                dir: dir.join(format!("node-{i}")),
+            });
+        }
+        Ok(Group {
+            dir: dir.to_path_buf(),
+            password: redcount_server::random_hex(16),
+            nodes,
+        })
+    }
+
+    /// `redis+raft://:password@host:port,...`: what every `--redis` flag accepts.
+    pub fn url(&self) -> String {
+        let addrs: Vec<&str> = self.nodes.iter().map(|n| n.addr.as_str()).collect();
+        format!("redis+raft://:{}@{}", self.password, addrs.join(","))
+    }
+
+    /// `redis://:password@host:port` of one node (for `RAFT.STATUS`, `DEBUG DIGEST`).
+    pub fn node_url(&self, node: &NodeSpec) -> String {
+        format!("redis://:{}@{}", self.password, node.addr)
+    }
+
+    /// `1=host:port,2=host:port,...`.
+    pub fn peers_arg(&self) -> String {
+        let peers: Vec<String> = self.nodes.iter().map(|n| format!("{}={}", n.id, n.addr)).collect();
+        peers.join(",")
+    }
+
+    fn password_file(&self) -> PathBuf {
+        self.dir.join("password")
+    }
+
+    /// The `redcount raft-node` command line of one node (`exe` is the redcount binary).
+    pub fn command(&self, exe: &Path, node: &NodeSpec, init: bool) -> Command {
+        let mut cmd = Command::new(exe);
+        cmd.arg("raft-node")
+            .arg("--id")
+            .arg(node.id.to_string())
+            .arg("--dir")
+            .arg(&node.dir)
+            .arg("--listen")
+            .arg(&node.addr)
+            .arg("--peers")
+            .arg(self.peers_arg())
+            .arg("--requirepass-file")
+            .arg(self.password_file());
+        if init {
+            cmd.arg("--init");
+        }
+        cmd
+    }
+
+    /// Writes the password and group files (before any node starts).
+    pub fn save(&self) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", self.dir.display()))?;
+        write_private(&self.password_file(), self.password.as_bytes())?;
+        let json = serde_json::to_vec_pretty(self)?;
+        std::fs::write(self.dir.join(GROUP_FILE), json)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", self.dir.display()))
+    }
+
+    /// Reads `DIR/raft-group.json`.
+    pub fn load(dir: &Path) -> anyhow::Result<Group> {
+        let path = dir.join(GROUP_FILE);
+        let bytes = std::fs::read(&path).map_err(|e| {
+            anyhow::anyhow!("{} not readable ({e}): was a Raft group started with `redcount cluster up --raft N --dir {}`?", path.display(), dir.display())
+        })?;
+        Ok(serde_json::from_slice(&bytes)?)
+    }
+
+    /// True if DIR holds a Raft group (rather than a Sentinel cluster).
+    pub fn exists(dir: &Path) -> bool {
+        dir.join(GROUP_FILE).is_file()
+    }
+
+    /// Pid of a node's process while it runs (from its pid file, checked against /proc).
+    pub fn pid(&self, node: &NodeSpec) -> Option<i32> {
+        let pid: i32 = std::fs::read_to_string(node.dir.join("node.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        String::from_utf8_lossy(&cmdline)
+            .contains("raft-node")
+            .then_some(pid)
+    }
+
+    /// `RAFT.STATUS` of one node as fields, or None if it does not answer.
+    pub fn status(&self, node: &NodeSpec) -> Option<BTreeMap<String, String>> {
+        let client = redis::Client::open(self.node_url(node)).ok()?;
+        let mut con = client
+            .get_connection_with_timeout(Duration::from_millis(500))
+            .ok()?;
+        con.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        let text: String = redis::cmd("RAFT.STATUS").query(&mut con).ok()?;
+        Some(
+            text.lines()
+                .filter_map(|l| l.split_once(':'))
+                .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+                .collect(),
+        )
+    }
+
+    /// Waits until some node leads; returns its id.
+    pub fn wait_for_leader(&self, timeout: Duration) -> anyhow::Result<NodeId> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            for node in &self.nodes {
+                if self.status(node).is_some_and(|s| s.get("role").map(String::as_str) == Some("leader")) {
+                    return Ok(node.id);
+                }
+            }
+            if Instant::now() > deadline {
+                anyhow::bail!(
+                    "no leader elected within {timeout:?}; see the node logs in {}/node-*/node.log",
+                    self.dir.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Starts every node detached (own session, output to `node.log`), waits for a leader.
+pub fn group_up(dir: &Path, size: usize, exe: &Path) -> anyhow::Result<Group> {
+    if size == 0 || size % 2 == 0 {
+        anyhow::bail!("a Raft group needs an odd number of nodes (2f+1 survives f failures), not {size}");
+    }
+    if Group::exists(dir) {
+        let old = Group::load(dir)?;
+        if old.nodes.iter().any(|n| old.pid(n).is_some()) {
+            anyhow::bail!(
+                "a Raft group is already running in {}; stop it with `redcount cluster down --dir {}`",
+                dir.display(),
+                dir.display()
+            );
+        }
+    }
+    let group = Group::plan(dir, size)?;
+    group.save()?;
+    for node in &group.nodes {
+        spawn_detached(&group, node, exe)?;
+    }
+    group.wait_for_leader(Duration::from_secs(20))?;
+    Ok(group)
+}
+
+fn spawn_detached(group: &Group, node: &NodeSpec, exe: &Path) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    std::fs::create_dir_all(&node.dir)?;
+    let log = std::fs::File::create(node.dir.join("node.log"))?;
+    let mut cmd = group.command(exe, node, true);
+    cmd.stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()));
+    // SAFETY: setsid is async-signal-safe; it detaches the node from our terminal and process group.
+    unsafe {
+        cmd.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from));
+    }
+    let child = cmd
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", exe.display()))?;
+    std::fs::write(node.dir.join("node.pid"), child.id().to_string())?;
+    Ok(())
+}
+
+/// Stops every node of the group in DIR (SIGTERM, then SIGKILL after 5 s).
+pub fn group_down(dir: &Path) -> anyhow::Result<Group> {
+    let group = Group::load(dir)?;
+    let pids: Vec<i32> = group.nodes.iter().filter_map(|n| group.pid(n)).collect();
+    for &pid in &pids {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while group.nodes.iter().any(|n| group.pid(n).is_some()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for node in &group.nodes {
+        if let Some(pid) = group.pid(node) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+    Ok(group)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    f.write_all(bytes)?;
+    Ok(())
+}

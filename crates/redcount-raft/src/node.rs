@@ -1,0 +1,257 @@
+//! One replica: opens the log store and the state machine, starts openraft over the network, forms
+//! the group on first start when asked to, and serves clients and peers on one port.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use openraft::{BasicNode, ServerState, SnapshotPolicy};
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::frame::Frame;
+use crate::log_store::LogStore;
+use crate::network::{serve_peer, Isolation, Network, RPC_MAGIC};
+use crate::session::{redirect, serve_client, state_name};
+use crate::state_machine::StateMachine;
+use crate::types::{NodeId, Raft};
+
+/// How a node is started (`redcount raft-node`).
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub id: NodeId,
+    /// Log, vote, snapshot and the private Redis's files.
+    pub dir: PathBuf,
+    /// `host:port` for clients and peers.
+    pub listen: String,
+    /// Every member, this one included: id -> `host:port`.
+    pub peers: BTreeMap<NodeId, String>,
+    /// Form the group if this node has never been in one (first start of a new group).
+    pub init: bool,
+    /// Clients must AUTH with this.
+    pub password: Option<String>,
+    /// Timing: heartbeat and election timeouts in ms.
+    pub heartbeat_ms: u64,
+    pub election_ms: (u64, u64),
+    /// A snapshot is taken after this many log entries.
+    pub snapshot_every: u64,
+}
+
+impl NodeConfig {
+    /// Defaults tuned for a loopback group: a leader's death is noticed within 0.5-1 s.
+    pub fn new(id: NodeId, dir: PathBuf, listen: String, peers: BTreeMap<NodeId, String>) -> Self {
+        NodeConfig {
+            id,
+            dir,
+            listen,
+            peers,
+            init: false,
+            password: None,
+            heartbeat_ms: 100,
+            election_ms: (500, 1000),
+            snapshot_every: 2000,
+        }
+    }
+}
+
+/// What sessions share.
+pub struct Node {
+    pub id: NodeId,
+    pub raft: Raft,
+    pub sm: StateMachine,
+    pub log: LogStore,
+    pub isolation: Isolation,
+    pub password: Option<String>,
+    group_id: String,
+    election_min_ms: u64,
+    last_now: AtomicU64,
+}
+
+impl Node {
+    /// The leader's clock for a new entry, never going backwards on this leader.
+    pub fn stamp_now(&self) -> u64 {
+        let now = redcount_protocol::now_ms();
+        let prev = self.last_now.fetch_max(now, Ordering::SeqCst);
+        now.max(prev)
+    }
+
+    fn metrics(&self) -> openraft::RaftMetrics<NodeId, BasicNode> {
+        self.raft.metrics().borrow().clone()
+    }
+
+    /// Ok if this node leads and heard from a quorum within the shortest election timeout (no other
+    /// leader can have been elected since). Cheap: no round trip.
+    pub fn leader_lease(&self) -> Result<(), Frame> {
+        let m = self.metrics();
+        let fresh = m
+            .millis_since_quorum_ack
+            .is_some_and(|ms| ms < self.election_min_ms);
+        if m.state == ServerState::Leader && fresh {
+            return Ok(());
+        }
+        let leader = m.current_leader.filter(|l| *l != self.id);
+        let node = leader.and_then(|l| m.membership_config.membership().get_node(&l).cloned());
+        Err(redirect(leader, node.as_ref()))
+    }
+
+    /// `ROLE`, as clients use it to find the leader: `master` only for a leader with a fresh lease.
+    pub fn role(&self) -> Frame {
+        let applied = Frame::Integer(self.sm.applied_index() as i64);
+        match self.leader_lease() {
+            Ok(()) => Frame::Array(vec![Frame::bulk("master"), applied, Frame::Array(vec![])]),
+            Err(Frame::Error(e)) if e.starts_with("MOVED") => {
+                let addr = e.rsplit(' ').next().unwrap_or_default().to_string();
+                let (host, port) = addr.rsplit_once(':').unwrap_or((&addr, "0"));
+                Frame::Array(vec![
+                    Frame::bulk("slave"),
+                    Frame::bulk(host),
+                    Frame::Integer(port.parse().unwrap_or(0)),
+                    Frame::bulk("connected"),
+                    applied,
+                ])
+            }
+            Err(other) => other,
+        }
+    }
+
+    pub fn voters(&self) -> usize {
+        self.metrics().membership_config.membership().voter_ids().count()
+    }
+
+    /// `RAFT.STATUS`: `field:value` lines.
+    pub fn status_text(&self) -> String {
+        let m = self.metrics();
+        let leader = m.current_leader.map(|l| l.to_string()).unwrap_or_else(|| "none".into());
+        format!(
+            "id:{}\r\nrole:{}\r\nterm:{}\r\nleader:{}\r\napplied_index:{}\r\nlast_log_index:{}\r\n\
+             snapshot_index:{}\r\nisolated:{}\r\n",
+            self.id,
+            state_name(m.state),
+            m.current_term,
+            leader,
+            self.sm.applied_index(),
+            m.last_log_index.map(|i| i.to_string()).unwrap_or_else(|| "none".into()),
+            m.snapshot.map(|s| s.index.to_string()).unwrap_or_else(|| "none".into()),
+            u8::from(self.isolation.is_on()),
+        )
+    }
+
+    /// `INFO`: a Redis-like server section whose run_id is the group's (the same on every node, so
+    /// clients do not mistake a failover for a restart that lost data), then the Raft state.
+    pub async fn info(&self) -> String {
+        format!(
+            "# Server\r\nredis_version:7.0.0-redcount-raft\r\nrun_id:{}\r\nredcount_raft_node:{}\r\n\r\n# Raft\r\n{}",
+            self.group_id,
+            self.id,
+            self.status_text()
+        )
+    }
+}
+
+/// A stable 40-hex id for the group, from its member list.
+fn group_id(peers: &BTreeMap<NodeId, String>) -> String {
+    let text: String = peers.iter().map(|(id, a)| format!("{id}={a},")).collect();
+    let mut out = String::new();
+    for seed in 0..5u64 {
+        // FNV-1a, seeded five times for 160 bits; an id, not a security measure.
+        let mut h: u64 = 0xcbf29ce484222325 ^ seed;
+        for b in text.bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x100000001b3);
+        }
+        out.push_str(&format!("{:08x}", h as u32));
+    }
+    out
+}
+
+/// Runs a node until the process is stopped or Raft fails fatally.
+pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
+    if !config.peers.contains_key(&config.id) {
+        anyhow::bail!(
+            "--peers does not list this node's id {}; list every member as id=host:port",
+            config.id
+        );
+    }
+    let listener = TcpListener::bind(&config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let log = LogStore::open(&config.dir)?;
+    let sm = StateMachine::open(&config.dir).await?;
+    let raft_config = openraft::Config {
+        cluster_name: "redcount".into(),
+        heartbeat_interval: config.heartbeat_ms,
+        election_timeout_min: config.election_ms.0,
+        election_timeout_max: config.election_ms.1,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every),
+        max_in_snapshot_log_to_keep: config.snapshot_every / 2,
+        install_snapshot_timeout: 5_000,
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| anyhow::anyhow!("raft settings: {e}"))?;
+    let isolation = Isolation::default();
+    let network = Network {
+        isolation: isolation.clone(),
+    };
+    let raft = Raft::new(config.id, Arc::new(raft_config), network, log.clone(), sm.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("starting raft: {e}"))?;
+    if config.init && !raft.is_initialized().await? {
+        let members: BTreeMap<NodeId, BasicNode> = config
+            .peers
+            .iter()
+            .map(|(id, addr)| (*id, BasicNode::new(addr.clone())))
+            .collect();
+        if let Err(e) = raft.initialize(members).await {
+            tracing::info!("group already formed ({e})");
+        }
+    }
+    let node = Arc::new(Node {
+        id: config.id,
+        raft: raft.clone(),
+        sm,
+        log,
+        isolation,
+        password: config.password.clone(),
+        group_id: group_id(&config.peers),
+        election_min_ms: config.election_ms.0,
+        last_now: AtomicU64::new(0),
+    });
+    tracing::info!("raft node {} listening on {}", config.id, config.listen);
+    let mut metrics = raft.metrics();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = accepted.map_err(|e| anyhow::anyhow!("accept on {}: {e}", config.listen))?;
+                tokio::spawn(dispatch(stream, node.clone()));
+            }
+            changed = metrics.changed() => {
+                let failed = changed.is_err() || metrics.borrow().running_state.is_err();
+                if failed {
+                    let state = metrics.borrow().running_state.clone();
+                    anyhow::bail!("raft stopped: {state:?}; restart the node (its log and snapshot are on disk)");
+                }
+            }
+        }
+    }
+}
+
+/// Peers open with [`RPC_MAGIC`]; anything else is a RESP client.
+async fn dispatch(stream: TcpStream, node: Arc<Node>) {
+    let mut first = [0u8; 1];
+    match stream.peek(&mut first).await {
+        Ok(1) if first[0] == RPC_MAGIC[0] => {
+            let mut stream = stream;
+            let mut magic = [0u8; 8];
+            if stream.read_exact(&mut magic).await.is_err() || &magic != RPC_MAGIC {
+                return;
+            }
+            if node.isolation.is_on() {
+                return;
+            }
+            serve_peer(stream, node.raft.clone(), node.isolation.clone()).await;
+        }
+        Ok(_) => serve_client(stream, node).await,
+        Err(_) => {}
+    }
+}

@@ -1,0 +1,214 @@
+//! One client connection: RESP commands in, replies out, each routed by [`crate::commands::route`]:
+//! writes through the Raft log, reads on the leader's Redis, node commands answered here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::{BasicNode, ServerState};
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use crate::commands::{route, NodeCommand, Route};
+use crate::frame::{command_args, read_frame, Frame};
+use crate::local::LocalConn;
+use crate::node::Node;
+use crate::types::{Command, NodeId};
+
+/// A write that does not commit within this long is answered with TRYAGAIN (no quorum reachable).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Same for confirming leadership before a read.
+const READ_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Serves one client until it disconnects.
+pub async fn serve_client(stream: TcpStream, node: Arc<Node>) {
+    let _ = stream.set_nodelay(true);
+    let (r, mut w) = stream.into_split();
+    let mut reader = BufReader::with_capacity(64 * 1024, r);
+    let mut session = Session {
+        node,
+        local: None,
+        authed: false,
+    };
+    session.authed = session.node.password.is_none();
+    loop {
+        let frame = match read_frame(&mut reader).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return,
+            Err(e) => {
+                let reply = Frame::error(format!("ERR Protocol error: {e}")).to_bytes();
+                let _ = w.write_all(&reply).await;
+                return;
+            }
+        };
+        let (reply, quit) = match command_args(frame) {
+            Ok(args) => session.handle(args).await,
+            Err(err) => (err.to_bytes(), false),
+        };
+        if w.write_all(&reply).await.is_err() || quit {
+            return;
+        }
+    }
+}
+
+struct Session {
+    node: Arc<Node>,
+    /// This client's connection to the node's Redis (reads, blocking XREAD).
+    local: Option<LocalConn>,
+    authed: bool,
+}
+
+impl Session {
+    async fn handle(&mut self, mut args: Vec<Vec<u8>>) -> (Vec<u8>, bool) {
+        let route = route(&args);
+        let is_auth = matches!(route, Route::Node(NodeCommand::Auth | NodeCommand::Quit));
+        if !self.authed && !is_auth {
+            return (Frame::error("NOAUTH Authentication required.").to_bytes(), false);
+        }
+        let reply = match route {
+            Route::Node(NodeCommand::Quit) => return (Frame::ok().to_bytes(), true),
+            Route::Node(cmd) => self.node_command(cmd, &args).await,
+            Route::Write { now_at } => {
+                if let Some(i) = now_at {
+                    args[i] = self.node.stamp_now().to_string().into_bytes();
+                }
+                return (self.write(args).await, false);
+            }
+            Route::Read => match self.confirm_leader().await {
+                Ok(()) => self.local(args).await,
+                Err(frame) => frame,
+            },
+            Route::Wakeup => match self.node.leader_lease() {
+                Ok(()) => self.local(args).await,
+                Err(frame) => frame,
+            },
+            Route::Replica => self.local(args).await,
+            Route::Reject(frame) => frame,
+        };
+        (reply.to_bytes(), false)
+    }
+
+    /// Appends the command to the log and answers with the leader's own result of applying it.
+    async fn write(&self, args: Vec<Vec<u8>>) -> Vec<u8> {
+        let written = tokio::time::timeout(
+            WRITE_TIMEOUT,
+            self.node.raft.client_write(Command { args }),
+        )
+        .await;
+        match written {
+            Ok(Ok(response)) => response.data.0,
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                redirect(f.leader_id, f.leader_node.as_ref()).to_bytes()
+            }
+            Ok(Err(e)) => Frame::error(format!("TRYAGAIN raft: write not committed: {e}")).to_bytes(),
+            Err(_) => Frame::error(format!(
+                "TRYAGAIN raft: write not committed within {WRITE_TIMEOUT:?}: a majority of the \
+                 group is unreachable; retry"
+            ))
+            .to_bytes(),
+        }
+    }
+
+    /// The read barrier: the leader confirms with a quorum and waits until it applied what it had
+    /// committed, so a read sees every acknowledged write.
+    async fn confirm_leader(&self) -> Result<(), Frame> {
+        match tokio::time::timeout(READ_TIMEOUT, self.node.raft.ensure_linearizable()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
+                Err(redirect(f.leader_id, f.leader_node.as_ref()))
+            }
+            Ok(Err(e)) => Err(Frame::error(format!("TRYAGAIN raft: cannot confirm leadership: {e}"))),
+            Err(_) => Err(Frame::error(format!(
+                "TRYAGAIN raft: leadership not confirmed within {READ_TIMEOUT:?}: a majority of the \
+                 group is unreachable; retry"
+            ))),
+        }
+    }
+
+    /// Runs a command on this node's Redis over the session's own connection.
+    async fn local(&mut self, args: Vec<Vec<u8>>) -> Frame {
+        if self.local.is_none() {
+            let (port, password) = self.node.sm.redis();
+            match LocalConn::connect(port, password).await {
+                Ok(con) => self.local = Some(con),
+                Err(e) => return Frame::error(format!("TRYAGAIN raft: node's redis unreachable: {e}")),
+            }
+        }
+        let Some(con) = self.local.as_mut() else {
+            return Frame::error("TRYAGAIN raft: node's redis unreachable");
+        };
+        match con.call_one(args).await {
+            Ok(frame) => frame,
+            Err(e) => {
+                // Redis restarted (a snapshot was installed): the next command reconnects.
+                self.local = None;
+                Frame::error(format!("TRYAGAIN raft: node's redis connection lost: {e}"))
+            }
+        }
+    }
+
+    async fn node_command(&mut self, cmd: NodeCommand, args: &[Vec<u8>]) -> Frame {
+        let arg = |i: usize| args.get(i).map(|a| String::from_utf8_lossy(a).into_owned());
+        match cmd {
+            NodeCommand::Ping => match args.get(1) {
+                Some(msg) => Frame::bulk(msg.clone()),
+                None => Frame::Simple("PONG".into()),
+            },
+            NodeCommand::Echo => args.get(1).cloned().map(Frame::Bulk).unwrap_or(Frame::Null),
+            NodeCommand::Auth => {
+                let given = arg(args.len() - 1).unwrap_or_default();
+                match &self.node.password {
+                    Some(p) if *p != given => Frame::error(
+                        "WRONGPASS invalid username-password pair or user is disabled.",
+                    ),
+                    _ => {
+                        self.authed = true;
+                        Frame::ok()
+                    }
+                }
+            }
+            NodeCommand::Ok | NodeCommand::Quit => Frame::ok(),
+            NodeCommand::Select => match arg(1).as_deref() {
+                Some("0") => Frame::ok(),
+                _ => Frame::error("ERR a redcount raft node has only database 0"),
+            },
+            NodeCommand::Role => self.node.role(),
+            NodeCommand::Info => Frame::bulk(self.node.info().await),
+            // A Raft node has no Redis persistence settings: its durability is the Raft log.
+            NodeCommand::ConfigGet => Frame::Array(vec![]),
+            // Every acknowledged write is already on a majority: report the other voters.
+            NodeCommand::Wait => Frame::Integer(self.node.voters().saturating_sub(1) as i64),
+            NodeCommand::Command => Frame::Array(vec![]),
+            NodeCommand::Status => Frame::bulk(self.node.status_text()),
+            NodeCommand::Isolate => {
+                let on = arg(1).as_deref() == Some("1");
+                self.node.isolation.set(on);
+                tracing::warn!("fault switch: node isolated = {on}");
+                Frame::ok()
+            }
+            NodeCommand::Snapshot => match self.node.raft.trigger().snapshot().await {
+                Ok(()) => Frame::ok(),
+                Err(e) => Frame::error(format!("ERR snapshot: {e}")),
+            },
+        }
+    }
+}
+
+/// `-MOVED 0 host:port` naming the leader, or TRYAGAIN while there is none.
+pub fn redirect(leader: Option<NodeId>, node: Option<&BasicNode>) -> Frame {
+    match (leader, node) {
+        (Some(_), Some(n)) => Frame::error(format!("MOVED 0 {}", n.addr)),
+        _ => Frame::error("TRYAGAIN raft: no leader elected yet; retry shortly"),
+    }
+}
+
+/// A short name for a server state, as `RAFT.STATUS` and `cluster status` show it.
+pub fn state_name(state: ServerState) -> &'static str {
+    match state {
+        ServerState::Leader => "leader",
+        ServerState::Follower => "follower",
+        ServerState::Candidate => "candidate",
+        ServerState::Learner => "learner",
+        ServerState::Shutdown => "shutdown",
+    }
+}

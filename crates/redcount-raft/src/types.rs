@@ -1,0 +1,51 @@
+//! The Raft type configuration: what a log entry carries (one client command, `now` already stamped
+//! by the leader) and what applying it returns (the Redis reply, as RESP bytes).
+
+use std::io::Cursor;
+
+use serde::{Deserialize, Serialize};
+
+/// Node ids are small integers (`--id 1`), as in the `--peers 1=host:port,...` list.
+pub type NodeId = u64;
+
+/// One replicated command: the full argument vector (`FCALL rc_commit 9 ... now ...`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    pub args: Vec<Vec<u8>>,
+}
+
+/// The leader's own Redis reply to a command, encoded as RESP so it is passed back verbatim.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reply(pub Vec<u8>);
+
+openraft::declare_raft_types!(
+    /// redcount's Raft: commands in, RESP replies out, snapshots as RDB bytes in memory.
+    pub TypeConfig:
+        D = Command,
+        R = Reply,
+        NodeId = NodeId,
+        Node = openraft::BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type LogId = openraft::LogId<NodeId>;
+pub type Entry = openraft::Entry<TypeConfig>;
+pub type StorageError = openraft::StorageError<NodeId>;
+pub type StoredMembership = openraft::StoredMembership<NodeId, openraft::BasicNode>;
+pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, openraft::BasicNode>;
+pub type Snapshot = openraft::storage::Snapshot<TypeConfig>;
+pub type Vote = openraft::Vote<NodeId>;
+
+/// A storage error about the log, with the cause.
+pub fn log_error(err: impl std::error::Error + 'static) -> StorageError {
+    openraft::StorageIOError::write_logs(openraft::AnyError::new(&err)).into()
+}
+
+/// A storage error about the state machine (the private Redis), with the cause.
+pub fn sm_error(message: impl std::fmt::Display) -> StorageError {
+    let err = std::io::Error::other(message.to_string());
+    openraft::StorageIOError::write_state_machine(openraft::AnyError::new(&err)).into()
+}
