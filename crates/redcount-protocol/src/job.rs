@@ -90,6 +90,8 @@ pub struct Job {
     pub(crate) keys: JobKeys,
     name: String,
     sync_replicas: u32,
+    /// Numbers this handle's claims, so a claim retried after a lost reply is recognised.
+    claims: u64,
 }
 
 impl Job {
@@ -100,6 +102,7 @@ impl Job {
             link,
             name: name.to_string(),
             sync_replicas: 0,
+            claims: 0,
         })
     }
 
@@ -271,7 +274,11 @@ impl Job {
             arg(request.live_window_ms),
             arg(request.speculate_factor),
             arg(request.speculate_min_ms),
+            // Unique per call; the link re-sends the same bytes when it retries after a lost reply.
+            // (A plain counter keeps the calls, and so the dataset, deterministic.)
+            self.claims.to_string().into_bytes(),
         ];
+        self.claims += 1;
         let items = self.array("rc_claim", args)?;
         if items.len() < 4 {
             return Err(self.bad_reply("rc_claim", format!("{items:?}")));

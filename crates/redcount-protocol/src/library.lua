@@ -8,7 +8,7 @@
 --   * validate every argument before the first write (Redis has no rollback).
 -- KEYS are always the nine keys of one job, in the order of `JobKeys::all` in keys.rs.
 
-local LIBRARY_VERSION = 12
+local LIBRARY_VERSION = 13
 
 local K_TASKS, K_LEASES, K_COUNTS, K_META, K_DONE, K_DEAD, K_INFLIGHT, K_WORKERS, K_EVENTS = 1, 2, 3, 4, 5, 6, 7, 8, 9
 local GROUP = 'workers'
@@ -228,6 +228,21 @@ end
 -- so the tail of a job is spread over the live workers. With nothing else to hand out and spec_factor > 0,
 -- a straggler's task is handed out speculatively (the first commit wins, the other is a duplicate). Reply:
 -- {finished, next_lease_deadline or -1, last task id, last done id, {task}...}
+-- Claim's reply: finished?, earliest lease deadline, newest task and done ids, then the tasks.
+local function claim_reply(keys, tasks)
+  local first = redis.call('ZRANGE', keys[K_LEASES], 0, 0, 'WITHSCORES')
+  local next_deadline = -1
+  if #first > 0 then
+    next_deadline = tonumber(first[2])
+  end
+  local reply = { is_finished(keys) and 1 or 0, next_deadline, meta_int(keys, 'last_seq') .. '-0',
+    meta_int(keys, 'done') .. '-0' }
+  for _, task in ipairs(tasks) do
+    reply[#reply + 1] = task
+  end
+  return reply
+end
+
 local function claim(keys, args)
   local now, worker = int(args[1], 'now'), args[2]
   local lease_ms, max_tasks = int(args[3], 'lease_ms'), int(args[4], 'max_tasks')
@@ -242,6 +257,26 @@ local function claim(keys, args)
   end
   require_job(keys)
   redis.call('ZADD', keys[K_WORKERS], now, worker)
+
+  -- ARGV[10], a token unique to this claim call of this worker: the same token again is the same call
+  -- retried after its reply was lost (a dropped connection, a coordinator failover), and gets the
+  -- tasks it was given, still held, instead of stranding them until their leases run out.
+  local token = args[10] or ''
+  local last_claim = 'claim:' .. worker
+  if token ~= '' then
+    local prev = redis.call('HGET', keys[K_META], last_claim)
+    local sep = prev and string.find(prev, '|', 1, true)
+    if sep and string.sub(prev, 1, sep - 1) == token then
+      local again = {}
+      for id in string.gmatch(string.sub(prev, sep + 1), '[^,]+') do
+        local attempts, _, holder = inflight(keys, id)
+        if holder == worker and redis.call('ZSCORE', keys[K_LEASES], id) then
+          again[#again + 1] = task_reply(id, task_fields(keys, id), attempts)
+        end
+      end
+      return claim_reply(keys, again)
+    end
+  end
 
   local out, count, bytes = {}, 0, 0
   local expired = redis.call('ZRANGEBYSCORE', keys[K_LEASES], '-inf', now, 'LIMIT', 0, max_tasks)
@@ -309,17 +344,14 @@ local function claim(keys, args)
     end
   end
 
-  local first = redis.call('ZRANGE', keys[K_LEASES], 0, 0, 'WITHSCORES')
-  local next_deadline = -1
-  if #first > 0 then
-    next_deadline = tonumber(first[2])
+  if token ~= '' then
+    local ids = {}
+    for i, task in ipairs(out) do
+      ids[i] = task[1]
+    end
+    redis.call('HSET', keys[K_META], last_claim, token .. '|' .. table.concat(ids, ','))
   end
-  local reply = { is_finished(keys) and 1 or 0, next_deadline, meta_int(keys, 'last_seq') .. '-0',
-    meta_int(keys, 'done') .. '-0' }
-  for _, task in ipairs(out) do
-    reply[#reply + 1] = task
-  end
-  return reply
+  return claim_reply(keys, out)
 end
 
 -- renew(now, worker, lease_ms, id...): extend the leases this worker still holds. Returns those ids.

@@ -153,7 +153,8 @@ fn raft_leader(
                     }
                     return Ok(con);
                 }
-                [redis::Value::BulkString(_), redis::Value::BulkString(host), redis::Value::Int(port), ..] => {
+                [redis::Value::BulkString(_), redis::Value::BulkString(host), redis::Value::Int(port), ..] =>
+                {
                     let leader = format!("{}:{port}", String::from_utf8_lossy(host));
                     reasons.push(format!("{addr} follows {leader}"));
                     queue.insert(0, leader);

@@ -619,3 +619,55 @@ fn the_library_is_deterministic_same_calls_give_the_same_dataset() {
     );
     assert_eq!(first, second);
 }
+
+/// A claim retried with the same token (its reply was lost) gets the same tasks back, still held,
+/// instead of new ones; a new token claims new tasks.
+#[test]
+fn a_retried_claim_gets_the_same_tasks() {
+    let (server, _job) = setup(4, 3);
+    let mut con = redis::Client::open(server.url())
+        .and_then(|c| c.get_connection())
+        .expect("connect");
+    let keys = redcount_protocol::JobKeys::new("t").expect("keys");
+    let call = |con: &mut redis::Connection, now: u64, token: &str| -> Vec<String> {
+        let reply: Vec<redis::Value> = redis::cmd("FCALL")
+            .arg("rc_claim")
+            .arg(keys.all().len())
+            .arg(&keys.all()[..])
+            .arg(now)
+            .arg("w1")
+            .arg(LEASE)
+            .arg(2)
+            .arg(1 << 30)
+            .arg(3)
+            .arg(10 * LEASE)
+            .arg(0)
+            .arg(0)
+            .arg(token)
+            .query(con)
+            .expect("claim");
+        reply[4..]
+            .iter()
+            .map(|t| match t {
+                redis::Value::Array(f) => match &f[0] {
+                    redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+                    other => panic!("task id {other:?}"),
+                },
+                other => panic!("task {other:?}"),
+            })
+            .collect()
+    };
+    let first = call(&mut con, T0 + 1, "a.1");
+    assert!(!first.is_empty());
+    assert_eq!(
+        call(&mut con, T0 + 2, "a.1"),
+        first,
+        "retry returns the same tasks"
+    );
+    let next = call(&mut con, T0 + 3, "a.2");
+    assert!(!next.is_empty());
+    assert!(
+        next.iter().all(|id| !first.contains(id)),
+        "a new claim gets new tasks"
+    );
+}

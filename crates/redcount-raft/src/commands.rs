@@ -15,7 +15,9 @@ pub enum Route {
     Node(NodeCommand),
     /// Appended to the Raft log; `now_at` is the argument index of the caller's `now`, which the
     /// leader overwrites with its own clock.
-    Write { now_at: Option<usize> },
+    Write {
+        now_at: Option<usize>,
+    },
     /// Served by the leader's Redis after the leader confirmed it still leads.
     Read,
     /// Served by the leader's Redis without the round trip: a blocking `XREAD`, which callers only
@@ -49,10 +51,40 @@ pub enum NodeCommand {
 }
 
 const READS: &[&str] = &[
-    "XRANGE", "XREVRANGE", "XLEN", "XINFO", "XPENDING", "ZRANGE", "ZREVRANGE", "ZRANGEBYSCORE",
-    "ZREVRANGEBYSCORE", "ZSCORE", "ZMSCORE", "ZCARD", "ZRANK", "ZREVRANK", "ZCOUNT", "HGET", "HMGET",
-    "HGETALL", "HLEN", "HEXISTS", "HKEYS", "GET", "MGET", "STRLEN", "EXISTS", "TYPE", "SCAN", "DBSIZE",
-    "KEYS", "LRANGE", "LLEN", "SMEMBERS", "SCARD", "SISMEMBER",
+    "XRANGE",
+    "XREVRANGE",
+    "XLEN",
+    "XINFO",
+    "XPENDING",
+    "ZRANGE",
+    "ZREVRANGE",
+    "ZRANGEBYSCORE",
+    "ZREVRANGEBYSCORE",
+    "ZSCORE",
+    "ZMSCORE",
+    "ZCARD",
+    "ZRANK",
+    "ZREVRANK",
+    "ZCOUNT",
+    "HGET",
+    "HMGET",
+    "HGETALL",
+    "HLEN",
+    "HEXISTS",
+    "HKEYS",
+    "GET",
+    "MGET",
+    "STRLEN",
+    "EXISTS",
+    "TYPE",
+    "SCAN",
+    "DBSIZE",
+    "KEYS",
+    "LRANGE",
+    "LLEN",
+    "SMEMBERS",
+    "SCARD",
+    "SISMEMBER",
 ];
 
 /// Classifies a command by its arguments (`args[0]` is the name).
@@ -112,14 +144,16 @@ fn route_fcall(args: &[Vec<u8>]) -> Route {
         (Some(f), Some(n)) if f.starts_with("rc_") && args.len() >= 3 + n => Route::Write {
             now_at: (f != "rc_version" && args.len() > 3 + n).then_some(3 + n),
         },
-        (Some(f), Some(_)) if f.starts_with("rc_") => {
-            Route::Reject(Frame::error("ERR wrong number of arguments for 'fcall' command"))
-        }
+        (Some(f), Some(_)) if f.starts_with("rc_") => Route::Reject(Frame::error(
+            "ERR wrong number of arguments for 'fcall' command",
+        )),
         (Some(f), _) if !f.starts_with("rc_") => Route::Reject(Frame::error(format!(
             "ERR redcount raft node: FCALL of '{f}' refused: only the redcount library's rc_* \
              functions are replicated"
         ))),
-        _ => Route::Reject(Frame::error("ERR syntax: FCALL function numkeys key... arg...")),
+        _ => Route::Reject(Frame::error(
+            "ERR syntax: FCALL function numkeys key... arg...",
+        )),
     }
 }
 
@@ -174,12 +208,18 @@ mod tests {
 
     #[test]
     fn reads_and_wakeups_are_told_apart() {
-        assert_eq!(route(&a(&["XREAD", "COUNT", "1", "STREAMS", "s", "0"])), Route::Read);
+        assert_eq!(
+            route(&a(&["XREAD", "COUNT", "1", "STREAMS", "s", "0"])),
+            Route::Read
+        );
         assert_eq!(
             route(&a(&["XREAD", "BLOCK", "100", "STREAMS", "s", "$"])),
             Route::Wakeup
         );
         assert_eq!(route(&a(&["DEBUG", "DIGEST"])), Route::Replica);
-        assert_eq!(route(&a(&["FUNCTION", "LOAD", "REPLACE", LIBRARY_SOURCE])), Route::Write { now_at: None });
+        assert_eq!(
+            route(&a(&["FUNCTION", "LOAD", "REPLACE", LIBRARY_SOURCE])),
+            Route::Write { now_at: None }
+        );
     }
 }

@@ -99,7 +99,12 @@ fn number(bytes: &[u8]) -> std::io::Result<i64> {
     std::str::from_utf8(bytes)
         .ok()
         .and_then(|s| s.parse().ok())
-        .ok_or_else(|| invalid(format!("bad RESP number {:?}", String::from_utf8_lossy(bytes))))
+        .ok_or_else(|| {
+            invalid(format!(
+                "bad RESP number {:?}",
+                String::from_utf8_lossy(bytes)
+            ))
+        })
 }
 
 /// Reads one frame; None when the peer closed the connection between frames.
@@ -163,7 +168,9 @@ pub async fn read_frame<R: AsyncBufRead + Unpin>(reader: &mut R) -> std::io::Res
 /// A client command as its arguments (`[b"FCALL", b"rc_claim", ...]`).
 pub fn command_args(frame: Frame) -> Result<Vec<Vec<u8>>, Frame> {
     let Frame::Array(items) = frame else {
-        return Err(Frame::error("ERR Protocol error: expected an array of bulk strings"));
+        return Err(Frame::error(
+            "ERR Protocol error: expected an array of bulk strings",
+        ));
     };
     items
         .into_iter()

@@ -64,7 +64,11 @@ impl Group {
 
     /// `1=host:port,2=host:port,...`.
     pub fn peers_arg(&self) -> String {
-        let peers: Vec<String> = self.nodes.iter().map(|n| format!("{}={}", n.id, n.addr)).collect();
+        let peers: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("{}={}", n.id, n.addr))
+            .collect();
         peers.join(",")
     }
 
@@ -150,7 +154,10 @@ impl Group {
         let deadline = Instant::now() + timeout;
         loop {
             for node in &self.nodes {
-                if self.status(node).is_some_and(|s| s.get("role").map(String::as_str) == Some("leader")) {
+                if self
+                    .status(node)
+                    .is_some_and(|s| s.get("role").map(String::as_str) == Some("leader"))
+                {
                     return Ok(node.id);
                 }
             }
@@ -167,8 +174,10 @@ impl Group {
 
 /// Starts every node detached (own session, output to `node.log`), waits for a leader.
 pub fn group_up(dir: &Path, size: usize, exe: &Path) -> anyhow::Result<Group> {
-    if size == 0 || size % 2 == 0 {
-        anyhow::bail!("a Raft group needs an odd number of nodes (2f+1 survives f failures), not {size}");
+    if size == 0 || size.is_multiple_of(2) {
+        anyhow::bail!(
+            "a Raft group needs an odd number of nodes (2f+1 survives f failures), not {size}"
+        );
     }
     if Group::exists(dir) {
         let old = Group::load(dir)?;
@@ -197,10 +206,17 @@ fn spawn_detached(group: &Group, node: &NodeSpec, exe: &Path) -> anyhow::Result<
     cmd.stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
-        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()));
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        );
     // SAFETY: setsid is async-signal-safe; it detaches the node from our terminal and process group.
     unsafe {
-        cmd.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from));
+        cmd.pre_exec(|| {
+            nix::unistd::setsid()
+                .map(|_| ())
+                .map_err(std::io::Error::from)
+        });
     }
     let child = cmd
         .spawn()

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
-use openraft::{RaftLogReader, RaftLogId};
+use openraft::{RaftLogId, RaftLogReader};
 use serde::{Deserialize, Serialize};
 
 use crate::types::{log_error, Entry, LogId, NodeId, StorageError, TypeConfig, Vote};
@@ -84,7 +84,10 @@ impl LogStore {
         }
         inner.vote = match std::fs::read(&vote_path) {
             Ok(bytes) => Some(serde_json::from_slice(&bytes).map_err(|e| {
-                anyhow::anyhow!("{} is corrupt ({e}); restore it or wipe the node's directory", vote_path.display())
+                anyhow::anyhow!(
+                    "{} is corrupt ({e}); restore it or wipe the node's directory",
+                    vote_path.display()
+                )
             })?),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => anyhow::bail!("cannot read {}: {e}", vote_path.display()),
@@ -145,13 +148,15 @@ impl Inner {
         let mut out = File::create(&tmp)?;
         let mut len = 0u64;
         if let Some(purged) = self.last_purged {
-            let f = frame(&bincode::serialize(&Record::Purge(purged)).map_err(std::io::Error::other)?);
+            let f =
+                frame(&bincode::serialize(&Record::Purge(purged)).map_err(std::io::Error::other)?);
             out.write_all(&f)?;
             len += f.len() as u64;
         }
         let live: Vec<Entry> = self.entries.values().cloned().collect();
         for chunk in live.chunks(256) {
-            let body = bincode::serialize(&Record::Append(chunk.to_vec())).map_err(std::io::Error::other)?;
+            let body = bincode::serialize(&Record::Append(chunk.to_vec()))
+                .map_err(std::io::Error::other)?;
             let f = frame(&body);
             out.write_all(&f)?;
             len += f.len() as u64;
@@ -159,7 +164,10 @@ impl Inner {
         out.sync_all()?;
         std::fs::rename(&tmp, &self.path)?;
         sync_dir(&self.path)?;
-        self.file = OpenOptions::new().append(true).read(true).open(&self.path)?;
+        self.file = OpenOptions::new()
+            .append(true)
+            .read(true)
+            .open(&self.path)?;
         self.file_len = len;
         self.compacted_len = len;
         Ok(())
@@ -221,7 +229,12 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
-        Ok(self.lock().entries.range(range).map(|(_, e)| e.clone()).collect())
+        Ok(self
+            .lock()
+            .entries
+            .range(range)
+            .map(|(_, e)| e.clone())
+            .collect())
     }
 }
 
@@ -266,7 +279,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.lock().vote)
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,

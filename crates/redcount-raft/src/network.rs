@@ -62,12 +62,16 @@ async fn write_msg<W: AsyncWrite + Unpin, T: Serialize>(w: &mut W, msg: &T) -> s
     w.flush().await
 }
 
-async fn read_msg<R: AsyncRead + Unpin, T: serde::de::DeserializeOwned>(r: &mut R) -> std::io::Result<T> {
+async fn read_msg<R: AsyncRead + Unpin, T: serde::de::DeserializeOwned>(
+    r: &mut R,
+) -> std::io::Result<T> {
     let mut len = [0u8; 4];
     r.read_exact(&mut len).await?;
     let len = u32::from_le_bytes(len) as usize;
     if len > MAX_RPC_BYTES {
-        return Err(std::io::Error::other(format!("RPC frame of {len} bytes is too large")));
+        return Err(std::io::Error::other(format!(
+            "RPC frame of {len} bytes is too large"
+        )));
     }
     let mut body = vec![0; len];
     r.read_exact(&mut body).await?;
@@ -154,7 +158,10 @@ impl PeerClient {
             Ok(r) => r,
             Err(_) => Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
-                format!("no answer from node {} at {} within {ttl:?}", self.target, self.addr),
+                format!(
+                    "no answer from node {} at {} within {ttl:?}",
+                    self.target, self.addr
+                ),
             )),
         };
         if outcome.is_err() {
@@ -174,7 +181,9 @@ impl PeerClient {
 }
 
 fn mismatch(what: &str) -> std::io::Error {
-    std::io::Error::other(format!("peer answered a {what} request with another kind of reply"))
+    std::io::Error::other(format!(
+        "peer answered a {what} request with another kind of reply"
+    ))
 }
 
 impl RaftNetwork<TypeConfig> for PeerClient {
@@ -185,7 +194,9 @@ impl RaftNetwork<TypeConfig> for PeerClient {
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr<RaftError<NodeId>>> {
         match self.send(Request::Append(rpc), option.hard_ttl()).await {
             Ok(Response::Append(Ok(r))) => Ok(r),
-            Ok(Response::Append(Err(e))) => Err(RPCError::RemoteError(openraft::error::RemoteError::new(self.target, e))),
+            Ok(Response::Append(Err(e))) => Err(RPCError::RemoteError(
+                openraft::error::RemoteError::new(self.target, e),
+            )),
             Ok(_) => Err(RPCError::Network(NetworkError::new(&mismatch("append")))),
             Err(e) => Err(self.unreachable(e)),
         }
@@ -195,10 +206,13 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<RaftError<NodeId, InstallSnapshotError>>> {
+    ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<RaftError<NodeId, InstallSnapshotError>>>
+    {
         match self.send(Request::Snapshot(rpc), option.hard_ttl()).await {
             Ok(Response::Snapshot(Ok(r))) => Ok(r),
-            Ok(Response::Snapshot(Err(e))) => Err(RPCError::RemoteError(openraft::error::RemoteError::new(self.target, e))),
+            Ok(Response::Snapshot(Err(e))) => Err(RPCError::RemoteError(
+                openraft::error::RemoteError::new(self.target, e),
+            )),
             Ok(_) => Err(RPCError::Network(NetworkError::new(&mismatch("snapshot")))),
             Err(e) => Err(self.unreachable(e)),
         }
@@ -211,7 +225,9 @@ impl RaftNetwork<TypeConfig> for PeerClient {
     ) -> Result<VoteResponse<NodeId>, RpcErr<RaftError<NodeId>>> {
         match self.send(Request::Vote(rpc), option.hard_ttl()).await {
             Ok(Response::Vote(Ok(r))) => Ok(r),
-            Ok(Response::Vote(Err(e))) => Err(RPCError::RemoteError(openraft::error::RemoteError::new(self.target, e))),
+            Ok(Response::Vote(Err(e))) => Err(RPCError::RemoteError(
+                openraft::error::RemoteError::new(self.target, e),
+            )),
             Ok(_) => Err(RPCError::Network(NetworkError::new(&mismatch("vote")))),
             Err(e) => Err(self.unreachable(e)),
         }

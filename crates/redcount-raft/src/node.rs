@@ -116,13 +116,20 @@ impl Node {
     }
 
     pub fn voters(&self) -> usize {
-        self.metrics().membership_config.membership().voter_ids().count()
+        self.metrics()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .count()
     }
 
     /// `RAFT.STATUS`: `field:value` lines.
     pub fn status_text(&self) -> String {
         let m = self.metrics();
-        let leader = m.current_leader.map(|l| l.to_string()).unwrap_or_else(|| "none".into());
+        let leader = m
+            .current_leader
+            .map(|l| l.to_string())
+            .unwrap_or_else(|| "none".into());
         format!(
             "id:{}\r\nrole:{}\r\nterm:{}\r\nleader:{}\r\napplied_index:{}\r\nlast_log_index:{}\r\n\
              snapshot_index:{}\r\nisolated:{}\r\n",
@@ -131,8 +138,12 @@ impl Node {
             m.current_term,
             leader,
             self.sm.applied_index(),
-            m.last_log_index.map(|i| i.to_string()).unwrap_or_else(|| "none".into()),
-            m.snapshot.map(|s| s.index.to_string()).unwrap_or_else(|| "none".into()),
+            m.last_log_index
+                .map(|i| i.to_string())
+                .unwrap_or_else(|| "none".into()),
+            m.snapshot
+                .map(|s| s.index.to_string())
+                .unwrap_or_else(|| "none".into()),
             u8::from(self.isolation.is_on()),
         )
     }
@@ -193,9 +204,15 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let network = Network {
         isolation: isolation.clone(),
     };
-    let raft = Raft::new(config.id, Arc::new(raft_config), network, log.clone(), sm.clone())
-        .await
-        .map_err(|e| anyhow::anyhow!("starting raft: {e}"))?;
+    let raft = Raft::new(
+        config.id,
+        Arc::new(raft_config),
+        network,
+        log.clone(),
+        sm.clone(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("starting raft: {e}"))?;
     if config.init && !raft.is_initialized().await? {
         let members: BTreeMap<NodeId, BasicNode> = config
             .peers

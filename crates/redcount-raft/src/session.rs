@@ -63,7 +63,10 @@ impl Session {
         let route = route(&args);
         let is_auth = matches!(route, Route::Node(NodeCommand::Auth | NodeCommand::Quit));
         if !self.authed && !is_auth {
-            return (Frame::error("NOAUTH Authentication required.").to_bytes(), false);
+            return (
+                Frame::error("NOAUTH Authentication required.").to_bytes(),
+                false,
+            );
         }
         let reply = match route {
             Route::Node(NodeCommand::Quit) => return (Frame::ok().to_bytes(), true),
@@ -90,17 +93,17 @@ impl Session {
 
     /// Appends the command to the log and answers with the leader's own result of applying it.
     async fn write(&self, args: Vec<Vec<u8>>) -> Vec<u8> {
-        let written = tokio::time::timeout(
-            WRITE_TIMEOUT,
-            self.node.raft.client_write(Command { args }),
-        )
-        .await;
+        let written =
+            tokio::time::timeout(WRITE_TIMEOUT, self.node.raft.client_write(Command { args }))
+                .await;
         match written {
             Ok(Ok(response)) => response.data.0,
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
                 redirect(f.leader_id, f.leader_node.as_ref()).to_bytes()
             }
-            Ok(Err(e)) => Frame::error(format!("TRYAGAIN raft: write not committed: {e}")).to_bytes(),
+            Ok(Err(e)) => {
+                Frame::error(format!("TRYAGAIN raft: write not committed: {e}")).to_bytes()
+            }
             Err(_) => Frame::error(format!(
                 "TRYAGAIN raft: write not committed within {WRITE_TIMEOUT:?}: a majority of the \
                  group is unreachable; retry"
@@ -131,7 +134,9 @@ impl Session {
             let (port, password) = self.node.sm.redis();
             match LocalConn::connect(port, password).await {
                 Ok(con) => self.local = Some(con),
-                Err(e) => return Frame::error(format!("TRYAGAIN raft: node's redis unreachable: {e}")),
+                Err(e) => {
+                    return Frame::error(format!("TRYAGAIN raft: node's redis unreachable: {e}"))
+                }
             }
         }
         let Some(con) = self.local.as_mut() else {

@@ -4,6 +4,9 @@
 //! plus its meta, kept in `DIR/snapshot.bin`; on start the node loads it and openraft re-applies the
 //! log after it.
 
+// openraft's storage traits fix the error type (StorageError, large); helpers return it as is.
+#![allow(clippy::result_large_err)]
+
 use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::storage::RaftStateMachine;
-use openraft::{EntryPayload, RaftSnapshotBuilder, RaftLogId};
+use openraft::{EntryPayload, RaftLogId, RaftSnapshotBuilder};
 use tokio::sync::Mutex;
 
 use crate::frame::Frame;
@@ -70,7 +73,10 @@ impl StateMachine {
                 applied_index: AtomicU64::new(0),
             }),
         };
-        let (applied, _) = sm.read_applied().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let (applied, _) = sm
+            .read_applied()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         sm.shared
             .applied_index
             .store(applied.map_or(0, |l| l.index), Ordering::Relaxed);
@@ -172,12 +178,16 @@ impl StateMachine {
                     .unwrap_or_else(|| Frame::error(e.clone()));
                 self.call(&[vec![b"SET".to_vec(), APPLIED_KEY.into(), to_json(&last)?]])
                     .await?;
-                self.shared.applied_index.store(last.index, Ordering::Relaxed);
+                self.shared
+                    .applied_index
+                    .store(last.index, Ordering::Relaxed);
                 return Ok(vec![Reply(reply.to_bytes())]);
             }
             other => return Err(sm_error(format!("unexpected EXEC reply {other:?}"))),
         };
-        self.shared.applied_index.store(last.index, Ordering::Relaxed);
+        self.shared
+            .applied_index
+            .store(last.index, Ordering::Relaxed);
         Ok(slots
             .into_iter()
             .map(|slot| match slot.and_then(|i| exec.get(i)) {
@@ -215,11 +225,15 @@ impl StateMachine {
                 if field("rdb_last_bgsave_status") == "ok" {
                     return Ok(());
                 }
-                return Err(sm_error("BGSAVE of the node's redis failed: see its redis.log"));
+                return Err(sm_error(
+                    "BGSAVE of the node's redis failed: see its redis.log",
+                ));
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        Err(sm_error("BGSAVE of the node's redis did not finish within 60 s"))
+        Err(sm_error(
+            "BGSAVE of the node's redis did not finish within 60 s",
+        ))
     }
 
     async fn rdb_saves(&self) -> Result<u64, StorageError> {
@@ -237,7 +251,8 @@ impl StateMachine {
 }
 
 fn json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StorageError> {
-    serde_json::from_slice(bytes).map_err(|e| sm_error(format!("corrupt raft key in the node's redis: {e}")))
+    serde_json::from_slice(bytes)
+        .map_err(|e| sm_error(format!("corrupt raft key in the node's redis: {e}")))
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StorageError> {
@@ -256,7 +271,12 @@ fn read_snapshot_file(dir: &Path) -> anyhow::Result<Option<(SnapshotMeta, Vec<u8
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
     };
-    let corrupt = || anyhow::anyhow!("{} is corrupt; wipe the node's directory so it rejoins from a peer", path.display());
+    let corrupt = || {
+        anyhow::anyhow!(
+            "{} is corrupt; wipe the node's directory so it rejoins from a peer",
+            path.display()
+        )
+    };
     let len = bytes.get(..4).ok_or_else(corrupt)?;
     let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
     let meta = bytes.get(4..4 + len).ok_or_else(corrupt)?;
@@ -325,12 +345,9 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             },
         };
         let dir = self.shared.dir.clone();
-        tokio::task::block_in_place(|| write_snapshot_file(&dir, &meta, &rdb)).map_err(snapshot_io)?;
-        tracing::info!(
-            "snapshot {} built: {} bytes",
-            meta.snapshot_id,
-            rdb.len()
-        );
+        tokio::task::block_in_place(|| write_snapshot_file(&dir, &meta, &rdb))
+            .map_err(snapshot_io)?;
+        tracing::info!("snapshot {} built: {} bytes", meta.snapshot_id, rdb.len());
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(rdb)),
@@ -390,7 +407,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.shared
             .applied_index
             .store(applied.map_or(0, |l| l.index), Ordering::Relaxed);
-        tracing::info!("installed snapshot {} ({} bytes)", meta.snapshot_id, rdb.len());
+        tracing::info!(
+            "installed snapshot {} ({} bytes)",
+            meta.snapshot_id,
+            rdb.len()
+        );
         Ok(())
     }
 

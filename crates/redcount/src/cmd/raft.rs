@@ -72,7 +72,10 @@ pub fn group_down(dir: &Path) -> anyhow::Result<()> {
 
 pub fn group_status(dir: &Path) -> anyhow::Result<ExitCode> {
     let group = Group::load(dir)?;
-    println!("{:<4} {:<22} {:<10} {:>6} {:>8} {:>10} {:>10}", "id", "address", "role", "term", "leader", "applied", "last log");
+    println!(
+        "{:<4} {:<22} {:<10} {:>6} {:>8} {:>10} {:>10}",
+        "id", "address", "role", "term", "leader", "applied", "last log"
+    );
     for node in &group.nodes {
         match group.status(node) {
             Some(s) => {

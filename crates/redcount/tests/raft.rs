@@ -1,0 +1,449 @@
+//! The Raft-replicated coordinator: a group of `redcount raft-node` processes that this test starts
+//! on loopback, killed and restarted (leader included), partly stopped, wiped and partitioned while a
+//! job runs. Every run must equal the independent count, recompute nothing, and leave every
+//! replica's Redis with the same data (DEBUG DIGEST).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use redcount_raft::group::Group;
+use redcount_testkit::corpus::{write_text_corpus, Rng};
+
+/// A group whose node processes are this test's children, killed when it ends (even by a panic).
+struct TestGroup {
+    group: Group,
+    children: BTreeMap<u64, Child>,
+    snapshot_every: u64,
+    _dir: tempfile::TempDir,
+}
+
+impl TestGroup {
+    fn start(size: usize, snapshot_every: u64) -> TestGroup {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let group = Group::plan(&dir.path().join("group"), size).expect("plan");
+        group.save().expect("save group");
+        let mut g = TestGroup {
+            group,
+            children: BTreeMap::new(),
+            snapshot_every,
+            _dir: dir,
+        };
+        for id in 1..=size as u64 {
+            g.spawn(id, true);
+        }
+        g.group
+            .wait_for_leader(Duration::from_secs(20))
+            .expect("a leader");
+        g
+    }
+
+    fn node(&self, id: u64) -> &redcount_raft::group::NodeSpec {
+        self.group
+            .nodes
+            .iter()
+            .find(|n| n.id == id)
+            .expect("node id")
+    }
+
+    fn spawn(&mut self, id: u64, init: bool) {
+        let node = self.node(id).clone();
+        std::fs::create_dir_all(&node.dir).expect("node dir");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(node.dir.with_extension("log"))
+            .expect("node log");
+        let mut cmd = self
+            .group
+            .command(Path::new(env!("CARGO_BIN_EXE_redcount")), &node, init);
+        cmd.arg("--snapshot-every")
+            .arg(self.snapshot_every.to_string())
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        redcount_server::die_with_parent(&mut cmd);
+        let child = cmd.spawn().expect("start raft-node");
+        self.children.insert(id, child);
+    }
+
+    /// SIGKILL: the node's Redis dies with it; only its log and snapshot remain.
+    fn kill(&mut self, id: u64) {
+        if let Some(mut child) = self.children.remove(&id) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn status(&self, id: u64) -> Option<BTreeMap<String, String>> {
+        self.group.status(self.node(id))
+    }
+
+    fn leader(&self) -> Option<u64> {
+        self.group.nodes.iter().map(|n| n.id).find(|&id| {
+            self.status(id)
+                .is_some_and(|s| s.get("role").map(String::as_str) == Some("leader"))
+        })
+    }
+
+    fn applied(&self, id: u64) -> Option<u64> {
+        self.status(id)?.get("applied_index")?.parse().ok()
+    }
+
+    fn connect(&self, id: u64) -> redis::Connection {
+        let con = redis::Client::open(self.group.node_url(self.node(id)))
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
+            .expect("connect to node");
+        con.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        con
+    }
+
+    /// Waits until every node applied the same index, then returns each node's DEBUG DIGEST.
+    fn converged_digests(&self) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let applied: Vec<Option<u64>> = self
+                .group
+                .nodes
+                .iter()
+                .map(|n| self.applied(n.id))
+                .collect();
+            let first = applied[0];
+            if first.is_some() && applied.iter().all(|a| *a == first) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replicas did not converge: applied {applied:?}\n{}",
+                self.log_tails()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.group
+            .nodes
+            .iter()
+            .map(|n| {
+                redis::cmd("DEBUG")
+                    .arg("DIGEST")
+                    .query::<String>(&mut self.connect(n.id))
+                    .expect("digest")
+            })
+            .collect()
+    }
+
+    /// The end of every node's log, for failure messages.
+    fn log_tails(&self) -> String {
+        let mut out = String::new();
+        for n in &self.group.nodes {
+            let text = std::fs::read_to_string(n.dir.with_extension("log")).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            out.push_str(&format!("--- node {} ---\n", n.id));
+            for (i, l) in lines.iter().enumerate() {
+                if l.contains("panicked") {
+                    out.push_str(&lines[i..(i + 3).min(lines.len())].join("\n"));
+                    out.push('\n');
+                }
+            }
+            for l in &lines[lines.len().saturating_sub(15)..] {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    fn assert_replicas_identical(&self) {
+        let digests = self.converged_digests();
+        assert!(
+            digests.iter().all(|d| *d == digests[0]) && !digests[0].starts_with("0000000000"),
+            "replicas differ: {digests:?}"
+        );
+    }
+}
+
+impl Drop for TestGroup {
+    fn drop(&mut self) {
+        let ids: Vec<u64> = self.children.keys().copied().collect();
+        for id in ids {
+            self.kill(id);
+        }
+    }
+}
+
+/// Starts `redcount run` against the group; returns the child and the output path.
+fn start_job(g: &TestGroup, dir: &Path, job: &str, corpus: &Path, slow: &str) -> (Child, PathBuf) {
+    start_job_with(g, dir, job, corpus, slow, "3s")
+}
+
+fn start_job_with(
+    g: &TestGroup,
+    dir: &Path,
+    job: &str,
+    corpus: &Path,
+    slow: &str,
+    lease: &str,
+) -> (Child, PathBuf) {
+    let out = dir.join(format!("{job}.tsv"));
+    let child = redcount()
+        // No speculation: a stalled coordinator makes every running task look like a straggler, and
+        // a speculative copy would count as recomputed without any commit having been lost.
+        .args([
+            "run",
+            "-w",
+            "2",
+            "--json",
+            "--job",
+            job,
+            "--lease-ms",
+            lease,
+        ])
+        .args(["--speculate-factor", "0"])
+        .args(["--worker-slow", slow, "--redis", &g.group.url(), "--out"])
+        .arg(&out)
+        .arg(corpus)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start driver");
+    (child, out)
+}
+
+fn finished(child: &mut Child) -> bool {
+    matches!(child.try_wait(), Ok(Some(_)))
+}
+
+/// Every acknowledged write survived: nothing recounted, nothing rolled back, no re-run.
+fn assert_nothing_recomputed(v: &serde_json::Value) {
+    assert_eq!(v["recomputed"], 0, "tasks recomputed: {v}");
+    assert_eq!(v["recomputed_after_rollback"], 0, "rolled back: {v}");
+    assert_eq!(v["recreated"], 0, "job re-run: {v}");
+}
+
+#[test]
+fn killing_and_restarting_nodes_leader_included_keeps_counts_exact_and_recomputes_nothing() {
+    let mut g = TestGroup::start(3, 200);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let corpus = dir.path().join("in");
+    let files = write_text_corpus(&corpus, 240, 1_000, 12_000, 71);
+    let (mut driver, out) = start_job(&g, dir.path(), "chaos", &corpus, "40ms");
+    let mut rng = Rng::new(5);
+    let (mut kills, mut leader_kills) = (0, 0);
+    let deadline = Instant::now() + Duration::from_secs(100);
+    while !finished(&mut driver) && Instant::now() < deadline && kills < 40 {
+        std::thread::sleep(Duration::from_millis(rng.range(500, 2000)));
+        // Every other round the leader, otherwise a random node.
+        let victim = match (kills % 2 == 0).then(|| g.leader()).flatten() {
+            Some(leader) => {
+                leader_kills += 1;
+                leader
+            }
+            None => rng.range(1, 4),
+        };
+        g.kill(victim);
+        kills += 1;
+        std::thread::sleep(Duration::from_millis(rng.range(200, 800)));
+        g.spawn(victim, false);
+    }
+    let done = wait_success(driver, Duration::from_secs(120), "driver");
+    assert_same_counts(&oracle_count(&files), &read_out_file(&out));
+    let v = json(&done);
+    eprintln!("{kills} node kills ({leader_kills} of the leader): {v}");
+    assert!(
+        leader_kills >= 2,
+        "the job ended before the leader was killed twice"
+    );
+    assert_nothing_recomputed(&v);
+    g.assert_replicas_identical();
+}
+
+#[test]
+fn with_two_of_three_nodes_down_the_job_stalls_and_resumes_when_one_returns() {
+    let mut g = TestGroup::start(3, 2000);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let corpus = dir.path().join("in");
+    let files = write_text_corpus(&corpus, 120, 1_000, 8_000, 72);
+    // Leases longer than the outage: time goes on while nothing commits, and renewals cannot
+    // commit either, so with short leases the held tasks would (rightly) be handed out again.
+    let (mut driver, out) = start_job_with(&g, dir.path(), "stall", &corpus, "30ms", "60s");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        !finished(&mut driver),
+        "the job finished before the nodes went down"
+    );
+    let leader = g.leader().expect("a leader");
+    let other = (1..=3).find(|&id| id != leader).expect("a follower");
+    let survivor = (1..=3)
+        .find(|&id| id != leader && id != other)
+        .expect("a survivor");
+    g.kill(leader);
+    g.kill(other);
+    std::thread::sleep(Duration::from_millis(500));
+    let before = g.applied(survivor).expect("survivor answers");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        g.applied(survivor),
+        Some(before),
+        "a lone node applied new entries: nothing may commit without a majority"
+    );
+    assert_ne!(g.leader(), Some(survivor), "a lone node must not lead");
+    assert!(
+        !finished(&mut driver),
+        "the job finished without a majority"
+    );
+    g.spawn(other, false);
+    let done = wait_success(driver, Duration::from_secs(120), "driver");
+    assert_same_counts(&oracle_count(&files), &read_out_file(&out));
+    assert_nothing_recomputed(&json(&done));
+    g.spawn(leader, false);
+    g.assert_replicas_identical();
+}
+
+#[test]
+fn a_wiped_node_rejoins_from_a_snapshot() {
+    // Snapshots every 10 entries: the log a wiped node would need is long gone.
+    let mut g = TestGroup::start(3, 10);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let corpus = dir.path().join("in");
+    let files = write_text_corpus(&corpus, 200, 1_000, 8_000, 73);
+    let wiped = 3;
+    g.kill(wiped);
+    std::fs::remove_dir_all(&g.node(wiped).dir).expect("wipe the node");
+    let (driver, out) = start_job(&g, dir.path(), "wipe", &corpus, "0ms");
+    let done = wait_success(driver, Duration::from_secs(120), "driver");
+    assert_same_counts(&oracle_count(&files), &read_out_file(&out));
+    assert_nothing_recomputed(&json(&done));
+    // The others compacted their logs past the start.
+    let leader = g.leader().expect("a leader");
+    let snapshot = g.status(leader).expect("status")["snapshot_index"].clone();
+    assert_ne!(snapshot, "none", "the leader took no snapshot");
+    g.spawn(wiped, false);
+    g.assert_replicas_identical();
+    let s = g.status(wiped).expect("the wiped node answers");
+    assert_ne!(
+        s["snapshot_index"], "none",
+        "it caught up from a snapshot: {s:?}"
+    );
+}
+
+#[test]
+fn an_isolated_leader_stops_acknowledging_and_a_new_one_takes_over() {
+    let g = TestGroup::start(3, 2000);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let corpus = dir.path().join("in");
+    let files = write_text_corpus(&corpus, 120, 1_000, 8_000, 74);
+    let (mut driver, out) = start_job(&g, dir.path(), "part", &corpus, "30ms");
+    std::thread::sleep(Duration::from_millis(1000));
+    let old = g.leader().expect("a leader");
+    let mut old_con = g.connect(old);
+    let _: String = redis::cmd("RAFT.ISOLATE")
+        .arg(1)
+        .query(&mut old_con)
+        .expect("isolate");
+    // The other two elect a new leader.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let new = loop {
+        let found = (1..=3)
+            .filter(|&id| id != old)
+            .find(|&id| g.status(id).is_some_and(|s| s["role"] == "leader"));
+        if let Some(id) = found {
+            break id;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new leader while {old} is isolated"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // The old leader acknowledges nothing: a write sent straight to it is refused, not committed.
+    let keys = redcount_protocol::JobKeys::new("part").expect("keys");
+    let write: redis::RedisResult<redis::Value> = redis::cmd("FCALL")
+        .arg("rc_event")
+        .arg(keys.all().len())
+        .arg(&keys.all()[..])
+        .arg(redcount_protocol::now_ms())
+        .arg("probe")
+        .arg("sent to an isolated leader")
+        .query(&mut old_con);
+    let err = write.expect_err("an isolated leader acknowledged a write");
+    assert!(
+        matches!(err.code(), Some("TRYAGAIN") | Some("MOVED")),
+        "unexpected refusal: {err}"
+    );
+    assert!(!finished(&mut driver) || new != old);
+    let _: String = redis::cmd("RAFT.ISOLATE")
+        .arg(0)
+        .query(&mut old_con)
+        .expect("heal");
+    let done = wait_success(driver, Duration::from_secs(120), "driver");
+    assert_same_counts(&oracle_count(&files), &read_out_file(&out));
+    assert_nothing_recomputed(&json(&done));
+    g.assert_replicas_identical();
+    // The probe never happened anywhere: no replica recorded it.
+    let events: Vec<redis::Value> = redis::cmd("XRANGE")
+        .arg(keys.all()[8])
+        .arg("-")
+        .arg("+")
+        .query(&mut g.connect(new))
+        .expect("events");
+    assert!(
+        !format!("{events:?}").contains("sent to an isolated leader"),
+        "the isolated leader's write was applied"
+    );
+}
+
+#[test]
+fn cluster_up_raft_serves_jobs_refuses_nondeterminism_and_goes_down() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let gdir = dir.path().join("g");
+    let up = run_ok(&[
+        "cluster",
+        "up",
+        "--raft",
+        "3",
+        "--dir",
+        gdir.to_str().expect("utf-8"),
+    ]);
+    let url = String::from_utf8_lossy(&up.stdout).trim().to_string();
+    let group = Group::load(&gdir).expect("group file");
+    struct Down(PathBuf);
+    impl Drop for Down {
+        fn drop(&mut self) {
+            let _ = redcount_raft::group::group_down(&self.0);
+        }
+    }
+    let _down = Down(gdir.clone());
+    assert!(url.starts_with("redis+raft://"), "{url}");
+    let corpus = redcount_testkit::corpus::sample_corpus();
+    let files = files_below(&corpus);
+    let counts = count_with(dir.path(), &[&corpus], &["--redis", &url]);
+    assert_same_counts(&oracle_count(&files), &counts);
+    let status = run_ok(&["cluster", "status", "--dir", gdir.to_str().expect("utf-8")]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    let leaders = text
+        .lines()
+        .filter(|l| l.split_whitespace().nth(2) == Some("leader"))
+        .count();
+    assert_eq!(leaders, 1, "one node leads: {text}");
+    assert_eq!(text.lines().count(), 4, "a header and three nodes: {text}");
+    // Commands that would make replicas diverge are refused with a reason.
+    let mut con = redis::Client::open(group.node_url(&group.nodes[0]))
+        .and_then(|c| c.get_connection())
+        .expect("connect");
+    let err = redis::cmd("EVAL")
+        .arg("return redis.call('TIME')")
+        .arg(0)
+        .query::<redis::Value>(&mut con)
+        .expect_err("EVAL accepted");
+    assert!(err.to_string().contains("not accepted"), "{err}");
+    run_ok(&["cluster", "down", "--dir", gdir.to_str().expect("utf-8")]);
+    assert!(
+        group.nodes.iter().all(|n| group.pid(n).is_none()),
+        "a node survived cluster down"
+    );
+}
