@@ -110,7 +110,9 @@ impl Link {
                 wait.as_millis()
             );
             std::thread::sleep(wait);
-            delay = (delay * 2).min(Duration::from_secs(2));
+            // A Raft group elects a new leader within about a second, and asking a follower who
+            // leads costs it nothing: retry often. A single Redis gets time to restart.
+            delay = (delay * 2).min(self.target.max_backoff());
         }
     }
 

@@ -88,6 +88,14 @@ impl Target {
         }
     }
 
+    /// The longest wait between two attempts to reach this target.
+    pub(crate) fn max_backoff(&self) -> Duration {
+        match self {
+            Target::Raft { .. } => Duration::from_millis(200),
+            _ => Duration::from_secs(2),
+        }
+    }
+
     /// A node answered `-MOVED 0 host:port`: try that one first next time.
     pub(crate) fn redirected(&self, addr: &str) {
         if let Target::Raft { leader_hint, .. } = self {

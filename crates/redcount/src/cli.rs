@@ -127,6 +127,10 @@ pub struct BenchArgs {
     /// --sync-replicas, and tasks recomputed per Redis crash (2 workers).
     #[arg(long)]
     pub coordinator: bool,
+    /// Measure a 3-node Raft group against plain Redis instead: throughput, commits/s, write latency,
+    /// and the time from killing the leader to the next acknowledged write.
+    #[arg(long, conflicts_with = "coordinator")]
+    pub raft: bool,
 }
 
 #[derive(Debug, Args)]

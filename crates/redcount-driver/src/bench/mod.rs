@@ -19,7 +19,9 @@ use crate::run::{run, RunOptions};
 use crate::session::JobOptions;
 
 mod coordinator;
+mod raft;
 pub use coordinator::{bench_coordinator, ModeRow};
+pub use raft::bench_raft;
 
 /// What to measure.
 #[derive(Debug, Clone)]

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use redcount_driver::bench::{bench as run_bench, bench_coordinator, BenchOptions};
+use redcount_driver::bench::{bench as run_bench, bench_coordinator, bench_raft, BenchOptions};
 
 use crate::cli::BenchArgs;
 
@@ -22,7 +22,9 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         worker_exe: std::env::current_exe()
             .context("cannot find the redcount executable to start workers")?,
     };
-    if args.coordinator {
+    if args.raft {
+        bench_raft(&options)?;
+    } else if args.coordinator {
         bench_coordinator(&options)?;
     } else {
         run_bench(&options)?;

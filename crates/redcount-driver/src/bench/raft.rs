@@ -1,0 +1,209 @@
+//! `redcount bench --raft`: a 3-node Raft group against one plain Redis: end-to-end throughput and
+//! commits per second on the same corpora, the latency of one small write, and the time from
+//! SIGKILLing the leader to the next acknowledged write.
+
+use std::process::Child;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use redcount_protocol::{now_ms, Job, JobSpec, Link, LinkOptions};
+use redcount_raft::group::Group;
+
+use super::{source_text, tempfile_dir, write_large, write_small, BenchOptions};
+use crate::plan::FormatChoice;
+use crate::run::{run, RunOptions};
+use crate::session::JobOptions;
+
+/// A group of node processes owned by the benchmark, killed on drop.
+struct BenchGroup {
+    group: Group,
+    exe: std::path::PathBuf,
+    children: Vec<(u64, Child)>,
+    _dir: tempfile::TempDir,
+}
+
+impl BenchGroup {
+    fn start(exe: &std::path::Path) -> anyhow::Result<BenchGroup> {
+        let dir = tempfile_dir()?;
+        let group = Group::plan(&dir.path().join("g"), 3)?;
+        group.save()?;
+        let mut g = BenchGroup {
+            group,
+            exe: exe.to_path_buf(),
+            children: Vec::new(),
+            _dir: dir,
+        };
+        for id in 1..=3 {
+            g.spawn(id)?;
+        }
+        g.group.wait_for_leader(Duration::from_secs(20))?;
+        Ok(g)
+    }
+
+    fn spawn(&mut self, id: u64) -> anyhow::Result<()> {
+        let node = self
+            .group
+            .nodes
+            .iter()
+            .find(|n| n.id == id)
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("no node {id}"))?;
+        std::fs::create_dir_all(&node.dir)?;
+        let log = std::fs::File::create(node.dir.with_extension("log"))?;
+        let mut cmd = self.group.command(&self.exe, &node, true);
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        redcount_server::die_with_parent(&mut cmd);
+        self.children.push((id, cmd.spawn()?));
+        Ok(())
+    }
+
+    fn kill(&mut self, id: u64) {
+        if let Some(pos) = self.children.iter().position(|(i, _)| *i == id) {
+            let (_, mut child) = self.children.remove(pos);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn leader(&self) -> Option<u64> {
+        self.group.nodes.iter().map(|n| n.id).find(|&id| {
+            self.group
+                .nodes
+                .iter()
+                .find(|n| n.id == id)
+                .and_then(|n| self.group.status(n))
+                .is_some_and(|s| s.get("role").map(String::as_str) == Some("leader"))
+        })
+    }
+}
+
+impl Drop for BenchGroup {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs the benchmark and prints Markdown tables.
+pub fn bench_raft(options: &BenchOptions) -> anyhow::Result<()> {
+    let temp = tempfile_dir()?;
+    let dir = options
+        .dir
+        .clone()
+        .unwrap_or_else(|| temp.path().to_path_buf());
+    let text = source_text(&options.source)?;
+    let (small, large) = (dir.join("small"), dir.join("large"));
+    write_small(&small, &text, options.small_files)?;
+    write_large(&large, &text, options.large_mb * 1_000_000)?;
+
+    println!("| corpus | coordinator | wall s | MB/s | commits | commits/s | vs plain |");
+    println!("|---|---|---|---|---|---|---|");
+    for (name, path) in [("small files", &small), ("large files", &large)] {
+        let mut plain = 0.0;
+        for raft in [false, true] {
+            let group = if raft {
+                Some(BenchGroup::start(&options.worker_exe)?)
+            } else {
+                None
+            };
+            let mut common = JobOptions::new(
+                vec![path.display().to_string()],
+                2,
+                options.worker_exe.clone(),
+            );
+            common.format = FormatChoice::Text;
+            common.lease_ms = 10_000;
+            common.redis = group.as_ref().map(|g| g.group.url());
+            let s = run(
+                &RunOptions {
+                    common,
+                    split_bytes: None,
+                },
+                &AtomicBool::new(false),
+            )?;
+            if !raft {
+                plain = s.mb_per_second;
+            }
+            println!(
+                "| {name} | {} | {:.2} | {:.1} | {} | {:.0} | {:.2} |",
+                if raft { "raft, 3 nodes" } else { "plain redis" },
+                s.wall_seconds,
+                s.mb_per_second,
+                s.commits,
+                s.commits as f64 / s.wall_seconds,
+                s.mb_per_second / plain
+            );
+        }
+    }
+
+    println!();
+    println!("| small write (FCALL rc_event), 2000 in a row | p50 ms | p99 ms | max ms |");
+    println!("|---|---|---|---|");
+    let server = redcount_server::RedisServer::start(Default::default())?;
+    let (p50, p99, max) = write_latency(&server.url(), 2000)?;
+    println!("| plain redis | {p50:.3} | {p99:.3} | {max:.3} |");
+    let group = BenchGroup::start(&options.worker_exe)?;
+    let (p50, p99, max) = write_latency(&group.group.url(), 2000)?;
+    println!("| raft, 3 nodes | {p50:.3} | {p99:.3} | {max:.3} |");
+    drop(group);
+
+    println!();
+    println!("| leader SIGKILL -> next acknowledged write | ms |");
+    println!("|---|---|");
+    let mut group = BenchGroup::start(&options.worker_exe)?;
+    for trial in 1..=5 {
+        let ms = leader_kill_to_ack(&mut group)?;
+        println!("| trial {trial} | {ms:.0} |");
+    }
+    Ok(())
+}
+
+fn job_on(url: &str, name: &str) -> anyhow::Result<Job> {
+    let mut job = Job::new(Link::open(url, LinkOptions::default())?, name)?;
+    let spec = JobSpec {
+        tokenizer: "whitespace".into(),
+        lowercase: false,
+        dictionary: None,
+        csv_column: "text".into(),
+        lease_ms: 10_000,
+        max_attempts: 3,
+        sync_replicas: 0,
+    };
+    job.create(now_ms(), "bench", &spec)?;
+    Ok(job)
+}
+
+/// p50, p99 and max of `n` sequential small writes, in ms.
+fn write_latency(url: &str, n: usize) -> anyhow::Result<(f64, f64, f64)> {
+    let mut job = job_on(url, "latency")?;
+    let mut times = Vec::with_capacity(n);
+    for i in 0..n {
+        let started = Instant::now();
+        job.event(now_ms(), "bench", &i.to_string())?;
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    let at = |q: f64| times[((times.len() - 1) as f64 * q) as usize];
+    Ok((at(0.5), at(0.99), at(1.0)))
+}
+
+/// Kills the leader while a client writes in a loop; the time until its next write is acknowledged.
+fn leader_kill_to_ack(group: &mut BenchGroup) -> anyhow::Result<f64> {
+    let mut job = job_on(&group.group.url(), "failover")?;
+    job.event(now_ms(), "bench", "warm-up")?;
+    let leader = group
+        .leader()
+        .ok_or_else(|| anyhow::anyhow!("no leader before the kill"))?;
+    group.kill(leader);
+    let killed = Instant::now();
+    job.event(now_ms(), "bench", "after the kill")?;
+    let ms = killed.elapsed().as_secs_f64() * 1000.0;
+    group.spawn(leader)?;
+    // Let the restarted node catch up before the next trial.
+    std::thread::sleep(Duration::from_secs(1));
+    Ok(ms)
+}
