@@ -178,7 +178,9 @@ impl Drop for TestGroup {
 
 /// Starts `redcount run` against the group; returns the child and the output path.
 fn start_job(g: &TestGroup, dir: &Path, job: &str, corpus: &Path, slow: &str) -> (Child, PathBuf) {
-    start_job_with(g, dir, job, corpus, slow, "3s")
+    // Leases well above a failover (about a second): no worker dies in these tests, so an expired
+    // lease would only mean the coordinator was away too long, which is not what they measure.
+    start_job_with(g, dir, job, corpus, slow, "6s")
 }
 
 fn start_job_with(
@@ -230,7 +232,7 @@ fn killing_and_restarting_nodes_leader_included_keeps_counts_exact_and_recompute
     let mut g = TestGroup::start(3, 200);
     let dir = tempfile::tempdir().expect("temp dir");
     let corpus = dir.path().join("in");
-    let files = write_text_corpus(&corpus, 240, 1_000, 12_000, 71);
+    let files = write_text_corpus(&corpus, 400, 1_000, 12_000, 71);
     let (mut driver, out) = start_job(&g, dir.path(), "chaos", &corpus, "40ms");
     let mut rng = Rng::new(5);
     let (mut kills, mut leader_kills) = (0, 0);
@@ -255,8 +257,8 @@ fn killing_and_restarting_nodes_leader_included_keeps_counts_exact_and_recompute
     let v = json(&done);
     eprintln!("{kills} node kills ({leader_kills} of the leader): {v}");
     assert!(
-        leader_kills >= 2,
-        "the job ended before the leader was killed twice"
+        leader_kills >= 3,
+        "the job ended before the leader was killed three times"
     );
     assert_nothing_recomputed(&v);
     g.assert_replicas_identical();

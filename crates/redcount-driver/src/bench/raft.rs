@@ -1,12 +1,12 @@
 //! `redcount bench --raft`: a 3-node Raft group against one plain Redis: end-to-end throughput and
-//! commits per second on the same corpora, the latency of one small write, and the time from
+//! commits per second on the same corpora, the latency of single commits, and the time from
 //! SIGKILLing the leader to the next acknowledged write.
 
 use std::process::Child;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use redcount_protocol::{now_ms, Job, JobSpec, Link, LinkOptions};
+use redcount_protocol::{now_ms, ClaimRequest, Format, Job, JobSpec, Link, LinkOptions, NewTask};
 use redcount_raft::group::Group;
 
 use super::{source_text, tempfile_dir, write_large, write_small, BenchOptions};
@@ -102,7 +102,17 @@ pub fn bench_raft(options: &BenchOptions) -> anyhow::Result<()> {
 
     println!("| corpus | coordinator | wall s | MB/s | commits | commits/s | vs plain |");
     println!("|---|---|---|---|---|---|---|");
-    for (name, path) in [("small files", &small), ("large files", &large)] {
+    let runs: [(&str, &std::path::PathBuf, &[&str]); 3] = [
+        ("small files", &small, &[]),
+        // One task per commit: as many commits as files, so commits/s means something.
+        (
+            "small files, 1 task per commit",
+            &small,
+            &["--batch-bytes", "1"],
+        ),
+        ("large files", &large, &[]),
+    ];
+    for (name, path, worker_args) in runs {
         let mut plain = 0.0;
         for raft in [false, true] {
             let group = if raft {
@@ -117,6 +127,7 @@ pub fn bench_raft(options: &BenchOptions) -> anyhow::Result<()> {
             );
             common.format = FormatChoice::Text;
             common.lease_ms = 10_000;
+            common.worker_args = worker_args.iter().map(|a| a.to_string()).collect();
             common.redis = group.as_ref().map(|g| g.group.url());
             let s = run(
                 &RunOptions {
@@ -141,14 +152,20 @@ pub fn bench_raft(options: &BenchOptions) -> anyhow::Result<()> {
     }
 
     println!();
-    println!("| small write (FCALL rc_event), 2000 in a row | p50 ms | p99 ms | max ms |");
-    println!("|---|---|---|---|");
+    println!("| one client: claim 1 task, commit 300 words, 1,000 times | commits/s | commit p50 ms | p99 ms | max ms |");
+    println!("|---|---|---|---|---|");
     let server = redcount_server::RedisServer::start(Default::default())?;
-    let (p50, p99, max) = write_latency(&server.url(), 2000)?;
-    println!("| plain redis | {p50:.3} | {p99:.3} | {max:.3} |");
+    let plain = commit_latency(&server.url(), 1000)?;
+    println!(
+        "| plain redis | {:.0} | {:.3} | {:.3} | {:.3} |",
+        plain.0, plain.1, plain.2, plain.3
+    );
     let group = BenchGroup::start(&options.worker_exe)?;
-    let (p50, p99, max) = write_latency(&group.group.url(), 2000)?;
-    println!("| raft, 3 nodes | {p50:.3} | {p99:.3} | {max:.3} |");
+    let raft = commit_latency(&group.group.url(), 1000)?;
+    println!(
+        "| raft, 3 nodes | {:.0} | {:.3} | {:.3} | {:.3} |",
+        raft.0, raft.1, raft.2, raft.3
+    );
     drop(group);
 
     println!();
@@ -177,18 +194,53 @@ fn job_on(url: &str, name: &str) -> anyhow::Result<Job> {
     Ok(job)
 }
 
-/// p50, p99 and max of `n` sequential small writes, in ms.
-fn write_latency(url: &str, n: usize) -> anyhow::Result<(f64, f64, f64)> {
-    let mut job = job_on(url, "latency")?;
-    let mut times = Vec::with_capacity(n);
-    for i in 0..n {
-        let started = Instant::now();
-        job.event(now_ms(), "bench", &i.to_string())?;
-        times.push(started.elapsed().as_secs_f64() * 1000.0);
+/// Commits per second and p50, p99, max latency (ms) of `n` real `rc_commit` calls, each of one
+/// freshly claimed task with 300 distinct words, from one client.
+fn commit_latency(url: &str, n: u64) -> anyhow::Result<(f64, f64, f64, f64)> {
+    let mut job = job_on(url, "commits")?;
+    let tasks: Vec<NewTask> = (1..=n)
+        .map(|seq| NewTask {
+            seq,
+            path: format!("/bench/{seq}").into(),
+            start: 0,
+            end: 1000,
+            format: Format::Text,
+        })
+        .collect();
+    job.enqueue(now_ms(), &tasks)?;
+    job.seal(now_ms(), n)?;
+    let words: Vec<Vec<u8>> = (0..300).map(|i| format!("word{i}").into_bytes()).collect();
+    let request = ClaimRequest {
+        worker: "bench",
+        lease_ms: 60_000,
+        max_tasks: 1,
+        max_bytes: 1,
+        max_attempts: 3,
+        live_window_ms: 60_000,
+        speculate_factor: 0.0,
+        speculate_min_ms: 0,
+    };
+    let mut times = Vec::with_capacity(n as usize);
+    let started = Instant::now();
+    for _ in 0..n {
+        let claimed = job.claim(now_ms(), &request)?;
+        let Some(task) = claimed.tasks.first() else {
+            anyhow::bail!("claim handed out no task");
+        };
+        let ids = [(task.id.clone(), 300)];
+        let t = Instant::now();
+        job.commit(
+            now_ms(),
+            "bench",
+            &ids,
+            words.iter().map(|w| (w.as_slice(), 1u64)),
+        )?;
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
     }
+    let rate = n as f64 / started.elapsed().as_secs_f64();
     times.sort_by(f64::total_cmp);
     let at = |q: f64| times[((times.len() - 1) as f64 * q) as usize];
-    Ok((at(0.5), at(0.99), at(1.0)))
+    Ok((rate, at(0.5), at(0.99), at(1.0)))
 }
 
 /// Kills the leader while a client writes in a loop; the time until its next write is acknowledged.
