@@ -172,14 +172,17 @@ impl Group {
     }
 }
 
-/// Starts every node detached (own session, output to `node.log`), waits for a leader.
+/// Starts every node detached (own session, output to `node.log`), waits for a leader. A stopped
+/// group found in DIR is started again as it was.
 pub fn group_up(dir: &Path, size: usize, exe: &Path) -> anyhow::Result<Group> {
     if size == 0 || size.is_multiple_of(2) {
         anyhow::bail!(
             "a Raft group needs an odd number of nodes (2f+1 survives f failures), not {size}"
         );
     }
-    if Group::exists(dir) {
+    let group = if Group::exists(dir) {
+        // A group stopped by `cluster down` starts again with its members, ports and data: its
+        // logs name those addresses, so a new plan over the old directories could not work.
         let old = Group::load(dir)?;
         if old.nodes.iter().any(|n| old.pid(n).is_some()) {
             anyhow::bail!(
@@ -188,9 +191,21 @@ pub fn group_up(dir: &Path, size: usize, exe: &Path) -> anyhow::Result<Group> {
                 dir.display()
             );
         }
-    }
-    let group = Group::plan(dir, size)?;
-    group.save()?;
+        if old.nodes.len() != size {
+            anyhow::bail!(
+                "{} holds a stopped group of {} nodes, not {size}; start it with --raft {}, or remove the \
+                 directory to make a new group",
+                dir.display(),
+                old.nodes.len(),
+                old.nodes.len()
+            );
+        }
+        old
+    } else {
+        let group = Group::plan(dir, size)?;
+        group.save()?;
+        group
+    };
     for node in &group.nodes {
         spawn_detached(&group, node, exe)?;
     }
@@ -201,7 +216,10 @@ pub fn group_up(dir: &Path, size: usize, exe: &Path) -> anyhow::Result<Group> {
 fn spawn_detached(group: &Group, node: &NodeSpec, exe: &Path) -> anyhow::Result<()> {
     use std::os::unix::process::CommandExt;
     std::fs::create_dir_all(&node.dir)?;
-    let log = std::fs::File::create(node.dir.join("node.log"))?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(node.dir.join("node.log"))?;
     let mut cmd = group.command(exe, node, true);
     cmd.stdin(Stdio::null())
         .stdout(log.try_clone()?)

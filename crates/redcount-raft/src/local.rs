@@ -38,17 +38,22 @@ impl LocalConn {
     pub async fn call(&mut self, commands: &[Vec<Vec<u8>>]) -> std::io::Result<Vec<Frame>> {
         let mut out = Vec::new();
         for args in commands {
-            Frame::Array(args.iter().map(|a| Frame::Bulk(a.clone())).collect()).encode(&mut out);
+            out.extend_from_slice(&crate::types::Command::from_args(args).resp);
         }
-        self.writer.write_all(&out).await?;
-        let mut replies = Vec::with_capacity(commands.len());
-        for _ in commands {
+        self.call_raw(&out, commands.len()).await
+    }
+
+    /// Sends already encoded commands and reads `replies` replies.
+    pub async fn call_raw(&mut self, bytes: &[u8], replies: usize) -> std::io::Result<Vec<Frame>> {
+        self.writer.write_all(bytes).await?;
+        let mut out = Vec::with_capacity(replies);
+        for _ in 0..replies {
             match read_frame(&mut self.reader).await? {
-                Some(frame) => replies.push(frame),
+                Some(frame) => out.push(frame),
                 None => return Err(std::io::ErrorKind::UnexpectedEof.into()),
             }
         }
-        Ok(replies)
+        Ok(out)
     }
 
     /// One command, one reply.

@@ -224,6 +224,19 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
 }
 
+/// Replication sends at most this many bytes of entries per AppendEntries (always at least one
+/// entry). openraft 0.9 gives every AppendEntries the heartbeat interval to complete; a catching-up
+/// follower sent hundreds of large commits at once would time out on every attempt, forever.
+const MAX_APPEND_BYTES: usize = 512 * 1024;
+
+/// Roughly the bytes an entry takes on the wire.
+fn entry_size(entry: &Entry) -> usize {
+    match &entry.payload {
+        openraft::EntryPayload::Normal(cmd) => cmd.resp.len() + 64,
+        _ => 256,
+    }
+}
+
 impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + std::fmt::Debug + Send>(
         &mut self,
@@ -235,6 +248,25 @@ impl RaftLogReader<TypeConfig> for LogStore {
             .range(range)
             .map(|(_, e)| e.clone())
             .collect())
+    }
+
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let inner = self.lock();
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for (_, entry) in inner.entries.range(start..end) {
+            let size = entry_size(entry);
+            if !out.is_empty() && bytes + size > MAX_APPEND_BYTES {
+                break;
+            }
+            bytes += size;
+            out.push(entry.clone());
+        }
+        Ok(out)
     }
 }
 

@@ -39,7 +39,9 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
-    /// Defaults tuned for a loopback or LAN group: a leader's death is noticed within 0.3-0.6 s.
+    /// Defaults tuned for a loopback or LAN group: a leader's death is noticed within 0.35-0.7 s.
+    /// (openraft 0.9 also gives each AppendEntries one heartbeat interval to complete, which is why
+    /// the heartbeat is not shorter and replication sends bounded batches; see `log_store.rs`.)
     pub fn new(id: NodeId, dir: PathBuf, listen: String, peers: BTreeMap<NodeId, String>) -> Self {
         NodeConfig {
             id,
@@ -48,8 +50,8 @@ impl NodeConfig {
             peers,
             init: false,
             password: None,
-            heartbeat_ms: 75,
-            election_ms: (300, 600),
+            heartbeat_ms: 100,
+            election_ms: (350, 700),
             snapshot_every: 2000,
         }
     }

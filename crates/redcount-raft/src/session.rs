@@ -93,9 +93,11 @@ impl Session {
 
     /// Appends the command to the log and answers with the leader's own result of applying it.
     async fn write(&self, args: Vec<Vec<u8>>) -> Vec<u8> {
-        let written =
-            tokio::time::timeout(WRITE_TIMEOUT, self.node.raft.client_write(Command { args }))
-                .await;
+        let written = tokio::time::timeout(
+            WRITE_TIMEOUT,
+            self.node.raft.client_write(Command::from_args(&args)),
+        )
+        .await;
         match written {
             Ok(Ok(response)) => response.data.0,
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
@@ -160,6 +162,9 @@ impl Session {
                 None => Frame::Simple("PONG".into()),
             },
             NodeCommand::Echo => args.get(1).cloned().map(Frame::Bulk).unwrap_or(Frame::Null),
+            NodeCommand::Auth if args.len() < 2 => {
+                Frame::error("ERR wrong number of arguments for 'auth' command")
+            }
             NodeCommand::Auth => {
                 let given = arg(args.len() - 1).unwrap_or_default();
                 match &self.node.password {

@@ -21,7 +21,7 @@ use crate::frame::Frame;
 use crate::keeper::Keeper;
 use crate::local::{args, LocalConn};
 use crate::types::{
-    sm_error, Entry, LogId, Reply, Snapshot, SnapshotMeta, StorageError, StoredMembership,
+    sm_error, Command, Entry, LogId, Reply, Snapshot, SnapshotMeta, StorageError, StoredMembership,
     TypeConfig,
 };
 
@@ -95,6 +95,15 @@ impl StateMachine {
 
     /// Runs commands on the state machine connection, reconnecting once if it broke.
     async fn call(&self, commands: &[Vec<Vec<u8>>]) -> Result<Vec<Frame>, StorageError> {
+        let mut bytes = Vec::new();
+        for args in commands {
+            bytes.extend_from_slice(&Command::from_args(args).resp);
+        }
+        self.call_raw(&bytes, commands.len()).await
+    }
+
+    /// Sends encoded commands on the state machine connection, reconnecting once if it broke.
+    async fn call_raw(&self, bytes: &[u8], replies: usize) -> Result<Vec<Frame>, StorageError> {
         let mut guard = self.shared.con.lock().await;
         for attempt in 0..2 {
             if guard.is_none() {
@@ -104,7 +113,7 @@ impl StateMachine {
                 })?);
             }
             let Some(con) = guard.as_mut() else { continue };
-            match con.call(commands).await {
+            match con.call_raw(bytes, replies).await {
                 Ok(replies) => return Ok(replies),
                 Err(e) if attempt == 0 => {
                     tracing::warn!("state machine connection lost ({e}); reconnecting");
@@ -136,33 +145,36 @@ impl StateMachine {
         let Some(last) = entries.last().map(|e| *e.get_log_id()) else {
             return Ok(Vec::new());
         };
-        let mut commands = vec![args(&["MULTI"])];
+        let mut bytes = Command::from_args(&args(&["MULTI"])).resp;
+        let mut sent = 1;
         // Where each entry's reply sits in EXEC's array (None: the entry sends no command).
         let mut slots = Vec::with_capacity(entries.len());
         let mut queued = 0usize;
         for entry in entries {
             match &entry.payload {
                 EntryPayload::Normal(cmd) => {
-                    commands.push(cmd.args.clone());
+                    bytes.extend_from_slice(&cmd.resp);
                     slots.push(Some(queued));
                     queued += 1;
                 }
                 EntryPayload::Membership(m) => {
                     let stored = StoredMembership::new(Some(*entry.get_log_id()), m.clone());
-                    commands.push(vec![
-                        b"SET".to_vec(),
-                        MEMBERSHIP_KEY.into(),
-                        to_json(&stored)?,
-                    ]);
+                    let set = vec![b"SET".to_vec(), MEMBERSHIP_KEY.into(), to_json(&stored)?];
+                    bytes.extend_from_slice(&Command::from_args(&set).resp);
                     slots.push(None);
                     queued += 1;
                 }
-                EntryPayload::Blank => slots.push(None),
+                EntryPayload::Blank => {
+                    slots.push(None);
+                    continue;
+                }
             }
+            sent += 1;
         }
-        commands.push(vec![b"SET".to_vec(), APPLIED_KEY.into(), to_json(&last)?]);
-        commands.push(args(&["EXEC"]));
-        let replies = self.call(&commands).await?;
+        let set_applied = vec![b"SET".to_vec(), APPLIED_KEY.into(), to_json(&last)?];
+        bytes.extend_from_slice(&Command::from_args(&set_applied).resp);
+        bytes.extend_from_slice(&Command::from_args(&args(&["EXEC"])).resp);
+        let replies = self.call_raw(&bytes, sent + 2).await?;
         let exec = match replies.last() {
             Some(Frame::Array(items)) => items.clone(),
             // A command refused while queueing aborts the whole transaction (EXECABORT); apply the

@@ -8,10 +8,27 @@ use serde::{Deserialize, Serialize};
 /// Node ids are small integers (`--id 1`), as in the `--peers 1=host:port,...` list.
 pub type NodeId = u64;
 
-/// One replicated command: the full argument vector (`FCALL rc_commit 9 ... now ...`).
+/// One replicated command, kept as the RESP bytes Redis will be sent (`*N\r\n$5\r\nFCALL...`), with
+/// `now` already stamped: one buffer, so a commit of 100k words is copied, not rebuilt, on its way
+/// through the log, the network and into each node's Redis.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Command {
-    pub args: Vec<Vec<u8>>,
+    #[serde(with = "serde_bytes")]
+    pub resp: Vec<u8>,
+}
+
+impl Command {
+    /// Encodes a command's arguments as a RESP array of bulk strings.
+    pub fn from_args(args: &[Vec<u8>]) -> Command {
+        let mut resp = Vec::with_capacity(args.iter().map(|a| a.len() + 16).sum::<usize>() + 16);
+        resp.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+        for arg in args {
+            resp.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+            resp.extend_from_slice(arg);
+            resp.extend_from_slice(b"\r\n");
+        }
+        Command { resp }
+    }
 }
 
 /// The leader's own Redis reply to a command, encoded as RESP so it is passed back verbatim.

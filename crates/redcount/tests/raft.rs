@@ -423,7 +423,7 @@ fn cluster_up_raft_serves_jobs_refuses_nondeterminism_and_goes_down() {
     assert!(url.starts_with("redis+raft://"), "{url}");
     let corpus = redcount_testkit::corpus::sample_corpus();
     let files = files_below(&corpus);
-    let counts = count_with(dir.path(), &[&corpus], &["--redis", &url]);
+    let counts = count_with(dir.path(), &[&corpus], &["--redis", &url, "--job", "sotu"]);
     assert_same_counts(&oracle_count(&files), &counts);
     let status = run_ok(&["cluster", "status", "--dir", gdir.to_str().expect("utf-8")]);
     let text = String::from_utf8_lossy(&status.stdout);
@@ -448,4 +448,23 @@ fn cluster_up_raft_serves_jobs_refuses_nondeterminism_and_goes_down() {
         group.nodes.iter().all(|n| group.pid(n).is_none()),
         "a node survived cluster down"
     );
+    // Up again: the same group, from its logs and snapshots, with the finished job in it.
+    let again = run_ok(&[
+        "cluster",
+        "up",
+        "--raft",
+        "3",
+        "--dir",
+        gdir.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&again.stdout).trim(),
+        url,
+        "the same group"
+    );
+    let link = redcount_protocol::Link::open(&url, redcount_protocol::LinkOptions::default())
+        .expect("url");
+    let mut job = redcount_protocol::Job::new(link, "sotu").expect("job");
+    let kept: Counts = job.all_counts().expect("counts").into_iter().collect();
+    assert_same_counts(&oracle_count(&files), &kept);
 }
