@@ -1,0 +1,25 @@
+//! openraft's own compliance suite for storage implementations, run against redcount's log store
+//! and its Redis-backed state machine (a real redis-server per case, in a temp dir): membership and
+//! initial-state recovery, vote, log reads, purge, truncate, apply, snapshot transfer.
+
+use openraft::testing::{StoreBuilder, Suite};
+use redcount_raft::log_store::LogStore;
+use redcount_raft::state_machine::StateMachine;
+use redcount_raft::types::{log_error, sm_error, StorageError, TypeConfig};
+
+struct Builder;
+
+impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
+    async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
+        let dir = tempfile::tempdir().map_err(log_error)?;
+        let log = LogStore::open(dir.path()).map_err(sm_error)?;
+        let sm = StateMachine::open(dir.path()).await.map_err(sm_error)?;
+        Ok((dir, log, sm))
+    }
+}
+
+#[test]
+fn log_store_and_state_machine_pass_openraft_storage_suite() -> Result<(), StorageError> {
+    Suite::<TypeConfig, LogStore, StateMachine, Builder, tempfile::TempDir>::test_all(Builder)?;
+    Ok(())
+}
