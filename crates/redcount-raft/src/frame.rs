@@ -112,29 +112,19 @@ pub async fn read_frame<R: AsyncBufRead + Unpin>(reader: &mut R) -> std::io::Res
     let Some(line) = read_line(reader).await? else {
         return Ok(None);
     };
+    read_after(reader, line).await
+}
+
+/// The frame that starts with `line` (already read).
+async fn read_after<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    line: Vec<u8>,
+) -> std::io::Result<Option<Frame>> {
     let Some((&kind, body)) = line.split_first() else {
         // An empty inline command: nothing to do, read the next one.
         return Box::pin(read_frame(reader)).await;
     };
     let frame = match kind {
-        b'+' => Frame::Simple(String::from_utf8_lossy(body).into_owned()),
-        b'-' => Frame::Error(String::from_utf8_lossy(body).into_owned()),
-        b':' => Frame::Integer(number(body)?),
-        b'$' => {
-            let len = number(body)?;
-            if len < 0 {
-                Frame::Null
-            } else {
-                let len = usize::try_from(len).map_err(|_| invalid("bad bulk length"))?;
-                if len > MAX_BULK {
-                    return Err(invalid(format!("bulk string of {len} bytes is too long")));
-                }
-                let mut data = vec![0; len + 2];
-                reader.read_exact(&mut data).await?;
-                data.truncate(len);
-                Frame::Bulk(data)
-            }
-        }
         b'*' => {
             let len = number(body)?;
             if len < 0 {
@@ -144,16 +134,27 @@ pub async fn read_frame<R: AsyncBufRead + Unpin>(reader: &mut R) -> std::io::Res
                 if len > MAX_ELEMENTS {
                     return Err(invalid(format!("array of {len} elements is too long")));
                 }
-                let mut items = Vec::with_capacity(len.min(1024));
+                let mut items = Vec::with_capacity(len.min(1 << 16));
                 for _ in 0..len {
-                    match Box::pin(read_frame(reader)).await? {
-                        Some(item) => items.push(item),
-                        None => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-                    }
+                    let Some(line) = read_line(reader).await? else {
+                        return Err(std::io::ErrorKind::UnexpectedEof.into());
+                    };
+                    // Elements are parsed in this loop (a commit has 100k+ of them); only a nested
+                    // array recurses.
+                    let item = match line.split_first() {
+                        Some((b'*', _)) => match Box::pin(read_after(reader, line)).await? {
+                            Some(item) => item,
+                            None => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                        },
+                        Some((&k, b)) => scalar(reader, k, b).await?,
+                        None => return Err(invalid("empty line inside an array")),
+                    };
+                    items.push(item);
                 }
                 Frame::Array(items)
             }
         }
+        b'+' | b'-' | b':' | b'$' => scalar(reader, kind, body).await?,
         // An inline command (`PING`, `SET a b` typed into telnet or nc).
         _ => Frame::Array(
             line.split(|b| b.is_ascii_whitespace())
@@ -163,6 +164,34 @@ pub async fn read_frame<R: AsyncBufRead + Unpin>(reader: &mut R) -> std::io::Res
         ),
     };
     Ok(Some(frame))
+}
+
+/// A simple string, error, integer or bulk string whose first line (`kind`, `body`) was read.
+async fn scalar<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    kind: u8,
+    body: &[u8],
+) -> std::io::Result<Frame> {
+    Ok(match kind {
+        b'+' => Frame::Simple(String::from_utf8_lossy(body).into_owned()),
+        b'-' => Frame::Error(String::from_utf8_lossy(body).into_owned()),
+        b':' => Frame::Integer(number(body)?),
+        b'$' => {
+            let len = number(body)?;
+            if len < 0 {
+                return Ok(Frame::Null);
+            }
+            let len = usize::try_from(len).map_err(|_| invalid("bad bulk length"))?;
+            if len > MAX_BULK {
+                return Err(invalid(format!("bulk string of {len} bytes is too long")));
+            }
+            let mut data = vec![0; len + 2];
+            reader.read_exact(&mut data).await?;
+            data.truncate(len);
+            Frame::Bulk(data)
+        }
+        other => return Err(invalid(format!("unexpected RESP type byte {other:#04x}"))),
+    })
 }
 
 /// A client command as its arguments (`[b"FCALL", b"rc_claim", ...]`).

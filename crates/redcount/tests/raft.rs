@@ -468,3 +468,52 @@ fn cluster_up_raft_serves_jobs_refuses_nondeterminism_and_goes_down() {
     let kept: Counts = job.all_counts().expect("counts").into_iter().collect();
     assert_same_counts(&oracle_count(&files), &kept);
 }
+
+#[test]
+fn bad_raft_command_lines_are_refused_with_a_reason() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path().to_str().expect("utf-8");
+    let even = run(&["cluster", "up", "--raft", "2", "--dir", d]);
+    assert!(!even.status.success());
+    assert!(
+        String::from_utf8_lossy(&even.stderr).contains("odd number"),
+        "{}",
+        String::from_utf8_lossy(&even.stderr)
+    );
+    let stranger = run(&[
+        "raft-node",
+        "--id",
+        "4",
+        "--dir",
+        d,
+        "--listen",
+        "127.0.0.1:0",
+        "--peers",
+        "1=127.0.0.1:1,2=127.0.0.1:2,3=127.0.0.1:3",
+    ]);
+    assert!(!stranger.status.success());
+    assert!(
+        String::from_utf8_lossy(&stranger.stderr).contains("does not list this node's id 4"),
+        "{}",
+        String::from_utf8_lossy(&stranger.stderr)
+    );
+    let garbled = run(&[
+        "raft-node",
+        "--id",
+        "1",
+        "--dir",
+        d,
+        "--listen",
+        "127.0.0.1:0",
+        "--peers",
+        "1-127.0.0.1:1",
+    ]);
+    assert!(!garbled.status.success());
+    assert!(
+        String::from_utf8_lossy(&garbled.stderr).contains("is not id=host:port"),
+        "{}",
+        String::from_utf8_lossy(&garbled.stderr)
+    );
+    let nothing = run(&["cluster", "status", "--dir", d]);
+    assert!(!nothing.status.success(), "status of an empty directory");
+}
