@@ -226,7 +226,7 @@ fn spawn_detached(group: &Group, node: &NodeSpec, exe: &Path) -> anyhow::Result<
         .stderr(log)
         .env(
             "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()),
         );
     // SAFETY: setsid is async-signal-safe; it detaches the node from our terminal and process group.
     unsafe {
