@@ -265,6 +265,67 @@ fn killing_and_restarting_nodes_leader_included_keeps_counts_exact_and_recompute
 }
 
 #[test]
+fn a_paused_leader_wakes_up_as_a_follower_and_acknowledges_nothing() {
+    // SIGSTOP is a leader that freezes (a long GC pause, a stalled VM): it does not know it was
+    // replaced, and must not acknowledge anything when it wakes up.
+    let g = TestGroup::start(3, 2000);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let corpus = dir.path().join("in");
+    let files = write_text_corpus(&corpus, 150, 1_000, 8_000, 75);
+    let (driver, out) = start_job(&g, dir.path(), "pause", &corpus, "30ms");
+    std::thread::sleep(Duration::from_millis(1000));
+    let old = g.leader().expect("a leader");
+    let mut old_con = g.connect(old);
+    let pid = nix::unistd::Pid::from_raw(g.children[&old].id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let new = loop {
+        let found = (1..=3)
+            .filter(|&id| id != old)
+            .find(|&id| g.status(id).is_some_and(|s| s["role"] == "leader"));
+        if let Some(id) = found {
+            break id;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new leader while {old} is paused"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::thread::sleep(Duration::from_millis(1000));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
+    // The first thing the woken node hears is a write: it must not acknowledge it.
+    let keys = redcount_protocol::JobKeys::new("pause").expect("keys");
+    let write: redis::RedisResult<redis::Value> = redis::cmd("FCALL")
+        .arg("rc_event")
+        .arg(keys.all().len())
+        .arg(&keys.all()[..])
+        .arg(redcount_protocol::now_ms())
+        .arg("probe")
+        .arg("sent to a paused leader")
+        .query(&mut old_con);
+    let err = write.expect_err("a deposed leader acknowledged a write");
+    assert!(
+        matches!(err.code(), Some("TRYAGAIN") | Some("MOVED")),
+        "unexpected refusal: {err}"
+    );
+    let done = wait_success(driver, Duration::from_secs(120), "driver");
+    assert_same_counts(&oracle_count(&files), &read_out_file(&out));
+    assert_nothing_recomputed(&json(&done));
+    g.assert_replicas_identical();
+    let events: Vec<redis::Value> = redis::cmd("XRANGE")
+        .arg(keys.all()[8])
+        .arg("-")
+        .arg("+")
+        .query(&mut g.connect(new))
+        .expect("events");
+    assert!(
+        !format!("{events:?}").contains("sent to a paused leader"),
+        "the deposed leader's write was applied"
+    );
+}
+
+#[test]
 fn with_two_of_three_nodes_down_the_job_stalls_and_resumes_when_one_returns() {
     let mut g = TestGroup::start(3, 2000);
     let dir = tempfile::tempdir().expect("temp dir");
