@@ -16,6 +16,7 @@ pub mod log_store;
 pub mod network;
 pub mod node;
 pub mod session;
+mod snapshot_file;
 pub mod state_machine;
 pub mod types;
 

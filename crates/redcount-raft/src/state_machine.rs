@@ -7,7 +7,7 @@
 // openraft's storage traits fix the error type (StorageError, large); helpers return it as is.
 #![allow(clippy::result_large_err)]
 
-use std::io::{Cursor, Write};
+use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -20,6 +20,7 @@ use tokio::sync::Mutex;
 use crate::frame::Frame;
 use crate::keeper::Keeper;
 use crate::local::{args, LocalConn};
+use crate::snapshot_file::{read_snapshot_file, write_atomically, write_snapshot_file};
 use crate::types::{
     sm_error, Command, Entry, LogId, Reply, Snapshot, SnapshotMeta, StorageError, StoredMembership,
     TypeConfig,
@@ -221,20 +222,10 @@ impl StateMachine {
     /// Waits for the BGSAVE that was started to finish; true if it succeeded.
     async fn wait_bgsave(&self, saves_before: u64) -> Result<(), StorageError> {
         for _ in 0..6000 {
-            let info = self.call(&[args(&["INFO", "persistence"])]).await?;
-            let text = match info.first() {
-                Some(Frame::Bulk(b)) => String::from_utf8_lossy(b).into_owned(),
-                other => return Err(sm_error(format!("INFO persistence answered {other:?}"))),
-            };
-            let field = |name: &str| {
-                text.lines()
-                    .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-                    .map(|v| v.trim().to_string())
-                    .unwrap_or_default()
-            };
-            let saves: u64 = field("rdb_saves").parse().unwrap_or(0);
-            if field("rdb_bgsave_in_progress") == "0" && saves > saves_before {
-                if field("rdb_last_bgsave_status") == "ok" {
+            let info = self.persistence_info().await?;
+            let saves: u64 = info_field(&info, "rdb_saves").parse().unwrap_or(0);
+            if info_field(&info, "rdb_bgsave_in_progress") == "0" && saves > saves_before {
+                if info_field(&info, "rdb_last_bgsave_status") == "ok" {
                     return Ok(());
                 }
                 return Err(sm_error(
@@ -248,18 +239,26 @@ impl StateMachine {
         ))
     }
 
+    /// Snapshots the node's Redis has made since it started (`rdb_saves`).
     async fn rdb_saves(&self) -> Result<u64, StorageError> {
-        let info = self.call(&[args(&["INFO", "persistence"])]).await?;
-        let text = match info.first() {
-            Some(Frame::Bulk(b)) => String::from_utf8_lossy(b).into_owned(),
-            _ => String::new(),
-        };
-        Ok(text
-            .lines()
-            .find_map(|l| l.strip_prefix("rdb_saves:"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0))
+        let info = self.persistence_info().await?;
+        Ok(info_field(&info, "rdb_saves").parse().unwrap_or(0))
     }
+
+    async fn persistence_info(&self) -> Result<String, StorageError> {
+        match self.call(&[args(&["INFO", "persistence"])]).await?.first() {
+            Some(Frame::Bulk(b)) => Ok(String::from_utf8_lossy(b).into_owned()),
+            other => Err(sm_error(format!("INFO persistence answered {other:?}"))),
+        }
+    }
+}
+
+/// The value of `name:value` in an INFO reply ("" if absent).
+fn info_field(info: &str, name: &str) -> String {
+    info.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_default()
 }
 
 fn json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StorageError> {
@@ -269,52 +268,6 @@ fn json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StorageError>
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StorageError> {
     serde_json::to_vec(value).map_err(sm_error)
-}
-
-/// `DIR/snapshot.bin`: `[meta length u32 LE][meta JSON][RDB bytes]`, replaced atomically.
-fn snapshot_path(dir: &Path) -> PathBuf {
-    dir.join("snapshot.bin")
-}
-
-fn read_snapshot_file(dir: &Path) -> anyhow::Result<Option<(SnapshotMeta, Vec<u8>)>> {
-    let path = snapshot_path(dir);
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
-    };
-    let corrupt = || {
-        anyhow::anyhow!(
-            "{} is corrupt; wipe the node's directory so it rejoins from a peer",
-            path.display()
-        )
-    };
-    let len = bytes.get(..4).ok_or_else(corrupt)?;
-    let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
-    let meta = bytes.get(4..4 + len).ok_or_else(corrupt)?;
-    let meta: SnapshotMeta = serde_json::from_slice(meta).map_err(|_| corrupt())?;
-    Ok(Some((meta, bytes[4 + len..].to_vec())))
-}
-
-fn write_snapshot_file(dir: &Path, meta: &SnapshotMeta, rdb: &[u8]) -> std::io::Result<()> {
-    let meta = serde_json::to_vec(meta).map_err(std::io::Error::other)?;
-    let mut bytes = Vec::with_capacity(4 + meta.len() + rdb.len());
-    bytes.extend_from_slice(&(meta.len() as u32).to_le_bytes());
-    bytes.extend_from_slice(&meta);
-    bytes.extend_from_slice(rdb);
-    write_atomically(&snapshot_path(dir), &bytes)
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }
 
 fn snapshot_io(e: std::io::Error) -> StorageError {
