@@ -1,13 +1,19 @@
 //! The durable Raft log and vote. The log is one append-only file of checksummed records (append
-//! entries, truncate, purge), fsynced before openraft hears that entries are persisted; a torn record
-//! at the tail (a crash mid-write) is cut off on start. The vote is a small file replaced atomically.
-//! Entries are also kept in memory, where replication reads them.
+//! entries, truncate, purge); a torn record at the tail (a crash mid-write) is cut off on start. The
+//! vote is a small file replaced atomically. Entries are also kept in memory, where replication reads
+//! them.
+//!
+//! Appends are written at once and fsynced by a flusher thread, which tells openraft the entries are
+//! persisted only after the fsync: meanwhile the leader already sends them to followers (Raft counts
+//! the leader in a quorum only once its own copy is durable), and appends that arrive during one fsync
+//! share the next one.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Seek, Write};
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
@@ -32,6 +38,8 @@ enum Record {
 #[derive(Clone)]
 pub struct LogStore {
     inner: Arc<Mutex<Inner>>,
+    /// Appends waiting for their fsync, in order.
+    flusher: mpsc::Sender<LogFlushed<TypeConfig>>,
 }
 
 struct Inner {
@@ -92,9 +100,9 @@ impl LogStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => anyhow::bail!("cannot read {}: {e}", vote_path.display()),
         };
-        Ok(LogStore {
-            inner: Arc::new(Mutex::new(inner)),
-        })
+        let inner = Arc::new(Mutex::new(inner));
+        let flusher = start_flusher(inner.clone())?;
+        Ok(LogStore { inner, flusher })
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -132,12 +140,14 @@ impl Inner {
         }
     }
 
-    /// Appends a record and fsyncs it.
-    fn write(&mut self, record: &Record) -> std::io::Result<()> {
+    /// Appends a record, and fsyncs it if `sync` (appends are synced by the flusher instead).
+    fn write(&mut self, record: &Record, sync: bool) -> std::io::Result<()> {
         let body = bincode::serialize(record).map_err(std::io::Error::other)?;
         let frame = frame(&body);
         self.file.write_all(&frame)?;
-        self.file.sync_data()?;
+        if sync {
+            self.file.sync_data()?;
+        }
         self.file_len += frame.len() as u64;
         Ok(())
     }
@@ -172,6 +182,39 @@ impl Inner {
         self.compacted_len = len;
         Ok(())
     }
+}
+
+/// The fsync thread: takes every append waiting, fsyncs once, then reports them persisted in order.
+/// It ends when the last [`LogStore`] clone is dropped.
+fn start_flusher(inner: Arc<Mutex<Inner>>) -> anyhow::Result<mpsc::Sender<LogFlushed<TypeConfig>>> {
+    let (tx, rx) = mpsc::channel::<LogFlushed<TypeConfig>>();
+    std::thread::Builder::new()
+        .name("raft-log-fsync".into())
+        .spawn(move || {
+            while let Ok(first) = rx.recv() {
+                let mut batch = vec![first];
+                batch.extend(rx.try_iter());
+                // The handle is taken after the batch: every write in it is in the file this names
+                // (a compaction in between wrote and synced a new file that holds them).
+                let file = inner
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .file
+                    .try_clone();
+                let result = file.and_then(|f| f.sync_data());
+                for done in batch {
+                    done.log_io_completed(match &result {
+                        Ok(()) => Ok(()),
+                        Err(e) => Err(std::io::Error::new(
+                            e.kind(),
+                            format!("fsync of the Raft log: {e}"),
+                        )),
+                    });
+                }
+            }
+        })
+        .map_err(|e| anyhow::anyhow!("cannot start the log's fsync thread: {e}"))?;
+    Ok(tx)
 }
 
 /// `[len u32 LE][crc32 u32 LE][body]`.
@@ -323,25 +366,23 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let entries: Vec<Entry> = entries.into_iter().collect();
         let mut inner = self.lock();
         let record = Record::Append(entries);
-        let written = blocking(|| inner.write(&record));
-        match written {
-            Ok(()) => {
-                inner.replay(record);
-                callback.log_io_completed(Ok(()));
-                Ok(())
-            }
-            Err(e) => {
-                let message = format!("appending to {}: {e}", inner.path.display());
-                callback.log_io_completed(Err(std::io::Error::other(message.clone())));
-                Err(log_error(std::io::Error::other(message)))
-            }
+        if let Err(e) = inner.write(&record, false) {
+            let message = format!("appending to {}: {e}", inner.path.display());
+            callback.log_io_completed(Err(std::io::Error::other(message.clone())));
+            return Err(log_error(std::io::Error::other(message)));
         }
+        inner.replay(record);
+        drop(inner);
+        if let Err(mpsc::SendError(callback)) = self.flusher.send(callback) {
+            callback.log_io_completed(Err(std::io::Error::other("the log's fsync thread ended")));
+        }
+        Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let mut inner = self.lock();
         let record = Record::Truncate(log_id.index);
-        blocking(|| inner.write(&record)).map_err(log_error)?;
+        blocking(|| inner.write(&record, true)).map_err(log_error)?;
         inner.replay(record);
         Ok(())
     }
@@ -349,7 +390,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let mut inner = self.lock();
         let record = Record::Purge(log_id);
-        blocking(|| inner.write(&record)).map_err(log_error)?;
+        blocking(|| inner.write(&record, true)).map_err(log_error)?;
         inner.replay(record);
         if inner.file_len > inner.compacted_len * 2 + COMPACT_AFTER_BYTES {
             blocking(|| inner.compact()).map_err(log_error)?;
