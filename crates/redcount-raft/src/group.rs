@@ -172,29 +172,22 @@ impl Group {
     }
 }
 
-/// Starts every node detached (own session, output to `node.log`), waits for a leader. A stopped
-/// group found in DIR is started again as it was.
-pub fn group_up(dir: &Path, size: usize, exe: &Path) -> anyhow::Result<Group> {
+/// Makes every node of the group in DIR run: a new group on free ports, or, for a group already in
+/// DIR, the nodes that are not running (all of them after `cluster down`, one after a crash), with
+/// their members, ports and data: their logs name those addresses. Nodes run detached (own session,
+/// output appended to `node.log`). Returns the group and how many nodes were started.
+pub fn group_up(dir: &Path, size: usize, exe: &Path) -> anyhow::Result<(Group, usize)> {
     if size == 0 || size.is_multiple_of(2) {
         anyhow::bail!(
             "a Raft group needs an odd number of nodes (2f+1 survives f failures), not {size}"
         );
     }
     let group = if Group::exists(dir) {
-        // A group stopped by `cluster down` starts again with its members, ports and data: its
-        // logs name those addresses, so a new plan over the old directories could not work.
         let old = Group::load(dir)?;
-        if old.nodes.iter().any(|n| old.pid(n).is_some()) {
-            anyhow::bail!(
-                "a Raft group is already running in {}; stop it with `redcount cluster down --dir {}`",
-                dir.display(),
-                dir.display()
-            );
-        }
         if old.nodes.len() != size {
             anyhow::bail!(
-                "{} holds a stopped group of {} nodes, not {size}; start it with --raft {}, or remove the \
-                 directory to make a new group",
+                "{} holds a group of {} nodes, not {size}; use --raft {}, or remove the directory \
+                 to make a new group",
                 dir.display(),
                 old.nodes.len(),
                 old.nodes.len()
@@ -206,11 +199,15 @@ pub fn group_up(dir: &Path, size: usize, exe: &Path) -> anyhow::Result<Group> {
         group.save()?;
         group
     };
+    let mut started = 0;
     for node in &group.nodes {
-        spawn_detached(&group, node, exe)?;
+        if group.pid(node).is_none() {
+            spawn_detached(&group, node, exe)?;
+            started += 1;
+        }
     }
     group.wait_for_leader(Duration::from_secs(20))?;
-    Ok(group)
+    Ok((group, started))
 }
 
 fn spawn_detached(group: &Group, node: &NodeSpec, exe: &Path) -> anyhow::Result<()> {

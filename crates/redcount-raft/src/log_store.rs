@@ -409,7 +409,9 @@ mod tests {
         range
             .map(|i| Entry {
                 log_id: LogId::new(CommittedLeaderId::new(1, 1), i),
-                payload: EntryPayload::Normal(Command::from_args(&[format!("cmd{i}").into_bytes()])),
+                payload: EntryPayload::Normal(Command::from_args(
+                    &[format!("cmd{i}").into_bytes()],
+                )),
             })
             .collect()
     }
@@ -421,18 +423,28 @@ mod tests {
         {
             let store = LogStore::open(dir.path()).expect("open");
             let mut inner = store.lock();
-            inner.write(&Record::Append(entries(1..=3)), true).expect("write");
+            inner
+                .write(&Record::Append(entries(1..=3)), true)
+                .expect("write");
             inner.write(&Record::Truncate(3), true).expect("truncate");
         }
         let good = std::fs::metadata(&path).expect("log file").len();
         // A crash in the middle of the next record: its header promises more than was written.
-        let mut f = OpenOptions::new().append(true).open(&path).expect("open log");
-        f.write_all(&[200, 0, 0, 0, 1, 2, 3, 4, 9, 9, 9]).expect("torn write");
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("open log");
+        f.write_all(&[200, 0, 0, 0, 1, 2, 3, 4, 9, 9, 9])
+            .expect("torn write");
         drop(f);
 
         let store = LogStore::open(dir.path()).expect("reopen");
         assert_eq!(store.last_index(), Some(2), "entries 1-2 kept, 3 truncated");
-        assert_eq!(std::fs::metadata(&path).expect("log").len(), good, "torn tail cut");
+        assert_eq!(
+            std::fs::metadata(&path).expect("log").len(),
+            good,
+            "torn tail cut"
+        );
         store
             .lock()
             .write(&Record::Append(entries(3..=4)), true)
@@ -450,7 +462,9 @@ mod tests {
         {
             let store = LogStore::open(dir.path()).expect("open");
             let mut inner = store.lock();
-            inner.write(&Record::Append(entries(1..=10)), true).expect("write");
+            inner
+                .write(&Record::Append(entries(1..=10)), true)
+                .expect("write");
             let purge = Record::Purge(LogId::new(CommittedLeaderId::new(1, 1), 6));
             inner.write(&purge, true).expect("purge");
             inner.replay(Record::Append(entries(1..=10)));
@@ -460,6 +474,9 @@ mod tests {
         let store = LogStore::open(dir.path()).expect("reopen");
         let inner = store.lock();
         assert_eq!(inner.last_purged.map(|l| l.index), Some(6));
-        assert_eq!(inner.entries.keys().copied().collect::<Vec<_>>(), vec![7, 8, 9, 10]);
+        assert_eq!(
+            inner.entries.keys().copied().collect::<Vec<_>>(),
+            vec![7, 8, 9, 10]
+        );
     }
 }

@@ -528,6 +528,35 @@ fn cluster_up_raft_serves_jobs_refuses_nondeterminism_and_goes_down() {
     let mut job = redcount_protocol::Job::new(link, "sotu").expect("job");
     let kept: Counts = job.all_counts().expect("counts").into_iter().collect();
     assert_same_counts(&oracle_count(&files), &kept);
+    // A crashed node is started again by `cluster up`, the others are left alone.
+    let pid = group.pid(&group.nodes[0]).expect("node 1 runs");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill node 1");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while group.pid(&group.nodes[0]).is_some() {
+        assert!(Instant::now() < deadline, "node 1 did not die");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let third = run_ok(&[
+        "cluster",
+        "up",
+        "--raft",
+        "3",
+        "--dir",
+        gdir.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&third.stderr).contains("started 1 of the 3 nodes"),
+        "{}",
+        String::from_utf8_lossy(&third.stderr)
+    );
+    assert!(
+        group.nodes.iter().all(|n| group.pid(n).is_some()),
+        "all three run again"
+    );
 }
 
 #[test]

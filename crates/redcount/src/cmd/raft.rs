@@ -54,12 +54,19 @@ fn parse_peers(text: &str) -> anyhow::Result<BTreeMap<u64, String>> {
 
 pub fn group_up(dir: &Path, size: usize) -> anyhow::Result<ExitCode> {
     let exe = std::env::current_exe().context("cannot find the redcount executable")?;
-    let group = start_group(dir, size, &exe)?;
-    eprintln!(
-        "started a Raft group of {size} nodes in {} (stop it with `redcount cluster down --dir {}`); use:",
-        dir.display(),
-        dir.display()
-    );
+    let (group, started) = start_group(dir, size, &exe)?;
+    match started {
+        0 => eprintln!("all {size} nodes of the Raft group in {} already run; use:", dir.display()),
+        n if n == size => eprintln!(
+            "started a Raft group of {size} nodes in {} (stop it with `redcount cluster down --dir {}`); use:",
+            dir.display(),
+            dir.display()
+        ),
+        n => eprintln!(
+            "started {n} of the {size} nodes of the Raft group in {} (the others were running); use:",
+            dir.display()
+        ),
+    }
     println!("{}", group.url());
     Ok(ExitCode::SUCCESS)
 }
