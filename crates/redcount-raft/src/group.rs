@@ -100,7 +100,8 @@ impl Group {
     pub fn save(&self) -> anyhow::Result<()> {
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", self.dir.display()))?;
-        write_private(&self.password_file(), self.password.as_bytes())?;
+        redcount_server::write_private(&self.password_file(), &self.password)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", self.password_file().display()))?;
         let json = serde_json::to_vec_pretty(self)?;
         std::fs::write(self.dir.join(GROUP_FILE), json)
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", self.dir.display()))
@@ -149,17 +150,60 @@ impl Group {
         )
     }
 
+    /// The member with this id.
+    pub fn node(&self, id: NodeId) -> anyhow::Result<&NodeSpec> {
+        self.nodes
+            .iter()
+            .find(|n| n.id == id)
+            .ok_or_else(|| anyhow::anyhow!("the group in {} has no node {id}", self.dir.display()))
+    }
+
+    /// The node that says it leads, if any answers so.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.nodes
+            .iter()
+            .find(|n| {
+                self.status(n)
+                    .is_some_and(|s| s.get("role").map(String::as_str) == Some("leader"))
+            })
+            .map(|n| n.id)
+    }
+
+    /// Starts node `id` as a child of this process (tests, benchmarks), its output appended to
+    /// `node-<id>.log` beside its directory; it gets SIGKILL when the calling thread ends.
+    pub fn spawn_child(
+        &self,
+        exe: &Path,
+        id: NodeId,
+        init: bool,
+        extra_args: &[&str],
+    ) -> anyhow::Result<std::process::Child> {
+        let node = self.node(id)?;
+        std::fs::create_dir_all(&node.dir)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(node.dir.with_extension("log"))?;
+        let mut cmd = self.command(exe, node, init);
+        cmd.args(extra_args)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        redcount_server::die_with_parent(&mut cmd);
+        cmd.spawn()
+            .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", exe.display()))
+    }
+
     /// Waits until some node leads; returns its id.
     pub fn wait_for_leader(&self, timeout: Duration) -> anyhow::Result<NodeId> {
         let deadline = Instant::now() + timeout;
         loop {
-            for node in &self.nodes {
-                if self
-                    .status(node)
-                    .is_some_and(|s| s.get("role").map(String::as_str) == Some("leader"))
-                {
-                    return Ok(node.id);
-                }
+            if let Some(id) = self.leader() {
+                return Ok(id);
             }
             if Instant::now() > deadline {
                 anyhow::bail!(
@@ -257,18 +301,4 @@ pub fn group_down(dir: &Path) -> anyhow::Result<Group> {
         }
     }
     Ok(group)
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
-    f.write_all(bytes)?;
-    Ok(())
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::{find_redis_server, free_port, random_hex, ServerError};
+use crate::{find_redis_server, free_port, random_hex, write_private, ServerError};
 
 /// The Sentinel name of the primary.
 pub const MASTER_NAME: &str = "redcount";
@@ -101,19 +101,6 @@ fn join(ports: &[u16]) -> String {
         .map(u16::to_string)
         .collect::<Vec<_>>()
         .join(",")
-}
-
-/// Files holding the password are readable by their owner only.
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(text.as_bytes())
 }
 
 /// Starts a primary, `replicas` replicas and `sentinels` Sentinels under `dir` and waits until the

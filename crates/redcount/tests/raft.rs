@@ -43,32 +43,20 @@ impl TestGroup {
     }
 
     fn node(&self, id: u64) -> &redcount_raft::group::NodeSpec {
-        self.group
-            .nodes
-            .iter()
-            .find(|n| n.id == id)
-            .expect("node id")
+        self.group.node(id).expect("node id")
     }
 
     fn spawn(&mut self, id: u64, init: bool) {
-        let node = self.node(id).clone();
-        std::fs::create_dir_all(&node.dir).expect("node dir");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(node.dir.with_extension("log"))
-            .expect("node log");
-        let mut cmd = self
+        let every = self.snapshot_every.to_string();
+        let child = self
             .group
-            .command(Path::new(env!("CARGO_BIN_EXE_redcount")), &node, init);
-        cmd.arg("--snapshot-every")
-            .arg(self.snapshot_every.to_string())
-            .env("RUST_LOG", "info,openraft=warn")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log);
-        redcount_server::die_with_parent(&mut cmd);
-        let child = cmd.spawn().expect("start raft-node");
+            .spawn_child(
+                Path::new(env!("CARGO_BIN_EXE_redcount")),
+                id,
+                init,
+                &["--snapshot-every", &every],
+            )
+            .expect("start raft-node");
         self.children.insert(id, child);
     }
 
@@ -85,10 +73,7 @@ impl TestGroup {
     }
 
     fn leader(&self) -> Option<u64> {
-        self.group.nodes.iter().map(|n| n.id).find(|&id| {
-            self.status(id)
-                .is_some_and(|s| s.get("role").map(String::as_str) == Some("leader"))
-        })
+        self.group.leader()
     }
 
     fn applied(&self, id: u64) -> Option<u64> {

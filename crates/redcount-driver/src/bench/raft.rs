@@ -41,21 +41,8 @@ impl BenchGroup {
     }
 
     fn spawn(&mut self, id: u64) -> anyhow::Result<()> {
-        let node = self
-            .group
-            .nodes
-            .iter()
-            .find(|n| n.id == id)
-            .cloned()
-            .ok_or_else(|| anyhow::anyhow!("no node {id}"))?;
-        std::fs::create_dir_all(&node.dir)?;
-        let log = std::fs::File::create(node.dir.with_extension("log"))?;
-        let mut cmd = self.group.command(&self.exe, &node, true);
-        cmd.stdin(std::process::Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        redcount_server::die_with_parent(&mut cmd);
-        self.children.push((id, cmd.spawn()?));
+        let child = self.group.spawn_child(&self.exe, id, true, &[])?;
+        self.children.push((id, child));
         Ok(())
     }
 
@@ -65,17 +52,6 @@ impl BenchGroup {
             let _ = child.kill();
             let _ = child.wait();
         }
-    }
-
-    fn leader(&self) -> Option<u64> {
-        self.group.nodes.iter().map(|n| n.id).find(|&id| {
-            self.group
-                .nodes
-                .iter()
-                .find(|n| n.id == id)
-                .and_then(|n| self.group.status(n))
-                .is_some_and(|s| s.get("role").map(String::as_str) == Some("leader"))
-        })
     }
 }
 
@@ -248,6 +224,7 @@ fn leader_kill_to_ack(group: &mut BenchGroup) -> anyhow::Result<f64> {
     let mut job = job_on(&group.group.url(), "failover")?;
     job.event(now_ms(), "bench", "warm-up")?;
     let leader = group
+        .group
         .leader()
         .ok_or_else(|| anyhow::anyhow!("no leader before the kill"))?;
     group.kill(leader);
