@@ -99,11 +99,12 @@ pub fn latency_experiment(options: &ExperimentOptions) -> anyhow::Result<PathBuf
         kills,
         stragglers: vec![],
         restart_after: Some(Duration::from_millis(500)),
+        ..FaultPlan::default()
     };
     let slow = FaultPlan {
         kills: vec![],
         stragglers: vec![(Duration::from_secs_f64(secs / 3.0), 4.0)],
-        restart_after: None,
+        ..FaultPlan::default()
     };
     let mut faults = Vec::new();
     for &lease in &options.leases {

@@ -1,7 +1,9 @@
 //! The fault schedule of a stream job, run by a thread of its own next to the injector: kill a worker
 //! at given times (and replace it after a delay), slow a worker down by SIGSTOP/SIGCONT duty-cycling
-//! (like cpulimit). Every action is noted in the job's `events` stream, so plots can mark it.
+//! (like cpulimit), kill the leader of a Raft group (and start it again a second later). Every action
+//! is noted in the job's `events` stream, so plots can mark it.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -21,11 +23,19 @@ pub struct FaultPlan {
     pub stragglers: Vec<(Duration, f64)>,
     /// Replace a killed worker after this delay.
     pub restart_after: Option<Duration>,
+    /// SIGKILL the leader of the Raft group at each of these times ...
+    pub leader_kills: Vec<Duration>,
+    /// ... the group started by `cluster up --raft` in this directory, with this redcount binary
+    /// (which starts the killed node again after [`NODE_RESTART_DELAY`]).
+    pub raft_group: Option<(PathBuf, PathBuf)>,
 }
+
+/// A killed Raft node comes back after this long (the group carries on without it meanwhile).
+pub const NODE_RESTART_DELAY: Duration = Duration::from_secs(1);
 
 impl FaultPlan {
     pub fn is_empty(&self) -> bool {
-        self.kills.is_empty() && self.stragglers.is_empty()
+        self.kills.is_empty() && self.stragglers.is_empty() && self.leader_kills.is_empty()
     }
 }
 
@@ -42,6 +52,8 @@ enum Action {
     Kill,
     Restart(usize),
     Slow(f64),
+    KillLeader,
+    RestartNodes,
 }
 
 impl FaultRunner {
@@ -58,6 +70,7 @@ impl FaultRunner {
             let mut agenda: Vec<(Duration, Action)> =
                 plan.kills.iter().map(|&at| (at, Action::Kill)).collect();
             agenda.extend(plan.stragglers.iter().map(|&(at, f)| (at, Action::Slow(f))));
+            agenda.extend(plan.leader_kills.iter().map(|&at| (at, Action::KillLeader)));
             agenda.sort_by_key(|(at, _)| *at);
             let mut agenda = std::collections::VecDeque::from(agenda);
             // Victims are taken in turn, so two faults do not hit the same worker while others exist.
@@ -93,6 +106,30 @@ impl FaultRunner {
                             ),
                             Err(err) => tracing::warn!("could not restart a worker: {err:#}"),
                         },
+                        Action::KillLeader => {
+                            if let Some((dir, _)) = &plan.raft_group {
+                                match kill_leader(dir, &mut job) {
+                                    Ok(()) => {
+                                        let at = elapsed + NODE_RESTART_DELAY;
+                                        let i = agenda.partition_point(|(t, _)| *t <= at);
+                                        agenda.insert(i, (at, Action::RestartNodes));
+                                    }
+                                    Err(err) => {
+                                        tracing::warn!("could not kill the Raft leader: {err:#}")
+                                    }
+                                }
+                            }
+                        }
+                        Action::RestartNodes => {
+                            if let Some((dir, exe)) = &plan.raft_group {
+                                match restart_nodes(dir, exe) {
+                                    Ok(detail) => note(&mut job, "restart-raft-node", &detail),
+                                    Err(err) => {
+                                        tracing::warn!("could not restart Raft nodes: {err:#}")
+                                    }
+                                }
+                            }
+                        }
                         Action::Slow(factor) => {
                             let slot = next_victim % n;
                             next_victim += 1;
@@ -152,6 +189,33 @@ impl Drop for FaultRunner {
     fn drop(&mut self) {
         self.halt();
     }
+}
+
+/// SIGKILLs the node that leads the group in `dir`. The event is noted first: the group stamps
+/// events with its leader's clock, and after the kill only a new leader could take the note, a
+/// failover later than the kill.
+fn kill_leader(dir: &std::path::Path, job: &mut Job) -> anyhow::Result<()> {
+    let group = redcount_raft::group::Group::load(dir)?;
+    let id = group
+        .leader()
+        .ok_or_else(|| anyhow::anyhow!("no node of the group in {} leads", dir.display()))?;
+    let pid = group
+        .pid(group.node(id)?)
+        .ok_or_else(|| anyhow::anyhow!("node {id} leads but its pid file names no running node"))?;
+    note(
+        job,
+        "kill-raft-leader",
+        &format!("raft leader node {id} (pid {pid}) killed"),
+    );
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL)?;
+    Ok(())
+}
+
+/// Starts the group's nodes that do not run; says how many.
+fn restart_nodes(dir: &std::path::Path, exe: &std::path::Path) -> anyhow::Result<String> {
+    let size = redcount_raft::group::Group::load(dir)?.nodes.len();
+    let (_, started) = redcount_raft::group::group_up(dir, size, exe)?;
+    Ok(format!("{started} raft node(s) started again"))
 }
 
 fn note(job: &mut Job, kind: &str, detail: &str) {

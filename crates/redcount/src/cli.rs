@@ -266,6 +266,13 @@ pub struct StreamArgs {
     /// Slow one worker down by FACTOR from time AT (SIGSTOP/SIGCONT duty cycle), e.g. 5s:4.
     #[arg(long, value_name = "AT:FACTOR", value_parser = parse_straggler)]
     pub straggler: Vec<(Duration, f64)>,
+    /// SIGKILL the leader of the Raft group in --raft-dir at this time (repeatable); it is started
+    /// again a second later.
+    #[arg(long, value_name = "AT", value_parser = parse_duration, requires = "raft_dir")]
+    pub kill_raft_leader: Vec<Duration>,
+    /// The directory of the Raft group (`cluster up --raft N --dir DIR`) that --kill-raft-leader hits.
+    #[arg(long, value_name = "DIR")]
+    pub raft_dir: Option<PathBuf>,
     /// Replace killed workers after this delay.
     #[arg(long, value_name = "DELAY", value_parser = parse_duration, num_args = 0..=1, default_missing_value = "1s")]
     pub restart_workers: Option<Duration>,

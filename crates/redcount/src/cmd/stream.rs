@@ -2,6 +2,8 @@
 
 use std::process::ExitCode;
 
+use anyhow::Context;
+
 use redcount_driver::faults::FaultPlan;
 use redcount_driver::stream::{stream as run_stream, StreamLimit, StreamOptions};
 
@@ -27,6 +29,15 @@ pub fn stream(args: StreamArgs) -> anyhow::Result<ExitCode> {
             kills: args.kill_worker,
             stragglers: args.straggler,
             restart_after: args.restart_workers,
+            leader_kills: args.kill_raft_leader,
+            raft_group: match args.raft_dir {
+                Some(dir) => Some((
+                    dir,
+                    std::env::current_exe()
+                        .context("cannot find the redcount executable to restart raft nodes")?,
+                )),
+                None => None,
+            },
         },
     };
     let summary = run_stream(&options, &interrupted)?;
