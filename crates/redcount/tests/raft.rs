@@ -311,6 +311,31 @@ fn a_paused_leader_wakes_up_as_a_follower_and_acknowledges_nothing() {
 }
 
 #[test]
+fn five_nodes_survive_two_failures_at_once_leader_included() {
+    // 2f+1 = 5 survives f = 2: the leader and another node die together, the other three carry on.
+    let mut g = TestGroup::start(5, 2000);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let corpus = dir.path().join("in");
+    let files = write_text_corpus(&corpus, 120, 1_000, 8_000, 77);
+    let (mut driver, out) = start_job(&g, dir.path(), "five", &corpus, "30ms");
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(
+        !finished(&mut driver),
+        "the job finished before the failures"
+    );
+    let leader = g.leader().expect("a leader");
+    let other = (1..=5).find(|&id| id != leader).expect("another node");
+    g.kill(leader);
+    g.kill(other);
+    let done = wait_success(driver, Duration::from_secs(120), "driver");
+    assert_same_counts(&oracle_count(&files), &read_out_file(&out));
+    assert_nothing_recomputed(&json(&done));
+    g.spawn(leader, false);
+    g.spawn(other, false);
+    g.assert_replicas_identical();
+}
+
+#[test]
 fn with_two_of_three_nodes_down_the_job_stalls_and_resumes_when_one_returns() {
     let mut g = TestGroup::start(3, 2000);
     let dir = tempfile::tempdir().expect("temp dir");
