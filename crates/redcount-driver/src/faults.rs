@@ -1,6 +1,6 @@
 //! The fault schedule of a stream job, run by a thread of its own next to the injector: kill a worker
 //! at given times (and replace it after a delay), slow a worker down by SIGSTOP/SIGCONT duty-cycling
-//! (like cpulimit), kill the leader of a Raft group (and start it again a second later). Every action
+//! (like cpulimit), kill the leader of a Raft group (and start it again 3 s later). Every action
 //! is noted in the job's `events` stream, so plots can mark it.
 
 use std::path::PathBuf;
@@ -30,8 +30,10 @@ pub struct FaultPlan {
     pub raft_group: Option<(PathBuf, PathBuf)>,
 }
 
-/// A killed Raft node comes back after this long (the group carries on without it meanwhile).
-pub const NODE_RESTART_DELAY: Duration = Duration::from_secs(1);
+/// A killed Raft node comes back after this long (the group carries on without it meanwhile). Not
+/// sooner: a leader back within about a second resumes its leadership from its vote and serves only
+/// once it re-applied its log, which makes the outage longer than the failover it demonstrates.
+pub const NODE_RESTART_DELAY: Duration = Duration::from_secs(3);
 
 impl FaultPlan {
     pub fn is_empty(&self) -> bool {

@@ -267,7 +267,7 @@ pub struct StreamArgs {
     #[arg(long, value_name = "AT:FACTOR", value_parser = parse_straggler)]
     pub straggler: Vec<(Duration, f64)>,
     /// SIGKILL the leader of the Raft group in --raft-dir at this time (repeatable); it is started
-    /// again a second later.
+    /// again 3 s later.
     #[arg(long, value_name = "AT", value_parser = parse_duration, requires = "raft_dir")]
     pub kill_raft_leader: Vec<Duration>,
     /// The directory of the Raft group (`cluster up --raft N --dir DIR`) that --kill-raft-leader hits.

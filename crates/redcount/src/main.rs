@@ -16,14 +16,18 @@ fn main() -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         // Colours only on a terminal: raft nodes and workers often log to files.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .without_time()
-        .init();
+        .with_target(false);
+    // A raft node's log is read after the fact, next to its peers': it needs the time.
+    if matches!(cli.command, cli::Command::RaftNode(_)) {
+        logs.init();
+    } else {
+        logs.without_time().init();
+    }
     match cmd::dispatch(cli.command) {
         Ok(code) => code,
         Err(err) => {

@@ -638,7 +638,7 @@ fn a_stream_survives_its_raft_leader_being_killed_and_marks_it() {
     let o = run_ok(&[
         "stream",
         "--rate",
-        "20",
+        "10",
         "--files",
         "60",
         "-w",
