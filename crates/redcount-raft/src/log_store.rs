@@ -110,8 +110,9 @@ impl LogStore {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The last log index (for status).
-    pub fn last_index(&self) -> Option<u64> {
+    /// The last log index.
+    #[cfg(test)]
+    fn last_index(&self) -> Option<u64> {
         let inner = self.lock();
         inner
             .entries

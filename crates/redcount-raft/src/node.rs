@@ -62,7 +62,6 @@ pub struct Node {
     pub id: NodeId,
     pub raft: Raft,
     pub sm: StateMachine,
-    pub log: LogStore,
     pub isolation: Isolation,
     pub password: Option<String>,
     group_id: String,
@@ -206,15 +205,9 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let network = Network {
         isolation: isolation.clone(),
     };
-    let raft = Raft::new(
-        config.id,
-        Arc::new(raft_config),
-        network,
-        log.clone(),
-        sm.clone(),
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("starting raft: {e}"))?;
+    let raft = Raft::new(config.id, Arc::new(raft_config), network, log, sm.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("starting raft: {e}"))?;
     if config.init && !raft.is_initialized().await? {
         let members: BTreeMap<NodeId, BasicNode> = config
             .peers
@@ -229,7 +222,6 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         id: config.id,
         raft: raft.clone(),
         sm,
-        log,
         isolation,
         password: config.password.clone(),
         group_id: group_id(&config.peers),

@@ -26,11 +26,10 @@ pub async fn serve_client(stream: TcpStream, node: Arc<Node>) {
     let (r, mut w) = stream.into_split();
     let mut reader = BufReader::with_capacity(64 * 1024, r);
     let mut session = Session {
+        authed: node.password.is_none(),
         node,
         local: None,
-        authed: false,
     };
-    session.authed = session.node.password.is_none();
     loop {
         let frame = match read_frame(&mut reader).await {
             Ok(Some(frame)) => frame,
