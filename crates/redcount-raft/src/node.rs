@@ -13,6 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::frame::Frame;
 use crate::log_store::LogStore;
 use crate::network::{serve_peer, Isolation, Network, RPC_MAGIC};
+use crate::redis_machine::RedisMachine;
 use crate::session::{redirect, serve_client, state_name};
 use crate::state_machine::StateMachine;
 use crate::types::{NodeId, Raft};
@@ -61,7 +62,7 @@ impl NodeConfig {
 pub struct Node {
     pub id: NodeId,
     pub raft: Raft,
-    pub sm: StateMachine,
+    pub sm: StateMachine<RedisMachine>,
     pub isolation: Isolation,
     pub password: Option<String>,
     group_id: String,

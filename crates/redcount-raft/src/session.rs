@@ -132,7 +132,7 @@ impl Session {
     /// Runs a command on this node's Redis over the session's own connection.
     async fn local(&mut self, args: Vec<Vec<u8>>) -> Frame {
         if self.local.is_none() {
-            let (port, password) = self.node.sm.redis();
+            let (port, password) = self.node.sm.machine().redis();
             match LocalConn::connect(port, password).await {
                 Ok(con) => self.local = Some(con),
                 Err(e) => {

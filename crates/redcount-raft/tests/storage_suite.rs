@@ -4,13 +4,16 @@
 
 use openraft::testing::{StoreBuilder, Suite};
 use redcount_raft::log_store::LogStore;
+use redcount_raft::redis_machine::RedisMachine;
 use redcount_raft::state_machine::StateMachine;
 use redcount_raft::types::{log_error, sm_error, StorageError, TypeConfig};
 
 struct Builder;
 
-impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
-    async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
+impl StoreBuilder<TypeConfig, LogStore, StateMachine<RedisMachine>, tempfile::TempDir> for Builder {
+    async fn build(
+        &self,
+    ) -> Result<(tempfile::TempDir, LogStore, StateMachine<RedisMachine>), StorageError> {
         let dir = tempfile::tempdir().map_err(log_error)?;
         let log = LogStore::open(dir.path()).map_err(sm_error)?;
         let sm = StateMachine::open(dir.path()).await.map_err(sm_error)?;
@@ -20,8 +23,13 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Bui
 
 #[test]
 fn log_store_and_state_machine_pass_openraft_storage_suite() {
-    let outcome =
-        Suite::<TypeConfig, LogStore, StateMachine, Builder, tempfile::TempDir>::test_all(Builder);
+    let outcome = Suite::<
+        TypeConfig,
+        LogStore,
+        StateMachine<RedisMachine>,
+        Builder,
+        tempfile::TempDir,
+    >::test_all(Builder);
     if let Err(err) = outcome {
         panic!("openraft storage suite: {err}");
     }
