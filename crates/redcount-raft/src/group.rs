@@ -170,7 +170,8 @@ impl Group {
     }
 
     /// Starts node `id` as a child of this process (tests, benchmarks), its output appended to
-    /// `node-<id>.log` beside its directory; it gets SIGKILL when the calling thread ends.
+    /// `node-<id>.log` beside its directory (which a test may wipe); it gets SIGKILL when the calling
+    /// thread ends.
     pub fn spawn_child(
         &self,
         exe: &Path,
@@ -179,23 +180,37 @@ impl Group {
         extra_args: &[&str],
     ) -> anyhow::Result<std::process::Child> {
         let node = self.node(id)?;
-        std::fs::create_dir_all(&node.dir)?;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(node.dir.with_extension("log"))?;
-        let mut cmd = self.command(exe, node, init);
-        cmd.args(extra_args)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
+        let mut cmd = self.logged_command(exe, node, init, &node.dir.with_extension("log"))?;
+        cmd.args(extra_args);
         redcount_server::die_with_parent(&mut cmd);
         cmd.spawn()
             .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", exe.display()))
+    }
+
+    /// [`Group::command`] with no input, its output appended to `log`, and quiet openraft logs
+    /// unless RUST_LOG says otherwise.
+    fn logged_command(
+        &self,
+        exe: &Path,
+        node: &NodeSpec,
+        init: bool,
+        log: &Path,
+    ) -> anyhow::Result<Command> {
+        std::fs::create_dir_all(&node.dir)?;
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", log.display()))?;
+        let mut cmd = self.command(exe, node, init);
+        cmd.stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()),
+            );
+        Ok(cmd)
     }
 
     /// Waits until some node leads; returns its id.
@@ -256,19 +271,7 @@ pub fn group_up(dir: &Path, size: usize, exe: &Path) -> anyhow::Result<(Group, u
 
 fn spawn_detached(group: &Group, node: &NodeSpec, exe: &Path) -> anyhow::Result<()> {
     use std::os::unix::process::CommandExt;
-    std::fs::create_dir_all(&node.dir)?;
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(node.dir.join("node.log"))?;
-    let mut cmd = group.command(exe, node, true);
-    cmd.stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()),
-        );
+    let mut cmd = group.logged_command(exe, node, true, &node.dir.join("node.log"))?;
     // SAFETY: setsid is async-signal-safe; it detaches the node from our terminal and process group.
     unsafe {
         cmd.pre_exec(|| {
