@@ -123,15 +123,7 @@ impl Group {
 
     /// Pid of a node's process while it runs (from its pid file, checked against /proc).
     pub fn pid(&self, node: &NodeSpec) -> Option<i32> {
-        let pid: i32 = std::fs::read_to_string(node.dir.join("node.pid"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()?;
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-        String::from_utf8_lossy(&cmdline)
-            .contains("raft-node")
-            .then_some(pid)
+        redcount_server::running_pid(&node.dir.join("node.pid"), "raft-node")
     }
 
     /// `RAFT.STATUS` of one node as fields, or None if it does not answer.

@@ -47,15 +47,7 @@ impl Cluster {
     /// Pid of the redis-server on `port` (data node or Sentinel), from its pid file, if it still runs
     /// (a pid file left by a killed server may name a pid since reused by something else).
     pub fn pid(&self, port: u16) -> Option<i32> {
-        let pid: i32 = std::fs::read_to_string(self.dir.join(format!("{port}.pid")))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()?;
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-        String::from_utf8_lossy(&cmdline)
-            .contains("redis-server")
-            .then_some(pid)
+        crate::running_pid(&self.dir.join(format!("{port}.pid")), "redis-server")
     }
 
     fn save(&self) -> std::io::Result<()> {

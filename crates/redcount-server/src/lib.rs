@@ -258,6 +258,20 @@ pub fn find_redis_server() -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
+/// The pid in `pid_file` if that process still runs and its command line contains `name` (a pid
+/// file left by a killed process may name a pid since reused by something else).
+pub fn running_pid(pid_file: &Path, name: &str) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(pid_file)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    String::from_utf8_lossy(&cmdline)
+        .contains(name)
+        .then_some(pid)
+}
+
 /// Writes a file readable by its owner only (files that hold a password).
 pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;

@@ -212,6 +212,63 @@ fn assert_nothing_recomputed(v: &serde_json::Value) {
     assert_eq!(v["recreated"], 0, "job re-run: {v}");
 }
 
+/// Waits until a node other than `old` leads; returns it.
+fn wait_for_new_leader(g: &TestGroup, old: u64, why: &str) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let found = g
+            .group
+            .nodes
+            .iter()
+            .map(|n| n.id)
+            .filter(|&id| id != old)
+            .find(|&id| g.status(id).is_some_and(|s| s["role"] == "leader"));
+        if let Some(id) = found {
+            return id;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new leader while {old} is {why}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Sends a write of `text` (an event of job `job`) straight to one node and checks it is refused as
+/// a retryable error, not acknowledged.
+fn assert_write_refused(con: &mut redis::Connection, job: &str, text: &str) {
+    let keys = redcount_protocol::JobKeys::new(job).expect("keys");
+    let write: redis::RedisResult<redis::Value> = redis::cmd("FCALL")
+        .arg("rc_event")
+        .arg(keys.all().len())
+        .arg(&keys.all()[..])
+        .arg(redcount_protocol::now_ms())
+        .arg("probe")
+        .arg(text)
+        .query(con);
+    let err = write.expect_err("a deposed or cut-off leader acknowledged a write");
+    assert!(
+        matches!(err.code(), Some("TRYAGAIN") | Some("MOVED")),
+        "unexpected refusal: {err}"
+    );
+}
+
+/// Checks that no replica recorded the event `text` of job `job` (read on node `id`, after the
+/// replicas converged).
+fn assert_event_nowhere(g: &TestGroup, id: u64, job: &str, text: &str) {
+    let keys = redcount_protocol::JobKeys::new(job).expect("keys");
+    let events: Vec<redis::Value> = redis::cmd("XRANGE")
+        .arg(keys.all()[8])
+        .arg("-")
+        .arg("+")
+        .query(&mut g.connect(id))
+        .expect("events");
+    assert!(
+        !format!("{events:?}").contains(text),
+        "a refused write was applied: {text}"
+    );
+}
+
 #[test]
 fn killing_and_restarting_nodes_leader_included_keeps_counts_exact_and_recomputes_nothing() {
     let mut g = TestGroup::start(3, 200);
@@ -263,51 +320,16 @@ fn a_paused_leader_wakes_up_as_a_follower_and_acknowledges_nothing() {
     let mut old_con = g.connect(old);
     let pid = nix::unistd::Pid::from_raw(g.children[&old].id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let new = loop {
-        let found = (1..=3)
-            .filter(|&id| id != old)
-            .find(|&id| g.status(id).is_some_and(|s| s["role"] == "leader"));
-        if let Some(id) = found {
-            break id;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no new leader while {old} is paused"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let new = wait_for_new_leader(&g, old, "paused");
     std::thread::sleep(Duration::from_millis(1000));
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
     // The first thing the woken node hears is a write: it must not acknowledge it.
-    let keys = redcount_protocol::JobKeys::new("pause").expect("keys");
-    let write: redis::RedisResult<redis::Value> = redis::cmd("FCALL")
-        .arg("rc_event")
-        .arg(keys.all().len())
-        .arg(&keys.all()[..])
-        .arg(redcount_protocol::now_ms())
-        .arg("probe")
-        .arg("sent to a paused leader")
-        .query(&mut old_con);
-    let err = write.expect_err("a deposed leader acknowledged a write");
-    assert!(
-        matches!(err.code(), Some("TRYAGAIN") | Some("MOVED")),
-        "unexpected refusal: {err}"
-    );
+    assert_write_refused(&mut old_con, "pause", "sent to a paused leader");
     let done = wait_success(driver, Duration::from_secs(120), "driver");
     assert_same_counts(&oracle_count(&files), &read_out_file(&out));
     assert_nothing_recomputed(&json(&done));
     g.assert_replicas_identical();
-    let events: Vec<redis::Value> = redis::cmd("XRANGE")
-        .arg(keys.all()[8])
-        .arg("-")
-        .arg("+")
-        .query(&mut g.connect(new))
-        .expect("events");
-    assert!(
-        !format!("{events:?}").contains("sent to a paused leader"),
-        "the deposed leader's write was applied"
-    );
+    assert_event_nowhere(&g, new, "pause", "sent to a paused leader");
 }
 
 #[test]
@@ -419,35 +441,9 @@ fn an_isolated_leader_stops_acknowledging_and_a_new_one_takes_over() {
         .query(&mut old_con)
         .expect("isolate");
     // The other two elect a new leader.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let new = loop {
-        let found = (1..=3)
-            .filter(|&id| id != old)
-            .find(|&id| g.status(id).is_some_and(|s| s["role"] == "leader"));
-        if let Some(id) = found {
-            break id;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no new leader while {old} is isolated"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let new = wait_for_new_leader(&g, old, "isolated");
     // The old leader acknowledges nothing: a write sent straight to it is refused, not committed.
-    let keys = redcount_protocol::JobKeys::new("part").expect("keys");
-    let write: redis::RedisResult<redis::Value> = redis::cmd("FCALL")
-        .arg("rc_event")
-        .arg(keys.all().len())
-        .arg(&keys.all()[..])
-        .arg(redcount_protocol::now_ms())
-        .arg("probe")
-        .arg("sent to an isolated leader")
-        .query(&mut old_con);
-    let err = write.expect_err("an isolated leader acknowledged a write");
-    assert!(
-        matches!(err.code(), Some("TRYAGAIN") | Some("MOVED")),
-        "unexpected refusal: {err}"
-    );
+    assert_write_refused(&mut old_con, "part", "sent to an isolated leader");
     assert!(!finished(&mut driver) || new != old);
     let _: String = redis::cmd("RAFT.ISOLATE")
         .arg(0)
@@ -458,16 +454,7 @@ fn an_isolated_leader_stops_acknowledging_and_a_new_one_takes_over() {
     assert_nothing_recomputed(&json(&done));
     g.assert_replicas_identical();
     // The probe never happened anywhere: no replica recorded it.
-    let events: Vec<redis::Value> = redis::cmd("XRANGE")
-        .arg(keys.all()[8])
-        .arg("-")
-        .arg("+")
-        .query(&mut g.connect(new))
-        .expect("events");
-    assert!(
-        !format!("{events:?}").contains("sent to an isolated leader"),
-        "the isolated leader's write was applied"
-    );
+    assert_event_nowhere(&g, new, "part", "sent to an isolated leader");
 }
 
 #[test]
