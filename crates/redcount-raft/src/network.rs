@@ -186,20 +186,41 @@ fn mismatch(what: &str) -> std::io::Error {
     ))
 }
 
+impl PeerClient {
+    /// Sends `request` and turns the peer's answer into what openraft expects: `pick` takes the
+    /// matching reply out of the response (None for any other kind).
+    async fn call<T, E: std::error::Error>(
+        &mut self,
+        request: Request,
+        option: RPCOption,
+        what: &str,
+        pick: impl FnOnce(Response) -> Option<Result<T, E>>,
+    ) -> Result<T, RpcErr<E>> {
+        match self.send(request, option.hard_ttl()).await {
+            Ok(response) => match pick(response) {
+                Some(Ok(reply)) => Ok(reply),
+                Some(Err(e)) => Err(RPCError::RemoteError(openraft::error::RemoteError::new(
+                    self.target,
+                    e,
+                ))),
+                None => Err(RPCError::Network(NetworkError::new(&mismatch(what)))),
+            },
+            Err(e) => Err(self.unreachable(e)),
+        }
+    }
+}
+
 impl RaftNetwork<TypeConfig> for PeerClient {
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr<RaftError<NodeId>>> {
-        match self.send(Request::Append(rpc), option.hard_ttl()).await {
-            Ok(Response::Append(Ok(r))) => Ok(r),
-            Ok(Response::Append(Err(e))) => Err(RPCError::RemoteError(
-                openraft::error::RemoteError::new(self.target, e),
-            )),
-            Ok(_) => Err(RPCError::Network(NetworkError::new(&mismatch("append")))),
-            Err(e) => Err(self.unreachable(e)),
-        }
+        self.call(Request::Append(rpc), option, "append", |r| match r {
+            Response::Append(reply) => Some(reply),
+            _ => None,
+        })
+        .await
     }
 
     async fn install_snapshot(
@@ -208,14 +229,11 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<RaftError<NodeId, InstallSnapshotError>>>
     {
-        match self.send(Request::Snapshot(rpc), option.hard_ttl()).await {
-            Ok(Response::Snapshot(Ok(r))) => Ok(r),
-            Ok(Response::Snapshot(Err(e))) => Err(RPCError::RemoteError(
-                openraft::error::RemoteError::new(self.target, e),
-            )),
-            Ok(_) => Err(RPCError::Network(NetworkError::new(&mismatch("snapshot")))),
-            Err(e) => Err(self.unreachable(e)),
-        }
+        self.call(Request::Snapshot(rpc), option, "snapshot", |r| match r {
+            Response::Snapshot(reply) => Some(reply),
+            _ => None,
+        })
+        .await
     }
 
     async fn vote(
@@ -223,13 +241,10 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RpcErr<RaftError<NodeId>>> {
-        match self.send(Request::Vote(rpc), option.hard_ttl()).await {
-            Ok(Response::Vote(Ok(r))) => Ok(r),
-            Ok(Response::Vote(Err(e))) => Err(RPCError::RemoteError(
-                openraft::error::RemoteError::new(self.target, e),
-            )),
-            Ok(_) => Err(RPCError::Network(NetworkError::new(&mismatch("vote")))),
-            Err(e) => Err(self.unreachable(e)),
-        }
+        self.call(Request::Vote(rpc), option, "vote", |r| match r {
+            Response::Vote(reply) => Some(reply),
+            _ => None,
+        })
+        .await
     }
 }

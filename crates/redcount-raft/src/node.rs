@@ -152,7 +152,7 @@ impl Node {
 
     /// `INFO`: a Redis-like server section whose run_id is the group's (the same on every node, so
     /// clients do not mistake a failover for a restart that lost data), then the Raft state.
-    pub async fn info(&self) -> String {
+    pub fn info(&self) -> String {
         format!(
             "# Server\r\nredis_version:7.0.0-redcount-raft\r\nrun_id:{}\r\nredcount_raft_node:{}\r\n\r\n# Raft\r\n{}",
             self.group_id,

@@ -182,7 +182,7 @@ impl Session {
                 _ => Frame::error("ERR a redcount raft node has only database 0"),
             },
             NodeCommand::Role => self.node.role(),
-            NodeCommand::Info => Frame::bulk(self.node.info().await),
+            NodeCommand::Info => Frame::bulk(self.node.info()),
             // A Raft node has no Redis persistence settings: its durability is the Raft log.
             NodeCommand::ConfigGet => Frame::Array(vec![]),
             // Every acknowledged write is already on a majority: report the other voters.

@@ -559,50 +559,35 @@ fn cluster_up_raft_serves_jobs_refuses_nondeterminism_and_goes_down() {
     );
 }
 
+/// Runs `redcount ARGS`, which must fail with `reason` in its message.
+fn assert_refused(args: &[&str], reason: &str) {
+    let out = run(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{args:?} succeeded");
+    assert!(stderr.contains(reason), "{args:?}: {stderr}");
+}
+
 #[test]
 fn bad_raft_command_lines_are_refused_with_a_reason() {
     let dir = tempfile::tempdir().expect("temp dir");
     let d = dir.path().to_str().expect("utf-8");
-    let even = run(&["cluster", "up", "--raft", "2", "--dir", d]);
-    assert!(!even.status.success());
-    assert!(
-        String::from_utf8_lossy(&even.stderr).contains("odd number"),
-        "{}",
-        String::from_utf8_lossy(&even.stderr)
-    );
-    let stranger = run(&[
+    assert_refused(&["cluster", "up", "--raft", "2", "--dir", d], "odd number");
+    let node = [
         "raft-node",
-        "--id",
-        "4",
         "--dir",
         d,
         "--listen",
         "127.0.0.1:0",
         "--peers",
-        "1=127.0.0.1:1,2=127.0.0.1:2,3=127.0.0.1:3",
-    ]);
-    assert!(!stranger.status.success());
-    assert!(
-        String::from_utf8_lossy(&stranger.stderr).contains("does not list this node's id 4"),
-        "{}",
-        String::from_utf8_lossy(&stranger.stderr)
+    ];
+    let three = "1=127.0.0.1:1,2=127.0.0.1:2,3=127.0.0.1:3";
+    assert_refused(
+        &[&node[..], &[three, "--id", "4"]].concat(),
+        "does not list this node's id 4",
     );
-    let garbled = run(&[
-        "raft-node",
-        "--id",
-        "1",
-        "--dir",
-        d,
-        "--listen",
-        "127.0.0.1:0",
-        "--peers",
-        "1-127.0.0.1:1",
-    ]);
-    assert!(!garbled.status.success());
-    assert!(
-        String::from_utf8_lossy(&garbled.stderr).contains("is not id=host:port"),
-        "{}",
-        String::from_utf8_lossy(&garbled.stderr)
+    assert_refused(
+        &[&node[..], &["1-127.0.0.1:1", "--id", "1"]].concat(),
+        "is not id=host:port",
     );
     let nothing = run(&["cluster", "status", "--dir", d]);
     assert!(!nothing.status.success(), "status of an empty directory");

@@ -2,10 +2,8 @@
 
 use std::sync::atomic::AtomicBool;
 
-use super::{source_text, tempfile_dir, write_large, write_small, BenchOptions};
-use crate::plan::FormatChoice;
+use super::{tempfile_dir, two_worker_job, write_corpora, BenchOptions};
 use crate::run::{run, RunOptions};
-use crate::session::JobOptions;
 
 /// One coordinator set-up measured by [`bench_coordinator`].
 #[derive(Debug, Clone, serde::Serialize)]
@@ -22,15 +20,8 @@ pub struct ModeRow {
 /// with 2 workers; then the tasks recomputed per crash of each mode under `--chaos-redis`.
 pub fn bench_coordinator(options: &BenchOptions) -> anyhow::Result<Vec<ModeRow>> {
     use crate::embedded::Durability;
-    let temp = tempfile_dir()?;
-    let dir = options
-        .dir
-        .clone()
-        .unwrap_or_else(|| temp.path().to_path_buf());
-    let text = source_text(&options.source)?;
-    let (small, large) = (dir.join("small"), dir.join("large"));
-    write_small(&small, &text, options.small_files)?;
-    write_large(&large, &text, options.large_mb * 1_000_000)?;
+    let corpora = write_corpora(options)?;
+    let (small, large) = (&corpora.small, &corpora.large);
     let modes: [(&str, Durability, Option<u64>, bool, u32); 6] = [
         ("plain (no persistence)", Durability::None, None, false, 0),
         (
@@ -54,7 +45,7 @@ pub fn bench_coordinator(options: &BenchOptions) -> anyhow::Result<Vec<ModeRow>>
     let mut rows = Vec::new();
     println!("| corpus | coordinator | wall s | MB/s | vs plain |");
     println!("|---|---|---|---|---|");
-    for (name, path) in [("small files", &small), ("large files", &large)] {
+    for (name, path) in [("small files", small), ("large files", large)] {
         let mut plain = 0.0;
         for (mode, durability, checkpoint, sentinel, sync) in modes {
             let cluster_dir = tempfile_dir()?;
@@ -67,13 +58,7 @@ pub fn bench_coordinator(options: &BenchOptions) -> anyhow::Result<Vec<ModeRow>>
             } else {
                 None
             };
-            let mut common = JobOptions::new(
-                vec![path.display().to_string()],
-                2,
-                options.worker_exe.clone(),
-            );
-            common.format = FormatChoice::Text;
-            common.lease_ms = 10_000;
+            let mut common = two_worker_job(options, path, 10_000);
             common.durability = durability;
             common.checkpoint = checkpoint.map(std::time::Duration::from_millis);
             common.sync_replicas = sync;
@@ -114,13 +99,7 @@ pub fn bench_coordinator(options: &BenchOptions) -> anyhow::Result<Vec<ModeRow>>
         ("aof everysec", Durability::AofEverysec, None),
         ("aof always", Durability::AofAlways, None),
     ] {
-        let mut common = JobOptions::new(
-            vec![small.display().to_string()],
-            2,
-            options.worker_exe.clone(),
-        );
-        common.format = FormatChoice::Text;
-        common.lease_ms = 1_000;
+        let mut common = two_worker_job(options, small, 1_000);
         common.max_attempts = 100;
         common.durability = durability;
         common.checkpoint = checkpoint.map(std::time::Duration::from_millis);

@@ -116,6 +116,43 @@ pub fn bench(options: &BenchOptions) -> anyhow::Result<(Vec<StepCost>, Vec<Bench
     Ok((costs, rows))
 }
 
+/// The comparison benches' corpora: small files and two large files from the source text, in
+/// `--dir` or a temp dir (kept alive by the returned guard).
+pub(crate) struct Corpora {
+    pub small: PathBuf,
+    pub large: PathBuf,
+    _temp: tempfile::TempDir,
+}
+
+pub(crate) fn write_corpora(options: &BenchOptions) -> anyhow::Result<Corpora> {
+    let temp = tempfile_dir()?;
+    let dir = options
+        .dir
+        .clone()
+        .unwrap_or_else(|| temp.path().to_path_buf());
+    let text = source_text(&options.source)?;
+    let (small, large) = (dir.join("small"), dir.join("large"));
+    write_small(&small, &text, options.small_files)?;
+    write_large(&large, &text, options.large_mb * 1_000_000)?;
+    Ok(Corpora {
+        small,
+        large,
+        _temp: temp,
+    })
+}
+
+/// A plain-text job over `path` with 2 workers, as the comparison benches run it.
+pub(crate) fn two_worker_job(options: &BenchOptions, path: &Path, lease_ms: u64) -> JobOptions {
+    let mut job = JobOptions::new(
+        vec![path.display().to_string()],
+        2,
+        options.worker_exe.clone(),
+    );
+    job.format = FormatChoice::Text;
+    job.lease_ms = lease_ms;
+    job
+}
+
 fn tempfile_dir() -> anyhow::Result<tempfile::TempDir> {
     tempfile::Builder::new()
         .prefix("redcount-bench-")

@@ -9,10 +9,8 @@ use std::time::{Duration, Instant};
 use redcount_protocol::{now_ms, ClaimRequest, Format, Job, JobSpec, Link, LinkOptions, NewTask};
 use redcount_raft::group::Group;
 
-use super::{source_text, tempfile_dir, write_large, write_small, BenchOptions};
-use crate::plan::FormatChoice;
+use super::{tempfile_dir, two_worker_job, write_corpora, BenchOptions};
 use crate::run::{run, RunOptions};
-use crate::session::JobOptions;
 
 /// A group of node processes owned by the benchmark, killed on drop.
 struct BenchGroup {
@@ -66,27 +64,20 @@ impl Drop for BenchGroup {
 
 /// Runs the benchmark and prints Markdown tables.
 pub fn bench_raft(options: &BenchOptions) -> anyhow::Result<()> {
-    let temp = tempfile_dir()?;
-    let dir = options
-        .dir
-        .clone()
-        .unwrap_or_else(|| temp.path().to_path_buf());
-    let text = source_text(&options.source)?;
-    let (small, large) = (dir.join("small"), dir.join("large"));
-    write_small(&small, &text, options.small_files)?;
-    write_large(&large, &text, options.large_mb * 1_000_000)?;
+    let corpora = write_corpora(options)?;
+    let (small, large) = (&corpora.small, &corpora.large);
 
     println!("| corpus | coordinator | wall s | MB/s | commits | commits/s | vs plain |");
     println!("|---|---|---|---|---|---|---|");
     let runs: [(&str, &std::path::PathBuf, &[&str]); 3] = [
-        ("small files", &small, &[]),
+        ("small files", small, &[]),
         // One task per commit: as many commits as files, so commits/s means something.
         (
             "small files, 1 task per commit",
-            &small,
+            small,
             &["--batch-bytes", "1"],
         ),
-        ("large files", &large, &[]),
+        ("large files", large, &[]),
     ];
     for (name, path, worker_args) in runs {
         let mut plain = 0.0;
@@ -96,13 +87,7 @@ pub fn bench_raft(options: &BenchOptions) -> anyhow::Result<()> {
             } else {
                 None
             };
-            let mut common = JobOptions::new(
-                vec![path.display().to_string()],
-                2,
-                options.worker_exe.clone(),
-            );
-            common.format = FormatChoice::Text;
-            common.lease_ms = 10_000;
+            let mut common = two_worker_job(options, path, 10_000);
             common.worker_args = worker_args.iter().map(|a| a.to_string()).collect();
             common.redis = group.as_ref().map(|g| g.group.url());
             let s = run(
