@@ -197,7 +197,7 @@ impl Drop for FaultRunner {
 /// events with its leader's clock, and after the kill only a new leader could take the note, a
 /// failover later than the kill.
 fn kill_leader(dir: &std::path::Path, job: &mut Job) -> anyhow::Result<()> {
-    let group = redcount_raft::group::Group::load(dir)?;
+    let group = redcount_server::raft_group::Group::load(dir)?;
     let id = group
         .leader()
         .ok_or_else(|| anyhow::anyhow!("no node of the group in {} leads", dir.display()))?;
@@ -215,8 +215,8 @@ fn kill_leader(dir: &std::path::Path, job: &mut Job) -> anyhow::Result<()> {
 
 /// Starts the group's nodes that do not run; says how many.
 fn restart_nodes(dir: &std::path::Path, exe: &std::path::Path) -> anyhow::Result<String> {
-    let size = redcount_raft::group::Group::load(dir)?.nodes.len();
-    let (_, started) = redcount_raft::group::group_up(dir, size, exe)?;
+    let size = redcount_server::raft_group::Group::load(dir)?.nodes.len();
+    let (_, started) = redcount_server::raft_group::group_up(dir, size, exe)?;
     Ok(format!("{started} raft node(s) started again"))
 }
 

@@ -3,10 +3,8 @@
 //! all at once ([`run`]) or at a fixed rate with faults injected ([`stream`], [`faults`]), waits with a
 //! progress bar ([`wait`]), and reports the result ([`report`]).
 
-pub mod bench;
 pub mod checkpoint;
 pub mod embedded;
-pub mod experiment;
 pub mod faults;
 pub mod plan;
 pub mod pool;

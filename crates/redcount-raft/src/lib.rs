@@ -9,7 +9,6 @@
 
 pub mod commands;
 pub mod frame;
-pub mod group;
 mod keeper;
 pub mod local;
 pub mod log_store;

@@ -1,306 +1,35 @@
-//! Private `redis-server` processes: on a free loopback port, with a random password given on stdin
-//! (never on a command line, where `ps` shows it), files in a directory of their own, stopped on drop.
-//! `redcount run` uses one when no `--redis` is given; every test starts its own.
+//! Local processes that redcount starts and stops on this machine: a private `redis-server`
+//! ([`RedisServer`], the embedded Redis of `run` and every test's), a replicated Redis with Sentinels
+//! ([`sentinel`]) and a Raft group of `redcount raft-node` processes ([`raft_group`]), both found again
+//! in their directory by [`LocalCluster`]. What they share (pid files, stopping, private files) is in
+//! [`process`].
 
-pub mod cluster;
+pub mod process;
+pub mod raft_group;
+mod redis_server;
+pub mod sentinel;
 
-use std::io::Write;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+pub use process::{die_with_parent, free_port, random_hex, running_pid, write_private};
+pub use redis_server::{find_redis_server, RedisServer, ServerError, ServerOptions};
 
-/// Why a server could not be started.
-#[derive(Debug, thiserror::Error)]
-pub enum ServerError {
-    #[error(
-        "redis-server was not found on PATH. Install it with `sudo apt-get install -y redis-server` \
-         (Debian/Ubuntu), or point redcount at a running server with --redis URL"
-    )]
-    NotInstalled,
-    #[error("could not prepare {path}: {source}")]
-    Dir {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("could not start redis-server: {0}")]
-    Spawn(#[source] std::io::Error),
-    #[error("redis-server on port {port} did not come up: {detail} (log: {log})")]
-    NotReady {
-        port: u16,
-        detail: String,
-        log: PathBuf,
-    },
+/// What `redcount cluster up` left in a directory: a Sentinel-managed replicated Redis or a Raft group.
+#[derive(Debug, Clone)]
+pub enum LocalCluster {
+    /// A primary, its replicas and Sentinels.
+    Sentinel(sentinel::Cluster),
+    /// `redcount raft-node` processes.
+    Raft(raft_group::Group),
 }
 
-/// Settings of a private server.
-#[derive(Debug, Clone, Default)]
-pub struct ServerOptions {
-    /// Where its files go; a fresh temp dir (removed on drop) when None.
-    pub dir: Option<PathBuf>,
-    /// Extra `redis.conf` lines (persistence, replication ...).
-    pub config: Vec<String>,
-}
-
-/// A running `redis-server` child process.
-pub struct RedisServer {
-    child: Option<Child>,
-    port: u16,
-    password: String,
-    dir: PathBuf,
-    config: Vec<String>,
-    _temp: Option<tempfile::TempDir>,
-}
-
-impl RedisServer {
-    /// Starts a server and waits until it answers PING.
-    pub fn start(options: ServerOptions) -> Result<RedisServer, ServerError> {
-        let program = find_redis_server().ok_or(ServerError::NotInstalled)?;
-        let (dir, temp) = match options.dir {
-            Some(dir) => {
-                std::fs::create_dir_all(&dir).map_err(|source| ServerError::Dir {
-                    path: dir.clone(),
-                    source,
-                })?;
-                (dir, None)
-            }
-            None => {
-                let temp = tempfile::Builder::new()
-                    .prefix("redcount-redis-")
-                    .tempdir()
-                    .map_err(|source| ServerError::Dir {
-                        path: std::env::temp_dir(),
-                        source,
-                    })?;
-                (temp.path().to_path_buf(), Some(temp))
-            }
-        };
-        let mut server = RedisServer {
-            child: None,
-            port: 0,
-            password: random_hex(16),
-            dir,
-            config: options.config,
-            _temp: temp,
-        };
-        // A free port can be taken between our probe and redis binding it: try a few.
-        let mut last = None;
-        for _ in 0..5 {
-            server.port = free_port().map_err(ServerError::Spawn)?;
-            match server.spawn(&program) {
-                Ok(()) => return Ok(server),
-                Err(err) => last = Some(err),
-            }
-        }
-        Err(last.unwrap_or(ServerError::NotInstalled))
-    }
-
-    /// `redis://:password@127.0.0.1:port`.
-    pub fn url(&self) -> String {
-        format!("redis://:{}@127.0.0.1:{}", self.password, self.port)
-    }
-
-    /// The password clients must `AUTH` with.
-    pub fn password(&self) -> &str {
-        &self.password
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// The server's pid while it runs.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
-    /// The exit status if the server process has ended (crashed, or killed by someone else).
-    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        let status = self
-            .child
-            .as_mut()
-            .and_then(|c| c.try_wait().ok().flatten());
-        if status.is_some() {
-            self.child = None;
-        }
-        status
-    }
-
-    /// SIGKILL: a real crash, nothing saved on the way down.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
-            let _ = child.wait();
+impl LocalCluster {
+    /// The cluster started in `dir`, of whichever kind it is.
+    pub fn load(dir: &Path) -> anyhow::Result<LocalCluster> {
+        if raft_group::Group::exists(dir) {
+            Ok(LocalCluster::Raft(raft_group::Group::load(dir)?))
+        } else {
+            Ok(LocalCluster::Sentinel(sentinel::Cluster::load(dir)?))
         }
     }
-
-    /// Starts the server again on the same port, password, directory and data files.
-    pub fn restart(&mut self) -> Result<(), ServerError> {
-        self.kill();
-        let program = find_redis_server().ok_or(ServerError::NotInstalled)?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match self.spawn(&program) {
-                Ok(()) => return Ok(()),
-                // The old socket may linger for a moment after a kill.
-                Err(_) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(100))
-                }
-                Err(err) => return Err(err),
-            }
-        }
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.dir.join("redis.log")
-    }
-
-    fn spawn(&mut self, program: &Path) -> Result<(), ServerError> {
-        let mut command = Command::new(program);
-        die_with_parent(&mut command);
-        let mut child = command
-            .arg("-")
-            .current_dir(&self.dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(ServerError::Spawn)?;
-        let mut conf = format!(
-            "port {}\nbind 127.0.0.1\nprotected-mode yes\nrequirepass {}\nmasterauth {}\ndir {}\n\
-             logfile {}\ndaemonize no\nsave \"\"\nappendonly no\n",
-            self.port,
-            self.password,
-            self.password,
-            self.dir.display(),
-            self.log_path().display(),
-        );
-        for line in &self.config {
-            conf.push_str(line);
-            conf.push('\n');
-        }
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin
-                .write_all(conf.as_bytes())
-                .map_err(ServerError::Spawn)?;
-        }
-        self.child = Some(child);
-        self.wait_ready()
-    }
-
-    fn wait_ready(&mut self) -> Result<(), ServerError> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let url = self.url();
-        loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    self.child = None;
-                    return Err(self.not_ready(format!("it exited with {status}")));
-                }
-            }
-            let ping = redis::Client::open(url.as_str()).and_then(|c| {
-                let mut con = c.get_connection_with_timeout(Duration::from_millis(200))?;
-                redis::cmd("PING").query::<String>(&mut con)
-            });
-            match ping {
-                Ok(_) => return Ok(()),
-                Err(err) if Instant::now() > deadline => {
-                    self.kill();
-                    return Err(self.not_ready(err.to_string()));
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(20)),
-            }
-        }
-    }
-
-    fn not_ready(&self, detail: String) -> ServerError {
-        ServerError::NotReady {
-            port: self.port,
-            detail,
-            log: self.log_path(),
-        }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Makes the child get SIGKILL when the thread that started it ends, so a driver killed with SIGKILL
-/// leaves no redis-server or worker behind (Linux `PR_SET_PDEATHSIG`).
-pub fn die_with_parent(command: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs in the child between fork and exec and only makes one async-signal-safe
-    // system call (prctl).
-    unsafe {
-        command.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
-        });
-    }
-}
-
-/// `redis-server` on PATH (or in /usr/sbin, /usr/local/bin where Debian and source installs put it).
-pub fn find_redis_server() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/bin", "/usr/sbin", "/usr/local/bin"].map(PathBuf::from))
-        .map(|dir| dir.join("redis-server"))
-        .find(|candidate| candidate.is_file())
-}
-
-/// The pid in `pid_file` if that process still runs and its command line contains `name` (a pid
-/// file left by a killed process may name a pid since reused by something else).
-pub fn running_pid(pid_file: &Path, name: &str) -> Option<i32> {
-    let pid: i32 = std::fs::read_to_string(pid_file)
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    String::from_utf8_lossy(&cmdline)
-        .contains(name)
-        .then_some(pid)
-}
-
-/// Writes a file readable by its owner only (files that hold a password).
-pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(text.as_bytes())
-}
-
-/// A port that was free a moment ago on 127.0.0.1.
-pub fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// `n` random bytes as hex (passwords, name suffixes).
-pub fn random_hex(n: usize) -> String {
-    let mut bytes = vec![0u8; n];
-    if getrandom::fill(&mut bytes).is_err() {
-        // No OS randomness: fall back to the clock, still unique enough for names.
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        for (i, b) in bytes.iter_mut().enumerate() {
-            *b = (nanos >> ((i % 16) * 8)) as u8 ^ std::process::id() as u8;
-        }
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

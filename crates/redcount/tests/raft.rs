@@ -11,7 +11,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use redcount_raft::group::Group;
+use redcount_server::raft_group::Group;
 use redcount_testkit::corpus::{write_text_corpus, Rng};
 
 /// A group whose node processes are this test's children, killed when it ends (even by a panic).
@@ -42,7 +42,7 @@ impl TestGroup {
         g
     }
 
-    fn node(&self, id: u64) -> &redcount_raft::group::NodeSpec {
+    fn node(&self, id: u64) -> &redcount_server::raft_group::NodeSpec {
         self.group.node(id).expect("node id")
     }
 
@@ -477,7 +477,7 @@ fn cluster_up_raft_serves_jobs_refuses_nondeterminism_and_goes_down() {
     struct Down(PathBuf);
     impl Drop for Down {
         fn drop(&mut self) {
-            let _ = redcount_raft::group::group_down(&self.0);
+            let _ = redcount_server::raft_group::group_down(&self.0);
         }
     }
     let _down = Down(gdir.clone());
@@ -603,7 +603,7 @@ fn a_stream_survives_its_raft_leader_being_killed_and_marks_it() {
     struct Down(PathBuf);
     impl Drop for Down {
         fn drop(&mut self) {
-            let _ = redcount_raft::group::group_down(&self.0);
+            let _ = redcount_server::raft_group::group_down(&self.0);
         }
     }
     let _down = Down(gdir.clone());

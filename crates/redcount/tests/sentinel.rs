@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use redcount_protocol::{Job, Link, LinkOptions};
-use redcount_server::cluster::{cluster_down, cluster_up, Cluster};
+use redcount_server::sentinel::{cluster_down, cluster_up, Cluster};
 
 /// Stops the cluster even when the test fails.
 struct ClusterGuard(Cluster);

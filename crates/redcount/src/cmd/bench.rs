@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use redcount_driver::bench::{bench as run_bench, bench_coordinator, bench_raft, BenchOptions};
+use redcount_lab::bench::{bench as run_bench, bench_coordinator, bench_raft, BenchOptions};
 
 use crate::cli::BenchArgs;
 

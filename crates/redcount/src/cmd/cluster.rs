@@ -3,7 +3,8 @@
 
 use std::process::ExitCode;
 
-use redcount_server::cluster::{cluster_down, cluster_up, Cluster};
+use redcount_server::sentinel::{cluster_down, cluster_up, Cluster};
+use redcount_server::LocalCluster;
 
 use crate::cli::ClusterCommand;
 
@@ -32,34 +33,33 @@ pub fn cluster(command: ClusterCommand) -> anyhow::Result<ExitCode> {
             );
             println!("{}", cluster.url());
         }
-        ClusterCommand::Down { dir } if redcount_raft::group::Group::exists(&dir) => {
-            super::raft::group_down(&dir)?;
-        }
-        ClusterCommand::Status { dir } if redcount_raft::group::Group::exists(&dir) => {
-            return super::raft::group_status(&dir);
-        }
-        ClusterCommand::Down { dir } => {
-            let cluster = cluster_down(&dir)?;
-            eprintln!(
-                "stopped {} data nodes and {} Sentinels",
-                cluster.nodes.len(),
-                cluster.sentinels.len()
-            );
-        }
-        ClusterCommand::Status { dir } => {
-            let cluster = Cluster::load(&dir)?;
-            for &port in &cluster.nodes {
-                println!("127.0.0.1:{port}  {}", describe(&cluster, port));
+        ClusterCommand::Down { dir } => match LocalCluster::load(&dir)? {
+            LocalCluster::Raft(_) => super::raft::group_down(&dir)?,
+            LocalCluster::Sentinel(_) => {
+                let cluster = cluster_down(&dir)?;
+                eprintln!(
+                    "stopped {} data nodes and {} Sentinels",
+                    cluster.nodes.len(),
+                    cluster.sentinels.len()
+                );
             }
-            for &port in &cluster.sentinels {
-                let state = if cluster.pid(port).is_some() {
-                    "sentinel"
-                } else {
-                    "down"
-                };
-                println!("127.0.0.1:{port}  {state}");
+        },
+        ClusterCommand::Status { dir } => match LocalCluster::load(&dir)? {
+            LocalCluster::Raft(group) => return super::raft::group_status(&group),
+            LocalCluster::Sentinel(cluster) => {
+                for &port in &cluster.nodes {
+                    println!("127.0.0.1:{port}  {}", describe(&cluster, port));
+                }
+                for &port in &cluster.sentinels {
+                    let state = if cluster.pid(port).is_some() {
+                        "sentinel"
+                    } else {
+                        "down"
+                    };
+                    println!("127.0.0.1:{port}  {state}");
+                }
             }
-        }
+        },
     }
     Ok(ExitCode::SUCCESS)
 }

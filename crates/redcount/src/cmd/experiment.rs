@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use redcount_driver::experiment::{latency_experiment, ExperimentOptions};
+use redcount_lab::experiment::{latency_experiment, ExperimentOptions};
 
 use crate::cli::LatencyExperimentArgs;
 

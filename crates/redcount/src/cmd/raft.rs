@@ -5,8 +5,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use redcount_raft::group::{group_down as stop_group, group_up as start_group, Group};
 use redcount_raft::NodeConfig;
+use redcount_server::raft_group::{group_down as stop_group, group_up as start_group, Group};
 
 use crate::cli::RaftNodeArgs;
 
@@ -77,8 +77,7 @@ pub fn group_down(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn group_status(dir: &Path) -> anyhow::Result<ExitCode> {
-    let group = Group::load(dir)?;
+pub fn group_status(group: &Group) -> anyhow::Result<ExitCode> {
     println!(
         "{:<4} {:<22} {:<10} {:>6} {:>8} {:>10} {:>10}",
         "id", "address", "role", "term", "leader", "applied", "last log"

@@ -12,10 +12,10 @@ use anyhow::Context;
 use redcount_latency::LatencyRow;
 
 use crate::bench::write_small;
-use crate::faults::FaultPlan;
-use crate::plan::FormatChoice;
-use crate::session::JobOptions;
-use crate::stream::{stream, StreamLimit, StreamOptions, StreamSummary};
+use redcount_driver::faults::FaultPlan;
+use redcount_driver::plan::FormatChoice;
+use redcount_driver::session::JobOptions;
+use redcount_driver::stream::{stream, StreamLimit, StreamOptions, StreamSummary};
 
 /// What to run.
 #[derive(Debug, Clone)]

@@ -1,4 +1,4 @@
-//! A local replicated Redis: one primary, N replicas and M Sentinels on free loopback ports, each a
+//! A local replicated Redis (`cluster up` without `--raft`): one primary, N replicas and M Sentinels on free loopback ports, each a
 //! daemonized redis-server with its config, pid and log files under one directory, so that
 //! `redcount cluster up` can exit and `redcount cluster down` can find them again.
 
@@ -6,9 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-
+use crate::process::stop_all;
 use crate::{find_redis_server, free_port, random_hex, write_private, ServerError};
 
 /// The Sentinel name of the primary.
@@ -235,20 +233,10 @@ pub fn cluster_down(dir: &Path) -> Result<Cluster, ServerError> {
         .chain(&cluster.nodes)
         .copied()
         .collect();
-    for &port in &ports {
-        if let Some(pid) = cluster.pid(port) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-        }
-    }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    for &port in &ports {
-        if let Some(pid) = cluster.pid(port) {
-            while kill(Pid::from_raw(pid), None).is_ok() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            let _ = std::fs::remove_file(dir.join(format!("{port}.pid")));
-        }
+    let pids: Vec<i32> = ports.iter().filter_map(|&p| cluster.pid(p)).collect();
+    stop_all(&pids, Duration::from_secs(5));
+    for port in ports {
+        let _ = std::fs::remove_file(dir.join(format!("{port}.pid")));
     }
     let _ = std::fs::remove_file(dir.join("cluster.txt"));
     Ok(cluster)

@@ -8,11 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
-use crate::types::NodeId;
+use crate::process::{die_with_parent, spawn_detached, stop_all, write_private};
+
+/// A node's id in the group (`--id`, the keys of `--peers`).
+pub type NodeId = u64;
 
 const GROUP_FILE: &str = "raft-group.json";
 
@@ -37,7 +38,7 @@ impl Group {
     pub fn plan(dir: &Path, size: usize) -> anyhow::Result<Group> {
         let mut nodes = Vec::with_capacity(size);
         for i in 1..=size as NodeId {
-            let port = redcount_server::free_port()?;
+            let port = crate::free_port()?;
             nodes.push(NodeSpec {
                 id: i,
                 addr: format!("127.0.0.1:{port}"),
@@ -46,7 +47,7 @@ impl Group {
         }
         Ok(Group {
             dir: dir.to_path_buf(),
-            password: redcount_server::random_hex(16),
+            password: crate::random_hex(16),
             nodes,
         })
     }
@@ -100,10 +101,10 @@ impl Group {
     pub fn save(&self) -> anyhow::Result<()> {
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", self.dir.display()))?;
-        redcount_server::write_private(&self.password_file(), &self.password)
+        write_private(&self.password_file(), &self.password)
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", self.password_file().display()))?;
-        let json = serde_json::to_vec_pretty(self)?;
-        std::fs::write(self.dir.join(GROUP_FILE), json)
+        let json = serde_json::to_string_pretty(self)?;
+        write_private(&self.dir.join(GROUP_FILE), &json)
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", self.dir.display()))
     }
 
@@ -123,7 +124,7 @@ impl Group {
 
     /// Pid of a node's process while it runs (from its pid file, checked against /proc).
     pub fn pid(&self, node: &NodeSpec) -> Option<i32> {
-        redcount_server::running_pid(&node.dir.join("node.pid"), "raft-node")
+        crate::running_pid(&node.dir.join("node.pid"), "raft-node")
     }
 
     /// `RAFT.STATUS` of one node as fields, or None if it does not answer.
@@ -174,7 +175,7 @@ impl Group {
         let node = self.node(id)?;
         let mut cmd = self.logged_command(exe, node, init, &node.dir.with_extension("log"))?;
         cmd.args(extra_args);
-        redcount_server::die_with_parent(&mut cmd);
+        die_with_parent(&mut cmd);
         cmd.spawn()
             .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", exe.display()))
     }
@@ -253,7 +254,7 @@ pub fn group_up(dir: &Path, size: usize, exe: &Path) -> anyhow::Result<(Group, u
     let mut started = 0;
     for node in &group.nodes {
         if group.pid(node).is_none() {
-            spawn_detached(&group, node, exe)?;
+            start_detached(&group, node, exe)?;
             started += 1;
         }
     }
@@ -261,21 +262,10 @@ pub fn group_up(dir: &Path, size: usize, exe: &Path) -> anyhow::Result<(Group, u
     Ok((group, started))
 }
 
-fn spawn_detached(group: &Group, node: &NodeSpec, exe: &Path) -> anyhow::Result<()> {
-    use std::os::unix::process::CommandExt;
+fn start_detached(group: &Group, node: &NodeSpec, exe: &Path) -> anyhow::Result<()> {
     let mut cmd = group.logged_command(exe, node, true, &node.dir.join("node.log"))?;
-    // SAFETY: setsid is async-signal-safe; it detaches the node from our terminal and process group.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::unistd::setsid()
-                .map(|_| ())
-                .map_err(std::io::Error::from)
-        });
-    }
-    let child = cmd
-        .spawn()
+    spawn_detached(&mut cmd, &node.dir.join("node.pid"))
         .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", exe.display()))?;
-    std::fs::write(node.dir.join("node.pid"), child.id().to_string())?;
     Ok(())
 }
 
@@ -283,17 +273,6 @@ fn spawn_detached(group: &Group, node: &NodeSpec, exe: &Path) -> anyhow::Result<
 pub fn group_down(dir: &Path) -> anyhow::Result<Group> {
     let group = Group::load(dir)?;
     let pids: Vec<i32> = group.nodes.iter().filter_map(|n| group.pid(n)).collect();
-    for &pid in &pids {
-        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-    }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while group.nodes.iter().any(|n| group.pid(n).is_some()) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    for node in &group.nodes {
-        if let Some(pid) = group.pid(node) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        }
-    }
+    stop_all(&pids, Duration::from_secs(5));
     Ok(group)
 }

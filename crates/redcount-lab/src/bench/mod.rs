@@ -14,9 +14,9 @@ use anyhow::Context;
 use redcount_count::{Tokenizer, WordCounts};
 use redcount_server::{RedisServer, ServerOptions};
 
-use crate::plan::FormatChoice;
-use crate::run::{run, RunOptions};
-use crate::session::JobOptions;
+use redcount_driver::plan::FormatChoice;
+use redcount_driver::run::{run, RunOptions};
+use redcount_driver::session::JobOptions;
 
 mod coordinator;
 mod raft;

@@ -7,10 +7,10 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use redcount_protocol::{now_ms, ClaimRequest, Format, Job, JobSpec, Link, LinkOptions, NewTask};
-use redcount_raft::group::Group;
+use redcount_server::raft_group::Group;
 
 use super::{tempfile_dir, two_worker_job, write_corpora, BenchOptions};
-use crate::run::{run, RunOptions};
+use redcount_driver::run::{run, RunOptions};
 
 /// A group of node processes owned by the benchmark, killed on drop.
 struct BenchGroup {

@@ -3,7 +3,7 @@
 use std::sync::atomic::AtomicBool;
 
 use super::{tempfile_dir, two_worker_job, write_corpora, BenchOptions};
-use crate::run::{run, RunOptions};
+use redcount_driver::run::{run, RunOptions};
 
 /// One coordinator set-up measured by [`bench_coordinator`].
 #[derive(Debug, Clone, serde::Serialize)]
@@ -19,7 +19,7 @@ pub struct ModeRow {
 /// The throughput cost of each durability mode and of synchronous replication, against plain Redis,
 /// with 2 workers; then the tasks recomputed per crash of each mode under `--chaos-redis`.
 pub fn bench_coordinator(options: &BenchOptions) -> anyhow::Result<Vec<ModeRow>> {
-    use crate::embedded::Durability;
+    use redcount_driver::embedded::Durability;
     let corpora = write_corpora(options)?;
     let (small, large) = (&corpora.small, &corpora.large);
     let modes: [(&str, Durability, Option<u64>, bool, u32); 6] = [
@@ -50,7 +50,7 @@ pub fn bench_coordinator(options: &BenchOptions) -> anyhow::Result<Vec<ModeRow>>
         for (mode, durability, checkpoint, sentinel, sync) in modes {
             let cluster_dir = tempfile_dir()?;
             let cluster = if sentinel {
-                Some(redcount_server::cluster::cluster_up(
+                Some(redcount_server::sentinel::cluster_up(
                     &cluster_dir.path().join("c"),
                     2,
                     3,
@@ -71,7 +71,7 @@ pub fn bench_coordinator(options: &BenchOptions) -> anyhow::Result<Vec<ModeRow>>
                 &AtomicBool::new(false),
             );
             if let Some(c) = &cluster {
-                let _ = redcount_server::cluster::cluster_down(&c.dir);
+                let _ = redcount_server::sentinel::cluster_down(&c.dir);
             }
             let summary = summary?;
             if plain == 0.0 {
