@@ -1,17 +1,18 @@
-//! Tokenizers. The default is the oracle rule of DESIGN.md: split on ASCII whitespace (space, \t, \n,
+//! Tokenizers. The default is the oracle rule (docs/PROTOCOL.md): split on ASCII whitespace (space, \t, \n,
 //! \v, \f, \r), keep case, words are raw bytes — exactly Python's `bytes.split()`.
 
 use std::collections::HashSet;
 
 use crate::WordCounts;
 
-/// How words are cut out of text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How words are cut out of text (`--tokenizer`, and `cfg.tokenizer` in a job's spec).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum TokenizerKind {
-    /// ASCII whitespace separates words; everything else is part of a word.
+    /// Split on ASCII whitespace; words are raw bytes, case kept (Python's bytes.split()).
+    #[default]
     Whitespace,
-    /// As `Whitespace`, then every byte that is not an ASCII letter is deleted from each word and
-    /// words left empty are dropped (the course's streaming-lab rule, with `lowercase`).
+    /// As whitespace, then delete every byte that is not an ASCII letter; drop empty words.
     Letters,
 }
 
@@ -25,6 +26,7 @@ impl TokenizerKind {
         }
     }
 
+    /// The name on the command line and in the job's spec.
     pub fn as_str(self) -> &'static str {
         match self {
             TokenizerKind::Whitespace => "whitespace",

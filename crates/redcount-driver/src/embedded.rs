@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use redcount_server::{RedisServer, ServerOptions};
 
-/// How the private Redis keeps its data across a crash.
+/// How the private Redis keeps its data across a crash (`--durability`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Durability {
     /// Nothing on disk: a crash loses the job, which the driver then runs again from the start.
     None,
@@ -24,17 +25,6 @@ pub enum Durability {
 }
 
 impl Durability {
-    /// Parses `none`, `rdb`, `aof-everysec`, `aof-always`.
-    pub fn parse(s: &str) -> Option<Durability> {
-        match s {
-            "none" => Some(Durability::None),
-            "rdb" => Some(Durability::Rdb),
-            "aof-everysec" => Some(Durability::AofEverysec),
-            "aof-always" => Some(Durability::AofAlways),
-            _ => None,
-        }
-    }
-
     /// redis.conf lines (after the server's defaults `save ""`, `appendonly no`).
     pub fn config(self) -> Vec<String> {
         match self {

@@ -6,6 +6,7 @@
 pub mod checkpoint;
 pub mod embedded;
 pub mod faults;
+mod options;
 pub mod plan;
 pub mod pool;
 pub mod report;
@@ -14,17 +15,14 @@ pub mod session;
 pub mod stream;
 pub mod wait;
 
+pub use options::{ChaosPoint, JobOptions};
 pub use run::{run, RunOptions};
-pub use session::JobOptions;
 
-/// A consumer name no other worker has: host, pid, random suffix.
-pub fn unique_worker_name() -> String {
-    let host = gethostname::gethostname().to_string_lossy().into_owned();
-    format!(
-        "{host}-{}-{}",
-        std::process::id(),
-        redcount_server::random_hex(3)
-    )
+/// CPUs this process may use (the default number of workers).
+pub fn available_cpus() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 /// Exit status when the job finished but some inputs could not be processed.

@@ -3,36 +3,8 @@
 
 use std::path::PathBuf;
 
-use redcount_input::{split::split_file, InputError};
-use redcount_protocol::{Format, NewTask};
-
-/// Which format a file is read in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FormatChoice {
-    Text,
-    Csv,
-    /// CSV for `*.csv`, text otherwise.
-    Auto,
-}
-
-impl FormatChoice {
-    fn for_path(self, path: &std::path::Path) -> Format {
-        match self {
-            FormatChoice::Text => Format::Text,
-            FormatChoice::Csv => Format::Csv,
-            FormatChoice::Auto => {
-                let csv = path
-                    .extension()
-                    .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
-                if csv {
-                    Format::Csv
-                } else {
-                    Format::Text
-                }
-            }
-        }
-    }
-}
+use redcount_input::{split::split_file, FormatChoice, InputError};
+use redcount_protocol::NewTask;
 
 /// The split size when the user sets none: about four tasks per worker, between 1 MiB and 64 MiB.
 /// Bigger tasks mean fewer commits, and Redis pays per distinct word of every commit.

@@ -10,33 +10,62 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use redcount_worker::WorkerOptions;
+
+use crate::session::Session;
+use crate::JobOptions;
 
 /// The environment variable that carries the Redis URL to workers (and to every command).
 pub const REDIS_URL_ENV: &str = "REDIS_URL";
+
+/// Starts the session's workers (shared with a fault thread), or says how to start them elsewhere
+/// when there are none.
+pub fn start_workers(
+    session: &Session,
+    options: &JobOptions,
+) -> anyhow::Result<Option<std::sync::Arc<WorkerPool>>> {
+    if options.workers == 0 {
+        eprintln!(
+            "waiting for workers: run `REDIS_URL=<url> redcount worker --job {}` against {}",
+            session.name,
+            session.job.addr()
+        );
+        return Ok(None);
+    }
+    let pool = WorkerPool::spawn(
+        &options.worker_exe,
+        &session.url,
+        &session.name,
+        options.workers,
+        &options.worker,
+    )?;
+    Ok(Some(std::sync::Arc::new(pool)))
+}
 
 /// A set of worker processes, killed when dropped.
 pub struct WorkerPool {
     exe: PathBuf,
     url: String,
     job: String,
+    /// `redcount worker` flags of every worker ([`WorkerOptions::to_args`]).
     extra: Vec<String>,
     children: Mutex<Vec<Child>>,
 }
 
 impl WorkerPool {
-    /// Starts `n` workers of `job`; `extra` are more `worker` flags (lease, attempts ...).
+    /// Starts `n` workers of `job` that behave as `options` say.
     pub fn spawn(
         exe: &Path,
         url: &str,
         job: &str,
         n: usize,
-        extra: &[String],
+        options: &WorkerOptions,
     ) -> anyhow::Result<WorkerPool> {
         let pool = WorkerPool {
             exe: exe.to_path_buf(),
             url: url.to_string(),
             job: job.to_string(),
-            extra: extra.to_vec(),
+            extra: options.to_args(),
             children: Mutex::new(Vec::with_capacity(n)),
         };
         for _ in 0..n {
@@ -71,6 +100,7 @@ impl WorkerPool {
         self.lock().len()
     }
 
+    /// True when the pool has no worker slot.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

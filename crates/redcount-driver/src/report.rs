@@ -6,6 +6,37 @@ use std::path::Path;
 use anyhow::Context;
 use redcount_protocol::{DeadTask, Status};
 
+use crate::embedded::EmbeddedRedis;
+use crate::session::{JobResult, Session};
+use crate::JobOptions;
+
+/// Writes `--out` if asked for and sums the job up.
+pub fn report(
+    session: &Session,
+    options: &JobOptions,
+    result: JobResult,
+) -> anyhow::Result<Summary> {
+    if let (Some(out), Some(all)) = (&options.out, &result.all) {
+        write_out_file(out, all)?;
+    }
+    let mut summary = Summary::new(
+        &session.name,
+        session.files.len() as u64,
+        &result.status,
+        session.started.elapsed().as_secs_f64(),
+        result.failed,
+        &result.top,
+    );
+    summary.recomputed_after_rollback = session.recomputed_after_rollback();
+    summary.recreated = session.recreated();
+    summary.redis_restarts = session
+        .server
+        .as_ref()
+        .map(EmbeddedRedis::restarts)
+        .unwrap_or(0);
+    Ok(summary)
+}
+
 /// Everything a finished run reports (also its `--json` form).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Summary {

@@ -4,13 +4,16 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use crate::plan::{default_split_bytes, plan_tasks, sizes};
-use crate::report::Summary;
-use crate::session::{available_cpus, open_session, start_workers, ChaosPoint, JobOptions};
+use crate::pool::start_workers;
+use crate::report::{report, Summary};
+use crate::session::open_session;
 use crate::wait::{progress_bar, wait_until_finished};
+use crate::{available_cpus, ChaosPoint, JobOptions};
 
 /// Everything `redcount run` can be asked.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
+    /// What every job has.
     pub common: JobOptions,
     /// Split size for large files; chosen from the input size and worker count when None.
     pub split_bytes: Option<u64>,
@@ -43,10 +46,10 @@ pub fn run(options: &RunOptions, interrupted: &AtomicBool) -> anyhow::Result<Sum
     session.seal()?;
 
     let bar = progress_bar(common.progress);
-    let summary = wait_until_finished(&mut session, common, pool.as_ref(), &bar, interrupted)?;
+    let result = wait_until_finished(&mut session, common, pool.as_deref(), &bar, interrupted)?;
     bar.finish_and_clear();
-    if let Some(pool) = pool {
+    if let Some(pool) = pool.and_then(|p| std::sync::Arc::try_unwrap(p).ok()) {
         pool.finish(Duration::from_secs(5));
     }
-    Ok(summary)
+    report(&session, common, result)
 }

@@ -14,10 +14,11 @@ use redcount_protocol::{Job, JobEvent, Link, LinkOptions, NewTask};
 
 use crate::faults::{FaultPlan, FaultRunner};
 use crate::plan::{plan_tasks, sizes};
-use crate::pool::WorkerPool;
-use crate::report::Summary;
-use crate::session::{open_session, JobOptions};
+use crate::pool::start_workers;
+use crate::report::{report, Summary};
+use crate::session::open_session;
 use crate::wait::{progress_bar, wait_until_finished};
+use crate::JobOptions;
 
 /// When injection stops.
 #[derive(Debug, Clone, Copy)]
@@ -90,16 +91,7 @@ pub fn stream(options: &StreamOptions, interrupted: &AtomicBool) -> anyhow::Resu
     }
     let batch = options.batch.max(1);
     let mut session = open_session(common)?;
-    let pool = match common.workers {
-        0 => None,
-        n => Some(Arc::new(WorkerPool::spawn(
-            &common.worker_exe,
-            &session.url,
-            &session.name,
-            n,
-            &common.worker_args,
-        )?)),
-    };
+    let pool = start_workers(&session, common)?;
     // Streamed files are not split: one file, one task, one latency.
     let catalogue: Vec<NewTask> = plan_tasks(&sizes(&session.files), common.format, u64::MAX, 0);
     let total_files = match options.limit {
@@ -170,8 +162,9 @@ pub fn stream(options: &StreamOptions, interrupted: &AtomicBool) -> anyhow::Resu
     }
     let injection_seconds = start.elapsed().as_secs_f64();
     session.seal()?;
-    let summary = wait_until_finished(&mut session, common, pool.as_deref(), &bar, interrupted)?;
+    let result = wait_until_finished(&mut session, common, pool.as_deref(), &bar, interrupted)?;
     bar.finish_and_clear();
+    let summary = report(&session, common, result)?;
     if let Some(faults) = faults {
         faults.stop();
     }

@@ -1,6 +1,7 @@
 //! Waiting for a job to finish: wakes on every commit (a blocking read of the `done` stream), keeps
 //! the job whole across Redis crashes (see [`Session::status`]), restarts workers that left a job that
-//! a rollback un-finished, draws a progress bar when stderr is a terminal, and reads the result.
+//! a rollback un-finished, draws a progress bar when stderr is a terminal, and returns the result read
+//! from a finished state (see [`Session::read_result`]).
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,8 +11,8 @@ use anyhow::bail;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::pool::WorkerPool;
-use crate::report::Summary;
-use crate::session::{read_result, ChaosPoint, JobOptions, Session};
+use crate::session::{JobResult, Session};
+use crate::{ChaosPoint, JobOptions};
 
 /// A progress bar over the job's bytes, hidden unless stderr is a terminal and `wanted`.
 pub fn progress_bar(wanted: bool) -> ProgressBar {
@@ -37,13 +38,12 @@ pub fn wait_until_finished(
     pool: Option<&WorkerPool>,
     bar: &ProgressBar,
     interrupted: &AtomicBool,
-) -> anyhow::Result<Summary> {
-    let live_window = 3 * options.lease_ms;
+) -> anyhow::Result<JobResult> {
     let mut crash_at_finish = options.chaos_at.contains(&ChaosPoint::Finish);
     // Workers restarted after a rollback un-finished the job; bounded so a crash loop still ends.
     let mut restarts_left = 3 * options.workers.max(1);
     loop {
-        let status = session.status(live_window)?;
+        let status = session.status()?;
         tracing::debug!(
             "status: {}/{} done, {} delivered, {} in flight, {} dead, {} workers live",
             status.done,
@@ -65,8 +65,10 @@ pub fn wait_until_finished(
                 session.crash_redis();
                 continue;
             }
-            if let Some(summary) = read_result(session, options, &status)? {
-                return Ok(summary);
+            if let Some(result) =
+                session.read_result(&status, options.top, options.out.is_some())?
+            {
+                return Ok(result);
             }
             continue;
         }

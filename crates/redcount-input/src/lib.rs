@@ -1,11 +1,15 @@
 //! Inputs, the first step of the data flow: expand what the user named into files ([`expand`]),
 //! cut files into byte-range tasks at whitespace ([`split`]), and, in the worker, read a task's bytes
-//! and hand its text to the tokenizer ([`read`], [`csv_text`]).
+//! and hand its text to the tokenizer ([`read`], [`csv_text`]). [`Format`] says how a file's bytes
+//! become text.
 
 pub mod csv_text;
 pub mod expand;
+mod format;
 pub mod read;
 pub mod split;
+
+pub use format::{Format, FormatChoice};
 
 use std::path::PathBuf;
 

@@ -10,8 +10,8 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
+use crate::Format;
 use redcount_count::is_space;
-use redcount_protocol::Format;
 
 use crate::InputError;
 

@@ -13,9 +13,9 @@ use redcount_latency::LatencyRow;
 
 use crate::bench::write_small;
 use redcount_driver::faults::FaultPlan;
-use redcount_driver::plan::FormatChoice;
-use redcount_driver::session::JobOptions;
 use redcount_driver::stream::{stream, StreamLimit, StreamOptions, StreamSummary};
+use redcount_driver::JobOptions;
+use redcount_input::FormatChoice;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -57,6 +57,7 @@ pub fn latency_experiment(options: &ExperimentOptions) -> anyhow::Result<PathBuf
 
     let run =
         |name: &str, note: String, rate: f64, plan: FaultPlan, lease_ms: u64, speculate: f64| {
+            let lease_ms = Duration::from_millis(lease_ms);
             eprintln!("experiment: {name}");
             let summary = one_run(options, &input, rate, plan, lease_ms, speculate, name)?;
             // Stable: latency not growing, and commits keeping up with injection.
@@ -152,7 +153,7 @@ fn one_run(
     input: &str,
     rate: f64,
     faults: FaultPlan,
-    lease_ms: u64,
+    lease: Duration,
     speculate: f64,
     name: &str,
 ) -> anyhow::Result<StreamSummary> {
@@ -162,8 +163,8 @@ fn one_run(
         options.worker_exe.clone(),
     );
     common.format = FormatChoice::Text;
-    common.lease_ms = lease_ms;
-    common.worker_args = vec!["--speculate-factor".into(), speculate.to_string()];
+    common.spec.lease = lease;
+    common.worker.speculate_factor = speculate;
     let stream_options = StreamOptions {
         common,
         rate,

@@ -1,4 +1,4 @@
-//! The one clock of the protocol: callers pass `now` into every function (DESIGN.md rule 1).
+//! The one clock of the protocol: callers pass `now` into every function (docs/PROTOCOL.md, rule 1).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

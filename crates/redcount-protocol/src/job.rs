@@ -1,63 +1,35 @@
 //! Typed calls of the library for one job: what the driver, the workers and `status`/`top` say to Redis.
 
+use std::collections::HashMap;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use redis::{Cmd, Value};
 
+use crate::spec::{millis, SPEC_FIELDS};
 use crate::task::{Format, NewTask, Task};
-use crate::{reply, Error, JobKeys, Link, Result, Status};
-
-/// The settings of a job that every worker must share, stored as `cfg.*` fields of the job's meta hash.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobSpec {
-    /// Tokenizer name (`whitespace`, `letters`).
-    pub tokenizer: String,
-    pub lowercase: bool,
-    /// Keep only the words listed in this file (read by every worker: a shared path).
-    pub dictionary: Option<PathBuf>,
-    /// Column counted in CSV inputs.
-    pub csv_column: String,
-    /// Default lease for workers that do not set their own.
-    pub lease_ms: u64,
-    /// Default number of deliveries before a task is given up.
-    pub max_attempts: u32,
-    /// Replicas that must have a commit (`WAIT`) before a worker counts it done.
-    pub sync_replicas: u32,
-}
-
-/// Lease of a task when a job sets none.
-pub const DEFAULT_LEASE_MS: u64 = 5_000;
-/// Deliveries of a task before it is given up, when a job sets none.
-pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
-
-const SPEC_FIELDS: [&str; 7] = [
-    "cfg.tokenizer",
-    "cfg.lowercase",
-    "cfg.dictionary",
-    "cfg.csv_column",
-    "cfg.lease_ms",
-    "cfg.max_attempts",
-    "cfg.sync_replicas",
-];
+use crate::{reply, Error, JobKeys, JobSpec, Link, Result, Status};
 
 /// What a worker asks of `claim`.
 #[derive(Debug, Clone)]
 pub struct ClaimRequest<'a> {
+    /// The claiming worker's consumer name.
     pub worker: &'a str,
     /// Lease given to every task handed out.
-    pub lease_ms: u64,
+    pub lease: Duration,
+    /// Most tasks handed out.
     pub max_tasks: u64,
     /// Byte budget for new tasks (one task always fits).
     pub max_bytes: u64,
     /// Deliveries after which an expiring task is given up.
     pub max_attempts: u32,
     /// Workers heard from within this window count as live (for the fair share).
-    pub live_window_ms: u64,
+    pub live_window: Duration,
     /// When idle, take over a task running longer than this many times the recent p90 (0: never).
     pub speculate_factor: f64,
     /// ... and longer than this.
-    pub speculate_min_ms: u64,
+    pub speculate_min: Duration,
 }
 
 /// What `claim` handed out, and what to wait for when it handed out nothing.
@@ -116,8 +88,9 @@ impl Job {
         &self.name
     }
 
-    pub fn keys(&self) -> &JobKeys {
-        &self.keys
+    /// True when the job's coordinator is a Raft group (see [`Link::is_raft_group`]).
+    pub fn is_raft_group(&self) -> bool {
+        self.link.is_raft_group()
     }
 
     /// Redis address with the password hidden.
@@ -125,13 +98,32 @@ impl Job {
         self.link.addr()
     }
 
-    /// Runs a raw command (reads for reports, `INFO`, `BGSAVE`) with the link's retries.
+    /// Runs a raw command (`INFO`, `CONFIG GET`, `BGSAVE`) with the link's retries.
     pub fn query<T: redis::FromRedisValue>(&mut self, what: &str, cmd: &Cmd) -> Result<T> {
         self.link.call(what, |con| cmd.query(con))
     }
 
+    /// Sends a read of the job's keys. Every read must be one a Raft group serves
+    /// ([`crate::READ_COMMANDS`]): checked here in debug builds, so tests catch a new one.
+    pub(crate) fn read<T: redis::FromRedisValue>(&mut self, cmd: &Cmd) -> Result<T> {
+        let name = cmd
+            .args_iter()
+            .next()
+            .and_then(|a| match a {
+                redis::Arg::Simple(b) => std::str::from_utf8(b).ok(),
+                _ => None,
+            })
+            .unwrap_or("")
+            .to_string();
+        debug_assert!(
+            crate::is_read(&name),
+            "{name} is not in READ_COMMANDS: a Raft group would refuse it"
+        );
+        self.link.call(&name, |con| cmd.query(con))
+    }
+
     fn fcall(&mut self, func: &'static str, args: Vec<Vec<u8>>) -> Result<Value> {
-        let mut cmd = redis::cmd(if func == "rc_status" {
+        let mut cmd = redis::cmd(if crate::READ_ONLY_FUNCTIONS.contains(&func) {
             "FCALL_RO"
         } else {
             "FCALL"
@@ -164,28 +156,13 @@ impl Job {
 
     /// True when the job's meta hash exists.
     pub fn exists(&mut self) -> Result<bool> {
-        let meta = self.keys.meta.clone();
-        self.link.call("EXISTS", |con| {
-            redis::cmd("EXISTS").arg(&meta).query::<bool>(con)
-        })
+        self.read(redis::cmd("EXISTS").arg(&self.keys.meta))
     }
 
     /// Creates the job with `spec` unless it exists. Returns (created, the job's run id).
     pub fn create(&mut self, now: u64, run_id: &str, spec: &JobSpec) -> Result<(bool, String)> {
         let mut args = vec![arg(now), run_id.as_bytes().to_vec()];
-        let values = [
-            spec.tokenizer.clone().into_bytes(),
-            arg(u8::from(spec.lowercase)),
-            spec.dictionary
-                .as_ref()
-                .map(|p| p.as_os_str().as_bytes().to_vec())
-                .unwrap_or_default(),
-            spec.csv_column.clone().into_bytes(),
-            arg(spec.lease_ms),
-            arg(spec.max_attempts),
-            arg(spec.sync_replicas),
-        ];
-        for (field, value) in SPEC_FIELDS.iter().zip(values) {
+        for (field, value) in spec.to_fields() {
             args.push(field.as_bytes().to_vec());
             args.push(value);
         }
@@ -201,31 +178,20 @@ impl Job {
 
     /// Reads the job's spec back (workers call this once when they join).
     pub fn spec(&mut self) -> Result<JobSpec> {
-        let meta = self.keys.meta.clone();
-        let values: Vec<Option<Vec<u8>>> = self.link.call("HMGET spec", |con| {
+        let values: Vec<Option<Vec<u8>>> = self.read(
             redis::cmd("HMGET")
-                .arg(&meta)
-                .arg(&SPEC_FIELDS[..])
-                .query(con)
-        })?;
+                .arg(&self.keys.meta)
+                .arg(&SPEC_FIELDS[..]),
+        )?;
         if values.iter().all(Option::is_none) {
             return Err(self.no_job());
         }
-        let text =
-            |i: usize| String::from_utf8_lossy(values[i].as_deref().unwrap_or(b"")).into_owned();
-        let dictionary = values[2]
-            .clone()
-            .filter(|p| !p.is_empty())
-            .map(|p| PathBuf::from(std::ffi::OsString::from_vec(p)));
-        Ok(JobSpec {
-            tokenizer: text(0),
-            lowercase: text(1) == "1",
-            dictionary,
-            csv_column: text(3),
-            lease_ms: text(4).parse().unwrap_or(DEFAULT_LEASE_MS),
-            max_attempts: text(5).parse().unwrap_or(DEFAULT_MAX_ATTEMPTS),
-            sync_replicas: text(6).parse().unwrap_or(0),
-        })
+        let fields: HashMap<&str, Vec<u8>> = SPEC_FIELDS
+            .iter()
+            .zip(values)
+            .filter_map(|(field, value)| Some((*field, value?)))
+            .collect();
+        JobSpec::from_fields(&fields).map_err(|detail| self.bad_reply("HMGET spec", detail))
     }
 
     /// Adds tasks (idempotent: tasks already there are skipped). Returns (added, skipped).
@@ -267,13 +233,13 @@ impl Job {
         let args = vec![
             arg(now),
             request.worker.as_bytes().to_vec(),
-            arg(request.lease_ms),
+            arg(millis(request.lease)),
             arg(request.max_tasks),
             arg(request.max_bytes),
             arg(request.max_attempts),
-            arg(request.live_window_ms),
+            arg(millis(request.live_window)),
             arg(request.speculate_factor),
-            arg(request.speculate_min_ms),
+            arg(request.speculate_min.as_millis()),
             // Unique per call; the link re-sends the same bytes when it retries after a lost reply.
             // (A plain counter keeps the calls, and so the dataset, deterministic.)
             self.claims.to_string().into_bytes(),
@@ -317,10 +283,10 @@ impl Job {
         &mut self,
         now: u64,
         worker: &str,
-        lease_ms: u64,
+        lease: Duration,
         ids: &[String],
     ) -> Result<Vec<String>> {
-        let mut args = vec![arg(now), worker.as_bytes().to_vec(), arg(lease_ms)];
+        let mut args = vec![arg(now), worker.as_bytes().to_vec(), arg(millis(lease))];
         args.extend(ids.iter().map(|id| id.as_bytes().to_vec()));
         let items = self.array("rc_renew", args)?;
         Ok(items.iter().filter_map(reply::string).collect())
@@ -398,9 +364,9 @@ impl Job {
         Ok(items.first().and_then(reply::string).as_deref() == Some("ok"))
     }
 
-    /// Progress counters; workers seen within `live_window_ms` count as live.
-    pub fn status(&mut self, now: u64, live_window_ms: u64) -> Result<Status> {
-        let items = self.array("rc_status", vec![arg(now), arg(live_window_ms)])?;
+    /// Progress counters; workers seen within `live_window` count as live.
+    pub fn status(&mut self, now: u64, live_window: Duration) -> Result<Status> {
+        let items = self.array("rc_status", vec![arg(now), arg(millis(live_window))])?;
         Ok(Status::from_pairs(&items))
     }
 

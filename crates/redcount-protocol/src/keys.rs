@@ -26,11 +26,23 @@ pub struct JobKeys {
     pub events: String,
 }
 
+/// Every key of job J is `rc:{J}:<suffix>`.
+const PREFIX: &str = "rc:{";
+const META_SUFFIX: &str = "}:meta";
+
+/// A `SCAN MATCH` pattern for the meta hash of every job.
+pub(crate) const META_KEY_PATTERN: &str = "rc:{*}:meta";
+
+/// The job whose meta hash is `key`, if it is one.
+pub(crate) fn job_of_meta_key(key: &str) -> Option<&str> {
+    key.strip_prefix(PREFIX)?.strip_suffix(META_SUFFIX)
+}
+
 impl JobKeys {
     /// Keys of job `job`; the name must pass [`validate_job_name`].
     pub fn new(job: &str) -> Result<JobKeys, Error> {
         validate_job_name(job)?;
-        let key = |suffix: &str| format!("rc:{{{job}}}:{suffix}");
+        let key = |suffix: &str| format!("{PREFIX}{job}}}:{suffix}");
         Ok(JobKeys {
             tasks: key("tasks"),
             leases: key("leases"),
@@ -84,6 +96,14 @@ mod tests {
         for key in keys.all() {
             assert!(key.starts_with("rc:{wc-1}:"), "{key}");
         }
+    }
+
+    #[test]
+    fn a_meta_key_names_its_job_and_the_scan_pattern_finds_it() {
+        let keys = JobKeys::new("wc-1.a_b").expect("valid name");
+        assert_eq!(job_of_meta_key(&keys.meta), Some("wc-1.a_b"));
+        assert_eq!(job_of_meta_key(&keys.counts), None);
+        assert_eq!(META_KEY_PATTERN.replace('*', "wc-1.a_b"), keys.meta);
     }
 
     #[test]

@@ -4,25 +4,27 @@
 //! Every state change of a job is one `FCALL` of `library.lua`; read it first, it is the protocol.
 
 mod clock;
+mod commands;
 mod job;
 mod keys;
 mod library;
 mod link;
 mod reads;
 mod reply;
+mod spec;
 mod status;
 mod target;
 mod task;
 
 pub use clock::now_ms;
-pub use job::{
-    ClaimRequest, Claimed, CommitOutcome, Job, JobSpec, DEFAULT_LEASE_MS, DEFAULT_MAX_ATTEMPTS,
-};
+pub use commands::{is_read, READ_COMMANDS, READ_ONLY_FUNCTIONS};
+pub use job::{ClaimRequest, Claimed, CommitOutcome, Job};
 pub use keys::{validate_job_name, JobKeys};
 pub use library::{ensure_library, LIBRARY_SOURCE, LIBRARY_VERSION};
 pub use link::{redact_url, Link, LinkOptions};
-pub use reads::{DeadTask, DoneRecord, JobEvent};
-pub use status::Status;
+pub use reads::{job_names, DeadTask, DoneRecord, JobEvent};
+pub use spec::{live_window, JobSpec, TokenizerKind, DEFAULT_LEASE, DEFAULT_MAX_ATTEMPTS};
+pub use status::{Status, STATUS_FIELDS};
 pub use task::{Format, NewTask, Task};
 
 /// Everything that can go wrong talking to a job in Redis.

@@ -11,7 +11,7 @@ use crate::target::Target;
 use crate::{Error, Result};
 
 /// How patient a [`Link`] is.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkOptions {
     /// Give up on an unreachable Redis after this long (per call).
     pub give_up_after: Duration,
@@ -57,6 +57,12 @@ impl Link {
             addr,
             options,
         })
+    }
+
+    /// True when this link leads to a Raft group of `redcount raft-node`s (`redis+raft://`), whose
+    /// durability is the group's, not a Redis server's settings.
+    pub fn is_raft_group(&self) -> bool {
+        matches!(self.target, Target::Raft { .. })
     }
 
     /// The URL with any password hidden, for messages.

@@ -3,7 +3,29 @@
 
 use std::time::Duration;
 
-use crate::{Job, Result};
+use crate::keys::{job_of_meta_key, META_KEY_PATTERN};
+use crate::{Job, Link, Result};
+
+/// The names of every job in the Redis behind `link`, sorted.
+pub fn job_names(link: &mut Link) -> Result<Vec<String>> {
+    let mut keys: Vec<String> = link.call("SCAN", |con| {
+        let iter = redis::cmd("SCAN")
+            .cursor_arg(0)
+            .arg("MATCH")
+            .arg(META_KEY_PATTERN)
+            .arg("COUNT")
+            .arg(1000)
+            .clone();
+        iter.iter::<String>(con)
+            .map(|it| it.filter_map(std::result::Result::ok).collect())
+    })?;
+    keys.sort();
+    Ok(keys
+        .iter()
+        .filter_map(|k| job_of_meta_key(k))
+        .map(str::to_string)
+        .collect())
+}
 
 /// A fault or operator event noted in the job.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -85,8 +107,7 @@ impl Job {
         for (_, id) in streams {
             cmd.arg(*id);
         }
-        let reply: Option<Vec<(String, Vec<StreamEntry>)>> =
-            self.link.call("XREAD BLOCK", |con| cmd.query(con))?;
+        let reply: Option<Vec<(String, Vec<StreamEntry>)>> = self.read(&cmd)?;
         Ok(reply.unwrap_or_default())
     }
 
@@ -127,14 +148,13 @@ impl Job {
             return Ok(Vec::new());
         }
         let counts = self.keys.counts.clone();
-        let head: Vec<(Vec<u8>, f64)> = self.link.call("ZREVRANGE", |con| {
+        let head: Vec<(Vec<u8>, f64)> = self.read(
             redis::cmd("ZREVRANGE")
                 .arg(&counts)
                 .arg(0)
                 .arg(k - 1)
-                .arg("WITHSCORES")
-                .query(con)
-        })?;
+                .arg("WITHSCORES"),
+        )?;
         let Some(&(_, cutoff)) = head.last() else {
             return Ok(Vec::new());
         };
@@ -147,16 +167,15 @@ impl Job {
             .collect();
         top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         let missing = k - top.len();
-        let ties: Vec<Vec<u8>> = self.link.call("ZRANGEBYSCORE", |con| {
+        let ties: Vec<Vec<u8>> = self.read(
             redis::cmd("ZRANGEBYSCORE")
                 .arg(&counts)
                 .arg(cutoff)
                 .arg(cutoff)
                 .arg("LIMIT")
                 .arg(0)
-                .arg(missing)
-                .query(con)
-        })?;
+                .arg(missing),
+        )?;
         top.extend(ties.into_iter().map(|w| (w, cutoff as u64)));
         Ok(top)
     }
@@ -168,14 +187,13 @@ impl Job {
         let mut all: Vec<(Vec<u8>, u64)> = Vec::new();
         loop {
             let from = all.len();
-            let page: Vec<(Vec<u8>, f64)> = self.link.call("ZRANGE", |con| {
+            let page: Vec<(Vec<u8>, f64)> = self.read(
                 redis::cmd("ZRANGE")
                     .arg(&counts)
                     .arg(from)
                     .arg(from + PAGE - 1)
-                    .arg("WITHSCORES")
-                    .query(con)
-            })?;
+                    .arg("WITHSCORES"),
+            )?;
             let short = page.len() < PAGE;
             all.extend(page.into_iter().map(|(w, s)| (w, s as u64)));
             if short {
@@ -231,15 +249,14 @@ impl Job {
         let mut out = Vec::new();
         let mut from = "-".to_string();
         loop {
-            let page: Vec<StreamEntry> = self.link.call("XRANGE", |con| {
+            let page: Vec<StreamEntry> = self.read(
                 redis::cmd("XRANGE")
                     .arg(key)
                     .arg(&from)
                     .arg("+")
                     .arg("COUNT")
-                    .arg(PAGE)
-                    .query(con)
-            })?;
+                    .arg(PAGE),
+            )?;
             let short = page.len() < PAGE;
             if let Some((last, _)) = page.last() {
                 from = format!("({last}");

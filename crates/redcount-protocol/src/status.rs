@@ -4,17 +4,55 @@ use redis::Value;
 
 use crate::reply;
 
-/// Counters of a job at one moment. `finished` follows DESIGN.md's termination rule.
+/// The fields of `rc_status`'s reply, in order: the meta-hash counters the library lists as its
+/// `STATUS_FIELDS`, then those it computes. A test checks this against library.lua and
+/// [`Status::from_pairs`].
+pub const STATUS_FIELDS: &[&str] = &[
+    "state",
+    "tasks",
+    "bytes",
+    "delivered",
+    "done",
+    "done_bytes",
+    "dead",
+    "words",
+    "recomputed",
+    "redelivered",
+    "duplicates",
+    "increments",
+    "commits",
+    "created_ms",
+    "sealed_ms",
+    "run_id",
+    "speculated",
+    "events",
+    // Computed by the library, not stored:
+    "in_flight",
+    "live_workers",
+    "distinct_words",
+    "finished",
+];
+
+/// Counters of a job at one moment. `finished` follows the termination rule (docs/PROTOCOL.md).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Status {
+    /// `open` (tasks may still come) or `sealed`.
     pub state: String,
+    /// The run that created the job (the driver checks it is still its own).
     pub run_id: String,
+    /// Tasks enqueued.
     pub tasks: u64,
+    /// Bytes of all tasks.
     pub bytes: u64,
+    /// Tasks delivered at least once.
     pub delivered: u64,
+    /// Tasks committed.
     pub done: u64,
+    /// Bytes of the committed tasks.
     pub done_bytes: u64,
+    /// Tasks given up.
     pub dead: u64,
+    /// Words counted (with repetitions).
     pub words: u64,
     /// Tasks computed more than once (committed after a re-delivery).
     pub recomputed: u64,
@@ -24,16 +62,23 @@ pub struct Status {
     pub duplicates: u64,
     /// Word increments applied in Redis (distinct words summed over commits).
     pub increments: u64,
+    /// Commits applied.
     pub commits: u64,
     /// Tasks handed to a second worker because their first was straggling.
     pub speculated: u64,
     /// Events noted in the job.
     pub events: u64,
+    /// When the job was created (ms).
     pub created_ms: u64,
+    /// When it was sealed (ms), 0 while open.
     pub sealed_ms: u64,
+    /// Tasks delivered and not yet committed or given up.
     pub in_flight: u64,
+    /// Workers heard from within the live window.
     pub live_workers: u64,
+    /// Distinct words in the result so far.
     pub distinct_words: u64,
+    /// Sealed, all delivered, no lease left, and done + dead = tasks.
     pub finished: bool,
 }
 
@@ -71,5 +116,38 @@ impl Status {
             }
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::LIBRARY_SOURCE;
+
+    #[test]
+    fn the_field_list_is_the_librarys_and_every_field_is_read() {
+        // library.lua: `local STATUS_FIELDS = { 'state', 'tasks', ... }`, then four computed ones.
+        let start = LIBRARY_SOURCE
+            .find("local STATUS_FIELDS = {")
+            .expect("library.lua lists STATUS_FIELDS");
+        let list = &LIBRARY_SOURCE[start..];
+        let list = &list[list.find('{').unwrap_or(0)..list.find('}').unwrap_or(0)];
+        let stored: Vec<&str> = list.split('\'').skip(1).step_by(2).collect();
+        assert_eq!(stored, STATUS_FIELDS[..stored.len()]);
+        assert_eq!(STATUS_FIELDS.len(), stored.len() + 4);
+
+        // Each field given a value of its own must change the parsed status.
+        for (i, field) in STATUS_FIELDS.iter().enumerate() {
+            let value = if *field == "finished" {
+                "1".to_string()
+            } else {
+                (i + 1).to_string()
+            };
+            let parsed = Status::from_pairs(&[
+                Value::BulkString(field.as_bytes().to_vec()),
+                Value::BulkString(value.into_bytes()),
+            ]);
+            assert_ne!(parsed, Status::default(), "from_pairs ignores '{field}'");
+        }
     }
 }

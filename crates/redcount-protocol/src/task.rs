@@ -2,33 +2,7 @@
 
 use std::path::PathBuf;
 
-/// How a task's bytes are turned into text to count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// Count the bytes as they are.
-    Text,
-    /// RFC 4180 CSV with a header row; count one column.
-    Csv,
-}
-
-impl Format {
-    /// The name stored in the stream.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Format::Text => "text",
-            Format::Csv => "csv",
-        }
-    }
-
-    /// Inverse of [`Format::as_str`].
-    pub fn parse(s: &str) -> Option<Format> {
-        match s {
-            "text" => Some(Format::Text),
-            "csv" => Some(Format::Csv),
-            _ => None,
-        }
-    }
-}
+pub use redcount_input::Format;
 
 /// A task the driver is about to enqueue; `seq` becomes its stream id `seq-0`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,24 +3,23 @@
 //! termination. No sleeping: time is an argument.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use redcount_protocol::{
-    ClaimRequest, CommitOutcome, Format, Job, JobSpec, Link, LinkOptions, NewTask, Status,
+    ClaimRequest, CommitOutcome, Format, Job, JobKeys, JobSpec, Link, LinkOptions, NewTask, Status,
+    STATUS_FIELDS,
 };
 use redcount_server::{RedisServer, ServerOptions};
 
 const LEASE: u64 = 1_000;
+const LEASE_D: Duration = Duration::from_millis(LEASE);
 const T0: u64 = 1_700_000_000_000;
 
 fn spec(max_attempts: u32) -> JobSpec {
     JobSpec {
-        tokenizer: "whitespace".into(),
-        lowercase: false,
-        dictionary: None,
-        csv_column: "text".into(),
-        lease_ms: LEASE,
+        lease: LEASE_D,
         max_attempts,
-        sync_replicas: 0,
+        ..JobSpec::default()
     }
 }
 
@@ -61,13 +60,13 @@ fn req(
 ) -> ClaimRequest<'_> {
     ClaimRequest {
         worker,
-        lease_ms: LEASE,
+        lease: LEASE_D,
         max_tasks,
         max_bytes,
         max_attempts,
-        live_window_ms,
+        live_window: Duration::from_millis(live_window_ms),
         speculate_factor: 0.0,
-        speculate_min_ms: 0,
+        speculate_min: Duration::ZERO,
     }
 }
 
@@ -91,7 +90,7 @@ fn commit(
 }
 
 fn status(job: &mut Job, now: u64) -> Status {
-    job.status(now, 10 * LEASE).expect("status")
+    job.status(now, 10 * LEASE_D).expect("status")
 }
 
 fn count_of(job: &mut Job, word: &str) -> u64 {
@@ -170,7 +169,7 @@ fn an_expired_lease_is_redelivered_and_renewal_keeps_it() {
     assert_eq!(claim(&mut job, T0, "a", 1), vec!["1-0"]);
     // a renews at T0 + 800: its lease now ends at T0 + 1800.
     assert_eq!(
-        job.renew(T0 + 800, "a", LEASE, &["1-0".into()])
+        job.renew(T0 + 800, "a", LEASE_D, &["1-0".into()])
             .expect("renew"),
         vec!["1-0"]
     );
@@ -180,7 +179,7 @@ fn an_expired_lease_is_redelivered_and_renewal_keeps_it() {
     );
     // Only the holder may renew.
     assert!(job
-        .renew(T0 + 1500, "b", LEASE, &["1-0".into()])
+        .renew(T0 + 1500, "b", LEASE_D, &["1-0".into()])
         .expect("renew")
         .is_empty());
     let stolen = job
@@ -191,7 +190,7 @@ fn an_expired_lease_is_redelivered_and_renewal_keeps_it() {
     assert_eq!(status(&mut job, T0 + 1801).redelivered, 1);
     // a lost the task: its renewal no longer holds it.
     assert!(job
-        .renew(T0 + 1900, "a", LEASE, &["1-0".into()])
+        .renew(T0 + 1900, "a", LEASE_D, &["1-0".into()])
         .expect("renew")
         .is_empty());
 }
@@ -234,7 +233,7 @@ fn a_partly_stale_batch_changes_nothing() {
     let a2 = claim(&mut job, T0, "a", 2);
     assert_eq!(a2, vec!["2-0"]);
     // Task 1 expires (a renews only task 2); b takes it over and commits it.
-    job.renew(T0 + 900, "a", LEASE, &["2-0".into()])
+    job.renew(T0 + 900, "a", LEASE_D, &["2-0".into()])
         .expect("renew");
     assert_eq!(claim(&mut job, T0 + LEASE + 1, "b", 5), vec!["1-0"]);
     assert_eq!(
@@ -399,7 +398,7 @@ fn an_unknown_job_is_reported_by_name() {
         "ghost",
     )
     .expect("job");
-    let err = job.status(T0, LEASE).expect_err("no job");
+    let err = job.status(T0, LEASE_D).expect_err("no job");
     assert!(err.to_string().contains("no job 'ghost'"), "{err}");
 }
 
@@ -554,7 +553,7 @@ fn scripted_digest() -> String {
     let mut spec_req = req("a", 1, 1 << 20, 2, 10 * LEASE);
     spec_req.speculate_factor = 3.0;
     job.claim(now + 100, &spec_req).expect("speculate");
-    job.renew(now + 200, "a", LEASE, &["12-0".into()])
+    job.renew(now + 200, "a", LEASE_D, &["12-0".into()])
         .expect("renew");
     commit(&mut job, now + 300, "slow", &["12-0"], &[(b"w", 1)]);
     commit(&mut job, now + 301, "a", &["12-0"], &[(b"w", 1)]);
@@ -565,7 +564,7 @@ fn scripted_digest() -> String {
     claim(&mut job, now + 500 + 2 * LEASE, "d", 1);
     claim(&mut job, now + 500 + 4 * LEASE, "e", 1);
     job.event(now + 600, "kill-worker", "pid 1").expect("event");
-    job.status(now + 700, LEASE).expect("status");
+    job.status(now + 700, LEASE_D).expect("status");
     let client = redis::Client::open(server.url()).expect("url");
     let mut con = client.get_connection().expect("connect");
     let digest: String = redis::cmd("DEBUG")
@@ -575,7 +574,7 @@ fn scripted_digest() -> String {
     // DEBUG DIGEST leaves out when each pending entry was delivered; XINFO STREAM FULL shows it.
     let info: redis::Value = redis::cmd("XINFO")
         .arg("STREAM")
-        .arg(&job.keys().tasks)
+        .arg(&JobKeys::new(job.name()).expect("job name").tasks)
         .arg("FULL")
         .query(&mut con)
         .expect("XINFO");
@@ -670,4 +669,27 @@ fn a_retried_claim_gets_the_same_tasks() {
         next.iter().all(|id| !first.contains(id)),
         "a new claim gets new tasks"
     );
+}
+
+#[test]
+fn status_replies_with_exactly_the_listed_fields_in_order() {
+    let (server, _job) = setup(1, 3);
+    let mut con = redis::Client::open(server.url())
+        .expect("url")
+        .get_connection()
+        .expect("connect");
+    let keys = JobKeys::new("t").expect("job name");
+    let reply: Vec<redis::Value> = redis::cmd("FCALL_RO")
+        .arg("rc_status")
+        .arg(keys.all().len())
+        .arg(&keys.all()[..])
+        .arg(T0)
+        .arg(LEASE)
+        .query(&mut con)
+        .expect("rc_status");
+    let names: Vec<String> = reply
+        .chunks(2)
+        .map(|pair| redis::from_redis_value(pair[0].clone()).expect("a field name"))
+        .collect();
+    assert_eq!(names, STATUS_FIELDS);
 }

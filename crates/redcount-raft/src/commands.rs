@@ -1,10 +1,10 @@
 //! Which client commands a node accepts, and how each is served. Only commands whose effect is a pure
-//! function of the dataset and their arguments may be replicated (DESIGN.md's determinism rules): the
-//! redcount library's FCALLs, with `now` stamped by the leader, and FUNCTION LOAD of that exact
-//! library. Reads from a short allow-list go to the leader's Redis after a linearizability check.
-//! Everything else is refused with a message that says so.
+//! function of the dataset and their arguments may be replicated (the determinism rules of
+//! docs/PROTOCOL.md): the redcount library's FCALLs, with `now` stamped by the leader, and FUNCTION
+//! LOAD of that exact library. Reads from the protocol's allow-list (`READ_COMMANDS`) go to the
+//! leader's Redis after a linearizability check. Everything else is refused with a message that says so.
 
-use redcount_protocol::LIBRARY_SOURCE;
+use redcount_protocol::{LIBRARY_SOURCE, READ_COMMANDS};
 
 use crate::frame::Frame;
 
@@ -50,43 +50,6 @@ pub enum NodeCommand {
     Snapshot,
 }
 
-const READS: &[&str] = &[
-    "XRANGE",
-    "XREVRANGE",
-    "XLEN",
-    "XINFO",
-    "XPENDING",
-    "ZRANGE",
-    "ZREVRANGE",
-    "ZRANGEBYSCORE",
-    "ZREVRANGEBYSCORE",
-    "ZSCORE",
-    "ZMSCORE",
-    "ZCARD",
-    "ZRANK",
-    "ZREVRANK",
-    "ZCOUNT",
-    "HGET",
-    "HMGET",
-    "HGETALL",
-    "HLEN",
-    "HEXISTS",
-    "HKEYS",
-    "GET",
-    "MGET",
-    "STRLEN",
-    "EXISTS",
-    "TYPE",
-    "SCAN",
-    "DBSIZE",
-    "KEYS",
-    "LRANGE",
-    "LLEN",
-    "SMEMBERS",
-    "SCARD",
-    "SISMEMBER",
-];
-
 /// Classifies a command by its arguments (`args[0]` is the name).
 pub fn route(args: &[Vec<u8>]) -> Route {
     let Some(name) = args.first() else {
@@ -119,12 +82,12 @@ pub fn route(args: &[Vec<u8>]) -> Route {
         "DEBUG" if sub == "DIGEST" || sub == "DIGEST-VALUE" => Route::Replica,
         "XREAD" if has_block(args) => Route::Wakeup,
         "XREAD" => Route::Read,
-        name if READS.contains(&name) => Route::Read,
+        name if READ_COMMANDS.contains(&name) => Route::Read,
         _ => Route::Reject(Frame::error(format!(
             "ERR redcount raft node: '{name}' is not accepted. A Raft group replicates only \
              deterministic commands: FCALL of the redcount library, FUNCTION LOAD of that library, \
              and reads ({}, XREAD, FCALL_RO); see RAFT.STATUS for the group",
-            READS.join(" ")
+            READ_COMMANDS.join(" ")
         ))),
     }
 }

@@ -5,15 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
-use openraft::{BasicNode, ServerState};
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use crate::commands::{route, NodeCommand, Route};
 use crate::frame::{command_args, read_frame, Frame};
 use crate::local::LocalConn;
-use crate::node::Node;
-use crate::types::{Command, NodeId};
+use crate::replica::{redirect, Node};
+use crate::types::Command;
 
 /// A write that does not commit within this long is answered with TRYAGAIN (no quorum reachable).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -200,24 +199,5 @@ impl Session {
                 Err(e) => Frame::error(format!("ERR snapshot: {e}")),
             },
         }
-    }
-}
-
-/// `-MOVED 0 host:port` naming the leader, or TRYAGAIN while there is none.
-pub fn redirect(leader: Option<NodeId>, node: Option<&BasicNode>) -> Frame {
-    match (leader, node) {
-        (Some(_), Some(n)) => Frame::error(format!("MOVED 0 {}", n.addr)),
-        _ => Frame::error("TRYAGAIN raft: no leader elected yet; retry shortly"),
-    }
-}
-
-/// A short name for a server state, as `RAFT.STATUS` and `cluster status` show it.
-pub fn state_name(state: ServerState) -> &'static str {
-    match state {
-        ServerState::Leader => "leader",
-        ServerState::Follower => "follower",
-        ServerState::Candidate => "candidate",
-        ServerState::Learner => "learner",
-        ServerState::Shutdown => "shutdown",
     }
 }

@@ -3,20 +3,20 @@
 use std::collections::HashSet;
 
 use anyhow::Context;
-use redcount_count::{Tokenizer, TokenizerKind, WordCounts};
-use redcount_input::{csv_text, read::read_task, split::csv_header, InputError};
+use redcount_count::{Tokenizer, WordCounts};
+use redcount_input::{csv_text, read::read_range, split::csv_header, InputError};
 use redcount_protocol::{Format, JobSpec, Task};
 
 /// Counts the words of `task` into `counts` and returns how many it had. On error `counts` is unchanged.
 /// `buf` is reused between tasks to avoid reallocating.
-pub fn count_task(
+pub(crate) fn count_task(
     task: &Task,
     tokenizer: &Tokenizer,
     csv_column: &str,
     buf: &mut Vec<u8>,
     counts: &mut WordCounts,
 ) -> Result<u64, InputError> {
-    read_task(task, buf)?;
+    read_range(&task.path, task.start, task.end, buf)?;
     let before = counts.total();
     match task.format {
         // Text cannot fail once read: count straight into the batch, no per-task map to merge.
@@ -45,9 +45,7 @@ pub fn count_task(
 }
 
 /// The tokenizer a job's spec asks for (reads the dictionary file, one word per line or per token).
-pub fn build_tokenizer(spec: &JobSpec) -> anyhow::Result<Tokenizer> {
-    let kind = TokenizerKind::parse(&spec.tokenizer)
-        .with_context(|| format!("unknown tokenizer '{}' in the job's spec", spec.tokenizer))?;
+pub(crate) fn build_tokenizer(spec: &JobSpec) -> anyhow::Result<Tokenizer> {
     let dictionary = match &spec.dictionary {
         None => None,
         Some(path) => {
@@ -64,5 +62,5 @@ pub fn build_tokenizer(spec: &JobSpec) -> anyhow::Result<Tokenizer> {
             Some(words)
         }
     };
-    Ok(Tokenizer::new(kind, spec.lowercase, dictionary))
+    Ok(Tokenizer::new(spec.tokenizer, spec.lowercase, dictionary))
 }

@@ -18,11 +18,11 @@ pub struct Renewer {
 
 impl Renewer {
     /// Starts renewing for `worker` over `job` (a connection of its own).
-    pub fn start(mut job: Job, worker: String, lease_ms: u64) -> Renewer {
+    pub fn start(mut job: Job, worker: String, lease: Duration) -> Renewer {
         let held: Arc<Mutex<Vec<String>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let (h, s) = (held.clone(), stop.clone());
-        let every = Duration::from_millis((lease_ms / 3).max(10));
+        let every = (lease / 3).max(Duration::from_millis(10));
         let thread = std::thread::spawn(move || {
             let mut next = Instant::now() + every;
             while !s.load(Ordering::Relaxed) {
@@ -35,7 +35,7 @@ impl Renewer {
                 if ids.is_empty() {
                     continue;
                 }
-                match job.renew(now_ms(), &worker, lease_ms, &ids) {
+                match job.renew(now_ms(), &worker, lease, &ids) {
                     Ok(kept) if kept.len() < ids.len() => tracing::info!(
                         "{worker}: {} of {} tasks were taken over by other workers",
                         ids.len() - kept.len(),

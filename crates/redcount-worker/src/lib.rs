@@ -4,7 +4,8 @@
 
 mod count;
 mod lease;
+mod options;
 mod worker;
 
-pub use count::{build_tokenizer, count_task};
-pub use worker::{run_worker, WorkerOptions, WorkerReport};
+pub use options::WorkerOptions;
+pub use worker::{run_worker, unique_worker_name, WorkerReport};

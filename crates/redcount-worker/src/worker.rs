@@ -7,68 +7,26 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use redcount_count::{Tokenizer, WordCounts};
 use redcount_protocol::{
-    now_ms, ClaimRequest, Claimed, CommitOutcome, Error as ProtocolError, Job, JobSpec, Link,
-    LinkOptions, Task,
+    live_window, now_ms, ClaimRequest, Claimed, CommitOutcome, Error as ProtocolError, Job,
+    JobSpec, Link, Task,
 };
 
 use crate::count::{build_tokenizer, count_task};
 use crate::lease::Renewer;
-
-/// How a worker behaves; the job's spec supplies what is left as None.
-#[derive(Debug, Clone)]
-pub struct WorkerOptions {
-    /// Unique consumer name (host-pid-random).
-    pub name: String,
-    /// Lease per task; the job's default when None.
-    pub lease_ms: Option<u64>,
-    /// Deliveries before a task is given up; the job's default when None.
-    pub max_attempts: Option<u32>,
-    /// Most bytes counted into one commit: small tasks are batched up to this size.
-    pub batch_bytes: u64,
-    /// Most tasks counted into one commit.
-    pub batch_tasks: u64,
-    /// Most time spent counting before a commit, so progress lands regularly (and survives a crash
-    /// of Redis that comes often) and latency stays bounded; tasks claimed but not counted by then go
-    /// into the next commit.
-    pub batch_time: Duration,
-    /// Extra CPU time spent on every task (demonstrations and fault tests: a heavier computation, which a
-    /// SIGSTOP/SIGCONT straggler really slows down, unlike a sleep).
-    pub slow: Duration,
-    /// How patient the worker is with an unreachable Redis.
-    pub link: LinkOptions,
-    /// How long to wait for a job that does not exist (yet, or again after Redis lost it).
-    pub wait_for_job: Duration,
-    /// When idle, re-run a task that has run this many times longer than the recent p90 (0: never).
-    pub speculate_factor: f64,
-    /// ... and for at least this long (ms).
-    pub speculate_min_ms: u64,
-}
-
-impl WorkerOptions {
-    /// Defaults for a worker called `name`.
-    pub fn new(name: String) -> WorkerOptions {
-        WorkerOptions {
-            name,
-            lease_ms: None,
-            max_attempts: None,
-            batch_bytes: 16 << 20,
-            batch_tasks: 1024,
-            batch_time: Duration::from_millis(250),
-            slow: Duration::ZERO,
-            link: LinkOptions::default(),
-            wait_for_job: Duration::from_secs(60),
-            speculate_factor: 3.0,
-            speculate_min_ms: 500,
-        }
-    }
-}
+use crate::WorkerOptions;
 
 /// What one worker did.
 #[derive(Debug, Default, Clone)]
 pub struct WorkerReport {
+    /// This worker's consumer name.
+    pub name: String,
+    /// Tasks whose counts this worker's commits applied.
     pub tasks_committed: u64,
+    /// Commits applied.
     pub commits: u64,
+    /// Tasks this worker counted that another worker had committed first.
     pub duplicates: u64,
+    /// Inputs this worker gave up as unreadable.
     pub failed: u64,
 }
 
@@ -78,22 +36,29 @@ pub fn run_worker(
     job_name: &str,
     options: &WorkerOptions,
 ) -> anyhow::Result<WorkerReport> {
+    let name = options.name.clone().unwrap_or_else(unique_worker_name);
     let mut job = Job::new(Link::open(url, options.link.clone())?, job_name)?;
     let spec = wait_for_spec(&mut job, options.wait_for_job)?;
     job.set_sync_replicas(spec.sync_replicas);
-    let lease_ms = options.lease_ms.unwrap_or(spec.lease_ms).max(1);
+    let lease = options
+        .lease
+        .unwrap_or(spec.lease)
+        .max(Duration::from_millis(1));
     let renewer_job = Job::new(Link::open(url, options.link.clone())?, job_name)?;
     let mut worker = Worker {
         tokenizer: build_tokenizer(&spec)?,
         max_attempts: options.max_attempts.unwrap_or(spec.max_attempts).max(1),
-        renewer: Renewer::start(renewer_job, options.name.clone(), lease_ms),
+        renewer: Renewer::start(renewer_job, name.clone(), lease),
         csv_column: spec.csv_column,
-        lease_ms,
+        lease,
         job,
         options,
         buf: Vec::new(),
         carry: VecDeque::new(),
-        report: WorkerReport::default(),
+        report: WorkerReport {
+            name: name.clone(),
+            ..WorkerReport::default()
+        },
     };
     loop {
         match worker.step() {
@@ -103,8 +68,7 @@ pub fn run_worker(
             // this worker held is gone with it.
             Err(err) if is_no_job(&err) => {
                 tracing::warn!(
-                    "{}: job '{job_name}' vanished from redis; waiting for it again",
-                    options.name
+                    "{name}: job '{job_name}' vanished from redis; waiting for it again"
                 );
                 worker.carry.clear();
                 worker.renewer.hold(Vec::new());
@@ -151,7 +115,7 @@ struct Worker<'a> {
     renewer: Renewer,
     tokenizer: Tokenizer,
     csv_column: String,
-    lease_ms: u64,
+    lease: Duration,
     max_attempts: u32,
     buf: Vec<u8>,
     /// Tasks claimed but not counted when the last batch ran out of time: they start the next one.
@@ -235,14 +199,14 @@ impl Worker<'_> {
 
     fn claim(&mut self, max_tasks: u64, max_bytes: u64) -> anyhow::Result<Claimed> {
         let request = ClaimRequest {
-            worker: &self.options.name,
-            lease_ms: self.lease_ms,
+            worker: &self.report.name,
+            lease: self.lease,
             max_tasks,
             max_bytes,
             max_attempts: self.max_attempts,
-            live_window_ms: 3 * self.lease_ms,
+            live_window: live_window(self.lease),
             speculate_factor: self.options.speculate_factor,
-            speculate_min_ms: self.options.speculate_min_ms,
+            speculate_min: self.options.speculate_min,
         };
         self.job.claim(now_ms(), &request).context("claiming tasks")
     }
@@ -263,7 +227,7 @@ impl Worker<'_> {
                 batch.tasks.push(task);
             }
             Err(err) => {
-                let me = &self.options.name;
+                let me = &self.report.name;
                 tracing::warn!("{me}: task {} failed: {err}", task.id);
                 if self.job.fail(now_ms(), me, &task.id, &err.to_string())? {
                     self.report.failed += 1;
@@ -276,7 +240,7 @@ impl Worker<'_> {
     /// Commits the batch. When some of its tasks were committed elsewhere meanwhile (a lease expired and
     /// another worker finished first), nothing was applied: recount the others and commit them alone.
     fn commit(&mut self, mut batch: Batch) -> anyhow::Result<()> {
-        let me = self.options.name.clone();
+        let me = self.report.name.clone();
         while !batch.counted.is_empty() {
             match self
                 .job
@@ -343,4 +307,14 @@ fn burn_cpu(time: Duration) {
     while cpu() < until {
         std::hint::spin_loop();
     }
+}
+
+/// A consumer name no other worker has: host, pid, random suffix.
+pub fn unique_worker_name() -> String {
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let mut suffix = [0u8; 3];
+    // Without OS randomness the pid alone still tells workers on one host apart.
+    let _ = getrandom::fill(&mut suffix);
+    let suffix: String = suffix.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{host}-{}-{suffix}", std::process::id())
 }

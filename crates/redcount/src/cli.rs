@@ -3,7 +3,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
+use redcount_driver::embedded::Durability;
+use redcount_driver::{ChaosPoint, JobOptions};
+use redcount_input::FormatChoice;
+use redcount_protocol::{JobSpec, TokenizerKind};
+use redcount_worker::WorkerOptions;
 
 /// Exact word count over Redis: stateless worker processes coordinate through one Redis (a stream of
 /// tasks, leases, and one atomic commit per batch of tasks), so killed or stalled workers never lose
@@ -140,22 +145,6 @@ pub struct RedisArg {
     pub redis: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum FormatArg {
-    /// CSV for *.csv, text otherwise.
-    Auto,
-    Text,
-    Csv,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum TokenizerArg {
-    /// Split on ASCII whitespace; words are raw bytes, case kept (Python's bytes.split()).
-    Whitespace,
-    /// As whitespace, then delete every byte that is not an ASCII letter; drop empty words.
-    Letters,
-}
-
 /// Flags every job has: inputs, workers, Redis, leases, format, tokenizer, output.
 #[derive(Debug, Args)]
 pub struct JobArgs {
@@ -172,19 +161,19 @@ pub struct JobArgs {
     #[arg(long)]
     pub job: Option<String>,
     /// How long a task may go without a commit or renewal before another worker takes it over.
-    #[arg(long, value_name = "TIME", value_parser = parse_duration, default_value = "5s")]
-    pub lease_ms: Duration,
+    #[arg(long, alias = "lease-ms", value_name = "TIME", value_parser = parse_duration, default_value = "5s")]
+    pub lease: Duration,
     /// Deliveries of a task before it is given up and reported as failed.
     #[arg(long, default_value_t = 5)]
     pub max_attempts: u32,
     /// Input format.
     #[arg(long, value_enum, default_value = "auto")]
-    pub format: FormatArg,
+    pub format: FormatChoice,
     /// CSV column holding the text to count.
     #[arg(long, default_value = "text")]
     pub csv_column: String,
     #[arg(long, value_enum, default_value = "whitespace")]
-    pub tokenizer: TokenizerArg,
+    pub tokenizer: TokenizerKind,
     /// Lowercase ASCII letters.
     #[arg(long)]
     pub lowercase: bool,
@@ -203,10 +192,10 @@ pub struct JobArgs {
     /// No progress bar (it is only drawn when stderr is a terminal anyway).
     #[arg(long)]
     pub no_progress: bool,
-    /// How the private Redis keeps its data across a crash: none, rdb (checkpoints), aof-everysec,
-    /// aof-always. An external Redis keeps its own settings (they are reported with -v).
-    #[arg(long, default_value = "none", value_parser = ["none", "rdb", "aof-everysec", "aof-always"])]
-    pub durability: String,
+    /// How the private Redis keeps its data across a crash. An external Redis keeps its own settings
+    /// (they are reported with -v).
+    #[arg(long, value_enum, default_value = "none")]
+    pub durability: Durability,
     /// Ask Redis for a BGSAVE checkpoint this often (default with --durability rdb: 1s).
     #[arg(long, value_name = "TIME", value_parser = parse_duration)]
     pub checkpoint_ms: Option<Duration>,
@@ -221,8 +210,8 @@ pub struct JobArgs {
     #[arg(long, default_value_t = 0)]
     pub sync_replicas: u32,
     /// Also crash the private Redis at these points: enqueue, finish.
-    #[arg(long, value_delimiter = ',', value_parser = ["enqueue", "finish"], hide = true)]
-    pub chaos_redis_at: Vec<String>,
+    #[arg(long, value_enum, value_delimiter = ',', hide = true)]
+    pub chaos_redis_at: Vec<ChaosPoint>,
     /// Started workers spend this much extra CPU time on every task (fault-injection and teaching aid).
     #[arg(long, value_name = "TIME", value_parser = parse_duration, hide = true)]
     pub worker_slow: Option<Duration>,
@@ -286,8 +275,8 @@ pub struct WorkerArgs {
     #[arg(long)]
     pub job: String,
     /// Lease per task (default: the job's).
-    #[arg(long, value_name = "TIME", value_parser = parse_duration)]
-    pub lease_ms: Option<Duration>,
+    #[arg(long, alias = "lease-ms", value_name = "TIME", value_parser = parse_duration)]
+    pub lease: Option<Duration>,
     /// Deliveries before a task is given up (default: the job's).
     #[arg(long)]
     pub max_attempts: Option<u32>,
@@ -297,6 +286,9 @@ pub struct WorkerArgs {
     /// Most bytes of small tasks claimed and committed together.
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "16MiB")]
     pub batch_bytes: u64,
+    /// Most tasks claimed and committed together.
+    #[arg(long, default_value_t = 1024)]
+    pub batch_tasks: u64,
     /// Most time spent counting before a commit (the rest of what was claimed goes into the next).
     #[arg(long, value_name = "TIME", value_parser = parse_duration, default_value = "250ms")]
     pub batch_time: Duration,
@@ -306,9 +298,65 @@ pub struct WorkerArgs {
     /// When idle, re-run a task running longer than FACTOR x the recent p90 (0: never).
     #[arg(long, value_name = "FACTOR", default_value_t = 3.0)]
     pub speculate_factor: f64,
+    /// ... and running longer than this.
+    #[arg(long, value_name = "TIME", value_parser = parse_duration, default_value = "500ms")]
+    pub speculate_min: Duration,
     /// Spend this much extra CPU time on every task (fault-injection and teaching aid).
     #[arg(long, value_name = "TIME", value_parser = parse_duration, hide = true)]
     pub slow: Option<Duration>,
+}
+
+impl WorkerArgs {
+    /// The worker's options: the one place `redcount worker` flags are read (the inverse of
+    /// [`WorkerOptions::to_args`], checked by a test below).
+    pub fn options(&self) -> WorkerOptions {
+        WorkerOptions {
+            name: self.name.clone(),
+            lease: self.lease,
+            max_attempts: self.max_attempts,
+            batch_bytes: self.batch_bytes.max(1),
+            batch_tasks: self.batch_tasks.max(1),
+            batch_time: self.batch_time,
+            slow: self.slow.unwrap_or_default(),
+            wait_for_job: self.wait_for_job,
+            speculate_factor: self.speculate_factor.max(0.0),
+            speculate_min: self.speculate_min,
+            link: Default::default(),
+        }
+    }
+}
+
+impl JobArgs {
+    /// The driver's options, for a job whose workers are started from `worker_exe`.
+    pub fn options(self, worker_exe: std::path::PathBuf) -> JobOptions {
+        let mut options = JobOptions::new(
+            self.inputs,
+            self.workers.unwrap_or_else(redcount_driver::available_cpus),
+            worker_exe,
+        );
+        options.redis = self.redis.redis;
+        options.job = self.job;
+        options.spec = JobSpec {
+            tokenizer: self.tokenizer,
+            lowercase: self.lowercase,
+            dictionary: self.dictionary,
+            csv_column: self.csv_column,
+            lease: self.lease.max(Duration::from_millis(1)),
+            max_attempts: self.max_attempts.max(1),
+            sync_replicas: self.sync_replicas,
+        };
+        options.format = self.format;
+        options.top = self.top;
+        options.out = self.out;
+        options.progress = !self.no_progress && !self.json;
+        options.durability = self.durability;
+        options.checkpoint = self.checkpoint_ms;
+        options.chaos_every = self.chaos_redis;
+        options.chaos_at = self.chaos_redis_at;
+        options.worker.speculate_factor = self.speculate_factor.max(0.0);
+        options.worker.slow = self.worker_slow.unwrap_or_default();
+        options
+    }
 }
 
 #[derive(Debug, Args)]
@@ -419,6 +467,39 @@ mod tests {
         assert_eq!(parse_straggler("5s:4"), Ok((Duration::from_secs(5), 4.0)));
         assert!(parse_straggler("5s").is_err());
         assert!(parse_straggler("5s:0.5").is_err());
+    }
+
+    #[test]
+    fn worker_options_survive_the_trip_through_the_command_line() {
+        let parse = |options: &WorkerOptions| {
+            let mut argv = vec![
+                "redcount".to_string(),
+                "worker".into(),
+                "--job".into(),
+                "j".into(),
+            ];
+            argv.extend(options.to_args());
+            match Cli::try_parse_from(&argv).expect("the flags parse").command {
+                Command::Worker(args) => args.options(),
+                other => panic!("parsed as {other:?}"),
+            }
+        };
+        let default = WorkerOptions::default();
+        assert_eq!(parse(&default), default);
+        let every = WorkerOptions {
+            name: Some("host-1-abc".into()),
+            lease: Some(Duration::from_millis(1500)),
+            max_attempts: Some(7),
+            batch_bytes: 12345,
+            batch_tasks: 3,
+            batch_time: Duration::from_millis(40),
+            slow: Duration::from_millis(25),
+            wait_for_job: Duration::from_secs(2),
+            speculate_factor: 2.75,
+            speculate_min: Duration::from_millis(80),
+            link: Default::default(),
+        };
+        assert_eq!(parse(&every), every);
     }
 
     #[test]

@@ -58,7 +58,10 @@ fn job_status(url: &str, job: &str) -> redcount_protocol::Status {
 /// The job's status, or None while the driver has not created it yet.
 fn try_status(url: &str, job: &str) -> Option<redcount_protocol::Status> {
     let mut j = Job::new(Link::open(url, LinkOptions::default()).expect("url"), job).expect("job");
-    match j.status(redcount_protocol::now_ms(), 60_000) {
+    match j.status(
+        redcount_protocol::now_ms(),
+        std::time::Duration::from_secs(60),
+    ) {
         Ok(s) => Some(s),
         Err(redcount_protocol::Error::NoJob { .. }) => None,
         Err(e) => panic!("status of {job}: {e}"),

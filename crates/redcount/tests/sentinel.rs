@@ -65,7 +65,10 @@ fn failover_run(sync_replicas: &str) -> serde_json::Value {
         Job::new(Link::open(&url, LinkOptions::default()).expect("url"), "fo").expect("job");
     let deadline = Instant::now() + Duration::from_secs(30);
     while job
-        .status(redcount_protocol::now_ms(), 10_000)
+        .status(
+            redcount_protocol::now_ms(),
+            std::time::Duration::from_secs(10),
+        )
         .map(|s| s.done)
         .unwrap_or(0)
         < 20

@@ -1,6 +1,7 @@
 //! `redcount bench --coordinator`: what durability and replication cost, and what a crash costs.
 
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use super::{tempfile_dir, two_worker_job, write_corpora, BenchOptions};
 use redcount_driver::run::{run, RunOptions};
@@ -58,10 +59,10 @@ pub fn bench_coordinator(options: &BenchOptions) -> anyhow::Result<Vec<ModeRow>>
             } else {
                 None
             };
-            let mut common = two_worker_job(options, path, 10_000);
+            let mut common = two_worker_job(options, path, Duration::from_secs(10));
             common.durability = durability;
             common.checkpoint = checkpoint.map(std::time::Duration::from_millis);
-            common.sync_replicas = sync;
+            common.spec.sync_replicas = sync;
             common.redis = cluster.as_ref().map(|c| c.url());
             let summary = run(
                 &RunOptions {
@@ -99,13 +100,13 @@ pub fn bench_coordinator(options: &BenchOptions) -> anyhow::Result<Vec<ModeRow>>
         ("aof everysec", Durability::AofEverysec, None),
         ("aof always", Durability::AofAlways, None),
     ] {
-        let mut common = two_worker_job(options, small, 1_000);
-        common.max_attempts = 100;
+        let mut common = two_worker_job(options, small, Duration::from_secs(1));
+        common.spec.max_attempts = 100;
         common.durability = durability;
         common.checkpoint = checkpoint.map(std::time::Duration::from_millis);
         common.chaos_every = Some(std::time::Duration::from_secs(1));
         // Slow workers, so that the job lasts several crashes.
-        common.worker_args = vec!["--slow".into(), "5ms".into()];
+        common.worker.slow = Duration::from_millis(5);
         let s = run(
             &RunOptions {
                 common,

@@ -8,15 +8,15 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use redcount_count::{Tokenizer, WordCounts};
 use redcount_server::{RedisServer, ServerOptions};
 
-use redcount_driver::plan::FormatChoice;
 use redcount_driver::run::{run, RunOptions};
-use redcount_driver::session::JobOptions;
+use redcount_driver::JobOptions;
+use redcount_input::FormatChoice;
 
 mod coordinator;
 mod raft;
@@ -142,14 +142,14 @@ pub(crate) fn write_corpora(options: &BenchOptions) -> anyhow::Result<Corpora> {
 }
 
 /// A plain-text job over `path` with 2 workers, as the comparison benches run it.
-pub(crate) fn two_worker_job(options: &BenchOptions, path: &Path, lease_ms: u64) -> JobOptions {
+pub(crate) fn two_worker_job(options: &BenchOptions, path: &Path, lease: Duration) -> JobOptions {
     let mut job = JobOptions::new(
         vec![path.display().to_string()],
         2,
         options.worker_exe.clone(),
     );
     job.format = FormatChoice::Text;
-    job.lease_ms = lease_ms;
+    job.spec.lease = lease;
     job
 }
 
@@ -244,7 +244,7 @@ fn measure(name: &str, dir: &Path, workers: usize, exe: &Path) -> anyhow::Result
     let mut common = JobOptions::new(vec![dir.display().to_string()], workers, exe.to_path_buf());
     common.redis = Some(server.url());
     common.job = Some(format!("bench-{workers}"));
-    common.lease_ms = 10_000;
+    common.spec.lease = Duration::from_secs(10);
     common.format = FormatChoice::Text;
     let options = RunOptions {
         common,

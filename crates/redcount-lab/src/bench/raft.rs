@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use redcount_protocol::{now_ms, ClaimRequest, Format, Job, JobSpec, Link, LinkOptions, NewTask};
 use redcount_server::raft_group::Group;
+use redcount_worker::WorkerOptions;
 
 use super::{tempfile_dir, two_worker_job, write_corpora, BenchOptions};
 use redcount_driver::run::{run, RunOptions};
@@ -69,17 +70,17 @@ pub fn bench_raft(options: &BenchOptions) -> anyhow::Result<()> {
 
     println!("| corpus | coordinator | wall s | MB/s | commits | commits/s | vs plain |");
     println!("|---|---|---|---|---|---|---|");
-    let runs: [(&str, &std::path::PathBuf, &[&str]); 3] = [
-        ("small files", small, &[]),
-        // One task per commit: as many commits as files, so commits/s means something.
-        (
-            "small files, 1 task per commit",
-            small,
-            &["--batch-bytes", "1"],
-        ),
-        ("large files", large, &[]),
+    // One task per commit: as many commits as files, so commits/s means something.
+    let one_task = WorkerOptions {
+        batch_bytes: 1,
+        ..WorkerOptions::default()
+    };
+    let runs: [(&str, &std::path::PathBuf, WorkerOptions); 3] = [
+        ("small files", small, WorkerOptions::default()),
+        ("small files, 1 task per commit", small, one_task),
+        ("large files", large, WorkerOptions::default()),
     ];
-    for (name, path, worker_args) in runs {
+    for (name, path, worker) in runs {
         let mut plain = 0.0;
         for raft in [false, true] {
             let group = if raft {
@@ -87,8 +88,8 @@ pub fn bench_raft(options: &BenchOptions) -> anyhow::Result<()> {
             } else {
                 None
             };
-            let mut common = two_worker_job(options, path, 10_000);
-            common.worker_args = worker_args.iter().map(|a| a.to_string()).collect();
+            let mut common = two_worker_job(options, path, Duration::from_secs(10));
+            common.worker = worker.clone();
             common.redis = group.as_ref().map(|g| g.group.url());
             let s = run(
                 &RunOptions {
@@ -143,13 +144,9 @@ pub fn bench_raft(options: &BenchOptions) -> anyhow::Result<()> {
 fn job_on(url: &str, name: &str) -> anyhow::Result<Job> {
     let mut job = Job::new(Link::open(url, LinkOptions::default())?, name)?;
     let spec = JobSpec {
-        tokenizer: "whitespace".into(),
-        lowercase: false,
-        dictionary: None,
-        csv_column: "text".into(),
-        lease_ms: 10_000,
+        lease: Duration::from_secs(10),
         max_attempts: 3,
-        sync_replicas: 0,
+        ..JobSpec::default()
     };
     job.create(now_ms(), "bench", &spec)?;
     Ok(job)
@@ -173,13 +170,13 @@ fn commit_latency(url: &str, n: u64) -> anyhow::Result<(f64, f64, f64, f64)> {
     let words: Vec<Vec<u8>> = (0..300).map(|i| format!("word{i}").into_bytes()).collect();
     let request = ClaimRequest {
         worker: "bench",
-        lease_ms: 60_000,
+        lease: Duration::from_secs(60),
         max_tasks: 1,
         max_bytes: 1,
         max_attempts: 3,
-        live_window_ms: 60_000,
+        live_window: Duration::from_secs(60),
         speculate_factor: 0.0,
-        speculate_min_ms: 0,
+        speculate_min: Duration::ZERO,
     };
     let mut times = Vec::with_capacity(n as usize);
     let started = Instant::now();

@@ -4,11 +4,14 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use redcount_driver::report::{display_word, human_bytes};
-use redcount_protocol::{now_ms, Job, Link, LinkOptions};
+use redcount_protocol::{job_names, now_ms, Job, Link, LinkOptions};
 
 use redcount_latency::Analysis;
 
 use crate::cli::{LatencyArgs, RedisArg, StatusArgs, TopArgs};
+
+/// `status` and `top` do not know the job's lease: workers heard from within 15 s count as live.
+const INSPECT_LIVE_WINDOW: std::time::Duration = std::time::Duration::from_secs(15);
 
 pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let url = super::required_url(&args.redis)?;
@@ -17,7 +20,7 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     };
     let mut job = Job::new(Link::open(&url, LinkOptions::default())?, &name)?;
     let now = now_ms();
-    let s = job.status(now, 15_000)?;
+    let s = job.status(now, INSPECT_LIVE_WINDOW)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&s)?);
         return Ok(ExitCode::SUCCESS);
@@ -58,23 +61,11 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
 
 fn list_jobs(url: &str) -> anyhow::Result<ExitCode> {
     let mut link = Link::open(url, LinkOptions::default())?;
-    let mut keys: Vec<String> = link.call("SCAN", |con| {
-        let iter = redis::cmd("SCAN")
-            .cursor_arg(0)
-            .arg("MATCH")
-            .arg("rc:{*}:meta")
-            .arg("COUNT")
-            .arg(1000)
-            .clone();
-        iter.iter::<String>(con)
-            .map(|it| it.filter_map(Result::ok).collect())
-    })?;
-    keys.sort();
-    if keys.is_empty() {
+    let names = job_names(&mut link)?;
+    if names.is_empty() {
         println!("no redcount jobs at {}", link.addr());
     }
-    for key in keys {
-        let name = key.trim_start_matches("rc:{").trim_end_matches("}:meta");
+    for name in names {
         println!("{name}");
     }
     Ok(ExitCode::SUCCESS)
@@ -84,7 +75,7 @@ pub fn top(args: TopArgs) -> anyhow::Result<ExitCode> {
     let mut job = open_existing(&args.redis, &args.job)?;
     let terminal = std::io::stdout().is_terminal();
     loop {
-        let status = job.status(now_ms(), 15_000)?;
+        let status = job.status(now_ms(), INSPECT_LIVE_WINDOW)?;
         let top = job.top(args.k)?;
         let mut out = String::new();
         if args.follow {

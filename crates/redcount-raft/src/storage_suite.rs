@@ -2,11 +2,11 @@
 //! and its Redis-backed state machine (a real redis-server per case, in a temp dir): membership and
 //! initial-state recovery, vote, log reads, purge, truncate, apply, snapshot transfer.
 
+use crate::log_store::LogStore;
+use crate::redis_machine::RedisMachine;
+use crate::state_machine::StateMachine;
+use crate::types::{log_error, sm_error, StorageError, TypeConfig};
 use openraft::testing::{StoreBuilder, Suite};
-use redcount_raft::log_store::LogStore;
-use redcount_raft::redis_machine::RedisMachine;
-use redcount_raft::state_machine::StateMachine;
-use redcount_raft::types::{log_error, sm_error, StorageError, TypeConfig};
 
 struct Builder;
 

@@ -1,0 +1,73 @@
+//! A job the driver has opened, in three steps of its life: [`open`] it (inputs, Redis, spec), keep it
+//! whole while the coordinator crashes ([`repair`]: re-create, re-enqueue, re-seal, count what was
+//! rolled back), and read its [`result`] only from a state in which it is finished.
+
+mod open;
+mod repair;
+mod result;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use redcount_protocol::{Job, JobSpec, NewTask};
+
+use crate::checkpoint::Checkpointer;
+use crate::embedded::EmbeddedRedis;
+
+pub use open::open_session;
+pub use result::JobResult;
+
+use repair::CommitLog;
+
+/// An open job and everything needed to rebuild it after Redis lost some or all of it.
+pub struct Session {
+    /// The input files, expanded.
+    pub files: Vec<PathBuf>,
+    /// The coordinator's URL (with its password: never printed, passed to workers by environment).
+    pub url: String,
+    /// The job, over the driver's own connection.
+    pub job: Job,
+    /// The job's name.
+    pub name: String,
+    /// When the session was opened (the job's wall time starts here).
+    pub started: Instant,
+    /// The private Redis, stopped when the session is dropped.
+    pub server: Option<EmbeddedRedis>,
+    run_id: String,
+    spec: JobSpec,
+    /// Every task enqueued so far, to re-send after a rollback.
+    tasks: Vec<NewTask>,
+    sealed: bool,
+    /// Times the job was created again from scratch because Redis had lost it entirely.
+    recreated: u64,
+    /// The Redis server's run id at the last check: it changes on every restart.
+    server_run: String,
+    /// What the `done` stream said was committed, and when.
+    commits: CommitLog,
+    _checkpointer: Option<Checkpointer>,
+}
+
+impl Session {
+    /// Crashes the private Redis now (for `--chaos-redis-at`).
+    pub fn crash_redis(&self) {
+        if let Some(server) = &self.server {
+            server.crash_and_restart();
+        }
+    }
+
+    /// Times the job was run again from the start because Redis had lost it.
+    pub fn recreated(&self) -> u64 {
+        self.recreated
+    }
+}
+
+/// The Redis server's own run id: it changes on every restart.
+fn server_run_id(job: &mut Job) -> anyhow::Result<String> {
+    let info: String = job.query("INFO server", redis::cmd("INFO").arg("server"))?;
+    Ok(info
+        .lines()
+        .find_map(|l| l.strip_prefix("run_id:"))
+        .unwrap_or("")
+        .trim()
+        .to_string())
+}

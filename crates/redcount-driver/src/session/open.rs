@@ -1,0 +1,109 @@
+//! Opening a job: the inputs are checked (a path that names nothing is an error before anything
+//! starts), a private Redis is started unless one is given, and the job is created with its spec.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use redcount_protocol::{now_ms, Job, Link, LinkOptions};
+
+use super::repair::CommitLog;
+use super::Session;
+use crate::checkpoint::Checkpointer;
+use crate::embedded::{Durability, EmbeddedRedis};
+use crate::JobOptions;
+
+/// Checks the inputs, starts a private Redis unless one is given, and creates the job with its spec.
+pub fn open_session(options: &JobOptions) -> anyhow::Result<Session> {
+    let started = Instant::now();
+    let files = redcount_input::expand::expand(&options.inputs)?;
+    if files.is_empty() {
+        bail!("the inputs name no files");
+    }
+    let mut spec = options.spec.clone();
+    if let Some(d) = &spec.dictionary {
+        let d = std::path::absolute(d).with_context(|| format!("dictionary {}", d.display()))?;
+        std::fs::metadata(&d)
+            .with_context(|| format!("cannot read the dictionary {}", d.display()))?;
+        spec.dictionary = Some(d);
+    }
+    let (server, url) = match &options.redis {
+        Some(url) => {
+            if options.chaos_every.is_some() || !options.chaos_at.is_empty() {
+                bail!("--chaos-redis only crashes the private Redis: drop --redis to use it");
+            }
+            (None, url.clone())
+        }
+        None => {
+            let server = EmbeddedRedis::start(options.durability, options.chaos_every)?;
+            let url = server.url().to_string();
+            (Some(server), url)
+        }
+    };
+    let checkpoint_every = match (options.checkpoint, options.durability) {
+        (Some(every), _) => Some(every),
+        // RDB durability means checkpoints: once a second unless told otherwise.
+        (None, Durability::Rdb) if server.is_some() => Some(Duration::from_secs(1)),
+        _ => None,
+    };
+    let checkpointer = checkpoint_every
+        .map(|every| Checkpointer::start(&url, every))
+        .transpose()?;
+    let name = options
+        .job
+        .clone()
+        .unwrap_or_else(|| format!("wc-{}", redcount_server::random_hex(4)));
+    let mut job = Job::new(Link::open(&url, LinkOptions::default())?, &name)?;
+    tracing::info!("job '{name}' on redis {}", job.addr());
+    if server.is_none() {
+        report_external_durability(&mut job, options.durability != Durability::None);
+    }
+    let run_id = redcount_server::random_hex(8);
+    let (created, existing) = job.create(now_ms(), &run_id, &spec)?;
+    if !created {
+        bail!(
+            "job '{name}' already exists at {} (run {existing}); pick another --job name, \
+             or read its result with `redcount top --job {name}`",
+            job.addr()
+        );
+    }
+    Ok(Session {
+        files,
+        url,
+        job,
+        name,
+        started,
+        server,
+        run_id,
+        spec,
+        tasks: Vec::new(),
+        sealed: false,
+        recreated: 0,
+        server_run: String::new(),
+        commits: CommitLog::default(),
+        _checkpointer: checkpointer,
+    })
+}
+
+/// An external Redis keeps its own persistence settings: say what they are (loudly if the user asked
+/// for a durability that only applies to the private Redis).
+fn report_external_durability(job: &mut Job, asked: bool) {
+    if job.is_raft_group() {
+        tracing::info!(
+            "raft group: every acknowledged commit is in the fsynced logs of a majority"
+        );
+        return;
+    }
+    let mut get = |key: &str| -> String {
+        job.query::<Vec<String>>("CONFIG GET", redis::cmd("CONFIG").arg("GET").arg(key))
+            .ok()
+            .and_then(|v| v.get(1).cloned())
+            .unwrap_or_else(|| "?".into())
+    };
+    let (save, aof, fsync) = (get("save"), get("appendonly"), get("appendfsync"));
+    let settings = format!("save '{save}', appendonly {aof}, appendfsync {fsync}");
+    if asked {
+        tracing::warn!("--durability applies to the private Redis only; the external one keeps its own: {settings}");
+    } else {
+        tracing::info!("external redis persistence: {settings}");
+    }
+}

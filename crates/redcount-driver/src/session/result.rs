@@ -1,0 +1,55 @@
+//! Reading the result of a finished job: the top K, every count for `--out`, and the failed inputs,
+//! read between two checks that Redis did not restart and the job is still finished, so a crash right
+//! after the last commit cannot make the driver print a partial result.
+
+use redcount_protocol::{now_ms, DeadTask, Status};
+
+use super::{server_run_id, Session};
+
+/// What a finished job produced, read from one consistent state.
+#[derive(Debug, Clone)]
+pub struct JobResult {
+    /// The job's counters when it was read.
+    pub status: Status,
+    /// The most frequent words, ties in byte order.
+    pub top: Vec<(Vec<u8>, u64)>,
+    /// Every word (when asked for), count descending then word bytes ascending.
+    pub all: Option<Vec<(Vec<u8>, u64)>>,
+    /// The inputs given up, with their errors.
+    pub failed: Vec<DeadTask>,
+}
+
+impl Session {
+    /// Reads the result of the job, which `status` saw finished. `Ok(None)`: Redis restarted or the
+    /// job changed while it was read, and the caller goes back to waiting.
+    pub fn read_result(
+        &mut self,
+        status: &Status,
+        top: usize,
+        every_word: bool,
+    ) -> anyhow::Result<Option<JobResult>> {
+        let before = server_run_id(&mut self.job)?;
+        let top = self.job.top(top)?;
+        let all = match every_word {
+            true => Some(self.job.all_counts()?),
+            false => None,
+        };
+        let failed = self.job.dead_tasks()?;
+        let live_window = redcount_protocol::live_window(self.spec.lease);
+        let after = self.job.status(now_ms(), live_window);
+        let same = matches!(&after, Ok(s) if s.finished && s.commits == status.commits && s.run_id == status.run_id)
+            && server_run_id(&mut self.job)? == before;
+        if !same {
+            tracing::warn!(
+                "redis restarted while the result was being read: waiting for the job again"
+            );
+            return Ok(None);
+        }
+        Ok(Some(JobResult {
+            status: status.clone(),
+            top,
+            all,
+            failed,
+        }))
+    }
+}

@@ -1,0 +1,65 @@
+//! How a file's bytes are turned into text to count: the format of one task ([`Format`]), and the
+//! user's choice for a whole job ([`FormatChoice`], `--format`).
+
+use std::path::Path;
+
+/// How a task's bytes are turned into text to count (`fmt` of a task in the tasks stream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Count the bytes as they are.
+    Text,
+    /// RFC 4180 CSV with a header row; count one column.
+    Csv,
+}
+
+impl Format {
+    /// The name stored in the stream.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Text => "text",
+            Format::Csv => "csv",
+        }
+    }
+
+    /// Inverse of [`Format::as_str`].
+    pub fn parse(s: &str) -> Option<Format> {
+        match s {
+            "text" => Some(Format::Text),
+            "csv" => Some(Format::Csv),
+            _ => None,
+        }
+    }
+}
+
+/// Which format the files of a job are read in (`--format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum FormatChoice {
+    /// CSV for *.csv, text otherwise.
+    #[default]
+    Auto,
+    /// Every file is text.
+    Text,
+    /// Every file is CSV.
+    Csv,
+}
+
+impl FormatChoice {
+    /// The format of one file.
+    pub fn for_path(self, path: &Path) -> Format {
+        match self {
+            FormatChoice::Text => Format::Text,
+            FormatChoice::Csv => Format::Csv,
+            FormatChoice::Auto => {
+                let csv = path
+                    .extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+                if csv {
+                    Format::Csv
+                } else {
+                    Format::Text
+                }
+            }
+        }
+    }
+}

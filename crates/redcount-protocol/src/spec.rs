@@ -1,0 +1,171 @@
+//! A job's spec: the settings every worker of the job must share. It is written once by `rc_create`
+//! as `cfg.*` fields of the job's meta hash and read back by each worker when it joins; this module is
+//! the one place that knows those field names and how each value is written.
+
+use std::collections::HashMap;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use redcount_count::TokenizerKind;
+
+/// The settings of a job that every worker must share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobSpec {
+    /// How words are cut out of text.
+    pub tokenizer: TokenizerKind,
+    /// Lowercase ASCII letters before counting.
+    pub lowercase: bool,
+    /// Keep only the words listed in this file (read by every worker: a shared path).
+    pub dictionary: Option<PathBuf>,
+    /// Column counted in CSV inputs.
+    pub csv_column: String,
+    /// Lease of every task, for workers that do not set their own.
+    pub lease: Duration,
+    /// Deliveries of a task before it is given up, for workers that do not set their own.
+    pub max_attempts: u32,
+    /// Replicas that must have a commit (`WAIT`) before a worker counts it done.
+    pub sync_replicas: u32,
+}
+
+/// Lease of a task when a job sets none.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(5);
+/// Deliveries of a task before it is given up, when a job sets none.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+
+impl Default for JobSpec {
+    fn default() -> JobSpec {
+        JobSpec {
+            tokenizer: TokenizerKind::Whitespace,
+            lowercase: false,
+            dictionary: None,
+            csv_column: "text".into(),
+            lease: DEFAULT_LEASE,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            sync_replicas: 0,
+        }
+    }
+}
+
+/// Workers heard from within this window of a lease count as live: three renewals missed.
+pub fn live_window(lease: Duration) -> Duration {
+    3 * lease
+}
+
+const TOKENIZER: &str = "cfg.tokenizer";
+const LOWERCASE: &str = "cfg.lowercase";
+const DICTIONARY: &str = "cfg.dictionary";
+const CSV_COLUMN: &str = "cfg.csv_column";
+const LEASE_MS: &str = "cfg.lease_ms";
+const MAX_ATTEMPTS: &str = "cfg.max_attempts";
+const SYNC_REPLICAS: &str = "cfg.sync_replicas";
+
+/// The meta-hash fields of a spec, in the order [`JobSpec::to_fields`] writes them.
+pub(crate) const SPEC_FIELDS: [&str; 7] = [
+    TOKENIZER,
+    LOWERCASE,
+    DICTIONARY,
+    CSV_COLUMN,
+    LEASE_MS,
+    MAX_ATTEMPTS,
+    SYNC_REPLICAS,
+];
+
+impl JobSpec {
+    /// The spec as meta-hash fields and values.
+    pub(crate) fn to_fields(&self) -> [(&'static str, Vec<u8>); 7] {
+        let num = |n: u64| n.to_string().into_bytes();
+        [
+            (TOKENIZER, self.tokenizer.as_str().as_bytes().to_vec()),
+            (LOWERCASE, num(u64::from(self.lowercase))),
+            (
+                DICTIONARY,
+                self.dictionary
+                    .as_ref()
+                    .map(|p| p.as_os_str().as_bytes().to_vec())
+                    .unwrap_or_default(),
+            ),
+            (CSV_COLUMN, self.csv_column.clone().into_bytes()),
+            (LEASE_MS, num(millis(self.lease))),
+            (MAX_ATTEMPTS, num(u64::from(self.max_attempts))),
+            (SYNC_REPLICAS, num(u64::from(self.sync_replicas))),
+        ]
+    }
+
+    /// The spec from meta-hash fields (missing numbers take their defaults, as a job written by an
+    /// older version has them); `Err` names a value this version cannot read.
+    pub(crate) fn from_fields(fields: &HashMap<&str, Vec<u8>>) -> Result<JobSpec, String> {
+        let text = |field: &str| {
+            String::from_utf8_lossy(fields.get(field).map(Vec::as_slice).unwrap_or(b""))
+                .into_owned()
+        };
+        let number = |field: &str, default: u64| -> Result<u64, String> {
+            match text(field).as_str() {
+                "" => Ok(default),
+                t => t
+                    .parse()
+                    .map_err(|_| format!("{field} is '{t}', not a number")),
+            }
+        };
+        let tokenizer = text(TOKENIZER);
+        let small = |field: &str, default: u32| -> Result<u32, String> {
+            u32::try_from(number(field, u64::from(default))?)
+                .map_err(|_| format!("{field} is too large"))
+        };
+        Ok(JobSpec {
+            tokenizer: TokenizerKind::parse(&tokenizer)
+                .ok_or_else(|| format!("unknown tokenizer '{tokenizer}' in {TOKENIZER}"))?,
+            lowercase: text(LOWERCASE) == "1",
+            dictionary: fields
+                .get(DICTIONARY)
+                .filter(|p| !p.is_empty())
+                .map(|p| PathBuf::from(std::ffi::OsString::from_vec(p.clone()))),
+            csv_column: text(CSV_COLUMN),
+            lease: Duration::from_millis(number(LEASE_MS, millis(DEFAULT_LEASE))?.max(1)),
+            max_attempts: small(MAX_ATTEMPTS, DEFAULT_MAX_ATTEMPTS)?,
+            sync_replicas: small(SYNC_REPLICAS, 0)?,
+        })
+    }
+}
+
+/// A duration as the whole milliseconds the library takes (at least 1: a zero lease is no lease).
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(spec: &JobSpec) -> JobSpec {
+        let fields: HashMap<&str, Vec<u8>> = spec.to_fields().into_iter().collect();
+        JobSpec::from_fields(&fields).expect("readable")
+    }
+
+    #[test]
+    fn a_spec_reads_back_as_it_was_written() {
+        let default = JobSpec::default();
+        assert_eq!(round_trip(&default), default);
+        let every = JobSpec {
+            tokenizer: TokenizerKind::Letters,
+            lowercase: true,
+            dictionary: Some(PathBuf::from("/tmp/words list.txt")),
+            csv_column: "body".into(),
+            lease: Duration::from_millis(1234),
+            max_attempts: 9,
+            sync_replicas: 2,
+        };
+        assert_eq!(round_trip(&every), every);
+        let names: Vec<&str> = every.to_fields().iter().map(|(f, _)| *f).collect();
+        assert_eq!(names, SPEC_FIELDS);
+    }
+
+    #[test]
+    fn an_unknown_tokenizer_is_named() {
+        let mut fields: HashMap<&str, Vec<u8>> =
+            JobSpec::default().to_fields().into_iter().collect();
+        fields.insert(TOKENIZER, b"emoji".to_vec());
+        let err = JobSpec::from_fields(&fields).expect_err("refused");
+        assert!(err.contains("emoji"), "{err}");
+    }
+}
