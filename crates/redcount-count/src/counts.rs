@@ -10,6 +10,7 @@ pub struct WordCounts {
 }
 
 impl WordCounts {
+    /// An empty map.
     pub fn new() -> WordCounts {
         WordCounts::default()
     }
@@ -40,6 +41,7 @@ impl WordCounts {
         self.map.iter().map(|(w, n)| (&w[..], *n))
     }
 
+    /// True when no word was counted.
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }

@@ -1,6 +1,8 @@
 //! Counting: turn a task's text into words (the tokenizer) and add them up in memory (the counts).
 //! Only the aggregated word/count pairs of a task ever travel to Redis.
 
+#![warn(missing_docs)]
+
 mod counts;
 mod tokenizer;
 

@@ -16,6 +16,7 @@ pub struct Checkpointer {
 }
 
 impl Checkpointer {
+    /// Starts asking the Redis at `url` for a `BGSAVE` every `every`.
     pub fn start(url: &str, every: Duration) -> anyhow::Result<Checkpointer> {
         // Patient but bounded: a restarting Redis is retried, the loop goes on either way.
         let options = LinkOptions {

@@ -36,6 +36,7 @@ pub struct FaultPlan {
 pub const NODE_RESTART_DELAY: Duration = Duration::from_secs(3);
 
 impl FaultPlan {
+    /// True when the plan does nothing.
     pub fn is_empty(&self) -> bool {
         self.kills.is_empty() && self.stragglers.is_empty() && self.leader_kills.is_empty()
     }

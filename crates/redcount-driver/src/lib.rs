@@ -3,6 +3,8 @@
 //! all at once ([`run`]) or at a fixed rate with faults injected ([`stream`], [`faults`]), waits with a
 //! progress bar ([`wait`]), and reports the result ([`report`]).
 
+#![warn(missing_docs)]
+
 pub mod checkpoint;
 pub mod embedded;
 pub mod faults;

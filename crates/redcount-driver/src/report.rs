@@ -40,20 +40,35 @@ pub fn report(
 /// Everything a finished run reports (also its `--json` form).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Summary {
+    /// The job's name.
     pub job: String,
+    /// Input files.
     pub files: u64,
+    /// Tasks they were planned into.
     pub tasks: u64,
+    /// Input bytes.
     pub bytes: u64,
+    /// Words counted (with repetitions).
     pub words: u64,
+    /// Distinct words.
     pub distinct_words: u64,
+    /// Wall time from opening the job to its result.
     pub wall_seconds: f64,
+    /// Input MB per second of wall time.
     pub mb_per_second: f64,
+    /// Tasks computed more than once.
     pub recomputed: u64,
+    /// Lease expiries that handed a task to another worker.
     pub redelivered: u64,
+    /// Commits refused because the task was already committed.
     pub duplicates: u64,
+    /// Tasks copied to a second worker because their first straggled.
     pub speculated: u64,
+    /// Commits applied.
     pub commits: u64,
+    /// Word increments applied in Redis.
     pub increments: u64,
+    /// Inputs that could not be processed.
     pub inputs_failed: u64,
     /// Tasks committed, rolled back and committed again.
     pub recomputed_after_rollback: u64,
@@ -61,14 +76,18 @@ pub struct Summary {
     pub recreated: u64,
     /// Restarts of the private Redis (crashes, `--chaos-redis`).
     pub redis_restarts: u64,
+    /// The inputs given up, with their errors.
     pub failed: Vec<DeadTask>,
+    /// The most frequent words.
     pub top: Vec<TopWord>,
 }
 
 /// One row of the top-K table.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TopWord {
+    /// The word (bytes that are not UTF-8 escaped).
     pub word: String,
+    /// How often it occurs.
     pub count: u64,
 }
 

@@ -34,30 +34,43 @@ pub enum StreamLimit {
 /// Everything `redcount stream` can be asked.
 #[derive(Debug, Clone)]
 pub struct StreamOptions {
+    /// What every job has.
     pub common: JobOptions,
     /// Files per second.
     pub rate: f64,
     /// Files per micro-batch.
     pub batch: usize,
+    /// When injection stops.
     pub limit: StreamLimit,
+    /// Write one latency row per file here.
     pub latency_out: Option<PathBuf>,
+    /// Draw the latency timeline here (.svg or .png).
     pub plot: Option<PathBuf>,
+    /// Faults to inject while the stream runs.
     pub faults: FaultPlan,
 }
 
 /// What a stream job produced.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct StreamSummary {
+    /// What a batch job reports.
     #[serde(flatten)]
     pub summary: Summary,
+    /// Files injected per second.
     pub rate: f64,
+    /// Files injected.
     pub injected_files: u64,
+    /// How long injection took.
     pub injection_seconds: f64,
     /// Committed files per second, from the first injection to the last commit.
     pub files_per_second: f64,
+    /// Latency percentiles over every committed file.
     pub latency: Percentiles,
+    /// How long latency took to recover after each event.
     pub recoveries: Vec<Recovery>,
+    /// The job's fault and operator events.
     pub events: Vec<JobEvent>,
+    /// One row per committed file.
     #[serde(skip)]
     pub rows: Vec<LatencyRow>,
 }

@@ -20,9 +20,11 @@ use redcount_input::FormatChoice;
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct ExperimentOptions {
+    /// Where the CSVs, plots and report go.
     pub out_dir: PathBuf,
     /// Text the small input files are cut from.
     pub source: Vec<String>,
+    /// Worker processes of every run.
     pub workers: usize,
     /// Injection rates of the sweep (files/s).
     pub rates: Vec<f64>,
@@ -32,6 +34,7 @@ pub struct ExperimentOptions {
     pub leases: Vec<Duration>,
     /// `png` or `svg`.
     pub plot_format: String,
+    /// The redcount executable, to start workers with.
     pub worker_exe: PathBuf,
 }
 

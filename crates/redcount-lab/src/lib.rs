@@ -3,5 +3,7 @@
 //! experiments and writes their data, plots and report. Nothing here is on the data path: it drives
 //! the same `run` and `stream` a user does and reads what they report.
 
+#![warn(missing_docs)]
+
 pub mod bench;
 pub mod experiment;

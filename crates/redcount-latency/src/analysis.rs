@@ -14,11 +14,15 @@ use crate::{
 pub struct Analysis {
     /// One row per committed file, by injection time.
     pub rows: Vec<LatencyRow>,
+    /// The job's events, oldest first.
     pub events: Vec<JobEvent>,
     /// Files in the rolling median's window: about one second of injection.
     pub window: usize,
+    /// Rolling median latency: (committed ms, median ms).
     pub median: Vec<(u64, f64)>,
+    /// Latency percentiles.
     pub percentiles: Percentiles,
+    /// Recovery after each event.
     pub recoveries: Vec<Recovery>,
 }
 

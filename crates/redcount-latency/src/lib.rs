@@ -2,6 +2,8 @@
 //! injected -> committed time, as rows ([`rows`]), percentiles and recovery times after fault events
 //! ([`stats`]), and a timeline plot ([`plot`]).
 
+#![warn(missing_docs)]
+
 pub mod analysis;
 pub mod plot;
 pub mod rows;

@@ -13,10 +13,13 @@ use crate::LatencyRow;
 
 /// What to draw.
 pub struct Timeline<'a> {
+    /// The plot's title.
     pub title: &'a str,
+    /// One point per file.
     pub rows: &'a [LatencyRow],
     /// (injected_at_ms, median ms), as from [`crate::rolling_median`].
     pub median: &'a [(u64, f64)],
+    /// Events, drawn as labelled markers.
     pub events: &'a [JobEvent],
     /// Time zero of the x axis (ms), usually the first injection.
     pub start_ms: u64,

@@ -9,12 +9,19 @@ use redcount_protocol::DoneRecord;
 /// A file's journey: injected, claimed (by the worker that committed it), committed.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LatencyRow {
+    /// The input file.
     pub path: String,
+    /// When it was injected (ms).
     pub injected_at_ms: u64,
+    /// When its task was last claimed (ms).
     pub claimed_at_ms: u64,
+    /// When it was committed (ms).
     pub committed_at_ms: u64,
+    /// Committed minus injected.
     pub latency_ms: u64,
+    /// The worker that committed it.
     pub worker: String,
+    /// Deliveries it took.
     pub attempts: u64,
 }
 

@@ -8,11 +8,17 @@ use crate::LatencyRow;
 /// Summary of a set of latencies (ms).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Percentiles {
+    /// Files measured.
     pub count: u64,
+    /// Median latency (ms).
     pub p50: u64,
+    /// 90th percentile (ms).
     pub p90: u64,
+    /// 99th percentile (ms).
     pub p99: u64,
+    /// Largest latency (ms).
     pub max: u64,
+    /// Mean latency (ms).
     pub mean: f64,
 }
 
@@ -66,6 +72,7 @@ pub fn rolling_median(rows: &[LatencyRow], window: usize) -> Vec<(u64, f64)> {
 /// How the system fared after one event.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Recovery {
+    /// The event recovered from.
     pub event: JobEvent,
     /// Rolling median latency just before the event (ms); None when nothing was injected before it.
     pub baseline_ms: Option<f64>,

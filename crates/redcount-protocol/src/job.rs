@@ -35,6 +35,7 @@ pub struct ClaimRequest<'a> {
 /// What `claim` handed out, and what to wait for when it handed out nothing.
 #[derive(Debug, Clone)]
 pub struct Claimed {
+    /// The tasks handed out (none when there was nothing to do).
     pub tasks: Vec<Task>,
     /// The job is finished: sealed, all delivered, none pending, done + dead = tasks.
     pub finished: bool,
@@ -42,6 +43,7 @@ pub struct Claimed {
     pub next_deadline_ms: Option<u64>,
     /// Newest task id and newest done id, to block on with [`Job::wait_for_change`].
     pub last_task_id: String,
+    /// Newest done id, to block on with [`Job::wait_for_change`].
     pub last_done_id: String,
 }
 
@@ -84,6 +86,7 @@ impl Job {
         self.sync_replicas = replicas;
     }
 
+    /// The job's name.
     pub fn name(&self) -> &str {
         &self.name
     }

@@ -3,6 +3,8 @@
 //!
 //! Every state change of a job is one `FCALL` of `library.lua`; read it first, it is the protocol.
 
+#![warn(missing_docs)]
+
 mod clock;
 mod commands;
 mod job;
@@ -33,22 +35,30 @@ pub enum Error {
     /// Redis answered with an error, or could not be reached in time.
     #[error("redis at {addr}: {source}")]
     Redis {
+        /// The Redis address, password hidden.
         addr: String,
+        /// What Redis or the connection said.
         #[source]
         source: redis::RedisError,
     },
     /// The job's keys do not exist (never created, or Redis restarted without its data).
     #[error("no job '{job}' at redis {addr}: {hint}")]
     NoJob {
+        /// The job's name.
         job: String,
+        /// The Redis address, password hidden.
         addr: String,
+        /// What to check.
         hint: &'static str,
     },
     /// Redis sent a reply the protocol does not expect (a stale library or a foreign key).
     #[error("unexpected reply from redis at {addr} to {call}: {detail}")]
     Reply {
+        /// The Redis address, password hidden.
         addr: String,
+        /// The library function called.
         call: &'static str,
+        /// What came back.
         detail: String,
     },
     /// A job name that cannot be used in a key.

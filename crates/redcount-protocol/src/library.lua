@@ -1,14 +1,14 @@
 #!lua name=redcount
 -- redcount's coordination protocol: every state change of a job is one call of a function below,
 -- so each change is atomic on a single Redis, after a restore from a checkpoint, on replicas, and on a
--- Raft state machine that re-executes every call. Rules (see docs/ARCHITECTURE.md):
+-- Raft state machine that re-executes every call. docs/PROTOCOL.md describes every function. Rules:
 --   * time is an argument (`now`, ms): no TIME, no TTLs, no XAUTOCLAIM, no XPENDING IDLE;
 --   * no randomness and no replies that depend on hash iteration order;
 --   * explicit stream ids everywhere (tasks `seq-0`, done `n-0`, dead `n-0`);
 --   * validate every argument before the first write (Redis has no rollback).
 -- KEYS are always the nine keys of one job, in the order of `JobKeys::all` in keys.rs.
 
-local LIBRARY_VERSION = 13
+local LIBRARY_VERSION = 14
 
 local K_TASKS, K_LEASES, K_COUNTS, K_META, K_DONE, K_DEAD, K_INFLIGHT, K_WORKERS, K_EVENTS = 1, 2, 3, 4, 5, 6, 7, 8, 9
 local GROUP = 'workers'
@@ -35,17 +35,22 @@ local function meta_int(keys, field)
   return tonumber(redis.call('HGET', keys[K_META], field) or '0')
 end
 
+-- A stream entry's flat field/value list as a table.
+local function entry_table(flat)
+  local t = {}
+  for i = 1, #flat, 2 do
+    t[flat[i]] = flat[i + 1]
+  end
+  return t
+end
+
 -- A task's fields as a table, read from its stream entry.
 local function task_fields(keys, id)
   local found = redis.call('XRANGE', keys[K_TASKS], id, id)
   if #found == 0 then
     fail('task ' .. id .. ' is not in ' .. keys[K_TASKS])
   end
-  local flat, t = found[1][2], {}
-  for i = 1, #flat, 2 do
-    t[flat[i]] = flat[i + 1]
-  end
-  return t
+  return entry_table(found[1][2])
 end
 
 -- inflight hash value: "attempts:claimed_ms:worker"
@@ -72,8 +77,9 @@ local function retire(keys, id)
   return attempts, claimed, holder
 end
 
-local function bury(keys, id, now, worker, attempts, message)
-  local t = task_fields(keys, id)
+-- Give up on a delivered task `t` (its fields, read before any write): ack it, drop its lease, record it.
+local function bury(keys, id, t, now, worker, attempts, message)
+  retire(keys, id)
   local n = redis.call('HINCRBY', keys[K_META], 'dead', 1)
   redis.call('XADD', keys[K_DEAD], n .. '-0', 'task', id, 'path', t.path, 'start', t.start, 'end', t['end'],
     'failed_ms', now, 'worker', worker, 'attempts', attempts, 'error', message)
@@ -81,6 +87,15 @@ end
 
 local function task_reply(id, t, attempts)
   return { id, t.path, t.start, t['end'], t.fmt, t.injected_ms, attempts }
+end
+
+-- Hand task `id` (fields `t`) to `worker` as its `attempts`-th delivery: the pending entry moves to the
+-- worker at `now` (pinned, so every replica records the same entry), the task gets a lease, and the
+-- reply entry is returned.
+local function deliver(keys, id, t, now, lease_ms, attempts, worker)
+  redis.call('XCLAIM', keys[K_TASKS], GROUP, worker, 0, id, 'TIME', now, 'JUSTID')
+  lease(keys, id, now, lease_ms, attempts, worker)
+  return task_reply(id, t, attempts)
 end
 
 local function is_finished(keys)
@@ -173,19 +188,11 @@ end
 local function recent_durations(keys, worker)
   local all, mine = {}, {}
   for _, entry in ipairs(redis.call('XREVRANGE', keys[K_DONE], '+', '-', 'COUNT', 100)) do
-    local f, committed, claimed, by = entry[2], 0, 0, ''
-    for i = 1, #f, 2 do
-      if f[i] == 'committed_ms' then
-        committed = tonumber(f[i + 1])
-      elseif f[i] == 'claimed_ms' then
-        claimed = tonumber(f[i + 1])
-      elseif f[i] == 'worker' then
-        by = f[i + 1]
-      end
-    end
-    all[#all + 1] = committed - claimed
-    if by == worker then
-      mine[#mine + 1] = committed - claimed
+    local d = entry_table(entry[2])
+    local took = tonumber(d.committed_ms or '0') - tonumber(d.claimed_ms or '0')
+    all[#all + 1] = took
+    if d.worker == worker then
+      mine[#mine + 1] = took
     end
   end
   table.sort(all)
@@ -222,12 +229,6 @@ local function straggling_task(keys, now, worker, max_attempts, factor, min_ms)
   return best
 end
 
--- claim(now, worker, lease_ms, max_tasks, max_bytes, max_attempts, live_window_ms, spec_factor, spec_min_ms)
--- Re-delivers expired leases first (burying tasks that used up max_attempts), then new tasks: at most
--- max_tasks, at most max_bytes (but always one), and at most a fair share of what is left undelivered,
--- so the tail of a job is spread over the live workers. With nothing else to hand out and spec_factor > 0,
--- a straggler's task is handed out speculatively (the first commit wins, the other is a duplicate). Reply:
--- {finished, next_lease_deadline or -1, last task id, last done id, {task}...}
 -- Claim's reply: finished?, earliest lease deadline, newest task and done ids, then the tasks.
 local function claim_reply(keys, tasks)
   local first = redis.call('ZRANGE', keys[K_LEASES], 0, 0, 'WITHSCORES')
@@ -243,6 +244,14 @@ local function claim_reply(keys, tasks)
   return reply
 end
 
+-- claim(now, worker, lease_ms, max_tasks, max_bytes, max_attempts, live_window_ms, spec_factor, spec_min_ms,
+--       token)
+-- Re-delivers expired leases first (burying tasks that used up max_attempts), then new tasks: at most
+-- max_tasks, at most max_bytes (but always one), and at most a fair share of what is left undelivered,
+-- so the tail of a job is spread over the live workers. With nothing else to hand out and spec_factor > 0,
+-- a straggler's task is handed out speculatively (the first commit wins, the other is a duplicate). A
+-- token seen in this worker's previous claim marks a retry: it gets that claim's tasks again. Reply:
+-- {finished, next_lease_deadline or -1, last task id, last done id, {task}...}
 local function claim(keys, args)
   local now, worker = int(args[1], 'now'), args[2]
   local lease_ms, max_tasks = int(args[3], 'lease_ms'), int(args[4], 'max_tasks')
@@ -258,7 +267,7 @@ local function claim(keys, args)
   require_job(keys)
   redis.call('ZADD', keys[K_WORKERS], now, worker)
 
-  -- ARGV[10], a token unique to this claim call of this worker: the same token again is the same call
+  -- The token, unique to this claim call of this worker: the same token again is the same call
   -- retried after its reply was lost (a dropped connection, a coordinator failover), and gets the
   -- tasks it was given, still held, instead of stranding them until their leases run out.
   local token = args[10] or ''
@@ -283,15 +292,12 @@ local function claim(keys, args)
   for _, id in ipairs(expired) do
     local attempts, _, holder = inflight(keys, id)
     if attempts >= max_attempts then
-      retire(keys, id)
-      bury(keys, id, now, holder, attempts, 'gave up after ' .. attempts ..
+      bury(keys, id, task_fields(keys, id), now, holder, attempts, 'gave up after ' .. attempts ..
         ' attempts: every worker that held it stopped renewing its lease (crashed, killed or stalled)')
     elseif count == 0 or bytes < max_bytes then
       local t = task_fields(keys, id)
-      redis.call('XCLAIM', keys[K_TASKS], GROUP, worker, 0, id, 'TIME', now, 'JUSTID')
-      lease(keys, id, now, lease_ms, attempts + 1, worker)
       redis.call('HINCRBY', keys[K_META], 'redelivered', 1)
-      out[#out + 1] = task_reply(id, t, attempts + 1)
+      out[#out + 1] = deliver(keys, id, t, now, lease_ms, attempts + 1, worker)
       count, bytes = count + 1, bytes + (tonumber(t['end']) - tonumber(t.start))
     end
   end
@@ -304,10 +310,8 @@ local function claim(keys, args)
     local want = math.min(max_tasks - count, fair)
     local take = 0
     for _, entry in ipairs(redis.call('XRANGE', keys[K_TASKS], '(' .. m[3], '+', 'COUNT', want)) do
-      local f, size = entry[2], 0
-      for i = 1, #f, 2 do
-        if f[i] == 'start' then size = size - tonumber(f[i + 1]) elseif f[i] == 'end' then size = size + tonumber(f[i + 1]) end
-      end
+      local t = entry_table(entry[2])
+      local size = tonumber(t['end']) - tonumber(t.start)
       if count + take > 0 and bytes + size > max_bytes then
         break
       end
@@ -317,15 +321,8 @@ local function claim(keys, args)
       local read = redis.call('XREADGROUP', 'GROUP', GROUP, worker, 'COUNT', take, 'STREAMS', keys[K_TASKS], '>')
       local last = m[3]
       for _, entry in ipairs(read[1][2]) do
-        local id, flat, t = entry[1], entry[2], {}
-        for i = 1, #flat, 2 do
-          t[flat[i]] = flat[i + 1]
-        end
-        -- Pin the delivery time to `now` so every replica records the same pending entry.
-        redis.call('XCLAIM', keys[K_TASKS], GROUP, worker, 0, id, 'TIME', now, 'JUSTID')
-        lease(keys, id, now, lease_ms, 1, worker)
-        out[#out + 1] = task_reply(id, t, 1)
-        last = id
+        out[#out + 1] = deliver(keys, entry[1], entry_table(entry[2]), now, lease_ms, 1, worker)
+        last = entry[1]
       end
       redis.call('HINCRBY', keys[K_META], 'delivered', #read[1][2])
       redis.call('HSET', keys[K_META], 'delivered_id', last)
@@ -337,10 +334,8 @@ local function claim(keys, args)
     if id then
       local attempts = inflight(keys, id)
       local t = task_fields(keys, id)
-      redis.call('XCLAIM', keys[K_TASKS], GROUP, worker, 0, id, 'TIME', now, 'JUSTID')
-      lease(keys, id, now, lease_ms, attempts + 1, worker)
       redis.call('HINCRBY', keys[K_META], 'speculated', 1)
-      out[#out + 1] = task_reply(id, t, attempts + 1)
+      out[#out + 1] = deliver(keys, id, t, now, lease_ms, attempts + 1, worker)
     end
   end
 
@@ -416,11 +411,15 @@ local function commit(keys, args)
     return reply
   end
 
+  -- Every task's fields are read before the first write: a missing one fails the call unchanged.
+  local fields = {}
+  for i = 4, 3 + 2 * n, 2 do
+    fields[i] = task_fields(keys, args[i])
+  end
   local done = meta_int(keys, 'done')
   local bytes, recomputed = 0, 0
   for i = 4, 3 + 2 * n, 2 do
-    local id = args[i]
-    local t = task_fields(keys, id)
+    local id, t = args[i], fields[i]
     local attempts, claimed = retire(keys, id)
     done = done + 1
     redis.call('XADD', keys[K_DONE], done .. '-0', 'task', id, 'path', t.path, 'start', t.start, 'end', t['end'],
@@ -461,8 +460,8 @@ local function fail_task(keys, args)
   if not redis.call('ZSCORE', keys[K_LEASES], id) then
     return { 'dup' }
   end
-  local attempts = retire(keys, id)
-  bury(keys, id, now, worker, attempts, message)
+  local attempts = inflight(keys, id)
+  bury(keys, id, task_fields(keys, id), now, worker, attempts, message)
   return { 'ok' }
 end
 

@@ -30,35 +30,55 @@ pub fn job_names(link: &mut Link) -> Result<Vec<String>> {
 /// A fault or operator event noted in the job.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct JobEvent {
+    /// When it happened (ms).
     pub at_ms: u64,
+    /// What happened (`kill-worker`, `straggler`, ...).
     pub kind: String,
+    /// Which worker or node, and how.
     pub detail: String,
 }
 
 /// A task that was given up, with the reason.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DeadTask {
+    /// The task's id.
     pub task: String,
+    /// Its input file.
     pub path: String,
+    /// First byte of its range.
     pub start: u64,
+    /// One past the last byte.
     pub end: u64,
+    /// Deliveries it had.
     pub attempts: u64,
+    /// The worker that gave it up.
     pub worker: String,
+    /// Why.
     pub error: String,
 }
 
 /// One committed task, as recorded in the `done` stream.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DoneRecord {
+    /// The task's id.
     pub task: String,
+    /// Its input file.
     pub path: String,
+    /// First byte of its range.
     pub start: u64,
+    /// One past the last byte.
     pub end: u64,
+    /// When it was enqueued (ms).
     pub injected_ms: u64,
+    /// When the committing worker claimed it (ms).
     pub claimed_ms: u64,
+    /// When it was committed (ms).
     pub committed_ms: u64,
+    /// The committing worker.
     pub worker: String,
+    /// Deliveries it took.
     pub attempts: u64,
+    /// Words it had.
     pub words: u64,
 }
 

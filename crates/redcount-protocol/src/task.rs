@@ -7,10 +7,15 @@ pub use redcount_input::Format;
 /// A task the driver is about to enqueue; `seq` becomes its stream id `seq-0`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewTask {
+    /// Its number; its stream id is `seq-0`.
     pub seq: u64,
+    /// The input file (absolute).
     pub path: PathBuf,
+    /// First byte of the range.
     pub start: u64,
+    /// One past the last byte of the range.
     pub end: u64,
+    /// How its bytes are read.
     pub format: Format,
 }
 
@@ -19,11 +24,13 @@ pub struct NewTask {
 pub struct Task {
     /// Stream id, `seq-0`.
     pub id: String,
+    /// The input file (absolute).
     pub path: PathBuf,
     /// First byte of the range.
     pub start: u64,
     /// One past the last byte of the range.
     pub end: u64,
+    /// How its bytes are read.
     pub format: Format,
     /// When the task entered the stream (ms, driver's clock).
     pub injected_ms: u64,

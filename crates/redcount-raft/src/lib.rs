@@ -8,6 +8,8 @@
 //! `keeper`); the leader answers the client with its own result. `replica` is what every connection
 //! of the node shares; `node` wires the pieces to openraft. `frame` and `local` speak RESP.
 
+#![warn(missing_docs)]
+
 mod commands;
 mod frame;
 mod keeper;

@@ -20,6 +20,7 @@ use crate::types::{NodeId, Raft};
 /// How a node is started (`redcount raft-node`).
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
+    /// This node's id in `peers`.
     pub id: NodeId,
     /// Log, vote, snapshot and the private Redis's files.
     pub dir: PathBuf,
@@ -33,6 +34,7 @@ pub struct NodeConfig {
     pub password: Option<String>,
     /// Timing: heartbeat and election timeouts in ms.
     pub heartbeat_ms: u64,
+    /// Election timeout range (ms).
     pub election_ms: (u64, u64),
     /// A snapshot is taken after this many log entries.
     pub snapshot_every: u64,

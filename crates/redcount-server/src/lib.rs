@@ -4,6 +4,8 @@
 //! in their directory by [`LocalCluster`]. What they share (pid files, stopping, private files) is in
 //! [`process`].
 
+#![warn(missing_docs)]
+
 pub mod process;
 pub mod raft_group;
 mod redis_server;

@@ -20,16 +20,22 @@ const GROUP_FILE: &str = "raft-group.json";
 /// One member of a group.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeSpec {
+    /// Its id in `--peers`.
     pub id: NodeId,
+    /// `host:port` it serves clients and peers on.
     pub addr: String,
+    /// Its directory (log, vote, snapshot, private Redis).
     pub dir: PathBuf,
 }
 
 /// A group's members and password, as saved in `DIR/raft-group.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Group {
+    /// The group's directory.
     pub dir: PathBuf,
+    /// What clients and `cluster` commands AUTH with.
     pub password: String,
+    /// Every member.
     pub nodes: Vec<NodeSpec>,
 }
 

@@ -19,19 +19,28 @@ pub enum ServerError {
         "redis-server was not found on PATH. Install it with `sudo apt-get install -y redis-server` \
          (Debian/Ubuntu), or point redcount at a running server with --redis URL"
     )]
+    /// No redis-server binary found.
     NotInstalled,
+    /// A directory or file could not be prepared.
     #[error("could not prepare {path}: {source}")]
     Dir {
+        /// Which one.
         path: PathBuf,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
+    /// The process could not be started.
     #[error("could not start redis-server: {0}")]
     Spawn(#[source] std::io::Error),
+    /// The server started but did not answer.
     #[error("redis-server on port {port} did not come up: {detail} (log: {log})")]
     NotReady {
+        /// Its port.
         port: u16,
+        /// What went wrong.
         detail: String,
+        /// Its log file.
         log: PathBuf,
     },
 }
@@ -108,10 +117,12 @@ impl RedisServer {
         &self.password
     }
 
+    /// The port it listens on (127.0.0.1).
     pub fn port(&self) -> u16 {
         self.port
     }
 
+    /// Its directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }

@@ -15,10 +15,13 @@ pub const MASTER_NAME: &str = "redcount";
 /// What runs where; saved as `cluster.txt` in the directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cluster {
+    /// The directory holding every file.
     pub dir: PathBuf,
+    /// What data nodes and clients AUTH with.
     pub password: String,
     /// Data nodes; the first started as the primary.
     pub nodes: Vec<u16>,
+    /// Ports of the Sentinels.
     pub sentinels: Vec<u16>,
 }
 

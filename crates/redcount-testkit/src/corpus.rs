@@ -11,10 +11,12 @@ pub fn sample_corpus() -> PathBuf {
 pub struct Rng(u64);
 
 impl Rng {
+    /// A generator seeded with `seed` (the same seed, the same numbers).
     pub fn new(seed: u64) -> Rng {
         Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
 
+    /// The next number.
     pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;

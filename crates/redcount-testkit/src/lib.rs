@@ -1,6 +1,8 @@
 //! Test support: an **independent** word count to compare results with (written separately from the
 //! product's tokenizer, on purpose naive), seeded corpora, and helpers for processes tests start.
 
+#![warn(missing_docs)]
+
 pub mod corpus;
 pub mod oracle;
 

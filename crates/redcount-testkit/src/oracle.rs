@@ -1,4 +1,4 @@
-//! The oracle: counts computed without any redcount code, the way DESIGN.md defines them
+//! The oracle: counts computed without any redcount code, the way docs/PROTOCOL.md defines them
 //! (Python's `bytes.split()`: the six ASCII whitespace bytes separate words; case and bytes kept).
 
 use std::collections::BTreeMap;

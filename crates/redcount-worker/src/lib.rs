@@ -2,6 +2,8 @@
 //! instant and nothing is lost or doubled: an uncommitted task's lease expires and another worker takes
 //! it over; a commit is one atomic library call that applies a task's counts exactly once.
 
+#![warn(missing_docs)]
+
 mod count;
 mod lease;
 mod options;

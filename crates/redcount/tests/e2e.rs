@@ -219,7 +219,7 @@ fn workers_started_elsewhere_join_a_job_on_an_external_redis() {
 
 #[test]
 fn pythons_counter_of_bytes_split_agrees() {
-    // The oracle exactly as DESIGN.md states it, computed by another language entirely.
+    // The oracle exactly as docs/PROTOCOL.md states it, computed by another language entirely.
     let dir = tempfile::tempdir().expect("temp dir");
     let corpus = dir.path().join("corpus");
     write_text_corpus(&corpus, 40, 1_000, 30_000, 77);

@@ -9,9 +9,13 @@ use redcount_driver::run::{run, RunOptions};
 /// One coordinator set-up measured by [`bench_coordinator`].
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ModeRow {
+    /// Which corpus.
     pub corpus: String,
+    /// Which durability or replication mode.
     pub mode: String,
+    /// Input MB per second.
     pub mb_per_second: f64,
+    /// Wall time of the run.
     pub wall_seconds: f64,
     /// Throughput relative to plain Redis on the same corpus.
     pub relative: f64,

@@ -36,30 +36,45 @@ pub struct BenchOptions {
     pub large_mb: u64,
     /// Where corpora are written (a temp dir by default).
     pub dir: Option<PathBuf>,
+    /// The redcount executable, to start workers with.
     pub worker_exe: PathBuf,
 }
 
 /// One measured run.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BenchRow {
+    /// Which corpus.
     pub corpus: String,
+    /// Worker processes.
     pub workers: usize,
+    /// Input files.
     pub files: u64,
+    /// Input bytes.
     pub bytes: u64,
+    /// Wall time of the run.
     pub wall_seconds: f64,
+    /// Input MB per second.
     pub mb_per_second: f64,
+    /// Words per second.
     pub words_per_second: f64,
+    /// Commits applied.
     pub commits: u64,
+    /// Word increments applied in Redis.
     pub increments: u64,
+    /// CPU seconds Redis spent on the run (`INFO CPU`).
     pub redis_cpu_seconds: f64,
+    /// Redis CPU seconds per GB of input.
     pub redis_cpu_seconds_per_gb: f64,
 }
 
 /// One-thread cost of the worker's steps on a corpus.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct StepCost {
+    /// Which corpus.
     pub corpus: String,
+    /// One thread reading the files, MB/s.
     pub read_mb_per_second: f64,
+    /// One thread counting them in memory, MB/s.
     pub count_mb_per_second: f64,
 }
 
