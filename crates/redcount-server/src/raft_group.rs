@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::Child;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -281,4 +282,69 @@ pub fn group_down(dir: &Path) -> anyhow::Result<Group> {
     let pids: Vec<i32> = group.nodes.iter().filter_map(|n| group.pid(n)).collect();
     stop_all(&pids, Duration::from_secs(5));
     Ok(group)
+}
+
+/// A group whose nodes are children of this process (tests, benchmarks), each started with
+/// [`Group::spawn_child`] and killed when the group is dropped, even by a panic.
+pub struct ChildGroup {
+    /// The members and password.
+    pub group: Group,
+    exe: PathBuf,
+    /// More `raft-node` flags for every node (`--snapshot-every N` ...).
+    extra_args: Vec<String>,
+    children: BTreeMap<NodeId, Child>,
+}
+
+impl ChildGroup {
+    /// Plans a group of `size` nodes in `dir`, starts them all from `exe` and waits for a leader.
+    pub fn start(
+        dir: &Path,
+        size: usize,
+        exe: &Path,
+        extra_args: &[&str],
+    ) -> anyhow::Result<ChildGroup> {
+        let group = Group::plan(dir, size)?;
+        group.save()?;
+        let mut children = ChildGroup {
+            group,
+            exe: exe.to_path_buf(),
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            children: BTreeMap::new(),
+        };
+        for id in 1..=size as NodeId {
+            children.spawn(id, true)?;
+        }
+        children.group.wait_for_leader(Duration::from_secs(20))?;
+        Ok(children)
+    }
+
+    /// Starts node `id` (again).
+    pub fn spawn(&mut self, id: NodeId, init: bool) -> anyhow::Result<()> {
+        let extra: Vec<&str> = self.extra_args.iter().map(String::as_str).collect();
+        let child = self.group.spawn_child(&self.exe, id, init, &extra)?;
+        self.children.insert(id, child);
+        Ok(())
+    }
+
+    /// The pid of node `id` while this group started it and has not killed it.
+    pub fn pid(&self, id: NodeId) -> Option<u32> {
+        self.children.get(&id).map(Child::id)
+    }
+
+    /// SIGKILL: the node's Redis dies with it; only its log and snapshot remain.
+    pub fn kill(&mut self, id: NodeId) {
+        if let Some(mut child) = self.children.remove(&id) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for ChildGroup {
+    fn drop(&mut self) {
+        let ids: Vec<NodeId> = self.children.keys().copied().collect();
+        for id in ids {
+            self.kill(id);
+        }
+    }
 }

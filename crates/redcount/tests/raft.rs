@@ -11,35 +11,32 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use redcount_server::raft_group::Group;
+use redcount_server::raft_group::{ChildGroup, Group};
 use redcount_testkit::corpus::{write_text_corpus, Rng};
 
 /// A group whose node processes are this test's children, killed when it ends (even by a panic).
 struct TestGroup {
+    nodes: ChildGroup,
     group: Group,
-    children: BTreeMap<u64, Child>,
-    snapshot_every: u64,
     _dir: tempfile::TempDir,
 }
 
 impl TestGroup {
     fn start(size: usize, snapshot_every: u64) -> TestGroup {
         let dir = tempfile::tempdir().expect("temp dir");
-        let group = Group::plan(&dir.path().join("group"), size).expect("plan");
-        group.save().expect("save group");
-        let mut g = TestGroup {
-            group,
-            children: BTreeMap::new(),
-            snapshot_every,
+        let every = snapshot_every.to_string();
+        let nodes = ChildGroup::start(
+            &dir.path().join("group"),
+            size,
+            Path::new(env!("CARGO_BIN_EXE_redcount")),
+            &["--snapshot-every", &every],
+        )
+        .expect("start raft-nodes and elect a leader");
+        TestGroup {
+            group: nodes.group.clone(),
+            nodes,
             _dir: dir,
-        };
-        for id in 1..=size as u64 {
-            g.spawn(id, true);
         }
-        g.group
-            .wait_for_leader(Duration::from_secs(20))
-            .expect("a leader");
-        g
     }
 
     fn node(&self, id: u64) -> &redcount_server::raft_group::NodeSpec {
@@ -47,25 +44,12 @@ impl TestGroup {
     }
 
     fn spawn(&mut self, id: u64, init: bool) {
-        let every = self.snapshot_every.to_string();
-        let child = self
-            .group
-            .spawn_child(
-                Path::new(env!("CARGO_BIN_EXE_redcount")),
-                id,
-                init,
-                &["--snapshot-every", &every],
-            )
-            .expect("start raft-node");
-        self.children.insert(id, child);
+        self.nodes.spawn(id, init).expect("start raft-node");
     }
 
     /// SIGKILL: the node's Redis dies with it; only its log and snapshot remain.
     fn kill(&mut self, id: u64) {
-        if let Some(mut child) = self.children.remove(&id) {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.nodes.kill(id);
     }
 
     fn status(&self, id: u64) -> Option<BTreeMap<String, String>> {
@@ -149,15 +133,6 @@ impl TestGroup {
             digests.iter().all(|d| *d == digests[0]) && !digests[0].starts_with("0000000000"),
             "replicas differ: {digests:?}"
         );
-    }
-}
-
-impl Drop for TestGroup {
-    fn drop(&mut self) {
-        let ids: Vec<u64> = self.children.keys().copied().collect();
-        for id in ids {
-            self.kill(id);
-        }
     }
 }
 
@@ -318,7 +293,7 @@ fn a_paused_leader_wakes_up_as_a_follower_and_acknowledges_nothing() {
     std::thread::sleep(Duration::from_millis(1000));
     let old = g.leader().expect("a leader");
     let mut old_con = g.connect(old);
-    let pid = nix::unistd::Pid::from_raw(g.children[&old].id() as i32);
+    let pid = nix::unistd::Pid::from_raw(g.nodes.pid(old).expect("the leader runs") as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
     let new = wait_for_new_leader(&g, old, "paused");
     std::thread::sleep(Duration::from_millis(1000));

@@ -2,64 +2,27 @@
 //! commits per second on the same corpora, the latency of single commits, and the time from
 //! SIGKILLing the leader to the next acknowledged write.
 
-use std::process::Child;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use redcount_protocol::{now_ms, ClaimRequest, Format, Job, JobSpec, Link, LinkOptions, NewTask};
-use redcount_server::raft_group::Group;
+use redcount_server::raft_group::ChildGroup;
 use redcount_worker::WorkerOptions;
 
 use super::{tempfile_dir, two_worker_job, write_corpora, BenchOptions};
 use redcount_driver::run::{run, RunOptions};
 
-/// A group of node processes owned by the benchmark, killed on drop.
+/// A 3-node group of this benchmark's children, in a temp dir of its own.
 struct BenchGroup {
-    group: Group,
-    exe: std::path::PathBuf,
-    children: Vec<(u64, Child)>,
+    nodes: ChildGroup,
     _dir: tempfile::TempDir,
 }
 
 impl BenchGroup {
     fn start(exe: &std::path::Path) -> anyhow::Result<BenchGroup> {
         let dir = tempfile_dir()?;
-        let group = Group::plan(&dir.path().join("g"), 3)?;
-        group.save()?;
-        let mut g = BenchGroup {
-            group,
-            exe: exe.to_path_buf(),
-            children: Vec::new(),
-            _dir: dir,
-        };
-        for id in 1..=3 {
-            g.spawn(id)?;
-        }
-        g.group.wait_for_leader(Duration::from_secs(20))?;
-        Ok(g)
-    }
-
-    fn spawn(&mut self, id: u64) -> anyhow::Result<()> {
-        let child = self.group.spawn_child(&self.exe, id, true, &[])?;
-        self.children.push((id, child));
-        Ok(())
-    }
-
-    fn kill(&mut self, id: u64) {
-        if let Some(pos) = self.children.iter().position(|(i, _)| *i == id) {
-            let (_, mut child) = self.children.remove(pos);
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for BenchGroup {
-    fn drop(&mut self) {
-        for (_, child) in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        let nodes = ChildGroup::start(&dir.path().join("g"), 3, exe, &[])?;
+        Ok(BenchGroup { nodes, _dir: dir })
     }
 }
 
@@ -90,7 +53,7 @@ pub fn bench_raft(options: &BenchOptions) -> anyhow::Result<()> {
             };
             let mut common = two_worker_job(options, path, Duration::from_secs(10));
             common.worker = worker.clone();
-            common.redis = group.as_ref().map(|g| g.group.url());
+            common.redis = group.as_ref().map(|g| g.nodes.group.url());
             let s = run(
                 &RunOptions {
                     common,
@@ -123,7 +86,7 @@ pub fn bench_raft(options: &BenchOptions) -> anyhow::Result<()> {
         plain.0, plain.1, plain.2, plain.3
     );
     let group = BenchGroup::start(&options.worker_exe)?;
-    let raft = commit_latency(&group.group.url(), 1000)?;
+    let raft = commit_latency(&group.nodes.group.url(), 1000)?;
     println!(
         "| raft, 3 nodes | {:.0} | {:.3} | {:.3} | {:.3} |",
         raft.0, raft.1, raft.2, raft.3
@@ -203,17 +166,18 @@ fn commit_latency(url: &str, n: u64) -> anyhow::Result<(f64, f64, f64, f64)> {
 
 /// Kills the leader while a client writes in a loop; the time until its next write is acknowledged.
 fn leader_kill_to_ack(group: &mut BenchGroup) -> anyhow::Result<f64> {
-    let mut job = job_on(&group.group.url(), "failover")?;
+    let mut job = job_on(&group.nodes.group.url(), "failover")?;
     job.event(now_ms(), "bench", "warm-up")?;
     let leader = group
+        .nodes
         .group
         .leader()
         .ok_or_else(|| anyhow::anyhow!("no leader before the kill"))?;
-    group.kill(leader);
+    group.nodes.kill(leader);
     let killed = Instant::now();
     job.event(now_ms(), "bench", "after the kill")?;
     let ms = killed.elapsed().as_secs_f64() * 1000.0;
-    group.spawn(leader)?;
+    group.nodes.spawn(leader, true)?;
     // Let the restarted node catch up before the next trial.
     std::thread::sleep(Duration::from_secs(1));
     Ok(ms)
