@@ -1,10 +1,8 @@
 //! `redcount bench --coordinator`: what durability and replication cost, and what a crash costs.
 
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use super::{tempfile_dir, two_worker_job, write_corpora, BenchOptions};
-use redcount_driver::run::{run, RunOptions};
+use super::{run_whole, tempfile_dir, two_worker_job, write_corpora, BenchOptions};
 
 /// One coordinator set-up measured by [`bench_coordinator`].
 #[derive(Debug, Clone, serde::Serialize)]
@@ -68,13 +66,7 @@ pub fn bench_coordinator(options: &BenchOptions) -> anyhow::Result<Vec<ModeRow>>
             common.checkpoint = checkpoint.map(std::time::Duration::from_millis);
             common.spec.sync_replicas = sync;
             common.redis = cluster.as_ref().map(|c| c.url());
-            let summary = run(
-                &RunOptions {
-                    common,
-                    split_bytes: None,
-                },
-                &AtomicBool::new(false),
-            );
+            let summary = run_whole(common);
             if let Some(c) = &cluster {
                 let _ = redcount_server::sentinel::cluster_down(&c.dir);
             }
@@ -111,13 +103,7 @@ pub fn bench_coordinator(options: &BenchOptions) -> anyhow::Result<Vec<ModeRow>>
         common.chaos_every = Some(std::time::Duration::from_secs(1));
         // Slow workers, so that the job lasts several crashes.
         common.worker.slow = Duration::from_millis(5);
-        let s = run(
-            &RunOptions {
-                common,
-                split_bytes: None,
-            },
-            &AtomicBool::new(false),
-        )?;
+        let s = run_whole(common)?;
         println!(
             "| {mode} | {} | {} | {:.1} |",
             s.redis_restarts,

@@ -14,8 +14,7 @@ use anyhow::Context;
 use redcount_count::{Tokenizer, WordCounts};
 use redcount_server::{RedisServer, ServerOptions};
 
-use redcount_driver::run::{run, RunOptions};
-use redcount_driver::JobOptions;
+use redcount_driver::{JobOptions, RunOptions};
 use redcount_input::FormatChoice;
 
 mod coordinator;
@@ -156,6 +155,15 @@ pub(crate) fn write_corpora(options: &BenchOptions) -> anyhow::Result<Corpora> {
     })
 }
 
+/// Runs a batch job to the end (not interruptible, default splits).
+pub(crate) fn run_whole(common: JobOptions) -> anyhow::Result<redcount_driver::report::Summary> {
+    let options = RunOptions {
+        common,
+        split_bytes: None,
+    };
+    redcount_driver::run(&options, &AtomicBool::new(false))
+}
+
 /// A plain-text job over `path` with 2 workers, as the comparison benches run it.
 pub(crate) fn two_worker_job(options: &BenchOptions, path: &Path, lease: Duration) -> JobOptions {
     let mut job = JobOptions::new(
@@ -261,11 +269,7 @@ fn measure(name: &str, dir: &Path, workers: usize, exe: &Path) -> anyhow::Result
     common.job = Some(format!("bench-{workers}"));
     common.spec.lease = Duration::from_secs(10);
     common.format = FormatChoice::Text;
-    let options = RunOptions {
-        common,
-        split_bytes: None,
-    };
-    let summary = run(&options, &AtomicBool::new(false))?;
+    let summary = run_whole(common)?;
     let redis_cpu = redis_cpu_seconds(&server.url())? - cpu_before;
     Ok(BenchRow {
         corpus: name.to_string(),

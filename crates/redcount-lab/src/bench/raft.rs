@@ -2,15 +2,13 @@
 //! commits per second on the same corpora, the latency of single commits, and the time from
 //! SIGKILLing the leader to the next acknowledged write.
 
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use redcount_protocol::{now_ms, ClaimRequest, Format, Job, JobSpec, Link, LinkOptions, NewTask};
 use redcount_server::raft_group::ChildGroup;
 use redcount_worker::WorkerOptions;
 
-use super::{tempfile_dir, two_worker_job, write_corpora, BenchOptions};
-use redcount_driver::run::{run, RunOptions};
+use super::{run_whole, tempfile_dir, two_worker_job, write_corpora, BenchOptions};
 
 /// A 3-node group of this benchmark's children, in a temp dir of its own.
 struct BenchGroup {
@@ -54,13 +52,7 @@ pub fn bench_raft(options: &BenchOptions) -> anyhow::Result<()> {
             let mut common = two_worker_job(options, path, Duration::from_secs(10));
             common.worker = worker.clone();
             common.redis = group.as_ref().map(|g| g.nodes.group.url());
-            let s = run(
-                &RunOptions {
-                    common,
-                    split_bytes: None,
-                },
-                &AtomicBool::new(false),
-            )?;
+            let s = run_whole(common)?;
             if !raft {
                 plain = s.mb_per_second;
             }
