@@ -172,6 +172,7 @@ pub struct JobArgs {
     /// CSV column holding the text to count.
     #[arg(long, default_value = "text")]
     pub csv_column: String,
+    /// How words are cut out of the text.
     #[arg(long, value_enum, default_value = "whitespace")]
     pub tokenizer: TokenizerKind,
     /// Lowercase ASCII letters.
