@@ -1,9 +1,11 @@
 //! Counting: turn a task's text into words (the tokenizer) and add them up in memory (the counts).
-//! Only the aggregated word/count pairs of a task ever travel to Redis.
+//! Only the aggregated word/count pairs of a batch ever travel to Redis, as compact partial-count
+//! blobs ([`partial`]) that workers merge.
 
 #![warn(missing_docs)]
 
 mod counts;
+pub mod partial;
 mod tokenizer;
 
 pub use counts::WordCounts;

@@ -66,6 +66,10 @@ pub struct Job {
     sync_replicas: u32,
     /// Numbers this handle's claims, so a claim retried after a lost reply is recognised.
     claims: u64,
+    /// Numbers this handle's staged blobs.
+    pub(crate) stages: u64,
+    /// Where the job's counts are (read from its spec the first time a result is read).
+    layout: Option<(crate::Aggregation, u32)>,
 }
 
 impl Job {
@@ -77,6 +81,8 @@ impl Job {
             name: name.to_string(),
             sync_replicas: 0,
             claims: 0,
+            stages: 0,
+            layout: None,
         })
     }
 
@@ -125,7 +131,7 @@ impl Job {
         self.link.call(&name, |con| cmd.query(con))
     }
 
-    fn fcall(&mut self, func: &'static str, args: Vec<Vec<u8>>) -> Result<Value> {
+    pub(crate) fn fcall(&mut self, func: &'static str, args: Vec<Vec<u8>>) -> Result<Value> {
         let mut cmd = redis::cmd(if crate::READ_ONLY_FUNCTIONS.contains(&func) {
             "FCALL_RO"
         } else {
@@ -149,12 +155,23 @@ impl Job {
         }
     }
 
-    fn bad_reply(&self, call: &'static str, detail: impl Into<String>) -> Error {
+    pub(crate) fn bad_reply(&self, call: &'static str, detail: impl Into<String>) -> Error {
         Error::Reply {
             addr: self.link.addr().to_string(),
             call,
             detail: detail.into(),
         }
+    }
+
+    /// Where the job's counts are added up, and over how many partitions (from its spec, once).
+    pub fn layout(&mut self) -> Result<(crate::Aggregation, u32)> {
+        if let Some(layout) = self.layout {
+            return Ok(layout);
+        }
+        let spec = self.spec()?;
+        let layout = (spec.aggregation, spec.partitions.max(1));
+        self.layout = Some(layout);
+        Ok(layout)
     }
 
     /// True when the job's meta hash exists.
@@ -323,9 +340,16 @@ impl Job {
             args.extend(words.into_iter().map(<[u8]>::to_vec));
         }
         let items = self.array("rc_commit", args)?;
-        if self.sync_replicas > 0 {
-            self.wait_for_replicas()?;
-        }
+        self.after_commit()?;
+        self.commit_outcome("rc_commit", &items)
+    }
+
+    /// What a commit's reply says.
+    pub(crate) fn commit_outcome(
+        &self,
+        call: &'static str,
+        items: &[Value],
+    ) -> Result<CommitOutcome> {
         let verdict = items.first().and_then(reply::string).unwrap_or_default();
         match verdict.as_str() {
             "ok" => Ok(CommitOutcome::Applied),
@@ -333,8 +357,16 @@ impl Job {
             "partial" => Ok(CommitOutcome::Partial(
                 items[1..].iter().filter_map(reply::string).collect(),
             )),
-            _ => Err(self.bad_reply("rc_commit", format!("{items:?}"))),
+            _ => Err(self.bad_reply(call, format!("{items:?}"))),
         }
+    }
+
+    /// After a commit: with `sync_replicas`, wait until the replicas have it.
+    pub(crate) fn after_commit(&mut self) -> Result<()> {
+        if self.sync_replicas > 0 {
+            self.wait_for_replicas()?;
+        }
+        Ok(())
     }
 
     /// Blocks until `sync_replicas` replicas have this connection's writes (up to 10 s, then warns).
@@ -373,7 +405,7 @@ impl Job {
         Ok(Status::from_pairs(&items))
     }
 
-    fn array(&mut self, func: &'static str, args: Vec<Vec<u8>>) -> Result<Vec<Value>> {
+    pub(crate) fn array(&mut self, func: &'static str, args: Vec<Vec<u8>>) -> Result<Vec<Value>> {
         let value = self.fcall(func, args)?;
         reply::array(value).ok_or_else(|| self.bad_reply(func, "not an array"))
     }

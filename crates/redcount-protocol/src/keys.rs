@@ -24,6 +24,8 @@ pub struct JobKeys {
     pub workers: String,
     /// Stream: fault and operator events (worker killed, straggler ...), for latency plots.
     pub events: String,
+    /// `rc:{J}:`, which the keys of partitions extend (see [`JobKeys::result`]).
+    prefix: String,
 }
 
 /// Every key of job J is `rc:{J}:<suffix>`.
@@ -53,7 +55,23 @@ impl JobKeys {
             inflight: key("inflight"),
             workers: key("workers"),
             events: key("events"),
+            prefix: key(""),
         })
+    }
+
+    /// String: the merged partial-counts blob of partition `p` (library.lua builds the same names).
+    pub fn result(&self, p: u32) -> String {
+        format!("{}result:{p}", self.prefix)
+    }
+
+    /// String: the top-K blob of partition `p`'s merged result.
+    pub fn top(&self, p: u32) -> String {
+        format!("{}top:{p}", self.prefix)
+    }
+
+    /// String: partial blob `seq` of partition `p`, committed and not yet merged.
+    pub fn part(&self, p: u32, seq: &str) -> String {
+        format!("{}part:{p}:{seq}", self.prefix)
     }
 
     /// All keys in the order `library.lua` expects them.

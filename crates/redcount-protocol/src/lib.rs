@@ -11,6 +11,7 @@ mod job;
 mod keys;
 mod library;
 mod link;
+mod partials;
 mod reads;
 mod reply;
 mod spec;
@@ -24,8 +25,12 @@ pub use job::{ClaimRequest, Claimed, CommitOutcome, Job};
 pub use keys::{validate_job_name, JobKeys};
 pub use library::{ensure_library, LIBRARY_SOURCE, LIBRARY_VERSION};
 pub use link::{redact_url, Link, LinkOptions};
+pub use partials::{MergeClaim, MergePolicy, INLINE_BLOB, STAGE_PIECE, TOP_PER_PARTITION};
 pub use reads::{job_names, DeadTask, DoneRecord, JobEvent};
-pub use spec::{live_window, JobSpec, TokenizerKind, DEFAULT_LEASE, DEFAULT_MAX_ATTEMPTS};
+pub use spec::{
+    live_window, Aggregation, JobSpec, TokenizerKind, DEFAULT_LEASE, DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_PARTITIONS,
+};
 pub use status::{Status, STATUS_FIELDS};
 pub use task::{Format, NewTask, Task};
 

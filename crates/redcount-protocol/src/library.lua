@@ -8,7 +8,7 @@
 --   * validate every argument before the first write (Redis has no rollback).
 -- KEYS are always the nine keys of one job, in the order of `JobKeys::all` in keys.rs.
 
-local LIBRARY_VERSION = 14
+local LIBRARY_VERSION = 15
 
 local K_TASKS, K_LEASES, K_COUNTS, K_META, K_DONE, K_DEAD, K_INFLIGHT, K_WORKERS, K_EVENTS = 1, 2, 3, 4, 5, 6, 7, 8, 9
 local GROUP = 'workers'
@@ -103,6 +103,7 @@ local function is_finished(keys)
   local tasks = tonumber(m[2] or '0')
   return m[1] == 'sealed' and tonumber(m[3] or '0') == tasks and redis.call('ZCARD', keys[K_LEASES]) == 0
     and tonumber(m[4] or '0') + tonumber(m[5] or '0') == tasks
+    and tonumber(redis.call('HGET', keys[K_META], 'partials') or '0') == 0
 end
 
 -- create(now, run_id, field, value, ...): make the job (idempotent). Returns {created 0/1, run_id}.
@@ -120,7 +121,8 @@ local function create(keys, args)
   end
   redis.call('HSET', keys[K_META], 'state', 'open', 'run_id', run_id, 'created_ms', now, 'tasks', 0, 'bytes', 0,
     'last_seq', 0, 'delivered', 0, 'delivered_id', '0-0', 'done', 0, 'done_bytes', 0, 'dead', 0, 'words', 0,
-    'recomputed', 0, 'redelivered', 0, 'duplicates', 0, 'increments', 0, 'commits', 0, 'speculated', 0, 'events', 0)
+    'recomputed', 0, 'redelivered', 0, 'duplicates', 0, 'increments', 0, 'commits', 0, 'speculated', 0, 'events', 0,
+    'partials', 0, 'partial_seq', 0, 'merges', 0, 'distinct', 0)
   for i = 3, #args, 2 do
     redis.call('HSET', keys[K_META], args[i], args[i + 1])
   end
@@ -365,30 +367,10 @@ local function renew(keys, args)
   return held
 end
 
--- commit(now, worker, n, {id, words} * n, {count, k, word * k}...): apply the merged counts of n tasks exactly
--- once. If any of the tasks is no longer pending (committed by another worker, or buried) nothing changes:
--- {'dup'} when all of them are, else {'partial', id...} naming those, so the worker recounts the rest.
-local function commit(keys, args)
-  local now, worker, n = int(args[1], 'now'), args[2], int(args[3], 'task count')
-  if n < 1 or #args < 3 + 2 * n then
-    fail('commit takes now, worker, n, n id/words pairs, then groups of count, k, k words')
-  end
-  local first_group = 4 + 2 * n
-  local increments, words = 0, 0
-  -- Words come grouped by count (most words of a commit share a handful of small counts), so each
-  -- count is passed and checked once, not once per word.
-  local i = first_group
-  while i <= #args do
-    local c, k = tonumber(args[i]), tonumber(args[i + 1])
-    if c == nil or c <= 0 or c % 1 ~= 0 then
-      fail('word counts must be positive integers, got ' .. tostring(args[i]))
-    end
-    if k == nil or k < 1 or k % 1 ~= 0 or i + 1 + k > #args then
-      fail('a group of words with count ' .. args[i] .. ' has a bad length ' .. tostring(args[i + 1]))
-    end
-    words, increments, i = words + c * k, increments + k, i + 2 + k
-  end
-  require_job(keys)
+-- The n (id, words) pairs of a commit, from args[4]: validated, then checked against the leases.
+-- Returns nil when every task is still leased, else the reply: {'dup'} when all of them are gone
+-- (committed by another worker, or buried), else {'partial', id...} naming the gone ones.
+local function check_leases(keys, args, n)
   local gone, seen = {}, {}
   for i = 4, 3 + 2 * n, 2 do
     int(args[i + 1], 'words of task ' .. args[i])
@@ -410,14 +392,23 @@ local function commit(keys, args)
     end
     return reply
   end
+  return nil
+end
 
-  -- Every task's fields are read before the first write: a missing one fails the call unchanged.
+-- The tasks' fields, read before the first write: a missing one fails the call unchanged.
+local function commit_fields(keys, args, n)
   local fields = {}
   for i = 4, 3 + 2 * n, 2 do
     fields[i] = task_fields(keys, args[i])
   end
+  return fields
+end
+
+-- Retires the n committed tasks of args (fields read by commit_fields), one done record each, and
+-- counts them: done, done_bytes, words (the given total, else the tasks' own), recomputed, commits.
+local function record_done(keys, now, worker, args, n, fields, total_words)
   local done = meta_int(keys, 'done')
-  local bytes, recomputed = 0, 0
+  local bytes, recomputed, words = 0, 0, 0
   for i = 4, 3 + 2 * n, 2 do
     local id, t = args[i], fields[i]
     local attempts, claimed = retire(keys, id)
@@ -426,10 +417,49 @@ local function commit(keys, args)
       'injected_ms', t.injected_ms, 'claimed_ms', claimed, 'committed_ms', now, 'worker', worker,
       'attempts', attempts, 'words', args[i + 1])
     bytes = bytes + (tonumber(t['end']) - tonumber(t.start))
+    words = words + tonumber(args[i + 1])
     if attempts > 1 then
       recomputed = recomputed + 1
     end
   end
+  local meta = keys[K_META]
+  redis.call('HSET', meta, 'done', done)
+  redis.call('HINCRBY', meta, 'done_bytes', bytes)
+  redis.call('HINCRBY', meta, 'words', total_words or words)
+  redis.call('HINCRBY', meta, 'recomputed', recomputed)
+  redis.call('HINCRBY', meta, 'commits', 1)
+end
+
+-- commit(now, worker, n, {id, words} * n, {count, k, word * k}...): the course's design, kept as the
+-- `redis` aggregation: apply the merged counts of n tasks exactly once with one ZINCRBY per word. If any
+-- of the tasks is no longer leased nothing changes (see check_leases).
+local function commit(keys, args)
+  local now, worker, n = int(args[1], 'now'), args[2], int(args[3], 'task count')
+  if n < 1 or #args < 3 + 2 * n then
+    fail('commit takes now, worker, n, n id/words pairs, then groups of count, k, k words')
+  end
+  local first_group = 4 + 2 * n
+  local increments, words = 0, 0
+  -- Words come grouped by count (most words of a commit share a handful of small counts), so each
+  -- count is passed and checked once, not once per word.
+  local i = first_group
+  while i <= #args do
+    local c, k = tonumber(args[i]), tonumber(args[i + 1])
+    if c == nil or c <= 0 or c % 1 ~= 0 then
+      fail('word counts must be positive integers, got ' .. tostring(args[i]))
+    end
+    if k == nil or k < 1 or k % 1 ~= 0 or i + 1 + k > #args then
+      fail('a group of words with count ' .. args[i] .. ' has a bad length ' .. tostring(args[i + 1]))
+    end
+    words, increments, i = words + c * k, increments + k, i + 2 + k
+  end
+  require_job(keys)
+  local refused = check_leases(keys, args, n)
+  if refused then
+    return refused
+  end
+  local fields = commit_fields(keys, args, n)
+  record_done(keys, now, worker, args, n, fields, words)
   local call, counts = redis.call, keys[K_COUNTS]
   i = first_group
   while i <= #args do
@@ -439,14 +469,214 @@ local function commit(keys, args)
     end
     i = last + 1
   end
-  local meta = keys[K_META]
-  redis.call('HSET', meta, 'done', done)
-  redis.call('HINCRBY', meta, 'done_bytes', bytes)
-  redis.call('HINCRBY', meta, 'words', words)
-  redis.call('HINCRBY', meta, 'increments', increments)
-  redis.call('HINCRBY', meta, 'recomputed', recomputed)
-  redis.call('HINCRBY', meta, 'commits', 1)
+  redis.call('HINCRBY', keys[K_META], 'increments', increments)
   return { 'ok', n }
+end
+
+-- Keys beyond the nine share the job's prefix and hash tag, `rc:{J}:` .. suffix (keys.rs builds the
+-- same names): `parts:<p>` (sorted set: partial seq -> committed_ms), `part:<p>:<seq>` (one partial
+-- blob), `result:<p>` (the merged blob), `top:<p>` (its top-K blob), `merge` (hash: `lease:<p>` ->
+-- `deadline:worker`, `gen:<p>`, `distinct:<p>`), `stage:<worker>:<token>:<p>` (a blob being staged).
+local function job_key(keys, suffix)
+  return string.sub(keys[K_META], 1, -5) .. suffix
+end
+
+local function partitions(keys)
+  return tonumber(redis.call('HGET', keys[K_META], 'cfg.partitions') or '1') or 1
+end
+
+local function partition(keys, value)
+  local p = int(value, 'partition')
+  if p < 0 or p >= partitions(keys) then
+    fail('partition ' .. p .. ' is not below the job\'s ' .. partitions(keys) .. ' partitions')
+  end
+  return p
+end
+
+local function stage_key(keys, worker, token, p)
+  return job_key(keys, 'stage:' .. worker .. ':' .. token .. ':' .. p)
+end
+
+-- stage(now, worker, token, p, piece): append a piece of a large blob (a commit's partial or a merge's
+-- result) under the worker's token, so that no single call carries more than a bounded piece. The
+-- commit or merge that names the token makes it visible by renaming it. Returns its length so far.
+local function stage(keys, args)
+  int(args[1], 'now')
+  local worker, token, piece = args[2], args[3], args[5]
+  if worker == nil or worker == '' or token == nil or token == '' or piece == nil then
+    fail('stage takes now, worker, token, partition and a piece')
+  end
+  require_job(keys)
+  local p = partition(keys, args[4])
+  return redis.call('APPEND', stage_key(keys, worker, token, p), piece)
+end
+
+-- Reads the (p, how, blob) triples of a commit or merge from args[first]: how is 'i' (the blob is
+-- inline) or 's' (staged under the token). Returns the list, or nil when a staged blob is missing (Redis
+-- lost it: the caller stages again).
+local function blob_args(keys, args, first, worker, token)
+  local out = {}
+  if (#args - first + 1) % 3 ~= 0 then
+    fail('blobs come as partition, i|s, bytes triples')
+  end
+  for i = first, #args, 3 do
+    local p = partition(keys, args[i])
+    local how = args[i + 1]
+    if how == 's' then
+      if redis.call('EXISTS', stage_key(keys, worker, token, p)) == 0 then
+        return nil
+      end
+    elseif how ~= 'i' then
+      fail('a blob is inline (i) or staged (s), got ' .. tostring(how))
+    end
+    out[#out + 1] = { p = p, staged = how == 's', bytes = args[i + 2] }
+  end
+  return out
+end
+
+-- Stores a blob at `key`: the inline bytes, or the staged key renamed (O(1), whatever its size).
+local function put_blob(keys, key, b, worker, token)
+  if b.staged then
+    redis.call('RENAME', stage_key(keys, worker, token, b.p), key)
+  else
+    redis.call('SET', key, b.bytes)
+  end
+end
+
+local function drop_staged(keys, worker, token)
+  for p = 0, partitions(keys) - 1 do
+    redis.call('DEL', stage_key(keys, worker, token, p))
+  end
+end
+
+-- commit_parts(now, worker, token, n, {id, words} * n, {p, i|s, blob}...): the default (`workers`)
+-- aggregation. Exactly-once as commit, but the counts are stored as one partial-counts blob per
+-- partition (O(bytes) for Redis, nothing per word), for workers to merge later. {'restage'} when a
+-- staged blob is gone (nothing changed).
+local function commit_parts(keys, args)
+  local now, worker, token = int(args[1], 'now'), args[2], args[3]
+  local n = int(args[4], 'task count')
+  if worker == nil or worker == '' or token == nil or n < 1 or #args < 4 + 2 * n then
+    fail('commit_parts takes now, worker, token, n, n id/words pairs, then partition blobs')
+  end
+  require_job(keys)
+  -- check_leases and commit_fields read the pairs from args[4]: shift the view by one.
+  local view = { args[1], args[2], args[4] }
+  for i = 5, 4 + 2 * n do
+    view[i - 1] = args[i]
+  end
+  local blobs = blob_args(keys, args, 5 + 2 * n, worker, token)
+  local refused = check_leases(keys, view, n)
+  if refused then
+    drop_staged(keys, worker, token)
+    return refused
+  end
+  if blobs == nil then
+    return { 'restage' }
+  end
+  local fields = commit_fields(keys, view, n)
+  record_done(keys, now, worker, view, n, fields)
+  local meta = keys[K_META]
+  for _, b in ipairs(blobs) do
+    local seq = redis.call('HINCRBY', meta, 'partial_seq', 1)
+    put_blob(keys, job_key(keys, 'part:' .. b.p .. ':' .. seq), b, worker, token)
+    redis.call('ZADD', job_key(keys, 'parts:' .. b.p), now, seq)
+  end
+  redis.call('HINCRBY', meta, 'partials', #blobs)
+  return { 'ok', n }
+end
+
+-- merge_claim(now, worker, lease_ms, min_parts, min_age_ms, max_parts): a partition to merge, leased
+-- to this worker: the lowest one whose lease is free and that has min_parts partials, or one older
+-- than min_age_ms, or any once every task is done. Reply {p, gen, seq...} (at most max_parts of its
+-- oldest partials), or {} when none is due.
+local function merge_claim(keys, args)
+  local now, worker = int(args[1], 'now'), args[2]
+  local lease_ms, min_parts = int(args[3], 'lease_ms'), int(args[4], 'min_parts')
+  local min_age, max_parts = int(args[5], 'min_age_ms'), int(args[6], 'max_parts')
+  if worker == nil or worker == '' or lease_ms <= 0 or max_parts <= 0 then
+    fail('merge_claim needs a worker and positive lease_ms and max_parts')
+  end
+  require_job(keys)
+  if meta_int(keys, 'partials') == 0 then
+    return {}
+  end
+  local m = redis.call('HMGET', keys[K_META], 'state', 'tasks', 'done', 'dead')
+  local all_done = m[1] == 'sealed' and tonumber(m[3] or '0') + tonumber(m[4] or '0') == tonumber(m[2] or '0')
+  local merge = job_key(keys, 'merge')
+  for p = 0, partitions(keys) - 1 do
+    local index = job_key(keys, 'parts:' .. p)
+    local count = redis.call('ZCARD', index)
+    if count > 0 then
+      local held = redis.call('HGET', merge, 'lease:' .. p)
+      local deadline, holder = 0, ''
+      if held then
+        deadline, holder = string.match(held, '^(%d+):(.*)$')
+        deadline = tonumber(deadline)
+      end
+      local free = deadline <= now or holder == worker
+      local oldest = redis.call('ZRANGE', index, 0, 0, 'WITHSCORES')
+      if free and (all_done or count >= min_parts or now - tonumber(oldest[2]) >= min_age) then
+        redis.call('ZADD', keys[K_WORKERS], now, worker)
+        redis.call('HSET', merge, 'lease:' .. p, (now + lease_ms) .. ':' .. worker)
+        local reply = { p, tonumber(redis.call('HGET', merge, 'gen:' .. p) or '0') }
+        for _, seq in ipairs(redis.call('ZRANGE', index, 0, max_parts - 1)) do
+          reply[#reply + 1] = seq
+        end
+        return reply
+      end
+    end
+  end
+  return {}
+end
+
+-- merge_commit(now, worker, token, p, gen, distinct, n, seq * n, {p, i|s, result}, {p, i, top}): the
+-- merged result of partition p replaces the result of generation `gen` and exactly the n partials it
+-- was made from, never one it did not read. {'stale'} (nothing changed) when the lease went to another
+-- worker or another merge came first; {'restage'} when the staged result is gone.
+local function merge_commit(keys, args)
+  local now, worker, token = int(args[1], 'now'), args[2], args[3]
+  local gen, distinct, n = int(args[5], 'gen'), int(args[6], 'distinct'), int(args[7], 'partial count')
+  if worker == nil or worker == '' or token == nil or n < 1 or #args ~= 7 + n + 6 then
+    fail('merge_commit takes now, worker, token, p, gen, distinct, n, n seqs, the result and the top blob')
+  end
+  require_job(keys)
+  local p = partition(keys, args[4])
+  local blobs = blob_args(keys, args, 8 + n, worker, token)
+  if blobs ~= nil and (blobs[1].p ~= p or blobs[2].p ~= p or blobs[2].staged) then
+    fail('merge_commit: the result and top blobs must be of partition ' .. p .. ', the top inline')
+  end
+  local merge = job_key(keys, 'merge')
+  local index = job_key(keys, 'parts:' .. p)
+  local held = redis.call('HGET', merge, 'lease:' .. p) or ''
+  local _, holder = string.match(held, '^(%d+):(.*)$')
+  local stale = holder ~= worker or tonumber(redis.call('HGET', merge, 'gen:' .. p) or '0') ~= gen
+  for i = 8, 7 + n do
+    if not redis.call('ZSCORE', index, args[i]) then
+      stale = true
+    end
+  end
+  if stale then
+    drop_staged(keys, worker, token)
+    return { 'stale' }
+  end
+  if blobs == nil then
+    return { 'restage' }
+  end
+  put_blob(keys, job_key(keys, 'result:' .. p), blobs[1], worker, token)
+  put_blob(keys, job_key(keys, 'top:' .. p), blobs[2], worker, token)
+  for i = 8, 7 + n do
+    redis.call('DEL', job_key(keys, 'part:' .. p .. ':' .. args[i]))
+    redis.call('ZREM', index, args[i])
+  end
+  local meta = keys[K_META]
+  redis.call('HINCRBY', meta, 'partials', -n)
+  local before = tonumber(redis.call('HGET', merge, 'distinct:' .. p) or '0')
+  redis.call('HINCRBY', meta, 'distinct', distinct - before)
+  redis.call('HSET', merge, 'distinct:' .. p, distinct, 'gen:' .. p, gen + 1)
+  redis.call('HDEL', merge, 'lease:' .. p)
+  redis.call('HINCRBY', meta, 'merges', 1)
+  return { 'ok' }
 end
 
 -- fail(now, worker, id, error): the task's input cannot be processed (missing, unreadable, malformed):
@@ -480,7 +710,15 @@ end
 
 local STATUS_FIELDS = { 'state', 'tasks', 'bytes', 'delivered', 'done', 'done_bytes', 'dead', 'words',
   'recomputed', 'redelivered', 'duplicates', 'increments', 'commits', 'created_ms', 'sealed_ms', 'run_id',
-  'speculated', 'events' }
+  'speculated', 'events', 'partials', 'merges' }
+
+-- Distinct words in the result so far: the sorted set's size, or what merges recorded.
+local function distinct_words(keys)
+  if redis.call('HGET', keys[K_META], 'cfg.aggregation') == 'workers' then
+    return meta_int(keys, 'distinct')
+  end
+  return redis.call('ZCARD', keys[K_COUNTS])
+end
 
 -- status(now, live_window_ms): read-only counters as field/value pairs in a fixed order.
 local function status(keys, args)
@@ -495,7 +733,7 @@ local function status(keys, args)
   local extra = {
     'in_flight', redis.call('ZCARD', keys[K_LEASES]),
     'live_workers', redis.call('ZCOUNT', keys[K_WORKERS], now - live_window, '+inf'),
-    'distinct_words', redis.call('ZCARD', keys[K_COUNTS]),
+    'distinct_words', distinct_words(keys),
     'finished', is_finished(keys) and 1 or 0,
   }
   for _, v in ipairs(extra) do
@@ -514,6 +752,10 @@ redis.register_function('rc_seal', seal)
 redis.register_function('rc_claim', claim)
 redis.register_function('rc_renew', renew)
 redis.register_function('rc_commit', commit)
+redis.register_function('rc_commit_parts', commit_parts)
+redis.register_function('rc_stage', stage)
+redis.register_function('rc_merge_claim', merge_claim)
+redis.register_function('rc_merge_commit', merge_commit)
 redis.register_function('rc_fail', fail_task)
 redis.register_function('rc_event', event)
 redis.register_function { function_name = 'rc_status', callback = status, flags = { 'no-writes' } }

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use crate::keys::{job_of_meta_key, META_KEY_PATTERN};
-use crate::{Job, Link, Result};
+use crate::partials::TOP_PER_PARTITION;
+use crate::{Aggregation, Job, Link, Result};
 
 /// The names of every job in the Redis behind `link`, sorted.
 pub fn job_names(link: &mut Link) -> Result<Vec<String>> {
@@ -162,10 +163,19 @@ impl Job {
             .collect())
     }
 
-    /// The `k` most frequent words, ties broken by the word's bytes ascending.
+    /// The `k` most frequent words, ties broken by the word's bytes ascending (of the merged result,
+    /// while a job runs).
     pub fn top(&mut self, k: usize) -> Result<Vec<(Vec<u8>, u64)>> {
         if k == 0 {
             return Ok(Vec::new());
+        }
+        if let (Aggregation::Workers, partitions) = self.layout()? {
+            if k <= TOP_PER_PARTITION {
+                return self.top_from_partitions(partitions, k);
+            }
+            let mut all = self.counts_from_partitions(partitions)?;
+            all.truncate(k);
+            return Ok(all);
         }
         let counts = self.keys.counts.clone();
         let head: Vec<(Vec<u8>, f64)> = self.read(
@@ -202,6 +212,9 @@ impl Job {
 
     /// Every word and its count, sorted by count descending then word bytes ascending.
     pub fn all_counts(&mut self) -> Result<Vec<(Vec<u8>, u64)>> {
+        if let (Aggregation::Workers, partitions) = self.layout()? {
+            return self.counts_from_partitions(partitions);
+        }
         const PAGE: usize = 50_000;
         let counts = self.keys.counts.clone();
         let mut all: Vec<(Vec<u8>, u64)> = Vec::new();

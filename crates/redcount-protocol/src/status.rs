@@ -26,6 +26,8 @@ pub const STATUS_FIELDS: &[&str] = &[
     "run_id",
     "speculated",
     "events",
+    "partials",
+    "merges",
     // Computed by the library, not stored:
     "in_flight",
     "live_workers",
@@ -68,6 +70,10 @@ pub struct Status {
     pub speculated: u64,
     /// Events noted in the job.
     pub events: u64,
+    /// Partial-count blobs committed and not yet merged.
+    pub partials: u64,
+    /// Merges committed.
+    pub merges: u64,
     /// When the job was created (ms).
     pub created_ms: u64,
     /// When it was sealed (ms), 0 while open.
@@ -106,6 +112,8 @@ impl Status {
                 "commits" => s.commits = n,
                 "speculated" => s.speculated = n,
                 "events" => s.events = n,
+                "partials" => s.partials = n,
+                "merges" => s.merges = n,
                 "created_ms" => s.created_ms = n,
                 "sealed_ms" => s.sealed_ms = n,
                 "in_flight" => s.in_flight = n,

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use redcount_protocol::{
-    ClaimRequest, CommitOutcome, Format, Job, JobKeys, JobSpec, Link, LinkOptions, NewTask, Status,
-    STATUS_FIELDS,
+    Aggregation, ClaimRequest, CommitOutcome, Format, Job, JobKeys, JobSpec, Link, LinkOptions,
+    NewTask, Status, STATUS_FIELDS,
 };
 use redcount_server::{RedisServer, ServerOptions};
 
@@ -16,9 +16,11 @@ const LEASE_D: Duration = Duration::from_millis(LEASE);
 const T0: u64 = 1_700_000_000_000;
 
 fn spec(max_attempts: u32) -> JobSpec {
+    // These tests drive the ZINCRBY commit; partials have tests of their own (partials.rs).
     JobSpec {
         lease: LEASE_D,
         max_attempts,
+        aggregation: Aggregation::Redis,
         ..JobSpec::default()
     }
 }

@@ -32,6 +32,9 @@ pub struct WorkerOptions {
     pub speculate_factor: f64,
     /// ... and for at least this long.
     pub speculate_min: Duration,
+    /// Merge a partition's partial counts once the oldest has waited this long (how far the live
+    /// result may lag behind the commits).
+    pub merge_after: Duration,
     /// How patient the worker is with an unreachable Redis (not a flag: a process's own default).
     pub link: LinkOptions,
 }
@@ -49,6 +52,7 @@ impl Default for WorkerOptions {
             wait_for_job: Duration::from_secs(60),
             speculate_factor: 3.0,
             speculate_min: Duration::from_millis(500),
+            merge_after: Duration::from_secs(1),
             link: LinkOptions::default(),
         }
     }
@@ -79,6 +83,7 @@ impl WorkerOptions {
         flag("wait-for-job", ms(self.wait_for_job));
         flag("speculate-factor", self.speculate_factor.to_string());
         flag("speculate-min", ms(self.speculate_min));
+        flag("merge-after", ms(self.merge_after));
         if !self.slow.is_zero() {
             flag("slow", ms(self.slow));
         }

@@ -5,10 +5,11 @@ use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use redcount_count::partial;
 use redcount_count::{Tokenizer, WordCounts};
 use redcount_protocol::{
-    live_window, now_ms, ClaimRequest, Claimed, CommitOutcome, Error as ProtocolError, Job,
-    JobSpec, Link, Task,
+    live_window, now_ms, Aggregation, ClaimRequest, Claimed, CommitOutcome, Error as ProtocolError,
+    Job, JobSpec, Link, MergePolicy, Task, TOP_PER_PARTITION,
 };
 
 use crate::count::{build_tokenizer, count_task};
@@ -28,6 +29,8 @@ pub struct WorkerReport {
     pub duplicates: u64,
     /// Inputs this worker gave up as unreadable.
     pub failed: u64,
+    /// Partition merges this worker committed.
+    pub merges: u64,
 }
 
 /// Runs a worker until job `job_name` at `url` is finished.
@@ -50,6 +53,13 @@ pub fn run_worker(
         max_attempts: options.max_attempts.unwrap_or(spec.max_attempts).max(1),
         renewer: Renewer::start(renewer_job, name.clone(), lease),
         csv_column: spec.csv_column,
+        aggregation: spec.aggregation,
+        partitions: spec.partitions.max(1),
+        merge_policy: MergePolicy {
+            min_age: options.merge_after,
+            ..MergePolicy::default()
+        },
+        last_merge_check: Instant::now(),
         lease,
         job,
         options,
@@ -115,6 +125,11 @@ struct Worker<'a> {
     renewer: Renewer,
     tokenizer: Tokenizer,
     csv_column: String,
+    aggregation: Aggregation,
+    partitions: u32,
+    merge_policy: MergePolicy,
+    /// When due partitions were last looked for while there was counting to do.
+    last_merge_check: Instant,
     lease: Duration,
     max_attempts: u32,
     buf: Vec<u8>,
@@ -126,6 +141,11 @@ struct Worker<'a> {
 impl Worker<'_> {
     /// One round: claim, count, commit. True when the job is finished.
     fn step(&mut self) -> anyhow::Result<bool> {
+        // 0. merge the partitions that are due, now and then while counting (so the live result
+        // stays within `merge_after` of the commits) and whenever there is nothing to count.
+        if self.last_merge_check.elapsed() >= MERGE_CHECK_EVERY {
+            self.merge_due()?;
+        }
         // 1. claim: expired leases first, then new tasks (library.lua, rc_claim).
         if self.carry.is_empty() {
             let claimed = self.claim(self.options.batch_tasks, self.options.batch_bytes)?;
@@ -133,12 +153,20 @@ impl Worker<'_> {
                 if claimed.finished {
                     return Ok(true);
                 }
+                if self.merge_due()? > 0 {
+                    return Ok(false);
+                }
                 // Nothing to do: block until a task or a commit arrives, or the next lease may expire.
+                // Merges signal nothing: with partials in play, look again soon.
+                let longest = match self.aggregation {
+                    Aggregation::Workers => 100,
+                    Aggregation::Redis => 500,
+                };
                 let until_deadline = claimed
                     .next_deadline_ms
                     .map(|d| d.saturating_sub(now_ms()) + 1)
-                    .unwrap_or(500);
-                let wait = Duration::from_millis(until_deadline.clamp(5, 500));
+                    .unwrap_or(longest);
+                let wait = Duration::from_millis(until_deadline.clamp(5, longest));
                 self.job
                     .wait_for_change(&claimed.last_task_id, &claimed.last_done_id, wait)?;
                 return Ok(false);
@@ -242,10 +270,18 @@ impl Worker<'_> {
     fn commit(&mut self, mut batch: Batch) -> anyhow::Result<()> {
         let me = self.report.name.clone();
         while !batch.counted.is_empty() {
-            match self
-                .job
-                .commit(now_ms(), &me, &batch.counted, batch.merged.iter())?
-            {
+            let outcome = match self.aggregation {
+                Aggregation::Redis => {
+                    self.job
+                        .commit(now_ms(), &me, &batch.counted, batch.merged.iter())?
+                }
+                Aggregation::Workers => {
+                    let blobs = partition_blobs(&batch.merged, self.partitions);
+                    self.job
+                        .commit_parts(now_ms(), &me, &batch.counted, &blobs)?
+                }
+            };
+            match outcome {
                 CommitOutcome::Applied => {
                     self.report.commits += 1;
                     self.report.tasks_committed += batch.counted.len() as u64;
@@ -274,6 +310,59 @@ impl Worker<'_> {
         }
         Ok(())
     }
+}
+
+impl Worker<'_> {
+    /// Merges every partition that is due (library.lua, rc_merge_claim / rc_merge_commit): the
+    /// partition's result and its claimed partials become one blob, committed in place of exactly
+    /// those. Returns how many merges were committed.
+    fn merge_due(&mut self) -> anyhow::Result<u64> {
+        self.last_merge_check = Instant::now();
+        if self.aggregation != Aggregation::Workers {
+            return Ok(0);
+        }
+        let mut merged = 0;
+        // At most one round over the partitions, so counting is not starved.
+        for _ in 0..self.partitions {
+            let me = self.report.name.clone();
+            let Some(claim) = self
+                .job
+                .merge_claim(now_ms(), &me, self.lease, &self.merge_policy)
+                .context("claiming a merge")?
+            else {
+                break;
+            };
+            let (result, parts) = self.job.merge_inputs(&claim)?;
+            let mut inputs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+            inputs.push(&result);
+            let (blob, distinct) = partial::merge(&inputs)
+                .with_context(|| format!("merging partition {}", claim.partition))?;
+            let top = partial::top_of(&blob, TOP_PER_PARTITION)?;
+            if self
+                .job
+                .merge_commit(now_ms(), &me, &claim, &blob, distinct, &top)?
+            {
+                merged += 1;
+                self.report.merges += 1;
+            } else {
+                tracing::info!("{me}: merge of partition {} was stale", claim.partition);
+            }
+        }
+        Ok(merged)
+    }
+}
+
+/// How often a busy worker looks for partitions due for a merge.
+const MERGE_CHECK_EVERY: Duration = Duration::from_millis(250);
+
+/// A batch's counts as one partial-counts blob per partition that has words.
+fn partition_blobs(counts: &WordCounts, partitions: u32) -> Vec<(u32, Vec<u8>)> {
+    partial::split_by_partition(counts, partitions)
+        .into_iter()
+        .enumerate()
+        .filter(|(_, part)| !part.is_empty())
+        .map(|(p, part)| (p as u32, partial::encode(part.into_iter())))
+        .collect()
 }
 
 /// Tasks counted since the last commit, with their merged counts.

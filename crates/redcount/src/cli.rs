@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use redcount_driver::embedded::Durability;
 use redcount_driver::{ChaosPoint, JobOptions};
 use redcount_input::FormatChoice;
-use redcount_protocol::{JobSpec, TokenizerKind};
+use redcount_protocol::{Aggregation, JobSpec, TokenizerKind};
 use redcount_worker::WorkerOptions;
 
 /// Exact word count over Redis: stateless worker processes coordinate through one Redis (a stream of
@@ -210,6 +210,16 @@ pub struct JobArgs {
     /// Workers wait until this many replicas have each commit (`WAIT`) before counting it done.
     #[arg(long, default_value_t = 0)]
     pub sync_replicas: u32,
+    /// Where counts are added up.
+    #[arg(long, value_enum, default_value = "workers")]
+    pub aggregate_in: Aggregation,
+    /// Partitions of the counts (with --aggregate-in workers): merges of different partitions run in
+    /// parallel, and one partition is what a merging worker holds.
+    #[arg(long, default_value_t = redcount_protocol::DEFAULT_PARTITIONS)]
+    pub partitions: u32,
+    /// Merge partial counts once the oldest has waited this long (how far `top --follow` may lag).
+    #[arg(long, value_name = "TIME", value_parser = parse_duration, default_value = "1s")]
+    pub merge_after: Duration,
     /// Also crash the private Redis at these points: enqueue, finish.
     #[arg(long, value_enum, value_delimiter = ',', hide = true)]
     pub chaos_redis_at: Vec<ChaosPoint>,
@@ -302,6 +312,10 @@ pub struct WorkerArgs {
     /// ... and running longer than this.
     #[arg(long, value_name = "TIME", value_parser = parse_duration, default_value = "500ms")]
     pub speculate_min: Duration,
+    /// Merge a partition's partial counts once the oldest has waited this long (how far the live
+    /// top words may lag behind the commits).
+    #[arg(long, value_name = "TIME", value_parser = parse_duration, default_value = "1s")]
+    pub merge_after: Duration,
     /// Spend this much extra CPU time on every task (fault-injection and teaching aid).
     #[arg(long, value_name = "TIME", value_parser = parse_duration, hide = true)]
     pub slow: Option<Duration>,
@@ -322,6 +336,7 @@ impl WorkerArgs {
             wait_for_job: self.wait_for_job,
             speculate_factor: self.speculate_factor.max(0.0),
             speculate_min: self.speculate_min,
+            merge_after: self.merge_after,
             link: Default::default(),
         }
     }
@@ -345,6 +360,8 @@ impl JobArgs {
             lease: self.lease.max(Duration::from_millis(1)),
             max_attempts: self.max_attempts.max(1),
             sync_replicas: self.sync_replicas,
+            aggregation: self.aggregate_in,
+            partitions: self.partitions.clamp(1, 1024),
         };
         options.format = self.format;
         options.top = self.top;
@@ -356,6 +373,7 @@ impl JobArgs {
         options.chaos_at = self.chaos_redis_at;
         options.worker.speculate_factor = self.speculate_factor.max(0.0);
         options.worker.slow = self.worker_slow.unwrap_or_default();
+        options.worker.merge_after = self.merge_after;
         options
     }
 }
@@ -498,6 +516,7 @@ mod tests {
             wait_for_job: Duration::from_secs(2),
             speculate_factor: 2.75,
             speculate_min: Duration::from_millis(80),
+            merge_after: Duration::from_millis(30),
             link: Default::default(),
         };
         assert_eq!(parse(&every), every);

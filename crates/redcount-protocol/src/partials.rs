@@ -1,0 +1,258 @@
+//! The `workers` aggregation: commits that store partial counts as blobs, one per partition, and
+//! merges that workers claim with a lease and commit atomically (library.lua: `rc_commit_parts`,
+//! `rc_stage`, `rc_merge_claim`, `rc_merge_commit`). Large blobs travel in bounded pieces, staged under
+//! a token and made visible by the short call that commits them, so no call carries or copies more
+//! than [`STAGE_PIECE`] of them at once.
+
+use std::time::Duration;
+
+use crate::spec::millis;
+use crate::{reply, CommitOutcome, Job, Result};
+
+/// Blobs up to this size travel inside the commit call; larger ones are staged first.
+pub const INLINE_BLOB: usize = 256 << 10;
+/// The most bytes of a blob one `rc_stage` call carries.
+pub const STAGE_PIECE: usize = 512 << 10;
+/// Entries of each partition's top-K blob: `top -k` up to this reads only those.
+pub const TOP_PER_PARTITION: usize = 1000;
+
+/// When a partition is due for a merge (what a worker asks of `rc_merge_claim`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergePolicy {
+    /// Merge a partition with this many partials waiting ...
+    pub min_parts: u64,
+    /// ... or whose oldest partial waited this long (the live result is about this far behind).
+    pub min_age: Duration,
+    /// Most partials merged at once (bounds a merging worker's memory).
+    pub max_parts: u64,
+}
+
+impl Default for MergePolicy {
+    fn default() -> MergePolicy {
+        MergePolicy {
+            min_parts: 16,
+            min_age: Duration::from_millis(1000),
+            max_parts: 64,
+        }
+    }
+}
+
+/// A partition leased to this worker for merging: its result's generation and the partials to fold in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergeClaim {
+    /// The partition.
+    pub partition: u32,
+    /// Generation of the result the merge starts from.
+    pub gen: u64,
+    /// The partials (their seqs) to merge, oldest first.
+    pub seqs: Vec<String>,
+}
+
+/// How many times a commit is staged again when Redis lost its staged pieces (a restart).
+const RESTAGE_TRIES: usize = 3;
+
+impl Job {
+    /// Commits tasks `(id, words)` exactly once with their counts as partition blobs `(p, blob)`.
+    pub fn commit_parts(
+        &mut self,
+        now: u64,
+        worker: &str,
+        tasks: &[(String, u64)],
+        blobs: &[(u32, Vec<u8>)],
+    ) -> Result<CommitOutcome> {
+        for _ in 0..RESTAGE_TRIES {
+            let token = self.next_token();
+            let mut args = vec![
+                arg(now),
+                worker.as_bytes().to_vec(),
+                token.clone().into_bytes(),
+            ];
+            args.push(arg(tasks.len()));
+            for (id, words) in tasks {
+                args.push(id.as_bytes().to_vec());
+                args.push(arg(*words));
+            }
+            for (p, blob) in blobs {
+                self.push_blob(&mut args, now, worker, &token, *p, blob)?;
+            }
+            let items = self.array("rc_commit_parts", args)?;
+            let verdict = items.first().and_then(reply::string).unwrap_or_default();
+            if verdict == "restage" {
+                tracing::warn!(
+                    "{worker}: staged counts were lost (redis restarted?); staging again"
+                );
+                continue;
+            }
+            if verdict == "ok" {
+                self.after_commit()?;
+            }
+            return self.commit_outcome("rc_commit_parts", &items);
+        }
+        Err(self.bad_reply("rc_commit_parts", "staged counts kept vanishing"))
+    }
+
+    /// A partition due for merging, leased to `worker` for `lease`; None when none is due.
+    pub fn merge_claim(
+        &mut self,
+        now: u64,
+        worker: &str,
+        lease: Duration,
+        policy: &MergePolicy,
+    ) -> Result<Option<MergeClaim>> {
+        let args = vec![
+            arg(now),
+            worker.as_bytes().to_vec(),
+            arg(millis(lease)),
+            arg(policy.min_parts),
+            arg(policy.min_age.as_millis()),
+            arg(policy.max_parts.max(1)),
+        ];
+        let items = self.array("rc_merge_claim", args)?;
+        if items.is_empty() {
+            return Ok(None);
+        }
+        let bad = || self.bad_reply("rc_merge_claim", format!("{items:?}"));
+        let partition = items.first().and_then(reply::uint).ok_or_else(bad)?;
+        let gen = items.get(1).and_then(reply::uint).ok_or_else(bad)?;
+        Ok(Some(MergeClaim {
+            partition: u32::try_from(partition).map_err(|_| bad())?,
+            gen,
+            seqs: items[2..].iter().filter_map(reply::string).collect(),
+        }))
+    }
+
+    /// The partition's current result and the claimed partials (empty blobs for keys that are gone:
+    /// the merge commit then finds itself stale).
+    pub fn merge_inputs(&mut self, claim: &MergeClaim) -> Result<(Vec<u8>, Vec<Vec<u8>>)> {
+        let mut cmd = redis::cmd("MGET");
+        cmd.arg(self.keys.result(claim.partition));
+        for seq in &claim.seqs {
+            cmd.arg(self.keys.part(claim.partition, seq));
+        }
+        let mut blobs: Vec<Option<Vec<u8>>> = self.read(&cmd)?;
+        if blobs.is_empty() {
+            return Err(self.bad_reply("MGET partials", "an empty reply"));
+        }
+        let result = blobs.remove(0).unwrap_or_default();
+        Ok((
+            result,
+            blobs.into_iter().map(Option::unwrap_or_default).collect(),
+        ))
+    }
+
+    /// Commits a merge: `result` (with `distinct` words) and its `top` replace the partition's result
+    /// and exactly the claimed partials. False when it was stale (another merge came first).
+    pub fn merge_commit(
+        &mut self,
+        now: u64,
+        worker: &str,
+        claim: &MergeClaim,
+        result: &[u8],
+        distinct: u64,
+        top: &[u8],
+    ) -> Result<bool> {
+        for _ in 0..RESTAGE_TRIES {
+            let token = self.next_token();
+            let mut args = vec![
+                arg(now),
+                worker.as_bytes().to_vec(),
+                token.clone().into_bytes(),
+                arg(claim.partition),
+                arg(claim.gen),
+                arg(distinct),
+                arg(claim.seqs.len()),
+            ];
+            args.extend(claim.seqs.iter().map(|s| s.as_bytes().to_vec()));
+            self.push_blob(&mut args, now, worker, &token, claim.partition, result)?;
+            args.extend([arg(claim.partition), b"i".to_vec(), top.to_vec()]);
+            let items = self.array("rc_merge_commit", args)?;
+            match items.first().and_then(reply::string).as_deref() {
+                Some("ok") => return Ok(true),
+                Some("stale") => return Ok(false),
+                Some("restage") => continue,
+                _ => return Err(self.bad_reply("rc_merge_commit", format!("{items:?}"))),
+            }
+        }
+        Err(self.bad_reply("rc_merge_commit", "the staged result kept vanishing"))
+    }
+
+    /// Appends `(p, i|s, bytes)` for a blob: inline when small, else staged in pieces first.
+    fn push_blob(
+        &mut self,
+        args: &mut Vec<Vec<u8>>,
+        now: u64,
+        worker: &str,
+        token: &str,
+        p: u32,
+        blob: &[u8],
+    ) -> Result<()> {
+        args.push(arg(p));
+        if blob.len() <= INLINE_BLOB {
+            args.push(b"i".to_vec());
+            args.push(blob.to_vec());
+            return Ok(());
+        }
+        for piece in blob.chunks(STAGE_PIECE) {
+            let stage = vec![
+                arg(now),
+                worker.as_bytes().to_vec(),
+                token.as_bytes().to_vec(),
+                arg(p),
+                piece.to_vec(),
+            ];
+            self.fcall("rc_stage", stage)?;
+        }
+        args.push(b"s".to_vec());
+        args.push(Vec::new());
+        Ok(())
+    }
+
+    /// A token for staging, unique to this handle's calls (a counter keeps the dataset deterministic).
+    fn next_token(&mut self) -> String {
+        self.stages += 1;
+        format!("s{}", self.stages)
+    }
+
+    /// Every partition's top-K entries, merged: the top `k` words of the merged results.
+    pub(crate) fn top_from_partitions(
+        &mut self,
+        partitions: u32,
+        k: usize,
+    ) -> Result<Vec<(Vec<u8>, u64)>> {
+        let mut cmd = redis::cmd("MGET");
+        for p in 0..partitions {
+            cmd.arg(self.keys.top(p));
+        }
+        let blobs: Vec<Option<Vec<u8>>> = self.read(&cmd)?;
+        let mut all = Vec::new();
+        for blob in blobs.into_iter().flatten() {
+            all.extend(self.decode(&blob)?);
+        }
+        redcount_count::partial::sort_by_count(&mut all);
+        all.truncate(k);
+        Ok(all)
+    }
+
+    /// Every word of the merged results (one partition per read), count descending then word.
+    pub(crate) fn counts_from_partitions(
+        &mut self,
+        partitions: u32,
+    ) -> Result<Vec<(Vec<u8>, u64)>> {
+        let mut all = Vec::new();
+        for p in 0..partitions {
+            let blob: Option<Vec<u8>> = self.read(redis::cmd("GET").arg(self.keys.result(p)))?;
+            all.extend(self.decode(&blob.unwrap_or_default())?);
+        }
+        redcount_count::partial::sort_by_count(&mut all);
+        Ok(all)
+    }
+
+    fn decode(&self, blob: &[u8]) -> Result<Vec<(Vec<u8>, u64)>> {
+        redcount_count::partial::decode(blob)
+            .map_err(|e| self.bad_reply("GET result", e.to_string()))
+    }
+}
+
+fn arg(n: impl ToString) -> Vec<u8> {
+    n.to_string().into_bytes()
+}

@@ -1,0 +1,262 @@
+//! The `workers` aggregation called directly with synthetic `now`, against a real redis-server: a
+//! commit stores partition blobs exactly once, a merge replaces exactly the partials it read and is
+//! refused when stale, large blobs are staged in pieces, and a job is finished only once everything
+//! is merged.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use redcount_count::partial;
+use redcount_protocol::{
+    ClaimRequest, CommitOutcome, Format, Job, JobSpec, Link, LinkOptions, MergePolicy, NewTask,
+    INLINE_BLOB,
+};
+use redcount_server::{RedisServer, ServerOptions};
+
+const T0: u64 = 1_700_000_000_000;
+const LEASE: Duration = Duration::from_secs(1);
+const PARTITIONS: u32 = 2;
+
+fn setup(n: u64) -> (RedisServer, Job) {
+    let server = RedisServer::start(ServerOptions::default()).expect("redis-server starts");
+    let mut job = Job::new(
+        Link::open(&server.url(), LinkOptions::default()).expect("url"),
+        "p",
+    )
+    .expect("job");
+    let spec = JobSpec {
+        lease: LEASE,
+        partitions: PARTITIONS,
+        ..JobSpec::default()
+    };
+    job.create(T0, "run1", &spec).expect("create");
+    let tasks: Vec<NewTask> = (1..=n)
+        .map(|seq| NewTask {
+            seq,
+            path: PathBuf::from(format!("/data/{seq}")),
+            start: 0,
+            end: 10,
+            format: Format::Text,
+        })
+        .collect();
+    job.enqueue(T0, &tasks).expect("enqueue");
+    job.seal(T0, n).expect("seal");
+    (server, job)
+}
+
+fn claim(job: &mut Job, now: u64, worker: &str) -> Vec<String> {
+    let request = ClaimRequest {
+        worker,
+        lease: LEASE,
+        max_tasks: 1,
+        max_bytes: u64::MAX / 4,
+        max_attempts: 3,
+        live_window: 10 * LEASE,
+        speculate_factor: 0.0,
+        speculate_min: Duration::ZERO,
+    };
+    let c = job.claim(now, &request).expect("claim");
+    c.tasks.into_iter().map(|t| t.id).collect()
+}
+
+/// The blobs of `words` split over the job's partitions.
+fn blobs(words: &[(&str, u64)]) -> Vec<(u32, Vec<u8>)> {
+    let mut by_part: Vec<Vec<(&[u8], u64)>> = vec![Vec::new(); PARTITIONS as usize];
+    for (w, n) in words {
+        by_part[partial::partition_of(w.as_bytes(), PARTITIONS) as usize].push((w.as_bytes(), *n));
+    }
+    by_part
+        .into_iter()
+        .enumerate()
+        .filter(|(_, e)| !e.is_empty())
+        .map(|(p, mut e)| {
+            e.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            (p as u32, partial::encode(e.into_iter()))
+        })
+        .collect()
+}
+
+/// Merges every due partition as a worker does; returns how many merges were committed.
+fn merge_all(job: &mut Job, now: u64, worker: &str, policy: &MergePolicy) -> u64 {
+    let mut merged = 0;
+    while let Some(claim) = job
+        .merge_claim(now, worker, LEASE, policy)
+        .expect("merge claim")
+    {
+        let (result, parts) = job.merge_inputs(&claim).expect("inputs");
+        let mut inputs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        inputs.push(&result);
+        let (blob, distinct) = partial::merge(&inputs).expect("merge");
+        let top = partial::top_of(&blob, 1000).expect("top");
+        assert!(job
+            .merge_commit(now, worker, &claim, &blob, distinct, &top)
+            .expect("merge commit"));
+        merged += 1;
+    }
+    merged
+}
+
+fn counts(job: &mut Job) -> Vec<(String, u64)> {
+    job.all_counts()
+        .expect("counts")
+        .into_iter()
+        .map(|(w, n)| (String::from_utf8_lossy(&w).into_owned(), n))
+        .collect()
+}
+
+#[test]
+fn commits_store_partials_once_and_merges_fold_them_into_the_result() {
+    let (_server, mut job) = setup(3);
+    let at_once = MergePolicy {
+        min_parts: 1,
+        min_age: Duration::ZERO,
+        max_parts: 64,
+    };
+    for (i, worker) in ["a", "b", "c"].iter().enumerate() {
+        let ids = claim(&mut job, T0 + i as u64, worker);
+        assert_eq!(ids.len(), 1);
+        let words = [("x", 2), ("y", 1 + i as u64), ("z", 1)];
+        let tasks = vec![(ids[0].clone(), 3 + i as u64)];
+        assert_eq!(
+            job.commit_parts(T0 + 10, worker, &tasks, &blobs(&words))
+                .expect("commit"),
+            CommitOutcome::Applied
+        );
+        // The same task committed again changes nothing.
+        assert_eq!(
+            job.commit_parts(T0 + 11, worker, &tasks, &blobs(&words))
+                .expect("commit"),
+            CommitOutcome::Duplicate
+        );
+    }
+    let s = job
+        .status(T0 + 20, Duration::from_secs(10))
+        .expect("status");
+    assert!(s.partials > 0 && !s.finished, "unmerged partials: {s:?}");
+    assert!(merge_all(&mut job, T0 + 30, "a", &at_once) > 0);
+    let s = job
+        .status(T0 + 40, Duration::from_secs(10))
+        .expect("status");
+    assert_eq!((s.partials, s.distinct_words, s.words), (0, 3, 12));
+    assert!(s.finished);
+    assert_eq!(
+        counts(&mut job),
+        vec![("x".into(), 6), ("y".into(), 6), ("z".into(), 3)]
+    );
+    assert_eq!(
+        job.top(2).expect("top"),
+        vec![(b"x".to_vec(), 6), (b"y".to_vec(), 6)]
+    );
+}
+
+#[test]
+fn a_merge_replaces_exactly_what_it_read_and_a_stale_one_changes_nothing() {
+    let (_server, mut job) = setup(2);
+    let at_once = MergePolicy {
+        min_parts: 1,
+        min_age: Duration::ZERO,
+        max_parts: 64,
+    };
+    // One word, so one partition.
+    let ids = claim(&mut job, T0, "a");
+    job.commit_parts(T0 + 1, "a", &[(ids[0].clone(), 1)], &blobs(&[("w", 1)]))
+        .expect("commit");
+    let first = job
+        .merge_claim(T0 + 2, "m1", LEASE, &at_once)
+        .expect("claim")
+        .expect("a partition is due");
+    let (result, parts) = job.merge_inputs(&first).expect("inputs");
+    assert_eq!(parts.len(), 1);
+    // A second commit lands after the merge read its inputs: the merge must leave it alone.
+    let ids = claim(&mut job, T0 + 3, "b");
+    job.commit_parts(T0 + 4, "b", &[(ids[0].clone(), 1)], &blobs(&[("w", 5)]))
+        .expect("commit");
+    // While m1 holds the lease, nobody else gets the partition.
+    assert!(job
+        .merge_claim(T0 + 5, "m2", LEASE, &at_once)
+        .expect("claim")
+        .is_none());
+    let (blob, distinct) = partial::merge(&[&result, &parts[0]]).expect("merge");
+    let top = partial::top_of(&blob, 10).expect("top");
+    assert!(job
+        .merge_commit(T0 + 6, "m1", &first, &blob, distinct, &top)
+        .expect("commit"));
+    // The same merge again (a retry after a lost reply) is stale and changes nothing.
+    assert!(!job
+        .merge_commit(T0 + 7, "m1", &first, &blob, distinct, &top)
+        .expect("commit"));
+    assert_eq!(counts(&mut job), vec![("w".into(), 1)]);
+    // A merge whose lease expired and was taken over is refused too.
+    let late = job
+        .merge_claim(T0 + 8, "m1", LEASE, &at_once)
+        .expect("claim")
+        .expect("the second partial is due");
+    let over = job
+        .merge_claim(T0 + 8 + 1001, "m2", LEASE, &at_once)
+        .expect("claim")
+        .expect("an expired merge lease is free");
+    assert_eq!(over.gen, late.gen);
+    assert_eq!(merge_all_claimed(&mut job, T0 + 1010, "m2", &over), 1);
+    let (result, parts) = job.merge_inputs(&late).expect("inputs");
+    let (blob, distinct) = partial::merge(&[&result, &parts[0]]).expect("merge");
+    assert!(!job
+        .merge_commit(T0 + 1011, "m1", &late, &blob, distinct, &[])
+        .expect("commit"));
+    assert_eq!(counts(&mut job), vec![("w".into(), 6)]);
+    assert!(
+        job.status(T0 + 1012, Duration::from_secs(10))
+            .expect("status")
+            .finished
+    );
+}
+
+fn merge_all_claimed(
+    job: &mut Job,
+    now: u64,
+    worker: &str,
+    claim: &redcount_protocol::MergeClaim,
+) -> u64 {
+    let (result, parts) = job.merge_inputs(claim).expect("inputs");
+    let mut inputs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+    inputs.push(&result);
+    let (blob, distinct) = partial::merge(&inputs).expect("merge");
+    let top = partial::top_of(&blob, 10).expect("top");
+    u64::from(
+        job.merge_commit(now, worker, claim, &blob, distinct, &top)
+            .expect("commit"),
+    )
+}
+
+#[test]
+fn large_blobs_are_staged_in_pieces_and_counted_exactly() {
+    let (server, mut job) = setup(1);
+    // About 1.5 MB of distinct words: well over the inline limit.
+    let words: Vec<(String, u64)> = (0..150_000u64)
+        .map(|i| (format!("id{i:07}"), i % 7 + 1))
+        .collect();
+    let refs: Vec<(&str, u64)> = words.iter().map(|(w, n)| (w.as_str(), *n)).collect();
+    let parts = blobs(&refs);
+    assert!(parts.iter().any(|(_, b)| b.len() > INLINE_BLOB));
+    let ids = claim(&mut job, T0, "a");
+    let total: u64 = words.iter().map(|(_, n)| n).sum();
+    assert_eq!(
+        job.commit_parts(T0 + 1, "a", &[(ids[0].clone(), total)], &parts)
+            .expect("commit"),
+        CommitOutcome::Applied
+    );
+    let policy = MergePolicy::default();
+    assert!(merge_all(&mut job, T0 + 2, "a", &policy) > 0);
+    let mut expected: Vec<(String, u64)> = words.clone();
+    expected.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    assert_eq!(counts(&mut job), expected);
+    // No staged piece is left behind.
+    let mut con = redis::Client::open(server.url())
+        .expect("url")
+        .get_connection()
+        .expect("connect");
+    let staged: Vec<String> = redis::cmd("KEYS")
+        .arg("rc:{p}:stage:*")
+        .query(&mut con)
+        .expect("KEYS");
+    assert!(staged.is_empty(), "{staged:?}");
+}
