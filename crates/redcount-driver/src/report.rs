@@ -68,6 +68,8 @@ pub struct Summary {
     pub commits: u64,
     /// Word increments applied in Redis.
     pub increments: u64,
+    /// Partition merges workers committed.
+    pub merges: u64,
     /// Inputs that could not be processed.
     pub inputs_failed: u64,
     /// Tasks committed, rolled back and committed again.
@@ -119,6 +121,7 @@ impl Summary {
             speculated: status.speculated,
             commits: status.commits,
             increments: status.increments,
+            merges: status.merges,
             inputs_failed: failed_paths.len() as u64,
             recomputed_after_rollback: 0,
             recreated: 0,

@@ -128,6 +128,69 @@ fn killing_random_workers_repeatedly_loses_and_doubles_nothing() {
 }
 
 #[test]
+fn killing_workers_while_they_merge_loses_and_doubles_nothing() {
+    let server =
+        redcount_server::RedisServer::start(Default::default()).expect("redis-server starts");
+    let url = server.url();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let corpus = dir.path().join("corpus");
+    let files = redcount_testkit::corpus::write_text_corpus(&corpus, 100, 20_000, 80_000, 99);
+    let out = dir.path().join("out.tsv");
+    let driver = start_driver(
+        &url,
+        "merging",
+        &out,
+        &corpus,
+        &[
+            "--lease-ms",
+            "1s",
+            "--max-attempts",
+            "100",
+            "--split-bytes",
+            "16KiB",
+            "--partitions",
+            "4",
+        ],
+    );
+    // Tiny commits and merges due at once: workers merge all the time, so kills land mid-merge too
+    // (a merge whose worker dies is claimed again after its lease; one left half-done is stale).
+    let worker_flags = [
+        "--slow",
+        "10ms",
+        "--batch-bytes",
+        "16KiB",
+        "--merge-after",
+        "0ms",
+        "--speculate-factor",
+        "0",
+    ];
+    let mut workers = ChildGuard::default();
+    for _ in 0..3 {
+        workers.0.push(spawn_worker(&url, "merging", &worker_flags));
+    }
+    let mut rng = redcount_testkit::Rng::new(7);
+    let mut kills = 0;
+    let chaos_until = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < chaos_until && !try_status(&url, "merging").is_some_and(|s| s.finished)
+    {
+        std::thread::sleep(Duration::from_millis(rng.range(50, 250)));
+        let victim = rng.range(0, workers.0.len() as u64) as usize;
+        signal(&workers.0[victim], Signal::SIGKILL);
+        let _ = workers.0[victim].wait();
+        workers.0[victim] = spawn_worker(&url, "merging", &worker_flags);
+        kills += 1;
+    }
+    workers.0.push(spawn_worker(&url, "merging", &[]));
+    wait_success(driver, Duration::from_secs(90), "driver");
+    assert_same_counts(&oracle_count(&files), &read_out_file(&out));
+    let s = job_status(&url, "merging");
+    eprintln!("merging: {kills} workers killed; {s:?}");
+    assert!(kills >= 15, "the test killed {kills} workers");
+    assert!(s.merges >= 30, "workers merged throughout: {s:?}");
+    assert_eq!((s.done, s.dead, s.partials), (s.tasks, 0, 0), "{s:?}");
+}
+
+#[test]
 fn a_stopped_straggler_is_taken_over_and_its_late_commit_counts_once() {
     let server =
         redcount_server::RedisServer::start(Default::default()).expect("redis-server starts");

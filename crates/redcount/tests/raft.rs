@@ -166,6 +166,8 @@ fn start_job_with(
             lease,
         ])
         .args(["--speculate-factor", "0"])
+        // Merges all the time, so node kills also land while partitions are being merged.
+        .args(["--merge-after", "100ms"])
         .args(["--worker-slow", slow, "--redis", &g.group.url(), "--out"])
         .arg(&out)
         .arg(corpus)
@@ -276,6 +278,10 @@ fn killing_and_restarting_nodes_leader_included_keeps_counts_exact_and_recompute
     assert!(
         leader_kills >= 3,
         "the job ended before the leader was killed three times"
+    );
+    assert!(
+        v["merges"].as_u64().expect("merges") >= 20,
+        "merges ran all through the kills: {v}"
     );
     assert_nothing_recomputed(&v);
     g.assert_replicas_identical();

@@ -91,3 +91,19 @@ fn a_redis_that_lost_everything_during_enqueue_makes_the_driver_start_over() {
     let v = chaotic_run(&["--durability", "none", "--chaos-redis-at", "enqueue"]);
     assert_eq!(v["recreated"], 1, "{v}");
 }
+
+#[test]
+fn merges_rolled_back_by_redis_crashes_are_redone_exactly() {
+    // Merges due at once: every crash rolls back commits and merges alike (to the last checkpoint).
+    let v = crashing_often(&[
+        "--durability",
+        "rdb",
+        "--checkpoint-ms",
+        "250",
+        "--merge-after",
+        "0ms",
+        "--partitions",
+        "4",
+    ]);
+    assert!(v["merges"].as_u64().expect("merges") > 0, "{v}");
+}
