@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use redcount_input::{split::split_file, FormatChoice, InputError};
-use redcount_protocol::NewTask;
+use redcount_protocol::{NewTask, Piece};
 
 /// The split size when the user sets none: about four tasks per worker, between 1 MiB and 64 MiB.
 /// Bigger tasks mean fewer commits, and Redis pays per distinct word of every commit.
@@ -47,9 +47,110 @@ pub fn plan_tasks(
                 start,
                 end,
                 format,
+                more: Vec::new(),
             });
             seq += 1;
         }
     }
     tasks
+}
+
+/// Most files packed into one task: keeps every call that carries a task's ranges small.
+pub const MAX_PIECES: usize = 2000;
+
+/// Packs tasks smaller than `pack_bytes` together, in order, into tasks of up to `pack_bytes` and
+/// [`MAX_PIECES`] ranges (as Hadoop's CombineFileInputFormat does), so that Redis's bookkeeping is paid
+/// per task of about `pack_bytes`, not per small file; larger tasks stay alone. Renumbers from the
+/// first task's seq.
+pub fn pack_tasks(tasks: Vec<NewTask>, pack_bytes: u64) -> Vec<NewTask> {
+    let Some(first_seq) = tasks.first().map(|t| t.seq) else {
+        return tasks;
+    };
+    let size = |t: &NewTask| t.end - t.start;
+    let mut out: Vec<NewTask> = Vec::new();
+    // The packed task being filled, and its bytes so far.
+    let mut open: Option<(NewTask, u64)> = None;
+    for task in tasks {
+        let bytes = size(&task);
+        if bytes >= pack_bytes {
+            out.push(task);
+            continue;
+        }
+        match &mut open {
+            Some((packed, total))
+                if *total + bytes <= pack_bytes && packed.more.len() + 1 < MAX_PIECES =>
+            {
+                packed.more.push(Piece {
+                    path: task.path,
+                    start: task.start,
+                    end: task.end,
+                    format: task.format,
+                });
+                *total += bytes;
+            }
+            _ => {
+                if let Some((full, _)) = open.take() {
+                    out.push(full);
+                }
+                open = Some((task, bytes));
+            }
+        }
+    }
+    out.extend(open.map(|(packed, _)| packed));
+    for (i, task) in out.iter_mut().enumerate() {
+        task.seq = first_seq + i as u64;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redcount_protocol::Format;
+
+    fn task(seq: u64, bytes: u64) -> NewTask {
+        NewTask {
+            seq,
+            path: PathBuf::from(format!("/f{seq}")),
+            start: 0,
+            end: bytes,
+            format: Format::Text,
+            more: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn small_files_are_packed_in_order_and_every_range_is_kept_once() {
+        let tasks: Vec<NewTask> = [10, 20, 500, 30, 40, 50, 5]
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| task(i as u64 + 1, b))
+            .collect();
+        let packed = pack_tasks(tasks.clone(), 100);
+        let shape: Vec<(u64, Vec<String>)> = packed
+            .iter()
+            .map(|t| {
+                let mut paths = vec![t.path.display().to_string()];
+                paths.extend(t.more.iter().map(|p| p.path.display().to_string()));
+                (t.seq, paths)
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                (1, vec!["/f3".to_string()]),
+                (
+                    2,
+                    vec!["/f1".into(), "/f2".into(), "/f4".into(), "/f5".into()]
+                ),
+                (3, vec!["/f6".into(), "/f7".into()]),
+            ]
+        );
+        let bytes = |ts: &[NewTask]| -> u64 {
+            ts.iter()
+                .map(|t| t.end - t.start + t.more.iter().map(|p| p.end - p.start).sum::<u64>())
+                .sum()
+        };
+        assert_eq!(bytes(&packed), bytes(&tasks));
+    }
 }

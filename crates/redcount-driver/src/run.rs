@@ -3,7 +3,7 @@
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use crate::plan::{default_split_bytes, plan_tasks, sizes};
+use crate::plan::{default_split_bytes, pack_tasks, plan_tasks, sizes};
 use crate::pool::start_workers;
 use crate::report::{report, Summary};
 use crate::session::open_session;
@@ -15,8 +15,11 @@ use crate::{available_cpus, ChaosPoint, JobOptions};
 pub struct RunOptions {
     /// What every job has.
     pub common: JobOptions,
-    /// Split size for large files; chosen from the input size and worker count when None.
+    /// Split size for large files (and the size small files are packed up to); chosen from the
+    /// input size and worker count when None.
     pub split_bytes: Option<u64>,
+    /// One task per small file instead of packing them (the course's design).
+    pub no_pack: bool,
 }
 
 /// Runs a batch job and returns its summary. Errors name what failed and what to do.
@@ -36,7 +39,10 @@ pub fn run(options: &RunOptions, interrupted: &AtomicBool) -> anyhow::Result<Sum
     let split = options
         .split_bytes
         .unwrap_or_else(|| default_split_bytes(total, workers_for_split));
-    let tasks = plan_tasks(&sized, common.format, split, 1);
+    let mut tasks = plan_tasks(&sized, common.format, split, 1);
+    if !options.no_pack {
+        tasks = pack_tasks(tasks, split);
+    }
     let first = tasks.len().min(1000);
     session.enqueue(&tasks[..first])?;
     if common.chaos_at.contains(&ChaosPoint::Enqueue) {

@@ -216,7 +216,7 @@ impl Job {
 
     /// Adds tasks (idempotent: tasks already there are skipped). Returns (added, skipped).
     pub fn enqueue(&mut self, now: u64, tasks: &[NewTask]) -> Result<(u64, u64)> {
-        let mut args = Vec::with_capacity(1 + tasks.len() * 5);
+        let mut args = Vec::with_capacity(1 + tasks.len() * 6);
         args.push(arg(now));
         for t in tasks {
             args.push(arg(t.seq));
@@ -224,6 +224,7 @@ impl Job {
             args.push(arg(t.start));
             args.push(arg(t.end));
             args.push(t.format.as_str().as_bytes().to_vec());
+            args.push(crate::task::encode_more(&t.more));
         }
         let items = self.array("rc_enqueue", args)?;
         match items.as_slice() {
@@ -399,6 +400,29 @@ impl Job {
         Ok(items.first().and_then(reply::string).as_deref() == Some("ok"))
     }
 
+    /// Records that piece `index` (`path`) of packed task `id` cannot be processed, once; the task's
+    /// other pieces are committed as usual. False if the task was no longer leased.
+    pub fn fail_piece(
+        &mut self,
+        now: u64,
+        worker: &str,
+        id: &str,
+        index: usize,
+        path: &std::path::Path,
+        error: &str,
+    ) -> Result<bool> {
+        let args = vec![
+            arg(now),
+            worker.as_bytes().to_vec(),
+            id.as_bytes().to_vec(),
+            arg(index),
+            path.as_os_str().as_bytes().to_vec(),
+            error.as_bytes().to_vec(),
+        ];
+        let items = self.array("rc_fail_piece", args)?;
+        Ok(items.first().and_then(reply::string).as_deref() == Some("ok"))
+    }
+
     /// Progress counters; workers seen within `live_window` count as live.
     pub fn status(&mut self, now: u64, live_window: Duration) -> Result<Status> {
         let items = self.array("rc_status", vec![arg(now), arg(millis(live_window))])?;
@@ -416,7 +440,7 @@ fn arg(n: impl ToString) -> Vec<u8> {
 }
 
 fn parse_task(f: &[Value]) -> Option<Task> {
-    let [id, path, start, end, fmt, injected, attempts] = f else {
+    let [id, path, start, end, fmt, injected, attempts, more] = f else {
         return None;
     };
     Some(Task {
@@ -425,6 +449,7 @@ fn parse_task(f: &[Value]) -> Option<Task> {
         start: reply::uint(start)?,
         end: reply::uint(end)?,
         format: Format::parse(&reply::string(fmt)?)?,
+        more: crate::task::decode_more(&reply::bytes(more)?)?,
         injected_ms: reply::uint(injected)?,
         attempts: u32::try_from(reply::uint(attempts)?).ok()?,
     })

@@ -32,7 +32,7 @@ pub use spec::{
     DEFAULT_PARTITIONS,
 };
 pub use status::{Status, STATUS_FIELDS};
-pub use task::{Format, NewTask, Task};
+pub use task::{Format, NewTask, Piece, Task};
 
 /// Everything that can go wrong talking to a job in Redis.
 #[derive(Debug, thiserror::Error)]

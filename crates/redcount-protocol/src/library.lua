@@ -8,7 +8,7 @@
 --   * validate every argument before the first write (Redis has no rollback).
 -- KEYS are always the nine keys of one job, in the order of `JobKeys::all` in keys.rs.
 
-local LIBRARY_VERSION = 15
+local LIBRARY_VERSION = 16
 
 local K_TASKS, K_LEASES, K_COUNTS, K_META, K_DONE, K_DEAD, K_INFLIGHT, K_WORKERS, K_EVENTS = 1, 2, 3, 4, 5, 6, 7, 8, 9
 local GROUP = 'workers'
@@ -80,13 +80,21 @@ end
 -- Give up on a delivered task `t` (its fields, read before any write): ack it, drop its lease, record it.
 local function bury(keys, id, t, now, worker, attempts, message)
   retire(keys, id)
-  local n = redis.call('HINCRBY', keys[K_META], 'dead', 1)
+  redis.call('HINCRBY', keys[K_META], 'dead', 1)
+  local n = redis.call('HINCRBY', keys[K_META], 'dead_records', 1)
   redis.call('XADD', keys[K_DEAD], n .. '-0', 'task', id, 'path', t.path, 'start', t.start, 'end', t['end'],
     'failed_ms', now, 'worker', worker, 'attempts', attempts, 'error', message)
 end
 
 local function task_reply(id, t, attempts)
-  return { id, t.path, t.start, t['end'], t.fmt, t.injected_ms, attempts }
+  return { id, t.path, t.start, t['end'], t.fmt, t.injected_ms, attempts, t.more or '' }
+end
+
+-- Bytes of a task: its own range, plus those of the small files packed with it (`more` starts with
+-- their total, `<bytes>|...`).
+local function task_bytes(t)
+  local more = tonumber(string.match(t.more or '', '^(%d+)|') or '0')
+  return tonumber(t['end']) - tonumber(t.start) + more
 end
 
 -- Hand task `id` (fields `t`) to `worker` as its `attempts`-th delivery: the pending entry moves to the
@@ -122,24 +130,26 @@ local function create(keys, args)
   redis.call('HSET', keys[K_META], 'state', 'open', 'run_id', run_id, 'created_ms', now, 'tasks', 0, 'bytes', 0,
     'last_seq', 0, 'delivered', 0, 'delivered_id', '0-0', 'done', 0, 'done_bytes', 0, 'dead', 0, 'words', 0,
     'recomputed', 0, 'redelivered', 0, 'duplicates', 0, 'increments', 0, 'commits', 0, 'speculated', 0, 'events', 0,
-    'partials', 0, 'partial_seq', 0, 'merges', 0, 'distinct', 0)
+    'partials', 0, 'partial_seq', 0, 'merges', 0, 'distinct', 0, 'dead_records', 0)
   for i = 3, #args, 2 do
     redis.call('HSET', keys[K_META], args[i], args[i + 1])
   end
   return { 1, run_id }
 end
 
--- enqueue(now, {seq, path, start, end, fmt}...): add tasks with ids `seq-0`. A task whose seq is not above
--- the job's last one is already there (a re-send after a crash or rollback) and is skipped.
+-- enqueue(now, {seq, path, start, end, fmt, more}...): add tasks with ids `seq-0`; `more` is empty, or the
+-- other ranges of a task that packs small files (`<their bytes>|` then path, start, end, fmt, each
+-- followed by a NUL byte). A task whose seq is not above the job's last one is already there (a re-send
+-- after a crash or rollback) and is skipped.
 local function enqueue(keys, args)
   local now = int(args[1], 'now')
-  if (#args - 1) % 5 ~= 0 then
-    fail('enqueue takes now and groups of seq, path, start, end, fmt')
+  if (#args - 1) % 6 ~= 0 then
+    fail('enqueue takes now and groups of seq, path, start, end, fmt, more')
   end
   require_job(keys)
   local last_seq = meta_int(keys, 'last_seq')
   local prev, fresh = -1, {}
-  for i = 2, #args, 5 do
+  for i = 2, #args, 6 do
     local seq = int(args[i], 'seq')
     local s, e = int(args[i + 2], 'start'), int(args[i + 3], 'end')
     if seq <= prev then
@@ -147,6 +157,9 @@ local function enqueue(keys, args)
     end
     if s < 0 or e < s then
       fail('bad byte range ' .. s .. '..' .. e .. ' for ' .. args[i + 1])
+    end
+    if args[i + 5] ~= '' and not string.match(args[i + 5], '^%d+|') then
+      fail('the packed ranges of task ' .. seq .. ' do not start with their byte count')
     end
     prev = seq
     if seq > last_seq then
@@ -158,16 +171,23 @@ local function enqueue(keys, args)
   end
   local bytes = 0
   for _, i in ipairs(fresh) do
-    redis.call('XADD', keys[K_TASKS], args[i] .. '-0', 'path', args[i + 1], 'start', args[i + 2],
-      'end', args[i + 3], 'fmt', args[i + 4], 'injected_ms', now)
-    bytes = bytes + (tonumber(args[i + 3]) - tonumber(args[i + 2]))
+    local t = { path = args[i + 1], start = args[i + 2], ['end'] = args[i + 3], fmt = args[i + 4] }
+    if args[i + 5] == '' then
+      redis.call('XADD', keys[K_TASKS], args[i] .. '-0', 'path', t.path, 'start', t.start, 'end', t['end'],
+        'fmt', t.fmt, 'injected_ms', now)
+    else
+      t.more = args[i + 5]
+      redis.call('XADD', keys[K_TASKS], args[i] .. '-0', 'path', t.path, 'start', t.start, 'end', t['end'],
+        'fmt', t.fmt, 'injected_ms', now, 'more', t.more)
+    end
+    bytes = bytes + task_bytes(t)
   end
   if #fresh > 0 then
     redis.call('HINCRBY', keys[K_META], 'tasks', #fresh)
     redis.call('HINCRBY', keys[K_META], 'bytes', bytes)
     redis.call('HSET', keys[K_META], 'last_seq', prev)
   end
-  return { #fresh, (#args - 1) / 5 - #fresh }
+  return { #fresh, (#args - 1) / 6 - #fresh }
 end
 
 -- seal(now, expected_tasks): no more tasks will come. expected_tasks > 0 must match the job's task count
@@ -300,7 +320,7 @@ local function claim(keys, args)
       local t = task_fields(keys, id)
       redis.call('HINCRBY', keys[K_META], 'redelivered', 1)
       out[#out + 1] = deliver(keys, id, t, now, lease_ms, attempts + 1, worker)
-      count, bytes = count + 1, bytes + (tonumber(t['end']) - tonumber(t.start))
+      count, bytes = count + 1, bytes + task_bytes(t)
     end
   end
 
@@ -313,7 +333,7 @@ local function claim(keys, args)
     local take = 0
     for _, entry in ipairs(redis.call('XRANGE', keys[K_TASKS], '(' .. m[3], '+', 'COUNT', want)) do
       local t = entry_table(entry[2])
-      local size = tonumber(t['end']) - tonumber(t.start)
+      local size = task_bytes(t)
       if count + take > 0 and bytes + size > max_bytes then
         break
       end
@@ -416,7 +436,7 @@ local function record_done(keys, now, worker, args, n, fields, total_words)
     redis.call('XADD', keys[K_DONE], done .. '-0', 'task', id, 'path', t.path, 'start', t.start, 'end', t['end'],
       'injected_ms', t.injected_ms, 'claimed_ms', claimed, 'committed_ms', now, 'worker', worker,
       'attempts', attempts, 'words', args[i + 1])
-    bytes = bytes + (tonumber(t['end']) - tonumber(t.start))
+    bytes = bytes + task_bytes(t)
     words = words + tonumber(args[i + 1])
     if attempts > 1 then
       recomputed = recomputed + 1
@@ -695,6 +715,28 @@ local function fail_task(keys, args)
   return { 'ok' }
 end
 
+-- fail_piece(now, worker, id, index, path, error): one small file packed into task `id` cannot be read:
+-- record it in the dead stream, once however often the task is retried, while the task's other files
+-- are committed as usual. {'dup'} if the task is no longer leased.
+local function fail_piece(keys, args)
+  local now, worker, id = int(args[1], 'now'), args[2], args[3]
+  local index, path, message = int(args[4], 'piece index'), args[5], args[6]
+  if id == nil or path == nil or message == nil then
+    fail('fail_piece takes now, worker, task id, piece index, path and an error message')
+  end
+  require_job(keys)
+  if not redis.call('ZSCORE', keys[K_LEASES], id) then
+    return { 'dup' }
+  end
+  if redis.call('HSETNX', string.sub(keys[K_META], 1, -5) .. 'failed', id .. ':' .. index, now) == 1 then
+    local attempts = inflight(keys, id)
+    local n = redis.call('HINCRBY', keys[K_META], 'dead_records', 1)
+    redis.call('XADD', keys[K_DEAD], n .. '-0', 'task', id, 'path', path, 'start', 0, 'end', 0,
+      'failed_ms', now, 'worker', worker, 'attempts', attempts, 'error', message)
+  end
+  return { 'ok' }
+end
+
 -- event(now, kind, detail): note a fault or operator event (worker killed, straggler ...) in the job, so
 -- latency plots can mark it later. Returns the event's number.
 local function event(keys, args)
@@ -757,6 +799,7 @@ redis.register_function('rc_stage', stage)
 redis.register_function('rc_merge_claim', merge_claim)
 redis.register_function('rc_merge_commit', merge_commit)
 redis.register_function('rc_fail', fail_task)
+redis.register_function('rc_fail_piece', fail_piece)
 redis.register_function('rc_event', event)
 redis.register_function { function_name = 'rc_status', callback = status, flags = { 'no-writes' } }
 redis.register_function { function_name = 'rc_version', callback = version, flags = { 'no-writes' } }

@@ -1,8 +1,68 @@
-//! A task: a byte range of one input file, as it travels through the `tasks` stream.
+//! A task: a byte range of one input file, or (small files packed together at planning) several,
+//! as it travels through the `tasks` stream.
 
 use std::path::PathBuf;
 
 pub use redcount_input::Format;
+
+/// One more byte range of a packed task (after the task's own `path`, `start`, `end`, `format`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Piece {
+    /// The input file (absolute).
+    pub path: PathBuf,
+    /// First byte of the range.
+    pub start: u64,
+    /// One past the last byte of the range.
+    pub end: u64,
+    /// How its bytes are read.
+    pub format: Format,
+}
+
+/// The `more` field of a packed task: `<bytes of the pieces>|` then each piece as
+/// `path NUL start NUL end NUL fmt NUL` (paths hold no NUL byte). Empty for a task of one range.
+pub(crate) fn encode_more(more: &[Piece]) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    if more.is_empty() {
+        return Vec::new();
+    }
+    let bytes: u64 = more.iter().map(|p| p.end - p.start).sum();
+    let mut out = format!("{bytes}|").into_bytes();
+    for p in more {
+        out.extend_from_slice(p.path.as_os_str().as_bytes());
+        out.push(0);
+        out.extend_from_slice(
+            format!("{}\0{}\0{}\0", p.start, p.end, p.format.as_str()).as_bytes(),
+        );
+    }
+    out
+}
+
+/// Inverse of [`encode_more`].
+pub(crate) fn decode_more(more: &[u8]) -> Option<Vec<Piece>> {
+    use std::os::unix::ffi::OsStringExt;
+    if more.is_empty() {
+        return Some(Vec::new());
+    }
+    let bar = more.iter().position(|&b| b == b'|')?;
+    let mut fields = more[bar + 1..].split(|&b| b == 0);
+    let mut pieces = Vec::new();
+    loop {
+        let path = match fields.next() {
+            Some(p) if !p.is_empty() => p,
+            _ => return Some(pieces),
+        };
+        let num = |f: Option<&[u8]>| std::str::from_utf8(f?).ok()?.parse::<u64>().ok();
+        let start = num(fields.next())?;
+        let end = num(fields.next())?;
+        let format = Format::parse(std::str::from_utf8(fields.next()?).ok()?)?;
+        pieces.push(Piece {
+            path: PathBuf::from(std::ffi::OsString::from_vec(path.to_vec())),
+            start,
+            end,
+            format,
+        });
+    }
+}
 
 /// A task the driver is about to enqueue; `seq` becomes its stream id `seq-0`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +77,8 @@ pub struct NewTask {
     pub end: u64,
     /// How its bytes are read.
     pub format: Format,
+    /// More ranges of small files packed into this task (empty for most tasks).
+    pub more: Vec<Piece>,
 }
 
 /// A task delivered to a worker.
@@ -32,6 +94,8 @@ pub struct Task {
     pub end: u64,
     /// How its bytes are read.
     pub format: Format,
+    /// More ranges packed into this task.
+    pub more: Vec<Piece>,
     /// When the task entered the stream (ms, driver's clock).
     pub injected_ms: u64,
     /// 1 on first delivery, +1 on each re-delivery after a lease expired.
@@ -39,13 +103,52 @@ pub struct Task {
 }
 
 impl Task {
-    /// Bytes in the range.
+    /// Bytes in all its ranges.
     pub fn len(&self) -> u64 {
-        self.end - self.start
+        self.end - self.start + self.more.iter().map(|p| p.end - p.start).sum::<u64>()
     }
 
-    /// True for an empty range (an empty file).
+    /// True when it has no bytes (empty files).
     pub fn is_empty(&self) -> bool {
-        self.end == self.start
+        self.len() == 0
+    }
+
+    /// Every range of the task, its own first.
+    pub fn pieces(&self) -> impl Iterator<Item = Piece> + '_ {
+        std::iter::once(Piece {
+            path: self.path.clone(),
+            start: self.start,
+            end: self.end,
+            format: self.format,
+        })
+        .chain(self.more.iter().cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_pieces_read_back_as_written() {
+        let more = vec![
+            Piece {
+                path: PathBuf::from("/a b/c|d.txt"),
+                start: 0,
+                end: 10,
+                format: Format::Text,
+            },
+            Piece {
+                path: PathBuf::from("/x.csv"),
+                start: 5,
+                end: 7,
+                format: Format::Csv,
+            },
+        ];
+        let wire = encode_more(&more);
+        assert!(wire.starts_with(b"12|"));
+        assert_eq!(decode_more(&wire), Some(more));
+        assert_eq!(decode_more(b""), Some(Vec::new()));
+        assert_eq!(decode_more(b"3|/x\0no\0"), None);
     }
 }

@@ -37,6 +37,7 @@ fn setup(n: u64) -> (RedisServer, Job) {
             start: 0,
             end: 10,
             format: Format::Text,
+            more: Vec::new(),
         })
         .collect();
     job.enqueue(T0, &tasks).expect("enqueue");

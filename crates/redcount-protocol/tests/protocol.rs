@@ -32,6 +32,7 @@ fn task(seq: u64, bytes: u64) -> NewTask {
         start: 0,
         end: bytes,
         format: Format::Text,
+        more: Vec::new(),
     }
 }
 

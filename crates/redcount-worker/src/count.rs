@@ -5,12 +5,12 @@ use std::collections::HashSet;
 use anyhow::Context;
 use redcount_count::{Tokenizer, WordCounts};
 use redcount_input::{csv_text, read::read_range, split::csv_header, InputError};
-use redcount_protocol::{Format, JobSpec, Task};
+use redcount_protocol::{Format, JobSpec, Piece};
 
-/// Counts the words of `task` into `counts` and returns how many it had. On error `counts` is unchanged.
+/// Counts the words of one range of a task into `counts` and returns how many it had. On error `counts` is unchanged.
 /// `buf` is reused between tasks to avoid reallocating.
-pub(crate) fn count_task(
-    task: &Task,
+pub(crate) fn count_piece(
+    task: &Piece,
     tokenizer: &Tokenizer,
     csv_column: &str,
     buf: &mut Vec<u8>,

@@ -23,7 +23,7 @@ pub struct WorkerOptions {
     /// of Redis that comes often) and latency stays bounded; tasks claimed but not counted by then go
     /// into the next commit.
     pub batch_time: Duration,
-    /// Extra CPU time spent on every task (demonstrations and fault tests: a heavier computation,
+    /// Extra CPU time spent on every input file of a task (demonstrations and fault tests: a heavier computation,
     /// which a SIGSTOP/SIGCONT straggler really slows down, unlike a sleep).
     pub slow: Duration,
     /// How long to wait for a job that does not exist (yet, or again after Redis lost it).

@@ -12,7 +12,7 @@ use redcount_protocol::{
     Job, JobSpec, Link, MergePolicy, Task, TOP_PER_PARTITION,
 };
 
-use crate::count::{build_tokenizer, count_task};
+use crate::count::{build_tokenizer, count_piece};
 use crate::lease::Renewer;
 use crate::WorkerOptions;
 
@@ -239,29 +239,52 @@ impl Worker<'_> {
         self.job.claim(now_ms(), &request).context("claiming tasks")
     }
 
-    /// Counts `task` into the batch; an input that cannot be read goes to the dead stream instead.
+    /// Counts `task` into the batch; an input that cannot be read goes to the dead stream instead
+    /// (for a task that packs small files, only that file: the others are counted and committed).
     fn count_into(&mut self, batch: &mut Batch, task: Task) -> anyhow::Result<()> {
-        burn_cpu(self.options.slow);
         batch.bytes += task.len();
-        match count_task(
-            &task,
-            &self.tokenizer,
-            &self.csv_column,
-            &mut self.buf,
-            &mut batch.merged,
-        ) {
-            Ok(words) => {
-                batch.counted.push((task.id.clone(), words));
-                batch.tasks.push(task);
-            }
-            Err(err) => {
-                let me = &self.report.name;
-                tracing::warn!("{me}: task {} failed: {err}", task.id);
-                if self.job.fail(now_ms(), me, &task.id, &err.to_string())? {
-                    self.report.failed += 1;
+        let me = self.report.name.clone();
+        let packed = !task.more.is_empty();
+        let mut words = 0;
+        for (index, piece) in task.pieces().enumerate() {
+            // Per input file, so a slowed job takes as long whether or not small files are packed.
+            burn_cpu(self.options.slow);
+            match count_piece(
+                &piece,
+                &self.tokenizer,
+                &self.csv_column,
+                &mut self.buf,
+                &mut batch.merged,
+            ) {
+                Ok(n) => words += n,
+                Err(err) if packed => {
+                    tracing::warn!(
+                        "{me}: {} (in task {}) failed: {err}",
+                        piece.path.display(),
+                        task.id
+                    );
+                    if self.job.fail_piece(
+                        now_ms(),
+                        &me,
+                        &task.id,
+                        index,
+                        &piece.path,
+                        &err.to_string(),
+                    )? {
+                        self.report.failed += 1;
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!("{me}: task {} failed: {err}", task.id);
+                    if self.job.fail(now_ms(), &me, &task.id, &err.to_string())? {
+                        self.report.failed += 1;
+                    }
+                    return Ok(());
                 }
             }
         }
+        batch.counted.push((task.id.clone(), words));
+        batch.tasks.push(task);
         Ok(())
     }
 

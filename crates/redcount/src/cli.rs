@@ -136,6 +136,14 @@ pub struct BenchArgs {
     /// and the time from killing the leader to the next acknowledged write.
     #[arg(long, conflicts_with = "coordinator")]
     pub raft: bool,
+    /// Compare where counts are added up (partials merged by workers, ZINCRBY in Redis) on small
+    /// files with a rich vocabulary, large files, 50,000 tiny files and millions of distinct ids;
+    /// then the coordinator's capacity and a stream at 1,000 files/s.
+    #[arg(long, conflicts_with_all = ["coordinator", "raft"])]
+    pub aggregation: bool,
+    /// Runs per measurement (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
 }
 
 #[derive(Debug, Args)]
@@ -236,6 +244,10 @@ pub struct RunArgs {
     /// per worker, between 1 MiB and 64 MiB).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub split_bytes: Option<u64>,
+    /// One task per small file (the course's design) instead of packing small files into tasks of
+    /// about --split-bytes.
+    #[arg(long)]
+    pub no_pack: bool,
 }
 
 #[derive(Debug, Args)]

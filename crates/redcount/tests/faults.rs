@@ -171,8 +171,7 @@ fn killing_workers_while_they_merge_loses_and_doubles_nothing() {
     let mut rng = redcount_testkit::Rng::new(7);
     let mut kills = 0;
     let chaos_until = Instant::now() + Duration::from_secs(8);
-    while Instant::now() < chaos_until && !try_status(&url, "merging").is_some_and(|s| s.finished)
-    {
+    while Instant::now() < chaos_until && !try_status(&url, "merging").is_some_and(|s| s.finished) {
         std::thread::sleep(Duration::from_millis(rng.range(50, 250)));
         let victim = rng.range(0, workers.0.len() as u64) as usize;
         signal(&workers.0[victim], Signal::SIGKILL);

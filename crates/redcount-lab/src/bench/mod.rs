@@ -17,8 +17,10 @@ use redcount_server::{RedisServer, ServerOptions};
 use redcount_driver::{JobOptions, RunOptions};
 use redcount_input::FormatChoice;
 
+mod aggregation;
 mod coordinator;
 mod raft;
+pub use aggregation::bench_aggregation;
 pub use coordinator::{bench_coordinator, ModeRow};
 pub use raft::bench_raft;
 
@@ -160,6 +162,7 @@ pub(crate) fn run_whole(common: JobOptions) -> anyhow::Result<redcount_driver::r
     let options = RunOptions {
         common,
         split_bytes: None,
+        no_pack: false,
     };
     redcount_driver::run(&options, &AtomicBool::new(false))
 }

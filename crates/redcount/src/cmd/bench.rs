@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use redcount_lab::bench::{bench as run_bench, bench_coordinator, bench_raft, BenchOptions};
+use redcount_lab::bench::{
+    bench as run_bench, bench_aggregation, bench_coordinator, bench_raft, BenchOptions,
+};
 
 use crate::cli::BenchArgs;
 
@@ -22,7 +24,9 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         worker_exe: std::env::current_exe()
             .context("cannot find the redcount executable to start workers")?,
     };
-    if args.raft {
+    if args.aggregation {
+        bench_aggregation(&options, args.runs.max(1))?;
+    } else if args.raft {
         bench_raft(&options)?;
     } else if args.coordinator {
         bench_coordinator(&options)?;

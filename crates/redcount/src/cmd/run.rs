@@ -16,6 +16,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let options = RunOptions {
         common: job_options(args.job)?,
         split_bytes: args.split_bytes,
+        no_pack: args.no_pack,
     };
     let summary = redcount_driver::run(&options, &interrupted)?;
     if json {
