@@ -222,10 +222,16 @@ pub fn write_out_file(path: &Path, counts: &[(Vec<u8>, u64)]) -> anyhow::Result<
     let file = std::fs::File::create(path)
         .with_context(|| format!("cannot create --out file {}", path.display()))?;
     let mut w = std::io::BufWriter::new(file);
+    write_counts(&mut w, counts)
+        .and_then(|()| w.flush())
+        .with_context(|| format!("cannot write --out file {}", path.display()))
+}
+
+/// Every (word, count) as `word<TAB>count` lines, in the order given.
+pub fn write_counts(w: &mut impl Write, counts: &[(Vec<u8>, u64)]) -> std::io::Result<()> {
     for (word, n) in counts {
         w.write_all(word)?;
         writeln!(w, "\t{n}")?;
     }
-    w.flush()
-        .with_context(|| format!("cannot write --out file {}", path.display()))
+    Ok(())
 }

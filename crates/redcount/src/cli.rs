@@ -35,6 +35,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Show the current top words of a job.
     Top(TopArgs),
+    /// Export every word's count of a job (`word<TAB>count`, count descending, then word bytes).
+    Counts(CountsArgs),
     /// Latency of a (stream) job already in Redis: percentiles, CSV and plot, with its fault events.
     Latency(LatencyArgs),
     /// Start, stop or inspect a local replicated Redis (primary, replicas, Sentinels).
@@ -414,6 +416,17 @@ pub struct LatencyArgs {
     /// Draw the timeline (.svg or .png).
     #[arg(long, value_name = "FILE")]
     pub plot: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CountsArgs {
+    #[command(flatten)]
+    pub redis: RedisArg,
+    #[arg(long)]
+    pub job: String,
+    /// Write here instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

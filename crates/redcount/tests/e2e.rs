@@ -254,3 +254,35 @@ fn pythons_counter_of_bytes_split_agrees() {
     }
     assert_same_counts(&expected, &got);
 }
+
+#[test]
+fn counts_exports_every_word_of_a_finished_job_with_either_aggregation() {
+    let server =
+        redcount_server::RedisServer::start(Default::default()).expect("redis-server starts");
+    let url = server.url();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let corpus = dir.path().join("corpus");
+    let files = write_text_corpus(&corpus, 40, 1_000, 20_000, 77);
+    let corpus_s = corpus.display().to_string();
+    for aggregation in ["workers", "redis"] {
+        let job = format!("export-{aggregation}");
+        run_ok(&[
+            "run",
+            "-w",
+            "2",
+            "-k",
+            "0",
+            "--redis",
+            &url,
+            "--job",
+            &job,
+            "--aggregate-in",
+            aggregation,
+            &corpus_s,
+        ]);
+        let out = run_ok(&["counts", "--redis", &url, "--job", &job]);
+        let exported = dir.path().join(format!("{job}.tsv"));
+        std::fs::write(&exported, &out.stdout).expect("write export");
+        assert_same_counts(&oracle_count(&files), &read_out_file(&exported));
+    }
+}

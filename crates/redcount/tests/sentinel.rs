@@ -51,6 +51,8 @@ fn failover_run(sync_replicas: &str) -> serde_json::Value {
             "20ms",
             "--lease-ms",
             "2s",
+            // One task per file: the primary is killed after 20 commits of the 150.
+            "--no-pack",
         ])
         .args(["--sync-replicas", sync_replicas, "--redis", &url, "--out"])
         .arg(&out)

@@ -363,7 +363,11 @@ fn write_rich(dir: &Path, text: &[u8], n: usize, seed: u64) -> anyhow::Result<()
                 out.extend_from_slice(words[at % words.len()]);
                 at += 1;
             }
-            out.push(if rng.next().is_multiple_of(12) { b'\n' } else { b' ' });
+            out.push(if rng.next().is_multiple_of(12) {
+                b'\n'
+            } else {
+                b' '
+            });
         }
         std::fs::write(dir.join(format!("doc-{i:05}.txt")), out)?;
     }

@@ -3,12 +3,12 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use redcount_driver::report::{display_word, human_bytes};
+use redcount_driver::report::{display_word, human_bytes, write_counts, write_out_file};
 use redcount_protocol::{job_names, now_ms, Job, Link, LinkOptions};
 
 use redcount_latency::Analysis;
 
-use crate::cli::{LatencyArgs, RedisArg, StatusArgs, TopArgs};
+use crate::cli::{CountsArgs, LatencyArgs, RedisArg, StatusArgs, TopArgs};
 
 /// `status` and `top` do not know the job's lease: workers heard from within 15 s count as live.
 const INSPECT_LIVE_WINDOW: std::time::Duration = std::time::Duration::from_secs(15);
@@ -108,6 +108,28 @@ pub fn top(args: TopArgs) -> anyhow::Result<ExitCode> {
         }
         std::thread::sleep(std::time::Duration::from_secs(1));
     }
+}
+
+pub fn counts(args: CountsArgs) -> anyhow::Result<ExitCode> {
+    let mut job = open_existing(&args.redis, &args.job)?;
+    let status = job.status(now_ms(), INSPECT_LIVE_WINDOW)?;
+    if !status.finished {
+        eprintln!(
+            "job '{}' is not finished: these are the counts merged so far",
+            args.job
+        );
+    }
+    let all = job.all_counts()?;
+    match &args.out {
+        Some(path) => write_out_file(path, &all)?,
+        None => {
+            use std::io::Write;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            write_counts(&mut out, &all)?;
+            out.flush()?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn latency(args: LatencyArgs) -> anyhow::Result<ExitCode> {

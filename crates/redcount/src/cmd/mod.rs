@@ -23,6 +23,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Worker(args) => worker::worker(args),
         Command::Status(args) => inspect::status(args),
         Command::Top(args) => inspect::top(args),
+        Command::Counts(args) => inspect::counts(args),
         Command::Latency(args) => inspect::latency(args),
         Command::Bench(args) => bench::bench(args),
         Command::Cluster(command) => cluster::cluster(command),
