@@ -20,6 +20,10 @@ use crate::session::open_session;
 use crate::wait::{progress_bar, wait_until_finished};
 use crate::JobOptions;
 
+/// How long a stream's workers count before they commit: every file's latency includes it, so much
+/// shorter than a batch job's 250 ms (measured: p50 118 ms at 250 ms, 25 ms at 20 ms, 1,000 files/s).
+pub const STREAM_BATCH_TIME: Duration = Duration::from_millis(20);
+
 /// When injection stops.
 #[derive(Debug, Clone, Copy)]
 pub enum StreamLimit {

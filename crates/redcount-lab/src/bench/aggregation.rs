@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use redcount_count::{partial, Tokenizer, WordCounts};
-use redcount_driver::stream::{stream, StreamLimit, StreamOptions};
+use redcount_driver::stream::{stream, StreamLimit, StreamOptions, STREAM_BATCH_TIME};
 use redcount_driver::JobOptions;
 use redcount_input::FormatChoice;
 use redcount_protocol::{
@@ -308,6 +308,7 @@ fn capacity(rich: &Path) -> anyhow::Result<()> {
 fn stream_latency(rich: &Path, exe: &Path, rate: f64, duration: Duration) -> anyhow::Result<()> {
     let mut common = JobOptions::new(vec![rich.display().to_string()], 2, exe.to_path_buf());
     common.format = FormatChoice::Text;
+    common.worker.batch_time = STREAM_BATCH_TIME;
     let options = StreamOptions {
         common,
         rate,

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use redcount_driver::faults::FaultPlan;
-use redcount_driver::stream::{stream as run_stream, StreamLimit, StreamOptions};
+use redcount_driver::stream::{
+    stream as run_stream, StreamLimit, StreamOptions, STREAM_BATCH_TIME,
+};
 
 use super::run::{exit_code, interrupt_flag, job_options};
 use crate::cli::StreamArgs;
@@ -13,7 +15,8 @@ use crate::cli::StreamArgs;
 pub fn stream(args: StreamArgs) -> anyhow::Result<ExitCode> {
     let interrupted = interrupt_flag();
     let json = args.job.json;
-    let common = job_options(args.job)?;
+    let mut common = job_options(args.job)?;
+    common.worker.batch_time = args.batch_time.unwrap_or(STREAM_BATCH_TIME);
     let options = StreamOptions {
         common,
         rate: args.rate,
