@@ -68,6 +68,36 @@ fn try_status(url: &str, job: &str) -> Option<redcount_protocol::Status> {
     }
 }
 
+/// Three workers with `flags` on `job`; one of them SIGKILLed and replaced every `pause` ms (seeded)
+/// until `window` has passed or the job is finished; then a healthy worker joins. Returns the kills.
+fn kill_workers_repeatedly(
+    url: &str,
+    job: &str,
+    flags: &[&str],
+    seed: u64,
+    pause: (u64, u64),
+    window: Duration,
+) -> (ChildGuard, u32) {
+    let mut workers = ChildGuard::default();
+    for _ in 0..3 {
+        workers.0.push(spawn_worker(url, job, flags));
+    }
+    let mut rng = redcount_testkit::Rng::new(seed);
+    let mut kills = 0;
+    let chaos_until = Instant::now() + window;
+    while Instant::now() < chaos_until && !try_status(url, job).is_some_and(|s| s.finished) {
+        std::thread::sleep(Duration::from_millis(rng.range(pause.0, pause.1)));
+        let victim = rng.range(0, workers.0.len() as u64) as usize;
+        signal(&workers.0[victim], Signal::SIGKILL);
+        let _ = workers.0[victim].wait();
+        workers.0[victim] = spawn_worker(url, job, flags);
+        kills += 1;
+    }
+    // Calm: a healthy worker helps finish the job.
+    workers.0.push(spawn_worker(url, job, &[]));
+    (workers, kills)
+}
+
 #[test]
 fn killing_random_workers_repeatedly_loses_and_doubles_nothing() {
     let server =
@@ -101,23 +131,14 @@ fn killing_random_workers_repeatedly_loses_and_doubles_nothing() {
         "--speculate-factor",
         "0",
     ];
-    let mut workers = ChildGuard::default();
-    for _ in 0..3 {
-        workers.0.push(spawn_worker(&url, "chaos", &worker_flags));
-    }
-    let mut rng = redcount_testkit::Rng::new(42);
-    let mut kills = 0;
-    let chaos_until = Instant::now() + Duration::from_secs(6);
-    while Instant::now() < chaos_until && !try_status(&url, "chaos").is_some_and(|s| s.finished) {
-        std::thread::sleep(Duration::from_millis(rng.range(100, 350)));
-        let victim = rng.range(0, workers.0.len() as u64) as usize;
-        signal(&workers.0[victim], Signal::SIGKILL);
-        let _ = workers.0[victim].wait();
-        workers.0[victim] = spawn_worker(&url, "chaos", &worker_flags);
-        kills += 1;
-    }
-    // Calm: healthy workers finish the job.
-    workers.0.push(spawn_worker(&url, "chaos", &[]));
+    let (_workers, kills) = kill_workers_repeatedly(
+        &url,
+        "chaos",
+        &worker_flags,
+        42,
+        (100, 350),
+        Duration::from_secs(6),
+    );
     wait_success(driver, Duration::from_secs(90), "driver");
     assert_same_counts(&oracle_count(&files), &read_out_file(&out));
     let s = job_status(&url, "chaos");
@@ -164,22 +185,14 @@ fn killing_workers_while_they_merge_loses_and_doubles_nothing() {
         "--speculate-factor",
         "0",
     ];
-    let mut workers = ChildGuard::default();
-    for _ in 0..3 {
-        workers.0.push(spawn_worker(&url, "merging", &worker_flags));
-    }
-    let mut rng = redcount_testkit::Rng::new(7);
-    let mut kills = 0;
-    let chaos_until = Instant::now() + Duration::from_secs(8);
-    while Instant::now() < chaos_until && !try_status(&url, "merging").is_some_and(|s| s.finished) {
-        std::thread::sleep(Duration::from_millis(rng.range(50, 250)));
-        let victim = rng.range(0, workers.0.len() as u64) as usize;
-        signal(&workers.0[victim], Signal::SIGKILL);
-        let _ = workers.0[victim].wait();
-        workers.0[victim] = spawn_worker(&url, "merging", &worker_flags);
-        kills += 1;
-    }
-    workers.0.push(spawn_worker(&url, "merging", &[]));
+    let (_workers, kills) = kill_workers_repeatedly(
+        &url,
+        "merging",
+        &worker_flags,
+        7,
+        (50, 250),
+        Duration::from_secs(8),
+    );
     wait_success(driver, Duration::from_secs(90), "driver");
     assert_same_counts(&oracle_count(&files), &read_out_file(&out));
     let s = job_status(&url, "merging");

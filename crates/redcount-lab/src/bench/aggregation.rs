@@ -22,7 +22,7 @@ use redcount_protocol::{
 };
 use redcount_server::{RedisServer, ServerOptions};
 
-use super::{redis_cpu_seconds, run_whole, source_text, tempfile_dir, BenchOptions};
+use super::{redis_cpu_seconds, run_whole, source_text, tempfile_dir, write_large, BenchOptions};
 
 /// Runs the whole comparison and prints its tables.
 pub fn bench_aggregation(options: &BenchOptions, runs: usize) -> anyhow::Result<()> {
@@ -409,22 +409,6 @@ fn write_ids(dir: &Path, tokens: u64, distinct: u64, seed: u64) -> anyhow::Resul
         write!(f, "u{id:07x}{}", if i % 16 == 15 { '\n' } else { ' ' })?;
     }
     f.flush()?;
-    Ok(())
-}
-
-/// Two files of `total / 2` bytes each, the source text repeated.
-fn write_large(dir: &Path, text: &[u8], total: u64) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    for i in 0..2 {
-        let mut f =
-            std::io::BufWriter::new(std::fs::File::create(dir.join(format!("big-{i}.txt")))?);
-        let mut written = 0u64;
-        while written < total / 2 {
-            f.write_all(text)?;
-            written += text.len() as u64;
-        }
-        f.flush()?;
-    }
     Ok(())
 }
 

@@ -179,7 +179,7 @@ pub(crate) fn two_worker_job(options: &BenchOptions, path: &Path, lease: Duratio
     job
 }
 
-fn tempfile_dir() -> anyhow::Result<tempfile::TempDir> {
+pub(crate) fn tempfile_dir() -> anyhow::Result<tempfile::TempDir> {
     tempfile::Builder::new()
         .prefix("redcount-bench-")
         .tempdir()
@@ -223,7 +223,7 @@ pub(crate) fn write_small(dir: &Path, text: &[u8], n: usize) -> anyhow::Result<(
 }
 
 /// Two files of `total / 2` bytes each, the source text repeated.
-fn write_large(dir: &Path, text: &[u8], total: u64) -> anyhow::Result<()> {
+pub(crate) fn write_large(dir: &Path, text: &[u8], total: u64) -> anyhow::Result<()> {
     use std::io::Write;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     for i in 0..2 {
