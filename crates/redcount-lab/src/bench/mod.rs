@@ -159,10 +159,18 @@ pub(crate) fn write_corpora(options: &BenchOptions) -> anyhow::Result<Corpora> {
 
 /// Runs a batch job to the end (not interruptible, default splits).
 pub(crate) fn run_whole(common: JobOptions) -> anyhow::Result<redcount_driver::report::Summary> {
+    run_job(common, true)
+}
+
+/// Runs a batch job to the end, packing small files into tasks or not.
+pub(crate) fn run_job(
+    common: JobOptions,
+    pack: bool,
+) -> anyhow::Result<redcount_driver::report::Summary> {
     let options = RunOptions {
         common,
         split_bytes: None,
-        no_pack: false,
+        no_pack: !pack,
     };
     redcount_driver::run(&options, &AtomicBool::new(false))
 }

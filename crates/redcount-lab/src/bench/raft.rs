@@ -8,7 +8,7 @@ use redcount_protocol::{now_ms, ClaimRequest, Format, Job, JobSpec, Link, LinkOp
 use redcount_server::raft_group::ChildGroup;
 use redcount_worker::WorkerOptions;
 
-use super::{run_whole, tempfile_dir, two_worker_job, write_corpora, BenchOptions};
+use super::{run_job, tempfile_dir, two_worker_job, write_corpora, BenchOptions};
 
 /// A 3-node group of this benchmark's children, in a temp dir of its own.
 struct BenchGroup {
@@ -36,12 +36,18 @@ pub fn bench_raft(options: &BenchOptions) -> anyhow::Result<()> {
         batch_bytes: 1,
         ..WorkerOptions::default()
     };
-    let runs: [(&str, &std::path::PathBuf, WorkerOptions); 3] = [
-        ("small files", small, WorkerOptions::default()),
-        ("small files, 1 task per commit", small, one_task),
-        ("large files", large, WorkerOptions::default()),
+    // (name, corpus, worker options, pack small files into tasks)
+    let runs: [(&str, &std::path::PathBuf, WorkerOptions, bool); 3] = [
+        ("small files", small, WorkerOptions::default(), true),
+        (
+            "small files, 1 file per task and commit",
+            small,
+            one_task,
+            false,
+        ),
+        ("large files", large, WorkerOptions::default(), true),
     ];
-    for (name, path, worker) in runs {
+    for (name, path, worker, pack) in runs {
         let mut plain = 0.0;
         for raft in [false, true] {
             let group = if raft {
@@ -52,7 +58,7 @@ pub fn bench_raft(options: &BenchOptions) -> anyhow::Result<()> {
             let mut common = two_worker_job(options, path, Duration::from_secs(10));
             common.worker = worker.clone();
             common.redis = group.as_ref().map(|g| g.nodes.group.url());
-            let s = run_whole(common)?;
+            let s = run_job(common, pack)?;
             if !raft {
                 plain = s.mb_per_second;
             }
