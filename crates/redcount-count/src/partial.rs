@@ -4,8 +4,6 @@
 //! once, so two blobs merge in one linear pass. Words are spread over a job's partitions by
 //! [`partition_of`], so every partition can be merged on its own, by any worker.
 
-use crate::WordCounts;
-
 const MAGIC: &[u8; 4] = b"RCP1";
 
 /// Why bytes are not a partial-counts blob.
@@ -26,16 +24,32 @@ pub fn partition_of(word: &[u8], partitions: u32) -> u32 {
 /// Sorted (word, count) entries of one partition.
 pub type Entries = Vec<(Vec<u8>, u64)>;
 
-/// Splits `counts` by partition, each part sorted by word: the input of [`encode`].
-pub fn split_by_partition(counts: &WordCounts, partitions: u32) -> Vec<Vec<(&[u8], u64)>> {
+/// Splits (word, count) entries (each word once) by partition, each part sorted by word.
+pub fn split_by_partition<'a>(
+    entries: impl Iterator<Item = (&'a [u8], u64)>,
+    partitions: u32,
+) -> Vec<Vec<(&'a [u8], u64)>> {
     let mut parts: Vec<Vec<(&[u8], u64)>> = vec![Vec::new(); partitions.max(1) as usize];
-    for (word, n) in counts.iter() {
+    for (word, n) in entries {
         parts[partition_of(word, partitions) as usize].push((word, n));
     }
     for part in &mut parts {
         part.sort_unstable_by(|a, b| a.0.cmp(b.0));
     }
     parts
+}
+
+/// What a commit stores: one blob per partition that has words, `(partition, blob)`.
+pub fn partition_blobs<'a>(
+    entries: impl Iterator<Item = (&'a [u8], u64)>,
+    partitions: u32,
+) -> Vec<(u32, Vec<u8>)> {
+    split_by_partition(entries, partitions)
+        .into_iter()
+        .enumerate()
+        .filter(|(_, part)| !part.is_empty())
+        .map(|(p, part)| (p as u32, encode(part.into_iter())))
+        .collect()
 }
 
 /// Encodes entries sorted by word (each word once).
@@ -175,11 +189,33 @@ impl<'a> Cursor<'a> {
 
 /// The `k` entries of a blob with the highest counts, ties by word bytes ascending, encoded in that
 /// order (a top-K blob is not sorted by word).
+/// One pass over the blob, words borrowed, a heap of at most `k` kept (a merge calls this on every
+/// partition it writes, so it must not decode the whole result again).
 pub fn top_of(blob: &[u8], k: usize) -> Result<Vec<u8>, BadBlob> {
-    let mut entries = decode(blob)?;
-    sort_by_count(&mut entries);
-    entries.truncate(k);
-    Ok(encode(entries.iter().map(|(w, n)| (w.as_slice(), *n))))
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    // Better = higher count, then smaller word; the heap's top is the worst entry kept.
+    type Ranked<'a> = Reverse<(u64, Reverse<&'a [u8]>)>;
+    let mut kept: BinaryHeap<Ranked> = BinaryHeap::with_capacity(k + 1);
+    let mut cursor = Cursor::new(blob)?;
+    while let Some((word, n)) = cursor.next_entry()? {
+        if k == 0 {
+            continue;
+        }
+        let entry = Reverse((n, Reverse(word)));
+        if kept.len() < k {
+            kept.push(entry);
+        } else if kept.peek().is_some_and(|worst| entry < *worst) {
+            kept.pop();
+            kept.push(entry);
+        }
+    }
+    let mut top: Vec<(&[u8], u64)> = kept
+        .into_iter()
+        .map(|Reverse((n, Reverse(w)))| (w, n))
+        .collect();
+    top.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    Ok(encode(top.into_iter()))
 }
 
 /// Sorts by count descending, then word bytes ascending (the order of every report).
@@ -224,6 +260,7 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::WordCounts;
 
     fn blob(entries: &[(&str, u64)]) -> Vec<u8> {
         let mut e: Vec<(&[u8], u64)> = entries.iter().map(|(w, n)| (w.as_bytes(), *n)).collect();
@@ -276,7 +313,7 @@ mod tests {
         for w in ["x", "y", "zz", "x", "hello", "world"] {
             counts.add(w.as_bytes());
         }
-        let parts = split_by_partition(&counts, 4);
+        let parts = split_by_partition(counts.iter(), 4);
         let total: u64 = parts.iter().flatten().map(|(_, n)| n).sum();
         assert_eq!(total, 6);
         for (p, part) in parts.iter().enumerate() {

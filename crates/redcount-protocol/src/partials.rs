@@ -6,6 +6,9 @@
 
 use std::time::Duration;
 
+use redcount_count::partial;
+use redis::Value;
+
 use crate::spec::millis;
 use crate::{reply, CommitOutcome, Job, Result};
 
@@ -60,35 +63,21 @@ impl Job {
         tasks: &[(String, u64)],
         blobs: &[(u32, Vec<u8>)],
     ) -> Result<CommitOutcome> {
-        for _ in 0..RESTAGE_TRIES {
-            let token = self.next_token();
-            let mut args = vec![
-                arg(now),
-                worker.as_bytes().to_vec(),
-                token.clone().into_bytes(),
-            ];
+        let items = self.call_staged("rc_commit_parts", now, worker, |job, token, args| {
             args.push(arg(tasks.len()));
             for (id, words) in tasks {
                 args.push(id.as_bytes().to_vec());
                 args.push(arg(*words));
             }
             for (p, blob) in blobs {
-                self.push_blob(&mut args, now, worker, &token, *p, blob)?;
+                job.push_blob(args, now, worker, token, *p, blob)?;
             }
-            let items = self.array("rc_commit_parts", args)?;
-            let verdict = items.first().and_then(reply::string).unwrap_or_default();
-            if verdict == "restage" {
-                tracing::warn!(
-                    "{worker}: staged counts were lost (redis restarted?); staging again"
-                );
-                continue;
-            }
-            if verdict == "ok" {
-                self.after_commit()?;
-            }
-            return self.commit_outcome("rc_commit_parts", &items);
+            Ok(())
+        })?;
+        if items.first().and_then(reply::string).as_deref() == Some("ok") {
+            self.after_commit()?;
         }
-        Err(self.bad_reply("rc_commit_parts", "staged counts kept vanishing"))
+        self.commit_outcome("rc_commit_parts", &items)
     }
 
     /// A partition due for merging, leased to `worker` for `lease`; None when none is due.
@@ -151,29 +140,69 @@ impl Job {
         distinct: u64,
         top: &[u8],
     ) -> Result<bool> {
+        let items = self.call_staged("rc_merge_commit", now, worker, |job, token, args| {
+            args.extend([
+                arg(claim.partition),
+                arg(claim.gen),
+                arg(distinct),
+                arg(claim.seqs.len()),
+            ]);
+            args.extend(claim.seqs.iter().map(|s| s.as_bytes().to_vec()));
+            job.push_blob(args, now, worker, token, claim.partition, result)?;
+            args.extend([arg(claim.partition), b"i".to_vec(), top.to_vec()]);
+            Ok(())
+        })?;
+        match items.first().and_then(reply::string).as_deref() {
+            Some("ok") => Ok(true),
+            Some("stale") => Ok(false),
+            _ => Err(self.bad_reply("rc_merge_commit", format!("{items:?}"))),
+        }
+    }
+
+    /// Merges a claimed partition as every merger does: its result and partials read in one `MGET`,
+    /// folded in one pass per blob, its top-K picked, the whole committed. False when it was stale.
+    pub fn merge_claimed(&mut self, now: u64, worker: &str, claim: &MergeClaim) -> Result<bool> {
+        let (result, parts) = self.merge_inputs(claim)?;
+        let mut inputs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        inputs.push(&result);
+        let bad = |e: partial::BadBlob| {
+            self.bad_reply(
+                "MGET partials",
+                format!("partition {}: {e}", claim.partition),
+            )
+        };
+        let (blob, distinct) = partial::merge(&inputs).map_err(bad)?;
+        let top = partial::top_of(&blob, TOP_PER_PARTITION).map_err(bad)?;
+        self.merge_commit(now, worker, claim, &blob, distinct, &top)
+    }
+
+    /// Calls `func` (a commit or merge that may carry staged blobs) with `now, worker, token` and the
+    /// arguments `fill` adds, staging any large blob under a fresh token; again, with new pieces, when
+    /// the reply is `restage` (Redis lost the staged pieces: a restart).
+    fn call_staged(
+        &mut self,
+        func: &'static str,
+        now: u64,
+        worker: &str,
+        mut fill: impl FnMut(&mut Job, &str, &mut Vec<Vec<u8>>) -> Result<()>,
+    ) -> Result<Vec<Value>> {
         for _ in 0..RESTAGE_TRIES {
             let token = self.next_token();
             let mut args = vec![
                 arg(now),
                 worker.as_bytes().to_vec(),
                 token.clone().into_bytes(),
-                arg(claim.partition),
-                arg(claim.gen),
-                arg(distinct),
-                arg(claim.seqs.len()),
             ];
-            args.extend(claim.seqs.iter().map(|s| s.as_bytes().to_vec()));
-            self.push_blob(&mut args, now, worker, &token, claim.partition, result)?;
-            args.extend([arg(claim.partition), b"i".to_vec(), top.to_vec()]);
-            let items = self.array("rc_merge_commit", args)?;
-            match items.first().and_then(reply::string).as_deref() {
-                Some("ok") => return Ok(true),
-                Some("stale") => return Ok(false),
-                Some("restage") => continue,
-                _ => return Err(self.bad_reply("rc_merge_commit", format!("{items:?}"))),
+            fill(self, &token, &mut args)?;
+            let items = self.array(func, args)?;
+            if items.first().and_then(reply::string).as_deref() != Some("restage") {
+                return Ok(items);
             }
+            tracing::warn!(
+                "{worker}: staged blobs of {func} were lost (redis restarted?); staging again"
+            );
         }
-        Err(self.bad_reply("rc_merge_commit", "the staged result kept vanishing"))
+        Err(self.bad_reply(func, "the staged blobs kept vanishing"))
     }
 
     /// Appends `(p, i|s, bytes)` for a blob: inline when small, else staged in pieces first.

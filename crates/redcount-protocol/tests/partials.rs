@@ -62,19 +62,7 @@ fn claim(job: &mut Job, now: u64, worker: &str) -> Vec<String> {
 
 /// The blobs of `words` split over the job's partitions.
 fn blobs(words: &[(&str, u64)]) -> Vec<(u32, Vec<u8>)> {
-    let mut by_part: Vec<Vec<(&[u8], u64)>> = vec![Vec::new(); PARTITIONS as usize];
-    for (w, n) in words {
-        by_part[partial::partition_of(w.as_bytes(), PARTITIONS) as usize].push((w.as_bytes(), *n));
-    }
-    by_part
-        .into_iter()
-        .enumerate()
-        .filter(|(_, e)| !e.is_empty())
-        .map(|(p, mut e)| {
-            e.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            (p as u32, partial::encode(e.into_iter()))
-        })
-        .collect()
+    partial::partition_blobs(words.iter().map(|(w, n)| (w.as_bytes(), *n)), PARTITIONS)
 }
 
 /// Merges every due partition as a worker does; returns how many merges were committed.
@@ -84,14 +72,10 @@ fn merge_all(job: &mut Job, now: u64, worker: &str, policy: &MergePolicy) -> u64
         .merge_claim(now, worker, LEASE, policy)
         .expect("merge claim")
     {
-        let (result, parts) = job.merge_inputs(&claim).expect("inputs");
-        let mut inputs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
-        inputs.push(&result);
-        let (blob, distinct) = partial::merge(&inputs).expect("merge");
-        let top = partial::top_of(&blob, 1000).expect("top");
-        assert!(job
-            .merge_commit(now, worker, &claim, &blob, distinct, &top)
-            .expect("merge commit"));
+        assert!(
+            job.merge_claimed(now, worker, &claim).expect("merge"),
+            "a fresh merge commits"
+        );
         merged += 1;
     }
     merged
@@ -197,7 +181,7 @@ fn a_merge_replaces_exactly_what_it_read_and_a_stale_one_changes_nothing() {
         .expect("claim")
         .expect("an expired merge lease is free");
     assert_eq!(over.gen, late.gen);
-    assert_eq!(merge_all_claimed(&mut job, T0 + 1010, "m2", &over), 1);
+    assert!(job.merge_claimed(T0 + 1010, "m2", &over).expect("merge"));
     let (result, parts) = job.merge_inputs(&late).expect("inputs");
     let (blob, distinct) = partial::merge(&[&result, &parts[0]]).expect("merge");
     assert!(!job
@@ -209,23 +193,6 @@ fn a_merge_replaces_exactly_what_it_read_and_a_stale_one_changes_nothing() {
             .expect("status")
             .finished
     );
-}
-
-fn merge_all_claimed(
-    job: &mut Job,
-    now: u64,
-    worker: &str,
-    claim: &redcount_protocol::MergeClaim,
-) -> u64 {
-    let (result, parts) = job.merge_inputs(claim).expect("inputs");
-    let mut inputs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
-    inputs.push(&result);
-    let (blob, distinct) = partial::merge(&inputs).expect("merge");
-    let top = partial::top_of(&blob, 10).expect("top");
-    u64::from(
-        job.merge_commit(now, worker, claim, &blob, distinct, &top)
-            .expect("commit"),
-    )
 }
 
 #[test]

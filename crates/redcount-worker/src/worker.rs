@@ -9,7 +9,7 @@ use redcount_count::partial;
 use redcount_count::{Tokenizer, WordCounts};
 use redcount_protocol::{
     live_window, now_ms, Aggregation, ClaimRequest, Claimed, CommitOutcome, Error as ProtocolError,
-    Job, JobSpec, Link, MergePolicy, Task, TOP_PER_PARTITION,
+    Job, JobSpec, Link, MergePolicy, Task,
 };
 
 use crate::count::{build_tokenizer, count_piece};
@@ -299,7 +299,7 @@ impl Worker<'_> {
                         .commit(now_ms(), &me, &batch.counted, batch.merged.iter())?
                 }
                 Aggregation::Workers => {
-                    let blobs = partition_blobs(&batch.merged, self.partitions);
+                    let blobs = partial::partition_blobs(batch.merged.iter(), self.partitions);
                     self.job
                         .commit_parts(now_ms(), &me, &batch.counted, &blobs)?
                 }
@@ -355,16 +355,7 @@ impl Worker<'_> {
             else {
                 break;
             };
-            let (result, parts) = self.job.merge_inputs(&claim)?;
-            let mut inputs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
-            inputs.push(&result);
-            let (blob, distinct) = partial::merge(&inputs)
-                .with_context(|| format!("merging partition {}", claim.partition))?;
-            let top = partial::top_of(&blob, TOP_PER_PARTITION)?;
-            if self
-                .job
-                .merge_commit(now_ms(), &me, &claim, &blob, distinct, &top)?
-            {
+            if self.job.merge_claimed(now_ms(), &me, &claim)? {
                 merged += 1;
                 self.report.merges += 1;
             } else {
@@ -377,16 +368,6 @@ impl Worker<'_> {
 
 /// How often a busy worker looks for partitions due for a merge.
 const MERGE_CHECK_EVERY: Duration = Duration::from_millis(250);
-
-/// A batch's counts as one partial-counts blob per partition that has words.
-fn partition_blobs(counts: &WordCounts, partitions: u32) -> Vec<(u32, Vec<u8>)> {
-    partial::split_by_partition(counts, partitions)
-        .into_iter()
-        .enumerate()
-        .filter(|(_, part)| !part.is_empty())
-        .map(|(p, part)| (p as u32, partial::encode(part.into_iter())))
-        .collect()
-}
 
 /// Tasks counted since the last commit, with their merged counts.
 #[derive(Default)]

@@ -22,15 +22,11 @@ use redcount_protocol::{
 };
 use redcount_server::{RedisServer, ServerOptions};
 
-use super::{redis_cpu_seconds, run_whole, source_text, tempfile_dir, write_large, BenchOptions};
+use super::{corpus_dir, redis_cpu_seconds, run_whole, source_text, write_large, BenchOptions};
 
 /// Runs the whole comparison and prints its tables.
 pub fn bench_aggregation(options: &BenchOptions, runs: usize) -> anyhow::Result<()> {
-    let temp = tempfile_dir()?;
-    let dir = options
-        .dir
-        .clone()
-        .unwrap_or_else(|| temp.path().to_path_buf());
+    let (_temp, dir) = corpus_dir(options)?;
     let text = source_text(&options.source)?;
     let rich = dir.join("rich");
     let large = dir.join("large");
@@ -118,7 +114,9 @@ fn measure(path: &Path, aggregation: Aggregation, exe: &Path) -> anyhow::Result<
     common.spec.lease = Duration::from_secs(30);
     common.spec.aggregation = aggregation;
     common.out = Some(path.with_extension("out.tsv"));
+    let rss = WorkerRss::watch();
     let summary = run_whole(common)?;
+    let worker_rss_mb = rss.peak_mb();
     let redis_cpu = redis_cpu_seconds(&url)? - cpu_before;
     let mut con = redis::Client::open(url.as_str())?.get_connection()?;
     let slow: Vec<redis::Value> = redis::cmd("SLOWLOG").arg("GET").arg(-1).query(&mut con)?;
@@ -147,15 +145,66 @@ fn measure(path: &Path, aggregation: Aggregation, exe: &Path) -> anyhow::Result<
         redis_cpu,
         longest_call_ms: longest_us as f64 / 1000.0,
         redis_peak_mb: peak / 1e6,
-        worker_rss_mb: children_max_rss_mb(),
+        worker_rss_mb,
     })
 }
 
-/// The largest resident set of any child this process has waited for (the workers), in MB.
-fn children_max_rss_mb() -> f64 {
-    nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
-        .map(|u| u.max_rss() as f64 / 1000.0)
-        .unwrap_or(0.0)
+/// The peak resident set (VmHWM) of the `redcount worker` children of this process while a job runs,
+/// sampled every 20 ms from /proc (a worker that lives less than that may be missed).
+struct WorkerRss {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<u64>,
+}
+
+impl WorkerRss {
+    fn watch() -> WorkerRss {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut peak_kb = 0;
+            while !flag.load(Ordering::Relaxed) {
+                for pid in worker_children() {
+                    let status = std::fs::read_to_string(format!("/proc/{pid}/status"));
+                    let hwm = status.ok().and_then(|s| {
+                        s.lines()
+                            .find_map(|l| l.strip_prefix("VmHWM:"))
+                            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                    });
+                    peak_kb = peak_kb.max(hwm.unwrap_or(0));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            peak_kb
+        });
+        WorkerRss { stop, thread }
+    }
+
+    fn peak_mb(self) -> f64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap_or(0) as f64 / 1000.0
+    }
+}
+
+/// Pids of this process's children that are `redcount worker`s.
+fn worker_children() -> Vec<u32> {
+    let mut pids = Vec::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return pids;
+    };
+    for task in tasks.flatten() {
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for pid in children
+            .split_whitespace()
+            .filter_map(|p| p.parse::<u32>().ok())
+        {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if cmdline.split(|&b| b == 0).any(|arg| arg == b"worker") {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
 }
 
 /// The floor: read and count every file in this process with two threads, then write every word
@@ -213,12 +262,7 @@ fn capacity(rich: &Path) -> anyhow::Result<()> {
         batch_bytes += data.len() as u64;
         tokenizer.count(&data, &mut counts);
     }
-    let blobs: Vec<(u32, Vec<u8>)> = partial::split_by_partition(&counts, 16)
-        .into_iter()
-        .enumerate()
-        .filter(|(_, p)| !p.is_empty())
-        .map(|(p, part)| (p as u32, partial::encode(part.into_iter())))
-        .collect();
+    let blobs = partial::partition_blobs(counts.iter(), 16);
     let blob_bytes: usize = blobs.iter().map(|(_, b)| b.len()).sum();
     let server = RedisServer::start(ServerOptions::default())?;
     let url = server.url();

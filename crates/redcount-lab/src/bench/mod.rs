@@ -140,12 +140,18 @@ pub(crate) struct Corpora {
     _temp: tempfile::TempDir,
 }
 
-pub(crate) fn write_corpora(options: &BenchOptions) -> anyhow::Result<Corpora> {
+/// Where a bench writes its corpora: `--dir`, or a temp dir that lives as long as the guard.
+pub(crate) fn corpus_dir(options: &BenchOptions) -> anyhow::Result<(tempfile::TempDir, PathBuf)> {
     let temp = tempfile_dir()?;
     let dir = options
         .dir
         .clone()
         .unwrap_or_else(|| temp.path().to_path_buf());
+    Ok((temp, dir))
+}
+
+pub(crate) fn write_corpora(options: &BenchOptions) -> anyhow::Result<Corpora> {
+    let (temp, dir) = corpus_dir(options)?;
     let text = source_text(&options.source)?;
     let (small, large) = (dir.join("small"), dir.join("large"));
     write_small(&small, &text, options.small_files)?;
