@@ -98,29 +98,46 @@ fn kill_workers_repeatedly(
     (workers, kills)
 }
 
-#[test]
-fn killing_random_workers_repeatedly_loses_and_doubles_nothing() {
+/// A driver (no workers of its own) counting `files` seeded text files on a fresh Redis with 1 s
+/// leases, 100 attempts and 16 KiB splits, plus `extra` flags.
+struct ChaosJob {
+    server: redcount_server::RedisServer,
+    files: Vec<std::path::PathBuf>,
+    out: std::path::PathBuf,
+    driver: Child,
+    _dir: tempfile::TempDir,
+}
+
+fn start_chaos_job(job: &str, files: usize, seed: u64, extra: &[&str]) -> ChaosJob {
     let server =
         redcount_server::RedisServer::start(Default::default()).expect("redis-server starts");
-    let url = server.url();
     let dir = tempfile::tempdir().expect("temp dir");
     let corpus = dir.path().join("corpus");
-    let files = redcount_testkit::corpus::write_text_corpus(&corpus, 40, 20_000, 80_000, 1234);
+    let files = redcount_testkit::corpus::write_text_corpus(&corpus, files, 20_000, 80_000, seed);
     let out = dir.path().join("out.tsv");
-    let driver = start_driver(
-        &url,
-        "chaos",
-        &out,
-        &corpus,
-        &[
-            "--lease-ms",
-            "1s",
-            "--max-attempts",
-            "100",
-            "--split-bytes",
-            "16KiB",
-        ],
-    );
+    let mut args = vec![
+        "--lease-ms",
+        "1s",
+        "--max-attempts",
+        "100",
+        "--split-bytes",
+        "16KiB",
+    ];
+    args.extend_from_slice(extra);
+    let driver = start_driver(&server.url(), job, &out, &corpus, &args);
+    ChaosJob {
+        server,
+        files,
+        out,
+        driver,
+        _dir: dir,
+    }
+}
+
+#[test]
+fn killing_random_workers_repeatedly_loses_and_doubles_nothing() {
+    let job = start_chaos_job("chaos", 40, 1234, &[]);
+    let url = job.server.url();
     // Slow, small batches so that kills land before, during and after counting and committing.
     // No speculation: this test is about leases expiring.
     let worker_flags = [
@@ -139,8 +156,8 @@ fn killing_random_workers_repeatedly_loses_and_doubles_nothing() {
         (100, 350),
         Duration::from_secs(6),
     );
-    wait_success(driver, Duration::from_secs(90), "driver");
-    assert_same_counts(&oracle_count(&files), &read_out_file(&out));
+    wait_success(job.driver, Duration::from_secs(90), "driver");
+    assert_same_counts(&oracle_count(&job.files), &read_out_file(&job.out));
     let s = job_status(&url, "chaos");
     eprintln!("chaos: {kills} workers killed; {s:?}");
     assert!(kills >= 10, "the test killed {kills} workers");
@@ -150,29 +167,8 @@ fn killing_random_workers_repeatedly_loses_and_doubles_nothing() {
 
 #[test]
 fn killing_workers_while_they_merge_loses_and_doubles_nothing() {
-    let server =
-        redcount_server::RedisServer::start(Default::default()).expect("redis-server starts");
-    let url = server.url();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let corpus = dir.path().join("corpus");
-    let files = redcount_testkit::corpus::write_text_corpus(&corpus, 100, 20_000, 80_000, 99);
-    let out = dir.path().join("out.tsv");
-    let driver = start_driver(
-        &url,
-        "merging",
-        &out,
-        &corpus,
-        &[
-            "--lease-ms",
-            "1s",
-            "--max-attempts",
-            "100",
-            "--split-bytes",
-            "16KiB",
-            "--partitions",
-            "4",
-        ],
-    );
+    let job = start_chaos_job("merging", 100, 99, &["--partitions", "4"]);
+    let url = job.server.url();
     // Tiny commits and merges due at once: workers merge all the time, so kills land mid-merge too
     // (a merge whose worker dies is claimed again after its lease; one left half-done is stale).
     let worker_flags = [
@@ -193,8 +189,8 @@ fn killing_workers_while_they_merge_loses_and_doubles_nothing() {
         (50, 250),
         Duration::from_secs(8),
     );
-    wait_success(driver, Duration::from_secs(90), "driver");
-    assert_same_counts(&oracle_count(&files), &read_out_file(&out));
+    wait_success(job.driver, Duration::from_secs(90), "driver");
+    assert_same_counts(&oracle_count(&job.files), &read_out_file(&job.out));
     let s = job_status(&url, "merging");
     eprintln!("merging: {kills} workers killed; {s:?}");
     assert!(kills >= 15, "the test killed {kills} workers");
