@@ -195,3 +195,53 @@ mod tests {
         assert_eq!(count(&t, b"123 -- Ab1c"), vec![(b"Abc".to_vec(), 1)]);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    /// The rule written out naively: split on the six whitespace bytes, drop empty pieces.
+    fn naive(text: &[u8]) -> HashMap<Vec<u8>, u64> {
+        let mut out = HashMap::new();
+        for w in text
+            .split(|b| b" \t\n\x0b\x0c\r".contains(b))
+            .filter(|w| !w.is_empty())
+        {
+            *out.entry(w.to_vec()).or_insert(0) += 1;
+        }
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn the_whitespace_tokenizer_counts_like_the_naive_rule(
+            text in proptest::collection::vec(
+                prop_oneof![Just(b' '), Just(b'\n'), Just(b'\t'), Just(b'\r'), Just(0x0b), Just(0x0c),
+                            Just(b'a'), Just(b'b'), any::<u8>()],
+                0..400,
+            )
+        ) {
+            let mut counts = WordCounts::new();
+            Tokenizer::whitespace().count(&text, &mut counts);
+            let got: HashMap<Vec<u8>, u64> = counts.iter().map(|(w, n)| (w.to_vec(), n)).collect();
+            prop_assert_eq!(got, naive(&text));
+        }
+
+        #[test]
+        fn letters_lowercased_keeps_only_ascii_letters(text in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let mut counts = WordCounts::new();
+            Tokenizer::new(TokenizerKind::Letters, true, None).count(&text, &mut counts);
+            let mut expected: HashMap<Vec<u8>, u64> = HashMap::new();
+            for (w, n) in naive(&text) {
+                let kept: Vec<u8> = w.iter().filter(|b| b.is_ascii_alphabetic()).map(|b| b.to_ascii_lowercase()).collect();
+                if !kept.is_empty() {
+                    *expected.entry(kept).or_insert(0) += n;
+                }
+            }
+            let got: HashMap<Vec<u8>, u64> = counts.iter().map(|(w, n)| (w.to_vec(), n)).collect();
+            prop_assert_eq!(got, expected);
+        }
+    }
+}

@@ -39,6 +39,7 @@ impl Durability {
 pub struct EmbeddedRedis {
     server: Arc<Mutex<RedisServer>>,
     url: String,
+    url_file: std::path::PathBuf,
     restarts: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -55,6 +56,10 @@ impl EmbeddedRedis {
             config: durability.config(),
         })?;
         let url = server.url();
+        // Workers started elsewhere need the URL, password included: a file only its owner reads.
+        let url_file = server.dir().join("url");
+        redcount_server::write_private(&url_file, &url)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", url_file.display()))?;
         let server = Arc::new(Mutex::new(server));
         let restarts = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
@@ -83,6 +88,7 @@ impl EmbeddedRedis {
         Ok(EmbeddedRedis {
             server,
             url,
+            url_file,
             restarts,
             stop,
             thread: Some(thread),
@@ -92,6 +98,11 @@ impl EmbeddedRedis {
     /// `redis://:password@127.0.0.1:port`.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// A file (mode 0600) holding [`Self::url`], for `REDIS_URL=$(cat FILE) redcount worker`.
+    pub fn url_file(&self) -> &std::path::Path {
+        &self.url_file
     }
 
     /// SIGKILLs the server and starts it again from its files, now.

@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use redcount_protocol::{now_ms, Job};
+use redcount_protocol::{Job, Now};
 
 use crate::pool::WorkerPool;
 
@@ -221,9 +221,10 @@ fn restart_nodes(dir: &std::path::Path, exe: &std::path::Path) -> anyhow::Result
     Ok(format!("{started} raft node(s) started again"))
 }
 
-fn note(job: &mut Job, kind: &str, detail: &str) {
+/// Records an event in the job (the markers of latency plots and the dashboard), and logs it.
+pub(crate) fn note(job: &mut Job, kind: &str, detail: &str) {
     tracing::info!("{kind}: {detail}");
-    if let Err(err) = job.event(now_ms(), kind, detail) {
+    if let Err(err) = job.event(Now::Coordinator, kind, detail) {
         tracing::warn!("could not note the {kind} event: {err}");
     }
 }

@@ -17,7 +17,7 @@ pub mod session;
 pub mod stream;
 pub mod wait;
 
-pub use options::{ChaosPoint, JobOptions};
+pub use options::{ChaosPoint, JobOptions, OnOpen, OpenGuard};
 pub use run::{run, RunOptions};
 
 /// CPUs this process may use (the default number of workers).

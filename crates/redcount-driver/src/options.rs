@@ -54,6 +54,26 @@ pub struct JobOptions {
     pub chaos_every: Option<Duration>,
     /// Crash the private Redis at these points of the job.
     pub chaos_at: Vec<ChaosPoint>,
+    /// Called once the job exists, with the Redis URL and the job's name (`--ui` serves the
+    /// dashboard from there); what it returns is dropped before the private Redis stops.
+    pub on_open: Option<OnOpen>,
+}
+
+/// A hook called with (Redis URL, job name) once the job is created.
+#[derive(Clone)]
+pub struct OnOpen(pub std::sync::Arc<OpenHook>);
+
+/// What [`OnOpen`] calls. The session keeps the guard it returns and drops it while the job's Redis
+/// still runs (a dashboard's guard waits there until its pages have seen the end of the job).
+pub type OpenHook = dyn Fn(&str, &str) -> anyhow::Result<OpenGuard> + Send + Sync;
+
+/// Whatever an [`OnOpen`] hook keeps alive for the rest of the session.
+pub type OpenGuard = Box<dyn std::any::Any + Send>;
+
+impl std::fmt::Debug for OnOpen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnOpen(..)")
+    }
 }
 
 impl JobOptions {
@@ -75,6 +95,7 @@ impl JobOptions {
             checkpoint: None,
             chaos_every: None,
             chaos_at: Vec::new(),
+            on_open: None,
         }
     }
 }

@@ -48,6 +48,7 @@ pub fn plan_tasks(
                 end,
                 format,
                 more: Vec::new(),
+                due_ms: None,
             });
             seq += 1;
         }
@@ -116,6 +117,7 @@ mod tests {
             end: bytes,
             format: Format::Text,
             more: Vec::new(),
+            due_ms: None,
         }
     }
 

@@ -25,11 +25,19 @@ pub fn start_workers(
     options: &JobOptions,
 ) -> anyhow::Result<Option<std::sync::Arc<WorkerPool>>> {
     if options.workers == 0 {
-        eprintln!(
-            "waiting for workers: run `REDIS_URL=<url> redcount worker --job {}` against {}",
-            session.name,
-            session.job.addr()
-        );
+        match &session.server {
+            // The private Redis has a random password: its URL is in a file only this user reads.
+            Some(server) => eprintln!(
+                "waiting for workers: run `REDIS_URL=$(cat {}) redcount worker --job {}`",
+                server.url_file().display(),
+                session.name,
+            ),
+            None => eprintln!(
+                "waiting for workers: run `REDIS_URL=<url> redcount worker --job {}` against {}",
+                session.name,
+                session.job.addr()
+            ),
+        }
         return Ok(None);
     }
     let pool = WorkerPool::spawn(

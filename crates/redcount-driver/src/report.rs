@@ -166,21 +166,30 @@ impl Summary {
         }
         writeln!(
             out,
-            "{} files, {}, {} words, {} distinct, in {:.2} s ({:.1} MB/s); {} tasks recomputed, {} inputs failed",
+            "{} files, {}, {} words, {} distinct, in {:.2} s ({:.1} MB/s); {} inputs failed",
             self.files,
             human_bytes(self.bytes),
             self.words,
             self.distinct_words,
             self.wall_seconds,
             self.mb_per_second,
-            self.recomputed,
             self.inputs_failed
         )?;
-        if self.redis_restarts + self.recomputed_after_rollback + self.recreated > 0 {
+        // One vocabulary for work done twice: re-delivered (a lease ran out), speculative copies (a
+        // straggler's task copied), rolled back (a commit Redis lost, redone). `recomputed` in the
+        // JSON counts the tasks committed on a delivery after their first, whichever the reason.
+        if self.redelivered + self.speculated + self.recomputed_after_rollback > 0 {
             writeln!(
                 out,
-                "redis: {} restarts; {} tasks committed, rolled back and recomputed; job run again from the start {} times",
-                self.redis_restarts, self.recomputed_after_rollback, self.recreated
+                "work redone: {} tasks re-delivered after a lease ran out, {} speculative copies, {} commits rolled back and redone",
+                self.redelivered, self.speculated, self.recomputed_after_rollback
+            )?;
+        }
+        if self.redis_restarts + self.recreated > 0 {
+            writeln!(
+                out,
+                "redis: {} restarts; job run again from the start {} times",
+                self.redis_restarts, self.recreated
             )?;
         }
         for d in &self.failed {

@@ -50,6 +50,8 @@ pub struct StreamOptions {
     pub latency_out: Option<PathBuf>,
     /// Draw the latency timeline here (.svg or .png).
     pub plot: Option<PathBuf>,
+    /// With a log latency axis.
+    pub plot_log_y: bool,
     /// Faults to inject while the stream runs.
     pub faults: FaultPlan,
 }
@@ -117,6 +119,10 @@ pub fn stream(options: &StreamOptions, interrupted: &AtomicBool) -> anyhow::Resu
         StreamLimit::Duration(_) => None,
     };
 
+    // The schedule on the coordinator's clock: batch k is due at `due_zero + k * interval`, whenever
+    // Redis actually accepts it (during an outage the batches pile up and go in late, each with the
+    // time it was due, so latency counts the whole wait).
+    let due_zero = session.status()?.now_ms;
     let start = Instant::now();
     let faults = match (&pool, options.faults.is_empty()) {
         (Some(pool), false) => {
@@ -162,12 +168,14 @@ pub fn stream(options: &StreamOptions, interrupted: &AtomicBool) -> anyhow::Resu
             Some(n) => (n - injected).min(batch as u64),
             None => batch as u64,
         };
+        let due_ms = due_zero + (interval * next_batch).as_millis() as u64;
         let tasks: Vec<NewTask> = (0..count)
             .map(|k| {
                 let seq = injected + k;
                 let file = &catalogue[(seq % catalogue.len() as u64) as usize];
                 NewTask {
                     seq: seq + 1,
+                    due_ms: Some(due_ms),
                     ..file.clone()
                 }
             })
@@ -187,14 +195,20 @@ pub fn stream(options: &StreamOptions, interrupted: &AtomicBool) -> anyhow::Resu
     }
 
     let analysis = Analysis::new(&session.job.done_records()?, session.job.events()?);
+    // Titles name the run's settings, not its random job name.
     let title = format!(
-        "{}: {} files at {:.0}/s, {} workers",
-        session.name, injected, options.rate, common.workers
+        "stream: {} files at {:.0}/s in batches of {}, {} workers, lease {} ms",
+        injected,
+        options.rate,
+        batch,
+        common.workers,
+        common.spec.lease.as_millis()
     );
     analysis.write(
         options.latency_out.as_deref(),
         options.plot.as_deref(),
         &title,
+        options.plot_log_y,
     )?;
     if let Some(pool) = pool.and_then(|p| Arc::try_unwrap(p).ok()) {
         pool.finish(Duration::from_secs(5));

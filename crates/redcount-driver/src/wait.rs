@@ -40,8 +40,9 @@ pub fn wait_until_finished(
     interrupted: &AtomicBool,
 ) -> anyhow::Result<JobResult> {
     let mut crash_at_finish = options.chaos_at.contains(&ChaosPoint::Finish);
-    // Workers restarted after a rollback un-finished the job; bounded so a crash loop still ends.
-    let mut restarts_left = 3 * options.workers.max(1);
+    // Rounds of restarting exited workers (crashed, hung on an input, or gone after a rollback
+    // un-finished the job): enough for a poison input to be given up, bounded so a crash loop ends.
+    let mut restarts_left = 3 * options.workers.max(1) + 2 * options.spec.max_attempts as usize;
     loop {
         let status = session.status()?;
         tracing::debug!(
@@ -81,19 +82,24 @@ pub fn wait_until_finished(
         }
         if let Some(pool) = pool {
             let (running, failed) = pool.poll();
-            if running == 0 {
+            if running < pool.len() && (running == 0 || !failed.is_empty()) {
                 if restarts_left == 0 {
                     bail!(
-                        "every worker exited before job '{}' finished ({} failed: {:?}); their errors are above",
+                        "workers kept exiting before job '{}' finished ({} failed: {:?}); their errors are above",
                         session.name,
                         failed.len(),
                         failed
                     );
                 }
-                // Workers leave once they see the job finished; a rollback can un-finish it.
+                // A worker that crashed (or found itself hung on an input) is replaced, so one
+                // poison input cannot use up the pool: it is charged and given up after
+                // --max-attempts. Workers also leave once they see the job finished, and a
+                // rollback can un-finish it.
                 tracing::warn!(
-                    "job '{}' is not finished but no worker runs: starting them again",
-                    session.name
+                    "job '{}' is not finished but {} of {} workers exited ({failed:?}): starting them again",
+                    session.name,
+                    pool.len() - running,
+                    pool.len()
                 );
                 restarts_left -= 1;
                 pool.replace_exited()?;

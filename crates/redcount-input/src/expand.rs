@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use crate::InputError;
 
-/// Files named by `inputs`: a file as is, a directory recursively (files only, in path order), a
+/// Files named by `inputs`: a file as is, a directory recursively (everything in it that is not a
+/// directory, in path order: what cannot be read fails alone, by name, when a worker reads it), a
 /// glob pattern by its matches. Paths are made absolute so that workers anywhere can open them.
 /// Anything that names nothing is an error, before any work starts.
 pub fn expand(inputs: &[String]) -> Result<Vec<PathBuf>, InputError> {
@@ -24,15 +25,28 @@ pub fn expand(inputs: &[String]) -> Result<Vec<PathBuf>, InputError> {
                     .follow_links(true)
                     .sort_by_file_name()
                 {
-                    let entry = entry.map_err(|e| {
-                        let at = e.path().unwrap_or(path).to_path_buf();
-                        let source = e
-                            .into_io_error()
-                            .unwrap_or_else(|| std::io::Error::other("filesystem loop"));
-                        InputError::from_io(&at, source)
-                    })?;
-                    if entry.file_type().is_file() {
-                        push(absolute(entry.path())?, &mut files);
+                    match entry {
+                        // Anything below the directory that is not a directory (a file, a FIFO, a
+                        // socket) is an input; one that cannot be read is reported by name when a
+                        // worker tries it, and the rest of the job goes on.
+                        Ok(entry) if !entry.file_type().is_dir() => {
+                            push(absolute(entry.path())?, &mut files)
+                        }
+                        Ok(_) => {}
+                        // A dangling symlink, an entry that vanished, a directory that cannot be
+                        // listed: the same, unless it is the directory given itself.
+                        Err(e) if e.depth() > 0 && e.path().is_some() => {
+                            if let Some(at) = e.path() {
+                                push(absolute(at)?, &mut files);
+                            }
+                        }
+                        Err(e) => {
+                            let at = e.path().unwrap_or(path).to_path_buf();
+                            let source = e
+                                .into_io_error()
+                                .unwrap_or_else(|| std::io::Error::other("filesystem loop"));
+                            return Err(InputError::from_io(&at, source));
+                        }
                     }
                 }
             }

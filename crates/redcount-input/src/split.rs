@@ -184,3 +184,61 @@ mod tests {
         assert_eq!(ranges(b"a b", 10), vec![(0, 3)]);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A CSV field: plain, or quoted with commas, newlines and doubled quotes inside.
+    fn field() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z ]{0,6}",
+            "[a-z,\n\" ]{0,8}".prop_map(|s| format!("\"{}\"", s.replace('"', "\"\""))),
+        ]
+    }
+
+    fn records(data: &[u8]) -> Vec<Vec<Vec<u8>>> {
+        csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(data)
+            .byte_records()
+            .map(|r| {
+                r.expect("a valid CSV piece")
+                    .iter()
+                    .map(<[u8]>::to_vec)
+                    .collect()
+            })
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn csv_cuts_keep_every_record_whole(
+            rows in proptest::collection::vec(proptest::collection::vec(field(), 3), 1..40),
+            split in 1u64..200,
+        ) {
+            let mut text = String::from("id,text,more\n");
+            for row in &rows {
+                text.push_str(&row.join(","));
+                text.push('\n');
+            }
+            let dir = tempfile::tempdir().expect("temp dir");
+            let path = dir.path().join("t.csv");
+            std::fs::write(&path, &text).expect("write");
+            let bytes = text.as_bytes();
+            let ranges = split_file(&path, bytes.len() as u64, Format::Csv, split).expect("split");
+            // The ranges tile the file, and every piece is whole records.
+            prop_assert_eq!(ranges[0].0, 0);
+            prop_assert_eq!(ranges.last().map(|r| r.1), Some(bytes.len() as u64));
+            let mut pieces = Vec::new();
+            for pair in ranges.windows(2) {
+                prop_assert_eq!(pair[0].1, pair[1].0);
+            }
+            for &(s, e) in &ranges {
+                pieces.extend(records(&bytes[s as usize..e as usize]));
+            }
+            prop_assert_eq!(pieces, records(bytes));
+        }
+    }
+}

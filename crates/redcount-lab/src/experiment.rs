@@ -180,6 +180,7 @@ fn one_run(
                 .out_dir
                 .join(format!("{name}.{}", options.plot_format)),
         ),
+        plot_log_y: true,
         faults,
     };
     stream(&stream_options, &AtomicBool::new(false))

@@ -11,4 +11,6 @@ pub mod stats;
 
 pub use analysis::Analysis;
 pub use rows::{write_csv, LatencyRow};
-pub use stats::{percentiles, recoveries, rolling_median, Percentiles, Recovery};
+pub use stats::{
+    bands, bucket_ms, histogram, percentiles, recoveries, Band, Percentiles, Recovery,
+};

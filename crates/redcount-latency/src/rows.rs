@@ -6,18 +6,22 @@ use std::path::Path;
 use anyhow::Context;
 use redcount_protocol::DoneRecord;
 
-/// A file's journey: injected, claimed (by the worker that committed it), committed.
+/// A file's journey: due, injected (accepted by the coordinator), claimed (by the worker that
+/// committed it), committed. Latency counts from when the file was due, so a file that waited out an
+/// outage before it could even be enqueued shows its whole wait (no coordinated omission).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LatencyRow {
     /// The input file.
     pub path: String,
-    /// When it was injected (ms).
+    /// When it was due to arrive (ms; the stream's schedule on the coordinator's clock).
+    pub due_at_ms: u64,
+    /// When the coordinator accepted it (ms).
     pub injected_at_ms: u64,
     /// When its task was last claimed (ms).
     pub claimed_at_ms: u64,
     /// When it was committed (ms).
     pub committed_at_ms: u64,
-    /// Committed minus injected.
+    /// Committed minus due.
     pub latency_ms: u64,
     /// The worker that committed it.
     pub worker: String,
@@ -29,20 +33,21 @@ impl From<&DoneRecord> for LatencyRow {
     fn from(d: &DoneRecord) -> LatencyRow {
         LatencyRow {
             path: d.path.clone(),
+            due_at_ms: d.due_ms,
             injected_at_ms: d.injected_ms,
             claimed_at_ms: d.claimed_ms,
             committed_at_ms: d.committed_ms,
-            latency_ms: d.committed_ms.saturating_sub(d.injected_ms),
+            latency_ms: d.committed_ms.saturating_sub(d.due_ms),
             worker: d.worker.clone(),
             attempts: d.attempts,
         }
     }
 }
 
-/// Rows sorted by injection time, from the `done` records.
+/// Rows sorted by due time, from the `done` records.
 pub fn rows_from_done(done: &[DoneRecord]) -> Vec<LatencyRow> {
     let mut rows: Vec<LatencyRow> = done.iter().map(LatencyRow::from).collect();
-    rows.sort_by_key(|r| (r.injected_at_ms, r.committed_at_ms));
+    rows.sort_by_key(|r| (r.due_at_ms, r.committed_at_ms));
     rows
 }
 

@@ -44,7 +44,7 @@ pub const READ_COMMANDS: &[&str] = &[
 ];
 
 /// Library functions registered with the `no-writes` flag: called with `FCALL_RO`, safe on replicas.
-pub const READ_ONLY_FUNCTIONS: &[&str] = &["rc_status", "rc_version"];
+pub const READ_ONLY_FUNCTIONS: &[&str] = &["rc_status", "rc_top", "rc_version"];
 
 /// True for a command [`crate::Job`] may send outside the library: a listed read, `XREAD` or
 /// `FCALL_RO`.

@@ -9,7 +9,7 @@ use redis::{Cmd, Value};
 
 use crate::spec::{millis, SPEC_FIELDS};
 use crate::task::{Format, NewTask, Task};
-use crate::{reply, Error, JobKeys, JobSpec, Link, Result, Status};
+use crate::{reply, Error, JobKeys, JobSpec, Link, Now, Result, Status};
 
 /// What a worker asks of `claim`.
 #[derive(Debug, Clone)]
@@ -39,12 +39,42 @@ pub struct Claimed {
     pub tasks: Vec<Task>,
     /// The job is finished: sealed, all delivered, none pending, done + dead = tasks.
     pub finished: bool,
-    /// Earliest lease deadline (ms), when an idle worker should look for expired leases.
-    pub next_deadline_ms: Option<u64>,
+    /// Time until the earliest lease expires (on the coordinator's lease clock), when an idle
+    /// worker should look again.
+    pub next_expiry: Option<Duration>,
     /// Newest task id and newest done id, to block on with [`Job::wait_for_change`].
     pub last_task_id: String,
     /// Newest done id, to block on with [`Job::wait_for_change`].
     pub last_done_id: String,
+}
+
+/// What an enqueue did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// The new tasks were added; those the job already held were skipped.
+    Added {
+        /// Tasks added.
+        added: u64,
+        /// Tasks already there.
+        skipped: u64,
+    },
+    /// Nothing was added: the job holds tasks 1..=`last_seq` only (a rollback lost the rest), and
+    /// the batch did not continue from there. Re-send from `last_seq + 1`.
+    Gap {
+        /// The job's last task.
+        last_seq: u64,
+    },
+}
+
+/// What became of a task whose input a worker could not open (`rc_defer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deferral {
+    /// Released, uncharged, for another live worker (claims hand it to them first).
+    Deferred,
+    /// Every live worker (this many) has said it cannot open it: fail it as usual.
+    NobodyCan(u64),
+    /// This worker no longer holds it: drop it.
+    NotHeld,
 }
 
 /// How a commit ended.
@@ -131,7 +161,12 @@ impl Job {
         self.link.call(&name, |con| cmd.query(con))
     }
 
-    pub(crate) fn fcall(&mut self, func: &'static str, args: Vec<Vec<u8>>) -> Result<Value> {
+    pub(crate) fn fcall(
+        &mut self,
+        func: &'static str,
+        args: impl AsRef<[Vec<u8>]>,
+    ) -> Result<Value> {
+        let args = args.as_ref();
         let mut cmd = redis::cmd(if crate::READ_ONLY_FUNCTIONS.contains(&func) {
             "FCALL_RO"
         } else {
@@ -140,9 +175,7 @@ impl Job {
         let keys = self.keys.all();
         cmd.arg(func).arg(keys.len()).arg(&keys[..]).arg(args);
         match self.link.call(func, |con| cmd.query::<Value>(con)) {
-            Err(Error::Redis { source, .. }) if source.code() == Some("NOJOB") => {
-                Err(self.no_job())
-            }
+            Err(Error::Redis { cause, .. }) if cause.code() == Some("NOJOB") => Err(self.no_job()),
             other => other,
         }
     }
@@ -180,8 +213,13 @@ impl Job {
     }
 
     /// Creates the job with `spec` unless it exists. Returns (created, the job's run id).
-    pub fn create(&mut self, now: u64, run_id: &str, spec: &JobSpec) -> Result<(bool, String)> {
-        let mut args = vec![arg(now), run_id.as_bytes().to_vec()];
+    pub fn create(
+        &mut self,
+        now: impl Into<Now>,
+        run_id: &str,
+        spec: &JobSpec,
+    ) -> Result<(bool, String)> {
+        let mut args = vec![now.into().arg(), run_id.as_bytes().to_vec()];
         for (field, value) in spec.to_fields() {
             args.push(field.as_bytes().to_vec());
             args.push(value);
@@ -214,10 +252,11 @@ impl Job {
         JobSpec::from_fields(&fields).map_err(|detail| self.bad_reply("HMGET spec", detail))
     }
 
-    /// Adds tasks (idempotent: tasks already there are skipped). Returns (added, skipped).
-    pub fn enqueue(&mut self, now: u64, tasks: &[NewTask]) -> Result<(u64, u64)> {
-        let mut args = Vec::with_capacity(1 + tasks.len() * 6);
-        args.push(arg(now));
+    /// Adds tasks (idempotent: tasks already there are skipped), which must continue the job's run
+    /// of sequence numbers: see [`Enqueued`].
+    pub fn enqueue(&mut self, now: impl Into<Now>, tasks: &[NewTask]) -> Result<Enqueued> {
+        let mut args = Vec::with_capacity(1 + tasks.len() * 7);
+        args.push(now.into().arg());
         for t in tasks {
             args.push(arg(t.seq));
             args.push(t.path.as_os_str().as_bytes().to_vec());
@@ -225,21 +264,26 @@ impl Job {
             args.push(arg(t.end));
             args.push(t.format.as_str().as_bytes().to_vec());
             args.push(crate::task::encode_more(&t.more));
+            args.push(t.due_ms.map(arg).unwrap_or_default());
         }
         let items = self.array("rc_enqueue", args)?;
-        match items.as_slice() {
-            [added, skipped] => Ok((
-                reply::uint(added).unwrap_or(0),
-                reply::uint(skipped).unwrap_or(0),
-            )),
+        let verdict = items.first().and_then(reply::string).unwrap_or_default();
+        match (verdict.as_str(), &items[1..]) {
+            ("ok", [added, skipped]) => Ok(Enqueued::Added {
+                added: reply::uint(added).unwrap_or(0),
+                skipped: reply::uint(skipped).unwrap_or(0),
+            }),
+            ("gap", [last]) => Ok(Enqueued::Gap {
+                last_seq: reply::uint(last).unwrap_or(0),
+            }),
             _ => Err(self.bad_reply("rc_enqueue", format!("{items:?}"))),
         }
     }
 
     /// Seals the job. With `expected_tasks` > 0 it refuses when the job holds a different number of
     /// tasks (a rollback lost some) and returns (false, tasks there).
-    pub fn seal(&mut self, now: u64, expected_tasks: u64) -> Result<(bool, u64)> {
-        let items = self.array("rc_seal", vec![arg(now), arg(expected_tasks)])?;
+    pub fn seal(&mut self, now: impl Into<Now>, expected_tasks: u64) -> Result<(bool, u64)> {
+        let items = self.array("rc_seal", vec![now.into().arg(), arg(expected_tasks)])?;
         match items.as_slice() {
             [sealed, tasks] => Ok((
                 reply::int(sealed) == Some(1),
@@ -250,13 +294,13 @@ impl Job {
     }
 
     /// Claims tasks for a worker (expired leases first, then new ones, then maybe a straggler's).
-    pub fn claim(&mut self, now: u64, request: &ClaimRequest) -> Result<Claimed> {
+    pub fn claim(&mut self, now: impl Into<Now>, request: &ClaimRequest) -> Result<Claimed> {
         let args = vec![
-            arg(now),
+            now.into().arg(),
             request.worker.as_bytes().to_vec(),
             arg(millis(request.lease)),
-            arg(request.max_tasks),
-            arg(request.max_bytes),
+            arg(request.max_tasks.min(MAX_ARG)),
+            arg(request.max_bytes.min(MAX_ARG)),
             arg(request.max_attempts),
             arg(millis(request.live_window)),
             arg(request.speculate_factor),
@@ -278,20 +322,20 @@ impl Job {
             };
             tasks.push(task.ok_or_else(|| self.bad_reply("rc_claim", format!("task {item:?}")))?);
         }
-        let deadline = reply::int(&items[1]).unwrap_or(-1);
+        let expiry = reply::int(&items[1]).unwrap_or(-1);
         Ok(Claimed {
             tasks,
             finished: reply::int(&items[0]) == Some(1),
-            next_deadline_ms: u64::try_from(deadline).ok(),
+            next_expiry: u64::try_from(expiry).ok().map(Duration::from_millis),
             last_task_id: reply::string(&items[2]).unwrap_or_else(|| "0-0".into()),
             last_done_id: reply::string(&items[3]).unwrap_or_else(|| "0-0".into()),
         })
     }
 
     /// Notes an event (a fault injected, a worker restarted ...) in the job's `events` stream.
-    pub fn event(&mut self, now: u64, kind: &str, detail: &str) -> Result<u64> {
+    pub fn event(&mut self, now: impl Into<Now>, kind: &str, detail: &str) -> Result<u64> {
         let args = vec![
-            arg(now),
+            now.into().arg(),
             kind.as_bytes().to_vec(),
             detail.as_bytes().to_vec(),
         ];
@@ -302,12 +346,16 @@ impl Job {
     /// Extends the leases `worker` still holds among `ids`; returns those.
     pub fn renew(
         &mut self,
-        now: u64,
+        now: impl Into<Now>,
         worker: &str,
         lease: Duration,
         ids: &[String],
     ) -> Result<Vec<String>> {
-        let mut args = vec![arg(now), worker.as_bytes().to_vec(), arg(millis(lease))];
+        let mut args = vec![
+            now.into().arg(),
+            worker.as_bytes().to_vec(),
+            arg(millis(lease)),
+        ];
         args.extend(ids.iter().map(|id| id.as_bytes().to_vec()));
         let items = self.array("rc_renew", args)?;
         Ok(items.iter().filter_map(reply::string).collect())
@@ -316,13 +364,13 @@ impl Job {
     /// Commits tasks `(id, words)` with their merged `counts`, exactly once.
     pub fn commit<'a>(
         &mut self,
-        now: u64,
+        now: impl Into<Now>,
         worker: &str,
         tasks: &[(String, u64)],
         counts: impl ExactSizeIterator<Item = (&'a [u8], u64)>,
     ) -> Result<CommitOutcome> {
         let mut args = Vec::with_capacity(3 + tasks.len() * 2 + counts.len() + 64);
-        args.push(arg(now));
+        args.push(now.into().arg());
         args.push(worker.as_bytes().to_vec());
         args.push(arg(tasks.len()));
         for (id, words) in tasks {
@@ -340,8 +388,7 @@ impl Job {
             args.push(arg(words.len()));
             args.extend(words.into_iter().map(<[u8]>::to_vec));
         }
-        let items = self.array("rc_commit", args)?;
-        self.after_commit()?;
+        let items = self.durable_commit(|job| job.array("rc_commit", &args))?;
         self.commit_outcome("rc_commit", &items)
     }
 
@@ -362,36 +409,82 @@ impl Job {
         }
     }
 
-    /// After a commit: with `sync_replicas`, wait until the replicas have it.
-    pub(crate) fn after_commit(&mut self) -> Result<()> {
-        if self.sync_replicas > 0 {
+    /// Sends a commit (`send`) and, with `sync_replicas`, waits until that many replicas have it.
+    /// When the connection changed between the commit and the wait (the primary died and a replica
+    /// took over), the commit may have died with the old primary: it is sent again. A commit applies
+    /// once, so a repeat that finds it already applied is a duplicate, which here means applied.
+    pub(crate) fn durable_commit(
+        &mut self,
+        mut send: impl FnMut(&mut Job) -> Result<Vec<Value>>,
+    ) -> Result<Vec<Value>> {
+        let mut sent_before = false;
+        for _ in 0..3 {
+            let connection = self.link.connections();
+            let mut items = send(self)?;
+            let verdict = items.first().and_then(reply::string).unwrap_or_default();
+            if sent_before && verdict == "dup" {
+                items = vec![Value::BulkString(b"ok".to_vec())];
+            } else if verdict != "ok" {
+                return Ok(items);
+            }
+            if self.sync_replicas == 0 {
+                return Ok(items);
+            }
             self.wait_for_replicas()?;
+            if self.link.connections() == connection {
+                return Ok(items);
+            }
+            sent_before = true;
+            tracing::warn!(
+                "the connection to {} changed before a commit reached a replica (a failover?): sending it again",
+                self.link.addr()
+            );
         }
-        Ok(())
+        Err(self.bad_reply(
+            "commit",
+            "the connection kept changing before a commit reached a replica",
+        ))
     }
 
-    /// Blocks until `sync_replicas` replicas have this connection's writes (up to 10 s, then warns).
+    /// Blocks until `sync_replicas` replicas have this connection's writes: up to a minute (after a
+    /// failover the remaining replicas need a few seconds to follow the new primary), saying so after
+    /// 10 s, then fails loudly rather than count an unreplicated commit.
     fn wait_for_replicas(&mut self) -> Result<()> {
         let wanted = i64::from(self.sync_replicas);
-        for _ in 0..10 {
+        for second in 0..60 {
             let mut cmd = redis::cmd("WAIT");
             cmd.arg(wanted).arg(1000);
             let acked: i64 = self.link.call("WAIT", |con| cmd.query(con))?;
             if acked >= wanted {
                 return Ok(());
             }
+            if second == 10 {
+                tracing::warn!(
+                    "a commit has reached {acked} of {wanted} replica(s) of {} for 10 s; still waiting",
+                    self.link.addr()
+                );
+            }
         }
-        tracing::warn!(
-            "a commit reached fewer than {wanted} replicas of {} within 10 s",
-            self.link.addr()
-        );
-        Ok(())
+        Err(self.bad_reply(
+            "WAIT",
+            format!(
+                "a commit reached fewer than {wanted} replica(s) within 60 s (--sync-replicas): \
+                 are the replicas of {} down?",
+                self.link.addr()
+            ),
+        ))
     }
 
     /// Gives up on task `id` with `error` (moved to the dead stream). False if it was no longer pending.
-    pub fn fail(&mut self, now: u64, worker: &str, id: &str, error: &str) -> Result<bool> {
+    pub fn fail(
+        &mut self,
+        now: impl Into<Now>,
+        worker: &str,
+        id: &str,
+        error: &str,
+    ) -> Result<bool> {
         let args = vec![
-            arg(now),
+            now.into().arg(),
             worker.as_bytes().to_vec(),
             id.as_bytes().to_vec(),
             error.as_bytes().to_vec(),
@@ -404,7 +497,7 @@ impl Job {
     /// other pieces are committed as usual. False if the task was no longer leased.
     pub fn fail_piece(
         &mut self,
-        now: u64,
+        now: impl Into<Now>,
         worker: &str,
         id: &str,
         index: usize,
@@ -412,7 +505,7 @@ impl Job {
         error: &str,
     ) -> Result<bool> {
         let args = vec![
-            arg(now),
+            now.into().arg(),
             worker.as_bytes().to_vec(),
             id.as_bytes().to_vec(),
             arg(index),
@@ -423,24 +516,75 @@ impl Job {
         Ok(items.first().and_then(reply::string).as_deref() == Some("ok"))
     }
 
+    /// Says this worker cannot open task `id`'s input (missing or unreadable on its host): the task
+    /// goes to another live worker if one has not said so too. See [`Deferral`].
+    pub fn defer(
+        &mut self,
+        now: impl Into<Now>,
+        worker: &str,
+        id: &str,
+        live_window: Duration,
+    ) -> Result<Deferral> {
+        let args = vec![
+            now.into().arg(),
+            worker.as_bytes().to_vec(),
+            id.as_bytes().to_vec(),
+            arg(millis(live_window)),
+        ];
+        let items = self.array("rc_defer", args)?;
+        match (
+            items.first().and_then(reply::string).as_deref(),
+            items.get(1),
+        ) {
+            (Some("deferred"), _) => Ok(Deferral::Deferred),
+            (Some("dup"), _) => Ok(Deferral::NotHeld),
+            (Some("last"), Some(n)) => Ok(Deferral::NobodyCan(reply::uint(n).unwrap_or(1))),
+            _ => Err(self.bad_reply("rc_defer", format!("{items:?}"))),
+        }
+    }
+
+    /// Deletes every key of the job (refused while it runs unless `force`). Returns how many.
+    pub fn drop_job(&mut self, now: impl Into<Now>, force: bool) -> Result<u64> {
+        let value = self.fcall(
+            "rc_drop",
+            vec![
+                now.into().arg(),
+                if force { b"1".to_vec() } else { b"0".to_vec() },
+            ],
+        )?;
+        reply::uint(&value).ok_or_else(|| self.bad_reply("rc_drop", format!("{value:?}")))
+    }
+
     /// Progress counters; workers seen within `live_window` count as live.
-    pub fn status(&mut self, now: u64, live_window: Duration) -> Result<Status> {
-        let items = self.array("rc_status", vec![arg(now), arg(millis(live_window))])?;
+    pub fn status(&mut self, now: impl Into<Now>, live_window: Duration) -> Result<Status> {
+        let items = self.array(
+            "rc_status",
+            vec![now.into().arg(), arg(millis(live_window))],
+        )?;
         Ok(Status::from_pairs(&items))
     }
 
-    pub(crate) fn array(&mut self, func: &'static str, args: Vec<Vec<u8>>) -> Result<Vec<Value>> {
+    /// Calls `func` and reads its array reply (arguments by value or borrowed: a commit re-sent after
+    /// a failover passes the same ones again without copying them).
+    pub(crate) fn array(
+        &mut self,
+        func: &'static str,
+        args: impl AsRef<[Vec<u8>]>,
+    ) -> Result<Vec<Value>> {
         let value = self.fcall(func, args)?;
         reply::array(value).ok_or_else(|| self.bad_reply(func, "not an array"))
     }
 }
+
+/// The largest integer the library takes (15 digits): budgets above it mean "no limit" anyway.
+const MAX_ARG: u64 = 999_999_999_999_999;
 
 fn arg(n: impl ToString) -> Vec<u8> {
     n.to_string().into_bytes()
 }
 
 fn parse_task(f: &[Value]) -> Option<Task> {
-    let [id, path, start, end, fmt, injected, attempts, more] = f else {
+    let [id, path, start, end, fmt, injected, attempts, more, solo] = f else {
         return None;
     };
     Some(Task {
@@ -452,5 +596,6 @@ fn parse_task(f: &[Value]) -> Option<Task> {
         more: crate::task::decode_more(&reply::bytes(more)?)?,
         injected_ms: reply::uint(injected)?,
         attempts: u32::try_from(reply::uint(attempts)?).ok()?,
+        solo: reply::int(solo)? == 1,
     })
 }

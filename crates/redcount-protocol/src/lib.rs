@@ -14,19 +14,21 @@ mod link;
 mod partials;
 mod reads;
 mod reply;
+mod retention;
 mod spec;
 mod status;
 mod target;
 mod task;
 
-pub use clock::now_ms;
+pub use clock::{now_ms, Now};
 pub use commands::{is_read, READ_COMMANDS, READ_ONLY_FUNCTIONS};
-pub use job::{ClaimRequest, Claimed, CommitOutcome, Job};
+pub use job::{ClaimRequest, Claimed, CommitOutcome, Deferral, Enqueued, Job};
 pub use keys::{validate_job_name, JobKeys};
 pub use library::{ensure_library, LIBRARY_SOURCE, LIBRARY_VERSION};
-pub use link::{redact_url, Link, LinkOptions};
+pub use link::{redact_url, request_stop, stop_flag, stop_requested, Link, LinkOptions};
 pub use partials::{MergeClaim, MergePolicy, INLINE_BLOB, STAGE_PIECE, TOP_PER_PARTITION};
-pub use reads::{job_names, DeadTask, DoneRecord, JobEvent};
+pub use reads::{job_names, DeadTask, DoneRecord, HeldTask, JobEvent, WorkerView};
+pub use retention::{is_expired, prune, Expired};
 pub use spec::{
     live_window, Aggregation, JobSpec, TokenizerKind, DEFAULT_LEASE, DEFAULT_MAX_ATTEMPTS,
     DEFAULT_PARTITIONS,
@@ -38,13 +40,14 @@ pub use task::{Format, NewTask, Piece, Task};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Redis answered with an error, or could not be reached in time.
-    #[error("redis at {addr}: {source}")]
+    // The cause's text is part of the message, so it is not also the error's `source` (error chains
+    // would say it twice; thiserror takes a field named `source` for one, hence `cause`).
+    #[error("redis at {addr}: {}", crate::link::gist(.cause))]
     Redis {
         /// The Redis address, password hidden.
         addr: String,
         /// What Redis or the connection said.
-        #[source]
-        source: redis::RedisError,
+        cause: redis::RedisError,
     },
     /// The job's keys do not exist (never created, or Redis restarted without its data).
     #[error("no job '{job}' at redis {addr}: {hint}")]
@@ -65,6 +68,20 @@ pub enum Error {
         call: &'static str,
         /// What came back.
         detail: String,
+    },
+    /// A first connection to a single Redis failed for several seconds: nothing to wait for.
+    #[error("cannot reach redis at {addr} ({detail}); is it running there, and is the URL (--redis or REDIS_URL) right?")]
+    Unreachable {
+        /// The Redis address, password hidden.
+        addr: String,
+        /// What the connection said.
+        detail: String,
+    },
+    /// The user asked to stop (Ctrl-C) while a call was waiting for Redis.
+    #[error("interrupted while waiting for redis at {addr}")]
+    Interrupted {
+        /// The Redis address, password hidden.
+        addr: String,
     },
     /// A job name that cannot be used in a key.
     #[error("invalid job name '{0}': use 1-100 characters, letters, digits, '-', '_' or '.'")]

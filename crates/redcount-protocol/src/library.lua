@@ -2,25 +2,55 @@
 -- redcount's coordination protocol: every state change of a job is one call of a function below,
 -- so each change is atomic on a single Redis, after a restore from a checkpoint, on replicas, and on a
 -- Raft state machine that re-executes every call. docs/PROTOCOL.md describes every function. Rules:
---   * time is an argument (`now`, ms): no TIME, no TTLs, no XAUTOCLAIM, no XPENDING IDLE;
+--   * one clock, the coordinator's: `now` (ARGV[1] of every function) is `*`, this Redis's TIME, or a
+--     pinned number of ms, which a Raft leader stamps on every entry (see `clock`); no TTLs, no
+--     XAUTOCLAIM, no XPENDING IDLE; leases run on the lease clock (see `lease_clock`);
 --   * no randomness and no replies that depend on hash iteration order;
 --   * explicit stream ids everywhere (tasks `seq-0`, done `n-0`, dead `n-0`);
 --   * validate every argument before the first write (Redis has no rollback).
 -- KEYS are always the nine keys of one job, in the order of `JobKeys::all` in keys.rs.
 
-local LIBRARY_VERSION = 16
+local LIBRARY_VERSION = 26
 
 local K_TASKS, K_LEASES, K_COUNTS, K_META, K_DONE, K_DEAD, K_INFLIGHT, K_WORKERS, K_EVENTS = 1, 2, 3, 4, 5, 6, 7, 8, 9
 local GROUP = 'workers'
 
+-- Errors echo the offending argument: escaped to printable ASCII (a raw byte that is not UTF-8 in an
+-- error line breaks clients' parsers) and cut to 300 bytes.
 local function fail(message)
+  message = string.gsub(message, '[^\32-\126]', function(c)
+    return string.format('\\x%02x', string.byte(c))
+  end)
+  if #message > 300 then
+    message = string.sub(message, 1, 300) .. '...'
+  end
   error({ err = 'ERR redcount: ' .. message })
 end
 
+-- An integer argument: an optional '-' and 1 to 15 digits, nothing else. Lua's tonumber also takes
+-- ' 5', '2.0', '1e5' and 0x10, which Redis may then refuse half-way through a call (a stream id
+-- '2.0-0', a ZINCRBY by ' 5') after earlier writes, and numbers past 15 digits stop being exact.
 local function int(value, what)
-  local n = tonumber(value)
-  if n == nil or n ~= math.floor(n) then
-    fail(what .. ' must be an integer, got ' .. tostring(value))
+  local digits = type(value) == 'string' and string.match(value, '^%-?(%d+)$')
+  if not digits or #digits > 15 then
+    fail(what .. ' must be an integer of at most 15 digits, got ' .. tostring(value))
+  end
+  return tonumber(value)
+end
+
+-- The coordinator's clock, in ms. `now` is `*`: this Redis's own TIME (plain Redis and Sentinel: the
+-- effects of a call are what replicas and the AOF receive, so they agree with it); or pinned
+-- milliseconds: a Raft leader stamps every entry with its clock, so every node re-executes the entry
+-- identically, and tests pin time. Workers send `*`: their own clocks never matter.
+local MAX_NOW = 10000000000000 -- 1e13 ms, the year 2286: beyond it numbers lose their integer form
+local function clock(value)
+  if value == '*' then
+    local t = redis.call('TIME')
+    return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  local n = int(value, 'now')
+  if n < 0 or n >= MAX_NOW then
+    fail('now must be * or milliseconds since the epoch below 1e13, got ' .. tostring(value))
   end
   return n
 end
@@ -53,28 +83,80 @@ local function task_fields(keys, id)
   return entry_table(found[1][2])
 end
 
--- inflight hash value: "attempts:claimed_ms:worker"
+-- The lease clock: the coordinator's clock with every quiet stretch taken out. When no call of the job
+-- was served for longer than a third of its lease (a failover, a Redis restart, a long busy script:
+-- workers could not renew), the stretch beyond that third pauses every lease, as Chubby's new master
+-- extends its sessions: leases run down only while the coordinator serves, so a failover alone never
+-- takes a task from a live worker, while a worker that really died still loses its tasks one lease
+-- later. Workers renew every quarter of a lease and poll at least as often when idle, so a job with a
+-- live worker is never quiet that long. Deterministic: it derives from `now` and the job's state only.
+local function lease_clock(keys, now)
+  local m = redis.call('HMGET', keys[K_META], 'heard_ms', 'paused_ms', 'cfg.lease_ms')
+  local heard, paused = tonumber(m[1] or now), tonumber(m[2] or '0')
+  local quiet = math.max(math.floor(tonumber(m[3] or '0') / 3), 1)
+  if now - heard > quiet then
+    paused = paused + now - heard - quiet
+    redis.call('HSET', keys[K_META], 'paused_ms', paused)
+  end
+  if now > heard then
+    redis.call('HSET', keys[K_META], 'heard_ms', now)
+  end
+  return now - paused
+end
+
+-- inflight hash value of a delivered task: "attempts:charged:solo:claimed_ms:lease_claimed:holder".
+-- attempts counts deliveries; charged, the deliveries that ended with the holder gone while the task
+-- was handed out alone (solo 1), so it was the one being counted. claimed_ms is the coordinator's
+-- clock, lease_claimed the lease clock. An expired lease is released: holder ''.
 local function inflight(keys, id)
   local v = redis.call('HGET', keys[K_INFLIGHT], id)
   if not v then
-    return 0, 0, ''
+    return { attempts = 0, charged = 0, solo = 0, claimed = 0, lclaimed = 0, holder = '' }
   end
-  local attempts, claimed, worker = string.match(v, '^(%d+):(%d+):(.*)$')
-  return tonumber(attempts), tonumber(claimed), worker
+  local attempts, charged, solo, claimed, lclaimed, holder = string.match(v, '^(%d+):(%d+):(%d):(%d+):(%d+):(.*)$')
+  return { attempts = tonumber(attempts), charged = tonumber(charged), solo = tonumber(solo),
+    claimed = tonumber(claimed), lclaimed = tonumber(lclaimed), holder = holder }
 end
 
-local function lease(keys, id, now, lease_ms, attempts, worker)
-  redis.call('ZADD', keys[K_LEASES], now + lease_ms, id)
-  redis.call('HSET', keys[K_INFLIGHT], id, attempts .. ':' .. now .. ':' .. worker)
+local function set_inflight(keys, id, f)
+  redis.call('HSET', keys[K_INFLIGHT], id,
+    f.attempts .. ':' .. f.charged .. ':' .. f.solo .. ':' .. f.claimed .. ':' .. f.lclaimed .. ':' .. f.holder)
 end
 
--- Forget a delivered task: ack it and drop its lease. Returns what inflight knew of it.
+-- The holder a task had before its last re-delivery or speculative copy, under `<id><` in inflight
+-- ("attempts:claimed_ms:holder"): a late commit by that holder then records its own claim, not
+-- the new holder's (which would make its work look shorter than it was and mislead speculation).
+local function remember_holder(keys, id, f)
+  if f.holder ~= '' then
+    redis.call('HSET', keys[K_INFLIGHT], id .. '<', f.attempts .. ':' .. f.claimed .. ':' .. f.holder)
+  end
+end
+
+-- The workers that could not open task `id`'s input (`defer`): a set under the job's prefix.
+local function lacks_key(keys, id)
+  return string.sub(keys[K_META], 1, -5) .. 'lacks:' .. id
+end
+
+-- Whether `worker` said it cannot open task `id` while some other live worker has not: then
+-- the task is for them.
+local function others_may_have(keys, id, worker, live)
+  local lacks = lacks_key(keys, id)
+  return redis.call('SISMEMBER', lacks, worker) == 1 and redis.call('SCARD', lacks) < live
+end
+
+-- Forget a delivered task: ack it and drop its lease. Returns what inflight knew of it, and of its
+-- previous holder (or nil).
 local function retire(keys, id)
-  local attempts, claimed, holder = inflight(keys, id)
+  local f = inflight(keys, id)
+  local prev = redis.call('HGET', keys[K_INFLIGHT], id .. '<')
+  if prev then
+    local attempts, claimed, holder = string.match(prev, '^(%d+):(%d+):(.*)$')
+    prev = { attempts = tonumber(attempts), claimed = tonumber(claimed), holder = holder }
+  end
   redis.call('XACK', keys[K_TASKS], GROUP, id)
   redis.call('ZREM', keys[K_LEASES], id)
-  redis.call('HDEL', keys[K_INFLIGHT], id)
-  return attempts, claimed, holder
+  redis.call('HDEL', keys[K_INFLIGHT], id, id .. '<')
+  return f, prev
 end
 
 -- Give up on a delivered task `t` (its fields, read before any write): ack it, drop its lease, record it.
@@ -86,8 +168,8 @@ local function bury(keys, id, t, now, worker, attempts, message)
     'failed_ms', now, 'worker', worker, 'attempts', attempts, 'error', message)
 end
 
-local function task_reply(id, t, attempts)
-  return { id, t.path, t.start, t['end'], t.fmt, t.injected_ms, attempts, t.more or '' }
+local function task_reply(id, t, f)
+  return { id, t.path, t.start, t['end'], t.fmt, t.injected_ms, f.attempts, t.more or '', f.solo }
 end
 
 -- Bytes of a task: its own range, plus those of the small files packed with it (`more` starts with
@@ -97,13 +179,16 @@ local function task_bytes(t)
   return tonumber(t['end']) - tonumber(t.start) + more
 end
 
--- Hand task `id` (fields `t`) to `worker` as its `attempts`-th delivery: the pending entry moves to the
--- worker at `now` (pinned, so every replica records the same entry), the task gets a lease, and the
--- reply entry is returned.
-local function deliver(keys, id, t, now, lease_ms, attempts, worker)
+-- Hand task `id` (fields `t`, inflight record `f`) to `worker` as its next delivery, alone when `solo`
+-- is 1: the pending entry moves to the worker at `now` (pinned, so every replica records the same
+-- entry), the task gets a lease on the lease clock `lnow`, and the reply entry is returned.
+local function deliver(keys, id, t, now, lnow, lease_ms, f, worker, solo)
   redis.call('XCLAIM', keys[K_TASKS], GROUP, worker, 0, id, 'TIME', now, 'JUSTID')
-  lease(keys, id, now, lease_ms, attempts, worker)
-  return task_reply(id, t, attempts)
+  remember_holder(keys, id, f)
+  f.attempts, f.solo, f.claimed, f.lclaimed, f.holder = f.attempts + 1, solo, now, lnow, worker
+  redis.call('ZADD', keys[K_LEASES], lnow + lease_ms, id)
+  set_inflight(keys, id, f)
+  return task_reply(id, t, f)
 end
 
 local function is_finished(keys)
@@ -114,9 +199,19 @@ local function is_finished(keys)
     and tonumber(redis.call('HGET', keys[K_META], 'partials') or '0') == 0
 end
 
+-- Notes when the job became finished (`finished_ms`, once), after a call that may have finished it.
+-- Returns whether it is finished (claim's reply says so too, without asking again).
+local function note_finished(keys, now)
+  local finished = is_finished(keys)
+  if finished then
+    redis.call('HSETNX', keys[K_META], 'finished_ms', now)
+  end
+  return finished
+end
+
 -- create(now, run_id, field, value, ...): make the job (idempotent). Returns {created 0/1, run_id}.
 local function create(keys, args)
-  local now = int(args[1], 'now')
+  local now = clock(args[1])
   local run_id = args[2]
   if run_id == nil or (#args - 2) % 2 ~= 0 then
     fail('create takes now, run_id and field/value pairs')
@@ -130,26 +225,30 @@ local function create(keys, args)
   redis.call('HSET', keys[K_META], 'state', 'open', 'run_id', run_id, 'created_ms', now, 'tasks', 0, 'bytes', 0,
     'last_seq', 0, 'delivered', 0, 'delivered_id', '0-0', 'done', 0, 'done_bytes', 0, 'dead', 0, 'words', 0,
     'recomputed', 0, 'redelivered', 0, 'duplicates', 0, 'increments', 0, 'commits', 0, 'speculated', 0, 'events', 0,
-    'partials', 0, 'partial_seq', 0, 'merges', 0, 'distinct', 0, 'dead_records', 0)
+    'partials', 0, 'partial_seq', 0, 'merges', 0, 'distinct', 0, 'dead_records', 0, 'heard_ms', now, 'paused_ms', 0)
   for i = 3, #args, 2 do
     redis.call('HSET', keys[K_META], args[i], args[i + 1])
   end
   return { 1, run_id }
 end
 
--- enqueue(now, {seq, path, start, end, fmt, more}...): add tasks with ids `seq-0`; `more` is empty, or the
--- other ranges of a task that packs small files (`<their bytes>|` then path, start, end, fmt, each
--- followed by a NUL byte). A task whose seq is not above the job's last one is already there (a re-send
--- after a crash or rollback) and is skipped.
+-- enqueue(now, {seq, path, start, end, fmt, more, due}...): add tasks with ids `seq-0`; `more` is empty,
+-- or the other ranges of a task that packs small files (`<their bytes>|` then path, start, end, fmt,
+-- each followed by a NUL byte); `due` is empty, or when the file was due to arrive (a stream's
+-- schedule, ms on the coordinator's clock): latency counts from then, so a file that waited out an
+-- outage before it could be enqueued shows its whole wait. A task whose seq is not above the job's last one is already there (a re-send
+-- after a crash or rollback) and is skipped. The job's tasks are always exactly 1..last_seq: new ones
+-- must continue that run, so when a rollback lost the tail the reply is {'gap', last_seq} (nothing
+-- added) and the driver re-sends from last_seq + 1. Else {'ok', added, skipped}.
 local function enqueue(keys, args)
-  local now = int(args[1], 'now')
-  if (#args - 1) % 6 ~= 0 then
-    fail('enqueue takes now and groups of seq, path, start, end, fmt, more')
+  local now = clock(args[1])
+  if (#args - 1) % 7 ~= 0 then
+    fail('enqueue takes now and groups of seq, path, start, end, fmt, more, due')
   end
   require_job(keys)
   local last_seq = meta_int(keys, 'last_seq')
   local prev, fresh = -1, {}
-  for i = 2, #args, 6 do
+  for i = 2, #args, 7 do
     local seq = int(args[i], 'seq')
     local s, e = int(args[i + 2], 'start'), int(args[i + 3], 'end')
     if seq <= prev then
@@ -161,25 +260,35 @@ local function enqueue(keys, args)
     if args[i + 5] ~= '' and not string.match(args[i + 5], '^%d+|') then
       fail('the packed ranges of task ' .. seq .. ' do not start with their byte count')
     end
-    prev = seq
+    if args[i + 6] ~= '' then
+      int(args[i + 6], 'due')
+    end
     if seq > last_seq then
+      if #fresh == 0 and seq ~= last_seq + 1 then
+        return { 'gap', last_seq }
+      elseif #fresh > 0 and seq ~= prev + 1 then
+        fail('task sequence numbers must have no holes, got ' .. seq .. ' after ' .. prev)
+      end
       fresh[#fresh + 1] = i
     end
+    prev = seq
   end
   if #fresh > 0 and redis.call('HGET', keys[K_META], 'state') ~= 'open' then
     fail('job is sealed: no new tasks can be added to ' .. keys[K_TASKS])
   end
+  lease_clock(keys, now)
   local bytes = 0
   for _, i in ipairs(fresh) do
     local t = { path = args[i + 1], start = args[i + 2], ['end'] = args[i + 3], fmt = args[i + 4] }
-    if args[i + 5] == '' then
-      redis.call('XADD', keys[K_TASKS], args[i] .. '-0', 'path', t.path, 'start', t.start, 'end', t['end'],
-        'fmt', t.fmt, 'injected_ms', now)
-    else
+    local fields = { 'path', t.path, 'start', t.start, 'end', t['end'], 'fmt', t.fmt, 'injected_ms', now }
+    if args[i + 5] ~= '' then
       t.more = args[i + 5]
-      redis.call('XADD', keys[K_TASKS], args[i] .. '-0', 'path', t.path, 'start', t.start, 'end', t['end'],
-        'fmt', t.fmt, 'injected_ms', now, 'more', t.more)
+      fields[#fields + 1], fields[#fields + 2] = 'more', t.more
     end
+    if args[i + 6] ~= '' then
+      fields[#fields + 1], fields[#fields + 2] = 'due_ms', args[i + 6]
+    end
+    redis.call('XADD', keys[K_TASKS], args[i] .. '-0', unpack(fields))
     bytes = bytes + task_bytes(t)
   end
   if #fresh > 0 then
@@ -187,13 +296,13 @@ local function enqueue(keys, args)
     redis.call('HINCRBY', keys[K_META], 'bytes', bytes)
     redis.call('HSET', keys[K_META], 'last_seq', prev)
   end
-  return { #fresh, (#args - 1) / 6 - #fresh }
+  return { 'ok', #fresh, (#args - 1) / 7 - #fresh }
 end
 
 -- seal(now, expected_tasks): no more tasks will come. expected_tasks > 0 must match the job's task count
 -- (else the reply says how many are there, so the driver can re-send what a rollback lost).
 local function seal(keys, args)
-  local now = int(args[1], 'now')
+  local now = clock(args[1])
   local expected = int(args[2] or '0', 'expected_tasks')
   require_job(keys)
   local tasks = meta_int(keys, 'tasks')
@@ -223,11 +332,12 @@ local function recent_durations(keys, worker)
 end
 
 -- The task to run speculatively, if any: one held by another worker for longer than `factor` times the
--- p90 of recent task durations (and at least min_ms). Oldest claim first, ties by id, so the choice does
--- not depend on the hash's iteration order. Only a worker that has recently committed (3 of the last
--- 100 commits) at no more than twice the median duration speculates: a straggler takes nothing from
--- others. Only first attempts are copied, so a task never ping-pongs between workers.
-local function straggling_task(keys, now, worker, max_attempts, factor, min_ms)
+-- p90 of recent task durations (and at least min_ms) on the lease clock (a failover does not make a
+-- task look slow). Oldest claim first, ties by id, so the choice does not depend on the hash's
+-- iteration order. Only a worker that has recently committed (3 of the last 100 commits) at no more
+-- than twice the median duration speculates: a straggler takes nothing from others. Only first
+-- attempts are copied, so a task never ping-pongs between workers.
+local function straggling_task(keys, lnow, worker, factor, min_ms)
   local all, mine = recent_durations(keys, worker)
   if #all < 10 then
     return nil
@@ -240,25 +350,27 @@ local function straggling_task(keys, now, worker, max_attempts, factor, min_ms)
   local flat = redis.call('HGETALL', keys[K_INFLIGHT])
   local best, best_claimed
   for i = 1, #flat, 2 do
-    local attempts, claimed, holder = string.match(flat[i + 1], '^(%d+):(%d+):(.*)$')
-    attempts, claimed = tonumber(attempts), tonumber(claimed)
-    if holder ~= worker and attempts == 1 and attempts < max_attempts and now - claimed > threshold then
-      if best == nil or claimed < best_claimed or (claimed == best_claimed and flat[i] < best) then
-        best, best_claimed = flat[i], claimed
+    local attempts, lclaimed, holder = string.match(flat[i + 1], '^(%d+):%d+:%d:%d+:(%d+):(.*)$')
+    attempts, lclaimed = tonumber(attempts), tonumber(lclaimed)
+    -- (A previous holder's entry, `<id><`, does not match and is skipped.)
+    if attempts == 1 and holder ~= worker and holder ~= '' and lnow - lclaimed > threshold then
+      if best == nil or lclaimed < best_claimed or (lclaimed == best_claimed and flat[i] < best) then
+        best, best_claimed = flat[i], lclaimed
       end
     end
   end
   return best
 end
 
--- Claim's reply: finished?, earliest lease deadline, newest task and done ids, then the tasks.
-local function claim_reply(keys, tasks)
+-- Claim's reply: finished?, ms until the earliest lease expires (-1: none), newest task and done ids,
+-- then the tasks. The wait is relative: a worker's clock never has to agree with the coordinator's.
+local function claim_reply(keys, lnow, tasks, finished)
   local first = redis.call('ZRANGE', keys[K_LEASES], 0, 0, 'WITHSCORES')
-  local next_deadline = -1
+  local next_expiry = -1
   if #first > 0 then
-    next_deadline = tonumber(first[2])
+    next_expiry = math.max(tonumber(first[2]) - lnow, 0)
   end
-  local reply = { is_finished(keys) and 1 or 0, next_deadline, meta_int(keys, 'last_seq') .. '-0',
+  local reply = { finished and 1 or 0, next_expiry, meta_int(keys, 'last_seq') .. '-0',
     meta_int(keys, 'done') .. '-0' }
   for _, task in ipairs(tasks) do
     reply[#reply + 1] = task
@@ -266,27 +378,59 @@ local function claim_reply(keys, tasks)
   return reply
 end
 
+-- Releases the expired leases among the first `limit` (lease clock `lnow`): a task whose holder stopped
+-- renewing it while it held it alone is charged for that (it was the one being counted), and buried
+-- once charged max_attempts times; the others (the rest of a dead worker's batch) are charged
+-- nothing. Every released task waits, holder '', at the head of the leases, to be handed out alone.
+-- Returns the ids released, in lease order.
+local function release_expired(keys, now, lnow, limit, max_attempts)
+  local released = {}
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', keys[K_LEASES], '-inf', lnow, 'LIMIT', 0, limit)) do
+    local f = inflight(keys, id)
+    if f.holder ~= '' then
+      local holder = f.holder
+      remember_holder(keys, id, f)
+      f.charged, f.holder = f.charged + f.solo, ''
+      if f.charged >= max_attempts then
+        bury(keys, id, task_fields(keys, id), now, holder, f.attempts, 'gave up after ' .. f.charged ..
+          ' attempts: each time, the worker counting it alone stopped renewing its lease (it crashed, was ' ..
+          'killed or hung on this input)')
+      else
+        set_inflight(keys, id, f)
+        redis.call('ZADD', keys[K_LEASES], 0, id)
+        released[#released + 1] = id
+      end
+    else
+      released[#released + 1] = id
+    end
+  end
+  return released
+end
+
 -- claim(now, worker, lease_ms, max_tasks, max_bytes, max_attempts, live_window_ms, spec_factor, spec_min_ms,
 --       token)
--- Re-delivers expired leases first (burying tasks that used up max_attempts), then new tasks: at most
--- max_tasks, at most max_bytes (but always one), and at most a fair share of what is left undelivered,
--- so the tail of a job is spread over the live workers. With nothing else to hand out and spec_factor > 0,
--- a straggler's task is handed out speculatively (the first commit wins, the other is a duplicate). A
--- token seen in this worker's previous claim marks a retry: it gets that claim's tasks again. Reply:
--- {finished, next_lease_deadline or -1, last task id, last done id, {task}...}
+-- Releases expired leases first (see release_expired). A released task is handed out alone: the reply
+-- holds it and nothing else, so an input that crashes its workers is isolated and charged, and no other
+-- task pays for it. Else new tasks: at most max_tasks, at most max_bytes (but always one), and at most a
+-- fair share of what is left undelivered, so the tail of a job is spread over the live workers. With
+-- nothing else to hand out and spec_factor > 0, one straggler's task is handed out speculatively (the
+-- first commit wins, the other is a duplicate; the copy is charged nothing). A token seen in this
+-- worker's previous claim marks a retry: it gets that claim's tasks again. Reply:
+-- {finished, ms until the next lease expires or -1, last task id, last done id, {task}...}
 local function claim(keys, args)
-  local now, worker = int(args[1], 'now'), args[2]
+  local now, worker = clock(args[1]), args[2]
   local lease_ms, max_tasks = int(args[3], 'lease_ms'), int(args[4], 'max_tasks')
   local max_bytes, max_attempts = int(args[5], 'max_bytes'), int(args[6], 'max_attempts')
   local live_window = int(args[7], 'live_window_ms')
   local spec_factor, spec_min = tonumber(args[8] or '0'), int(args[9] or '0', 'spec_min_ms')
-  if spec_factor == nil or spec_factor < 0 then
+  if spec_factor == nil or spec_factor ~= spec_factor or spec_factor < 0 or spec_factor == math.huge then
     fail('spec_factor must be a number >= 0, got ' .. tostring(args[8]))
   end
   if worker == nil or worker == '' or lease_ms <= 0 or max_tasks <= 0 or max_attempts <= 0 then
     fail('claim needs a worker name and positive lease_ms, max_tasks, max_attempts')
   end
   require_job(keys)
+  local lnow = lease_clock(keys, now)
   redis.call('ZADD', keys[K_WORKERS], now, worker)
 
   -- The token, unique to this claim call of this worker: the same token again is the same call
@@ -300,41 +444,34 @@ local function claim(keys, args)
     if sep and string.sub(prev, 1, sep - 1) == token then
       local again = {}
       for id in string.gmatch(string.sub(prev, sep + 1), '[^,]+') do
-        local attempts, _, holder = inflight(keys, id)
-        if holder == worker and redis.call('ZSCORE', keys[K_LEASES], id) then
-          again[#again + 1] = task_reply(id, task_fields(keys, id), attempts)
+        local f = inflight(keys, id)
+        if f.holder == worker and redis.call('ZSCORE', keys[K_LEASES], id) then
+          again[#again + 1] = task_reply(id, task_fields(keys, id), f)
         end
       end
-      return claim_reply(keys, again)
+      return claim_reply(keys, lnow, again, note_finished(keys, now))
     end
   end
 
-  local out, count, bytes = {}, 0, 0
-  local expired = redis.call('ZRANGEBYSCORE', keys[K_LEASES], '-inf', now, 'LIMIT', 0, max_tasks)
-  for _, id in ipairs(expired) do
-    local attempts, _, holder = inflight(keys, id)
-    if attempts >= max_attempts then
-      bury(keys, id, task_fields(keys, id), now, holder, attempts, 'gave up after ' .. attempts ..
-        ' attempts: every worker that held it stopped renewing its lease (crashed, killed or stalled)')
-    elseif count == 0 or bytes < max_bytes then
-      local t = task_fields(keys, id)
+  local out = {}
+  local live = redis.call('ZCOUNT', keys[K_WORKERS], now - live_window, '+inf')
+  for _, id in ipairs(release_expired(keys, now, lnow, max_tasks, max_attempts)) do
+    if not others_may_have(keys, id, worker, live) then
       redis.call('HINCRBY', keys[K_META], 'redelivered', 1)
-      out[#out + 1] = deliver(keys, id, t, now, lease_ms, attempts + 1, worker)
-      count, bytes = count + 1, bytes + task_bytes(t)
+      out[1] = deliver(keys, id, task_fields(keys, id), now, lnow, lease_ms, inflight(keys, id), worker, 1)
+      break
     end
   end
 
   local m = redis.call('HMGET', keys[K_META], 'tasks', 'delivered', 'delivered_id')
   local undelivered = tonumber(m[1]) - tonumber(m[2])
-  if undelivered > 0 and count < max_tasks and (count == 0 or bytes < max_bytes) then
-    local live = redis.call('ZCOUNT', keys[K_WORKERS], now - live_window, '+inf')
+  if #out == 0 and undelivered > 0 then
     local fair = math.ceil(undelivered / (2 * math.max(live, 1)))
-    local want = math.min(max_tasks - count, fair)
-    local take = 0
+    local want = math.min(max_tasks, fair)
+    local take, bytes = 0, 0
     for _, entry in ipairs(redis.call('XRANGE', keys[K_TASKS], '(' .. m[3], '+', 'COUNT', want)) do
-      local t = entry_table(entry[2])
-      local size = task_bytes(t)
-      if count + take > 0 and bytes + size > max_bytes then
+      local size = task_bytes(entry_table(entry[2]))
+      if take > 0 and bytes + size > max_bytes then
         break
       end
       take, bytes = take + 1, bytes + size
@@ -343,7 +480,8 @@ local function claim(keys, args)
       local read = redis.call('XREADGROUP', 'GROUP', GROUP, worker, 'COUNT', take, 'STREAMS', keys[K_TASKS], '>')
       local last = m[3]
       for _, entry in ipairs(read[1][2]) do
-        out[#out + 1] = deliver(keys, entry[1], entry_table(entry[2]), now, lease_ms, 1, worker)
+        out[#out + 1] = deliver(keys, entry[1], entry_table(entry[2]), now, lnow, lease_ms, inflight(keys, entry[1]),
+          worker, 0)
         last = entry[1]
       end
       redis.call('HINCRBY', keys[K_META], 'delivered', #read[1][2])
@@ -351,13 +489,11 @@ local function claim(keys, args)
     end
   end
 
-  if count == 0 and spec_factor > 0 then
-    local id = straggling_task(keys, now, worker, max_attempts, spec_factor, spec_min)
+  if #out == 0 and spec_factor > 0 then
+    local id = straggling_task(keys, lnow, worker, spec_factor, spec_min)
     if id then
-      local attempts = inflight(keys, id)
-      local t = task_fields(keys, id)
       redis.call('HINCRBY', keys[K_META], 'speculated', 1)
-      out[#out + 1] = deliver(keys, id, t, now, lease_ms, attempts + 1, worker)
+      out[1] = deliver(keys, id, task_fields(keys, id), now, lnow, lease_ms, inflight(keys, id), worker, 0)
     end
   end
 
@@ -368,19 +504,22 @@ local function claim(keys, args)
     end
     redis.call('HSET', keys[K_META], last_claim, token .. '|' .. table.concat(ids, ','))
   end
-  return claim_reply(keys, out)
+  return claim_reply(keys, lnow, out, note_finished(keys, now))
 end
 
 -- renew(now, worker, lease_ms, id...): extend the leases this worker still holds. Returns those ids.
 local function renew(keys, args)
-  local now, worker, lease_ms = int(args[1], 'now'), args[2], int(args[3], 'lease_ms')
+  local now, worker, lease_ms = clock(args[1]), args[2], int(args[3], 'lease_ms')
+  if worker == nil or worker == '' or lease_ms <= 0 then
+    fail('renew needs a worker name and a positive lease_ms')
+  end
   require_job(keys)
+  local lnow = lease_clock(keys, now)
   redis.call('ZADD', keys[K_WORKERS], now, worker)
   local held = {}
   for i = 4, #args do
-    local _, _, holder = inflight(keys, args[i])
-    if holder == worker and redis.call('ZSCORE', keys[K_LEASES], args[i]) then
-      redis.call('ZADD', keys[K_LEASES], 'XX', now + lease_ms, args[i])
+    if inflight(keys, args[i]).holder == worker and redis.call('ZSCORE', keys[K_LEASES], args[i]) then
+      redis.call('ZADD', keys[K_LEASES], 'XX', lnow + lease_ms, args[i])
       held[#held + 1] = args[i]
     end
   end
@@ -431,14 +570,20 @@ local function record_done(keys, now, worker, args, n, fields, total_words)
   local bytes, recomputed, words = 0, 0, 0
   for i = 4, 3 + 2 * n, 2 do
     local id, t = args[i], fields[i]
-    local attempts, claimed = retire(keys, id)
+    local f, prev = retire(keys, id)
+    -- The record is the committing worker's: its own claim and delivery, also when it commits late,
+    -- after the task went to another worker.
+    local claimed, attempts = f.claimed, f.attempts
+    if worker ~= f.holder and prev and prev.holder == worker then
+      claimed, attempts = prev.claimed, prev.attempts
+    end
     done = done + 1
     redis.call('XADD', keys[K_DONE], done .. '-0', 'task', id, 'path', t.path, 'start', t.start, 'end', t['end'],
-      'injected_ms', t.injected_ms, 'claimed_ms', claimed, 'committed_ms', now, 'worker', worker,
-      'attempts', attempts, 'words', args[i + 1])
+      'injected_ms', t.injected_ms, 'due_ms', t.due_ms or t.injected_ms, 'claimed_ms', claimed,
+      'committed_ms', now, 'worker', worker, 'attempts', attempts, 'words', args[i + 1], 'bytes', task_bytes(t))
     bytes = bytes + task_bytes(t)
     words = words + tonumber(args[i + 1])
-    if attempts > 1 then
+    if f.attempts > 1 then
       recomputed = recomputed + 1
     end
   end
@@ -454,7 +599,7 @@ end
 -- `redis` aggregation: apply the merged counts of n tasks exactly once with one ZINCRBY per word. If any
 -- of the tasks is no longer leased nothing changes (see check_leases).
 local function commit(keys, args)
-  local now, worker, n = int(args[1], 'now'), args[2], int(args[3], 'task count')
+  local now, worker, n = clock(args[1]), args[2], int(args[3], 'task count')
   if n < 1 or #args < 3 + 2 * n then
     fail('commit takes now, worker, n, n id/words pairs, then groups of count, k, k words')
   end
@@ -464,11 +609,11 @@ local function commit(keys, args)
   -- count is passed and checked once, not once per word.
   local i = first_group
   while i <= #args do
-    local c, k = tonumber(args[i]), tonumber(args[i + 1])
-    if c == nil or c <= 0 or c % 1 ~= 0 then
+    local c, k = int(args[i], 'a word count'), int(args[i + 1] or '', 'a group length')
+    if c <= 0 then
       fail('word counts must be positive integers, got ' .. tostring(args[i]))
     end
-    if k == nil or k < 1 or k % 1 ~= 0 or i + 1 + k > #args then
+    if k < 1 or i + 1 + k > #args then
       fail('a group of words with count ' .. args[i] .. ' has a bad length ' .. tostring(args[i + 1]))
     end
     words, increments, i = words + c * k, increments + k, i + 2 + k
@@ -479,6 +624,7 @@ local function commit(keys, args)
     return refused
   end
   local fields = commit_fields(keys, args, n)
+  lease_clock(keys, now)
   record_done(keys, now, worker, args, n, fields, words)
   local call, counts = redis.call, keys[K_COUNTS]
   i = first_group
@@ -490,6 +636,7 @@ local function commit(keys, args)
     i = last + 1
   end
   redis.call('HINCRBY', keys[K_META], 'increments', increments)
+  note_finished(keys, now)
   return { 'ok', n }
 end
 
@@ -521,7 +668,7 @@ end
 -- result) under the worker's token, so that no single call carries more than a bounded piece. The
 -- commit or merge that names the token makes it visible by renaming it. Returns its length so far.
 local function stage(keys, args)
-  int(args[1], 'now')
+  clock(args[1])
   local worker, token, piece = args[2], args[3], args[5]
   if worker == nil or worker == '' or token == nil or token == '' or piece == nil then
     fail('stage takes now, worker, token, partition and a piece')
@@ -574,7 +721,7 @@ end
 -- partition (O(bytes) for Redis, nothing per word), for workers to merge later. {'restage'} when a
 -- staged blob is gone (nothing changed).
 local function commit_parts(keys, args)
-  local now, worker, token = int(args[1], 'now'), args[2], args[3]
+  local now, worker, token = clock(args[1]), args[2], args[3]
   local n = int(args[4], 'task count')
   if worker == nil or worker == '' or token == nil or n < 1 or #args < 4 + 2 * n then
     fail('commit_parts takes now, worker, token, n, n id/words pairs, then partition blobs')
@@ -595,6 +742,7 @@ local function commit_parts(keys, args)
     return { 'restage' }
   end
   local fields = commit_fields(keys, view, n)
+  lease_clock(keys, now)
   record_done(keys, now, worker, view, n, fields)
   local meta = keys[K_META]
   for _, b in ipairs(blobs) do
@@ -603,6 +751,7 @@ local function commit_parts(keys, args)
     redis.call('ZADD', job_key(keys, 'parts:' .. b.p), now, seq)
   end
   redis.call('HINCRBY', meta, 'partials', #blobs)
+  note_finished(keys, now)
   return { 'ok', n }
 end
 
@@ -611,13 +760,14 @@ end
 -- than min_age_ms, or any once every task is done. Reply {p, gen, seq...} (at most max_parts of its
 -- oldest partials), or {} when none is due.
 local function merge_claim(keys, args)
-  local now, worker = int(args[1], 'now'), args[2]
+  local now, worker = clock(args[1]), args[2]
   local lease_ms, min_parts = int(args[3], 'lease_ms'), int(args[4], 'min_parts')
   local min_age, max_parts = int(args[5], 'min_age_ms'), int(args[6], 'max_parts')
   if worker == nil or worker == '' or lease_ms <= 0 or max_parts <= 0 then
     fail('merge_claim needs a worker and positive lease_ms and max_parts')
   end
   require_job(keys)
+  local lnow = lease_clock(keys, now)
   if meta_int(keys, 'partials') == 0 then
     return {}
   end
@@ -634,11 +784,11 @@ local function merge_claim(keys, args)
         deadline, holder = string.match(held, '^(%d+):(.*)$')
         deadline = tonumber(deadline)
       end
-      local free = deadline <= now or holder == worker
+      local free = deadline <= lnow or holder == worker
       local oldest = redis.call('ZRANGE', index, 0, 0, 'WITHSCORES')
       if free and (all_done or count >= min_parts or now - tonumber(oldest[2]) >= min_age) then
         redis.call('ZADD', keys[K_WORKERS], now, worker)
-        redis.call('HSET', merge, 'lease:' .. p, (now + lease_ms) .. ':' .. worker)
+        redis.call('HSET', merge, 'lease:' .. p, (lnow + lease_ms) .. ':' .. worker)
         local reply = { p, tonumber(redis.call('HGET', merge, 'gen:' .. p) or '0') }
         for _, seq in ipairs(redis.call('ZRANGE', index, 0, max_parts - 1)) do
           reply[#reply + 1] = seq
@@ -655,7 +805,7 @@ end
 -- was made from, never one it did not read. {'stale'} (nothing changed) when the lease went to another
 -- worker or another merge came first; {'restage'} when the staged result is gone.
 local function merge_commit(keys, args)
-  local now, worker, token = int(args[1], 'now'), args[2], args[3]
+  local now, worker, token = clock(args[1]), args[2], args[3]
   local gen, distinct, n = int(args[5], 'gen'), int(args[6], 'distinct'), int(args[7], 'partial count')
   if worker == nil or worker == '' or token == nil or n < 1 or #args ~= 7 + n + 6 then
     fail('merge_commit takes now, worker, token, p, gen, distinct, n, n seqs, the result and the top blob')
@@ -696,13 +846,14 @@ local function merge_commit(keys, args)
   redis.call('HSET', merge, 'distinct:' .. p, distinct, 'gen:' .. p, gen + 1)
   redis.call('HDEL', merge, 'lease:' .. p)
   redis.call('HINCRBY', meta, 'merges', 1)
+  note_finished(keys, now)
   return { 'ok' }
 end
 
 -- fail(now, worker, id, error): the task's input cannot be processed (missing, unreadable, malformed):
 -- move it to the dead stream with the error. {'dup'} if it is no longer pending.
 local function fail_task(keys, args)
-  local now, worker, id, message = int(args[1], 'now'), args[2], args[3], args[4]
+  local now, worker, id, message = clock(args[1]), args[2], args[3], args[4]
   if id == nil or message == nil then
     fail('fail takes now, worker, task id and an error message')
   end
@@ -710,8 +861,8 @@ local function fail_task(keys, args)
   if not redis.call('ZSCORE', keys[K_LEASES], id) then
     return { 'dup' }
   end
-  local attempts = inflight(keys, id)
-  bury(keys, id, task_fields(keys, id), now, worker, attempts, message)
+  bury(keys, id, task_fields(keys, id), now, worker, inflight(keys, id).attempts, message)
+  note_finished(keys, now)
   return { 'ok' }
 end
 
@@ -719,7 +870,7 @@ end
 -- record it in the dead stream, once however often the task is retried, while the task's other files
 -- are committed as usual. {'dup'} if the task is no longer leased.
 local function fail_piece(keys, args)
-  local now, worker, id = int(args[1], 'now'), args[2], args[3]
+  local now, worker, id = clock(args[1]), args[2], args[3]
   local index, path, message = int(args[4], 'piece index'), args[5], args[6]
   if id == nil or path == nil or message == nil then
     fail('fail_piece takes now, worker, task id, piece index, path and an error message')
@@ -729,18 +880,48 @@ local function fail_piece(keys, args)
     return { 'dup' }
   end
   if redis.call('HSETNX', string.sub(keys[K_META], 1, -5) .. 'failed', id .. ':' .. index, now) == 1 then
-    local attempts = inflight(keys, id)
     local n = redis.call('HINCRBY', keys[K_META], 'dead_records', 1)
     redis.call('XADD', keys[K_DEAD], n .. '-0', 'task', id, 'path', path, 'start', 0, 'end', 0,
-      'failed_ms', now, 'worker', worker, 'attempts', attempts, 'error', message)
+      'failed_ms', now, 'worker', worker, 'attempts', inflight(keys, id).attempts, 'error', message)
   end
   return { 'ok' }
+end
+
+-- defer(now, worker, id, live_window_ms): this worker cannot open the task's input (missing or
+-- unreadable here; a worker on another host may have it). Unless every live worker has now said so,
+-- the task is released uncharged, and claims hand it to the others first: {'deferred'}. When every
+-- live worker has, {'last', n}: the worker goes on to fail it (or its file) as usual. {'dup'} if the
+-- worker no longer holds it.
+local function defer(keys, args)
+  local now, worker, id = clock(args[1]), args[2], args[3]
+  local live_window = int(args[4], 'live_window_ms')
+  if worker == nil or worker == '' or id == nil or id == '' then
+    fail('defer takes now, worker, task id and live_window_ms')
+  end
+  require_job(keys)
+  local f = inflight(keys, id)
+  if f.holder ~= worker or not redis.call('ZSCORE', keys[K_LEASES], id) then
+    return { 'dup' }
+  end
+  redis.call('ZADD', keys[K_WORKERS], now, worker)
+  local lacks = lacks_key(keys, id)
+  redis.call('SADD', lacks, worker)
+  local live = redis.call('ZCOUNT', keys[K_WORKERS], now - live_window, '+inf')
+  local n = redis.call('SCARD', lacks)
+  if n >= live then
+    return { 'last', n }
+  end
+  remember_holder(keys, id, f)
+  f.holder = ''
+  set_inflight(keys, id, f)
+  redis.call('ZADD', keys[K_LEASES], 0, id)
+  return { 'deferred' }
 end
 
 -- event(now, kind, detail): note a fault or operator event (worker killed, straggler ...) in the job, so
 -- latency plots can mark it later. Returns the event's number.
 local function event(keys, args)
-  local now, kind, detail = int(args[1], 'now'), args[2], args[3] or ''
+  local now, kind, detail = clock(args[1]), args[2], args[3] or ''
   if kind == nil or kind == '' then
     fail('event needs a kind')
   end
@@ -750,9 +931,36 @@ local function event(keys, args)
   return n
 end
 
+-- drop(now, force): delete every key of the job: the nine and all under its prefix `rc:{J}:` (partials,
+-- results, merge leases, staged pieces), and nothing else. Refused while the job runs unless force is
+-- 1. Returns how many keys went. (SCAN's order varies, the set it deletes does not: every replica and
+-- Raft node ends with the same dataset.)
+local function drop(keys, args)
+  clock(args[1])
+  if args[2] ~= '0' and args[2] ~= '1' then
+    fail('drop takes now and force (0 or 1)')
+  end
+  require_job(keys)
+  if args[2] == '0' and not is_finished(keys) then
+    local m = redis.call('HMGET', keys[K_META], 'done', 'tasks')
+    fail('job at ' .. keys[K_META] .. ' is still running (' .. (m[1] or '0') .. ' of ' .. (m[2] or '0') ..
+      ' tasks done); wait for it, or remove it with --force')
+  end
+  local prefix = string.sub(keys[K_META], 1, -5)
+  local deleted, cursor = 0, '0'
+  repeat
+    local page = redis.call('SCAN', cursor, 'MATCH', prefix .. '*', 'COUNT', 1000)
+    cursor = page[1]
+    for _, key in ipairs(page[2]) do
+      deleted = deleted + redis.call('DEL', key)
+    end
+  until cursor == '0'
+  return deleted
+end
+
 local STATUS_FIELDS = { 'state', 'tasks', 'bytes', 'delivered', 'done', 'done_bytes', 'dead', 'words',
   'recomputed', 'redelivered', 'duplicates', 'increments', 'commits', 'created_ms', 'sealed_ms', 'run_id',
-  'speculated', 'events', 'partials', 'merges' }
+  'speculated', 'events', 'partials', 'merges', 'finished_ms' }
 
 -- Distinct words in the result so far: the sorted set's size, or what merges recorded.
 local function distinct_words(keys)
@@ -762,9 +970,39 @@ local function distinct_words(keys)
   return redis.call('ZCARD', keys[K_COUNTS])
 end
 
+-- top(k): the k most frequent words of a ZINCRBY job as word, count pairs (those above the cutoff
+-- count in ZREVRANGE's order, then the cutoff's ties by word bytes ascending), from one snapshot: two separate reads would race a commit that moves a
+-- word across the cutoff between them (and show fewer than k). O(log N + k).
+local function top(keys, args)
+  local k = int(args[1], 'k')
+  if k < 1 or k > 100000 then
+    fail('top takes k between 1 and 100000')
+  end
+  require_job(keys)
+  local head = redis.call('ZREVRANGE', keys[K_COUNTS], 0, k - 1, 'WITHSCORES')
+  if #head == 0 then
+    return {}
+  end
+  local cutoff = head[#head]
+  local reply = {}
+  for i = 1, #head, 2 do
+    if tonumber(head[i + 1]) > tonumber(cutoff) then
+      reply[#reply + 1] = head[i]
+      reply[#reply + 1] = head[i + 1]
+    end
+  end
+  -- ZREVRANGE orders a tie group by word descending: take the cutoff's group ascending instead.
+  local missing = k - #reply / 2
+  for _, word in ipairs(redis.call('ZRANGEBYSCORE', keys[K_COUNTS], cutoff, cutoff, 'LIMIT', 0, missing)) do
+    reply[#reply + 1] = word
+    reply[#reply + 1] = cutoff
+  end
+  return reply
+end
+
 -- status(now, live_window_ms): read-only counters as field/value pairs in a fixed order.
 local function status(keys, args)
-  local now, live_window = int(args[1], 'now'), int(args[2], 'live_window_ms')
+  local now, live_window = clock(args[1]), int(args[2], 'live_window_ms')
   require_job(keys)
   local values = redis.call('HMGET', keys[K_META], unpack(STATUS_FIELDS))
   local reply = {}
@@ -777,6 +1015,7 @@ local function status(keys, args)
     'live_workers', redis.call('ZCOUNT', keys[K_WORKERS], now - live_window, '+inf'),
     'distinct_words', distinct_words(keys),
     'finished', is_finished(keys) and 1 or 0,
+    'now_ms', now,
   }
   for _, v in ipairs(extra) do
     reply[#reply + 1] = v
@@ -800,6 +1039,9 @@ redis.register_function('rc_merge_claim', merge_claim)
 redis.register_function('rc_merge_commit', merge_commit)
 redis.register_function('rc_fail', fail_task)
 redis.register_function('rc_fail_piece', fail_piece)
+redis.register_function('rc_defer', defer)
 redis.register_function('rc_event', event)
+redis.register_function('rc_drop', drop)
 redis.register_function { function_name = 'rc_status', callback = status, flags = { 'no-writes' } }
+redis.register_function { function_name = 'rc_top', callback = top, flags = { 'no-writes' } }
 redis.register_function { function_name = 'rc_version', callback = version, flags = { 'no-writes' } }

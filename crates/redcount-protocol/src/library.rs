@@ -40,12 +40,27 @@ pub fn ensure_library(con: &mut Connection) -> redis::RedisResult<()> {
     if matches!(loaded, Ok(v) if v == LIBRARY_VERSION) {
         return Ok(());
     }
-    redis::cmd("FUNCTION")
+    match redis::cmd("FUNCTION")
         .arg("LOAD")
         .arg("REPLACE")
         .arg(LIBRARY_SOURCE)
         .query::<String>(con)
-        .map(|_| ())
+    {
+        Ok(_) => Ok(()),
+        // Redis before 7.0 has no Functions: say so rather than "unknown command".
+        Err(e)
+            if e.to_string()
+                .to_ascii_lowercase()
+                .contains("unknown command") =>
+        {
+            Err(redis::RedisError::from((
+                redis::ErrorKind::Client,
+                "redcount needs Redis 7.0 or newer (Redis Functions)",
+                e.to_string(),
+            )))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// True when an error means the server lacks the library (a fresh or restarted Redis).

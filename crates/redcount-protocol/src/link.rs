@@ -1,7 +1,10 @@
 //! A connection to Redis that survives Redis going away: reconnects with bounded exponential backoff
-//! and jitter, retries `LOADING`, and re-loads the Functions library on every new connection. Every
+//! and jitter, retries `LOADING` and `BUSY` (Redis running a long script: "later", never "give up"),
+//! and re-loads the Functions library on every new connection. Every
 //! protocol call is safe to repeat after a lost reply (idempotent enqueue, exactly-once commit).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use redis::{Connection, ErrorKind, RedisError, RedisResult, ServerErrorKind};
@@ -10,6 +13,28 @@ use crate::library::{ensure_library, is_missing_library};
 use crate::target::Target;
 use crate::{Error, Result};
 
+/// Set once the user asked the process to stop (Ctrl-C): calls waiting for Redis give up at once.
+static STOP: LazyLock<Arc<AtomicBool>> = LazyLock::new(Arc::default);
+
+/// The process's stop flag, for a signal handler to set (and a driver to watch).
+pub fn stop_flag() -> Arc<AtomicBool> {
+    STOP.clone()
+}
+
+/// Makes every link of this process stop retrying.
+pub fn request_stop() {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// True once [`request_stop`] was called.
+pub fn stop_requested() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
+/// How long a link keeps trying a single Redis it has never reached: a wrong URL should say so
+/// within seconds (the minute of patience is for a Redis that was there and went away).
+const FIRST_CONTACT: Duration = Duration::from_secs(5);
+
 /// How patient a [`Link`] is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkOptions {
@@ -17,9 +42,11 @@ pub struct LinkOptions {
     pub give_up_after: Duration,
     /// Timeout of one connection attempt.
     pub connect_timeout: Duration,
-    /// Timeout of one reply. None by default: a socket read with a timeout fails with EINTR when the
-    /// process is stopped and continued (signal(7)), and a lost `claim` reply strands its tasks until
-    /// their leases expire. A dead server still shows up at once (the connection is reset).
+    /// Timeout of one reply. A connection that went silent without a reset (a partition, a
+    /// black-holed link, a reply lost on the way) would otherwise block its caller forever: after
+    /// this long the call is sent again on a new connection, which every protocol call allows (a
+    /// claim is recognised by its token, a commit applies once). Longer than any call takes (the
+    /// blocking reads wait at most 500 ms; Redis answers BUSY after its busy-reply-threshold).
     pub read_timeout: Option<Duration>,
 }
 
@@ -28,7 +55,7 @@ impl Default for LinkOptions {
         LinkOptions {
             give_up_after: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(2),
-            read_timeout: None,
+            read_timeout: Some(Duration::from_secs(10)),
         }
     }
 }
@@ -39,23 +66,31 @@ pub struct Link {
     con: Option<Connection>,
     addr: String,
     options: LinkOptions,
+    /// Connections made so far: a change between two calls means they went to different servers
+    /// (or the same one after a reconnect).
+    connections: u64,
+    /// A first contact already failed for [`FIRST_CONTACT`]: later calls fail after one attempt.
+    never_reached: bool,
 }
 
 impl Link {
-    /// Parses `url` (`redis://[:password@]host:port[/db]`,
+    /// Parses `url` (`redis://[:password@]host:port[/db]`, `rediss://...` for TLS (the server's
+    /// certificate is checked against the system's roots, or the PEM file in `SSL_CERT_FILE`),
     /// `redis+sentinel://[:password@]host:port[,host:port...]/name` or
     /// `redis+raft://[:password@]host:port[,host:port...]`); does not connect yet.
     pub fn open(url: &str, options: LinkOptions) -> Result<Link> {
         let addr = redact_url(url);
-        let target = Target::parse(url).map_err(|source| Error::Redis {
+        let target = Target::parse(url).map_err(|cause| Error::Redis {
             addr: addr.clone(),
-            source,
+            cause,
         })?;
         Ok(Link {
             target,
             con: None,
             addr,
             options,
+            connections: 0,
+            never_reached: false,
         })
     }
 
@@ -63,6 +98,11 @@ impl Link {
     /// durability is the group's, not a Redis server's settings.
     pub fn is_raft_group(&self) -> bool {
         matches!(self.target, Target::Raft { .. })
+    }
+
+    /// How many connections this link has made (see the field).
+    pub fn connections(&self) -> u64 {
+        self.connections
     }
 
     /// The URL with any password hidden, for messages.
@@ -79,6 +119,7 @@ impl Link {
         let started = Instant::now();
         let mut delay = Duration::from_millis(50);
         let mut reloaded = false;
+        let mut warned = false;
         loop {
             let outcome = match self.connection() {
                 Ok(con) => match f(con) {
@@ -104,21 +145,46 @@ impl Link {
             if !is_transient(&err) || started.elapsed() >= self.options.give_up_after {
                 return Err(self.error(err));
             }
+            if stop_requested() {
+                return Err(Error::Interrupted {
+                    addr: self.addr.clone(),
+                });
+            }
+            if self.connections == 0
+                && self.target.is_single()
+                && (self.never_reached || started.elapsed() >= FIRST_CONTACT)
+                && (err.is_connection_refusal() || err.is_io_error() || err.is_timeout())
+            {
+                self.never_reached = true;
+                let mut detail = gist(&err);
+                if detail.contains("certificate") {
+                    detail.push_str(
+                        "; for rediss:// with a private CA, set SSL_CERT_FILE to the CA's PEM file",
+                    );
+                }
+                return Err(Error::Unreachable {
+                    addr: self.addr.clone(),
+                    detail,
+                });
+            }
             self.con = None;
             if is_interrupted(&err) {
                 tracing::debug!("{what} interrupted by a signal; retrying on a new connection");
                 continue;
             }
             let wait = jitter(delay);
-            tracing::warn!(
-                "redis at {} unreachable during {what} ({err}), retrying in {} ms",
-                self.addr,
-                wait.as_millis()
-            );
+            if warned {
+                tracing::debug!("{what}: still retrying ({err})");
+            } else {
+                tracing::warn!(
+                    "redis at {} unreachable during {what} ({err}); retrying every {} ms at most",
+                    self.addr,
+                    MAX_BACKOFF.as_millis()
+                );
+                warned = true;
+            }
             std::thread::sleep(wait);
-            // A Raft group elects a new leader within about a second, and asking a follower who
-            // leads costs it nothing: retry often. A single Redis gets time to restart.
-            delay = (delay * 2).min(self.target.max_backoff());
+            delay = (delay * 2).min(MAX_BACKOFF);
         }
     }
 
@@ -129,6 +195,7 @@ impl Link {
             con.set_write_timeout(self.options.read_timeout)?;
             ensure_library(&mut con)?;
             self.con = Some(con);
+            self.connections += 1;
         }
         match self.con.as_mut() {
             Some(con) => Ok(con),
@@ -142,14 +209,21 @@ impl Link {
         }
         Error::Redis {
             addr: self.addr.clone(),
-            source,
+            cause: source,
         }
     }
 }
 
-/// Errors after which the same call may succeed on a new connection.
+/// Longest pause between retries. Short, because a worker must be back within a fraction of a lease
+/// once its coordinator is (a restarted Redis, a promoted replica, a new Raft leader), and a failed
+/// attempt costs the server nothing.
+const MAX_BACKOFF: Duration = Duration::from_millis(250);
+
+/// Errors after which the same call may succeed (on a new connection, or later).
 fn is_transient(err: &RedisError) -> bool {
-    is_interrupted(err)
+    // BUSY: Redis is running a long script and did not run this call.
+    err.code() == Some("BUSY")
+        || is_interrupted(err)
         || err.is_io_error()
         || err.is_connection_refusal()
         || err.is_connection_dropped()
@@ -181,6 +255,18 @@ fn is_interrupted(err: &RedisError) -> bool {
         source = e.source();
     }
     err.to_string().contains("(os error 4)")
+}
+
+/// The gist of an error, each part once (redis-rs repeats its cause in its message).
+pub(crate) fn gist(err: &RedisError) -> String {
+    let text = err.to_string();
+    let mut parts: Vec<&str> = Vec::new();
+    for part in text.split(": ") {
+        if !parts.contains(&part) {
+            parts.push(part);
+        }
+    }
+    parts.join(": ")
 }
 
 fn jitter(delay: Duration) -> Duration {

@@ -10,7 +10,7 @@ use redcount_count::partial;
 use redis::Value;
 
 use crate::spec::millis;
-use crate::{reply, CommitOutcome, Job, Result};
+use crate::{reply, CommitOutcome, Job, Now, Result};
 
 /// Blobs up to this size travel inside the commit call; larger ones are staged first.
 pub const INLINE_BLOB: usize = 256 << 10;
@@ -58,38 +58,38 @@ impl Job {
     /// Commits tasks `(id, words)` exactly once with their counts as partition blobs `(p, blob)`.
     pub fn commit_parts(
         &mut self,
-        now: u64,
+        now: impl Into<Now>,
         worker: &str,
         tasks: &[(String, u64)],
         blobs: &[(u32, Vec<u8>)],
     ) -> Result<CommitOutcome> {
-        let items = self.call_staged("rc_commit_parts", now, worker, |job, token, args| {
-            args.push(arg(tasks.len()));
-            for (id, words) in tasks {
-                args.push(id.as_bytes().to_vec());
-                args.push(arg(*words));
-            }
-            for (p, blob) in blobs {
-                job.push_blob(args, now, worker, token, *p, blob)?;
-            }
-            Ok(())
+        let now = now.into();
+        let items = self.durable_commit(|job| {
+            job.call_staged("rc_commit_parts", now, worker, |job, token, args| {
+                args.push(arg(tasks.len()));
+                for (id, words) in tasks {
+                    args.push(id.as_bytes().to_vec());
+                    args.push(arg(*words));
+                }
+                for (p, blob) in blobs {
+                    job.push_blob(args, now, worker, token, *p, blob)?;
+                }
+                Ok(())
+            })
         })?;
-        if items.first().and_then(reply::string).as_deref() == Some("ok") {
-            self.after_commit()?;
-        }
         self.commit_outcome("rc_commit_parts", &items)
     }
 
     /// A partition due for merging, leased to `worker` for `lease`; None when none is due.
     pub fn merge_claim(
         &mut self,
-        now: u64,
+        now: impl Into<Now>,
         worker: &str,
         lease: Duration,
         policy: &MergePolicy,
     ) -> Result<Option<MergeClaim>> {
         let args = vec![
-            arg(now),
+            now.into().arg(),
             worker.as_bytes().to_vec(),
             arg(millis(lease)),
             arg(policy.min_parts),
@@ -133,13 +133,14 @@ impl Job {
     /// and exactly the claimed partials. False when it was stale (another merge came first).
     pub fn merge_commit(
         &mut self,
-        now: u64,
+        now: impl Into<Now>,
         worker: &str,
         claim: &MergeClaim,
         result: &[u8],
         distinct: u64,
         top: &[u8],
     ) -> Result<bool> {
+        let now = now.into();
         let items = self.call_staged("rc_merge_commit", now, worker, |job, token, args| {
             args.extend([
                 arg(claim.partition),
@@ -161,7 +162,13 @@ impl Job {
 
     /// Merges a claimed partition as every merger does: its result and partials read in one `MGET`,
     /// folded in one pass per blob, its top-K picked, the whole committed. False when it was stale.
-    pub fn merge_claimed(&mut self, now: u64, worker: &str, claim: &MergeClaim) -> Result<bool> {
+    pub fn merge_claimed(
+        &mut self,
+        now: impl Into<Now>,
+        worker: &str,
+        claim: &MergeClaim,
+    ) -> Result<bool> {
+        let now = now.into();
         let (result, parts) = self.merge_inputs(claim)?;
         let mut inputs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
         inputs.push(&result);
@@ -182,14 +189,14 @@ impl Job {
     fn call_staged(
         &mut self,
         func: &'static str,
-        now: u64,
+        now: Now,
         worker: &str,
         mut fill: impl FnMut(&mut Job, &str, &mut Vec<Vec<u8>>) -> Result<()>,
     ) -> Result<Vec<Value>> {
         for _ in 0..RESTAGE_TRIES {
             let token = self.next_token();
             let mut args = vec![
-                arg(now),
+                now.arg(),
                 worker.as_bytes().to_vec(),
                 token.clone().into_bytes(),
             ];
@@ -209,7 +216,7 @@ impl Job {
     fn push_blob(
         &mut self,
         args: &mut Vec<Vec<u8>>,
-        now: u64,
+        now: Now,
         worker: &str,
         token: &str,
         p: u32,
@@ -223,7 +230,7 @@ impl Job {
         }
         for piece in blob.chunks(STAGE_PIECE) {
             let stage = vec![
-                arg(now),
+                now.arg(),
                 worker.as_bytes().to_vec(),
                 token.as_bytes().to_vec(),
                 arg(p),

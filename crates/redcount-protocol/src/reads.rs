@@ -69,8 +69,10 @@ pub struct DoneRecord {
     pub start: u64,
     /// One past the last byte.
     pub end: u64,
-    /// When it was enqueued (ms).
+    /// When it was enqueued (ms, the coordinator's clock).
     pub injected_ms: u64,
+    /// When it was due to arrive (a stream's schedule; else when it was enqueued).
+    pub due_ms: u64,
     /// When the committing worker claimed it (ms).
     pub claimed_ms: u64,
     /// When it was committed (ms).
@@ -81,6 +83,74 @@ pub struct DoneRecord {
     pub attempts: u64,
     /// Words it had.
     pub words: u64,
+    /// Its bytes, the small files packed with it included.
+    pub bytes: u64,
+}
+
+/// A worker as its job knows it: when it was last heard from, and what it holds.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct WorkerView {
+    /// The worker's name.
+    pub name: String,
+    /// When it was last heard from (ms, the coordinator's clock).
+    pub heard_ms: u64,
+    /// The tasks it holds leases on.
+    pub holds: Vec<HeldTask>,
+}
+
+/// A task a worker holds.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct HeldTask {
+    /// The task's id.
+    pub task: String,
+    /// Deliveries so far, this one included.
+    pub attempts: u64,
+    /// When this holder claimed it (ms, the coordinator's clock).
+    pub claimed_ms: u64,
+    /// Time its lease has left (ms; negative: expired, to be released at the next claim).
+    pub lease_left_ms: i64,
+}
+
+/// One inflight record, `attempts:charged:solo:claimed_ms:lease_claimed:holder` (library.lua,
+/// `inflight`): (attempts, claimed_ms, holder). None for a previous-holder entry or a bad value.
+fn parse_inflight(value: &str) -> Option<(u64, u64, &str)> {
+    let mut parts = value.splitn(6, ':');
+    let attempts = parts.next()?.parse().ok()?;
+    let _charged = parts.next()?;
+    let _solo = parts.next()?;
+    let claimed = parts.next()?.parse().ok()?;
+    let _lease_claimed = parts.next()?;
+    Some((attempts, claimed, parts.next()?))
+}
+
+/// When a task or its commit record says it was due: its `due_ms`, or (records from before due
+/// times, and batch tasks) when it was enqueued.
+fn due_ms(f: &[(String, String)]) -> u64 {
+    let injected = field(f, "injected_ms").parse().unwrap_or(0);
+    field(f, "due_ms").parse().unwrap_or(injected)
+}
+
+impl DoneRecord {
+    fn from_fields(f: &[(String, String)]) -> DoneRecord {
+        let num = |name: &str| field(f, name).parse().unwrap_or(0);
+        DoneRecord {
+            task: field(f, "task"),
+            path: field(f, "path"),
+            start: num("start"),
+            end: num("end"),
+            injected_ms: num("injected_ms"),
+            due_ms: due_ms(f),
+            claimed_ms: num("claimed_ms"),
+            committed_ms: num("committed_ms"),
+            worker: field(f, "worker"),
+            attempts: num("attempts"),
+            words: num("words"),
+            // Records written before v24 have no bytes: the task's own range.
+            bytes: field(f, "bytes")
+                .parse()
+                .unwrap_or_else(|_| num("end").saturating_sub(num("start"))),
+        }
+    }
 }
 
 /// A stream entry as XREAD/XRANGE reply it: id and field/value pairs.
@@ -177,36 +247,25 @@ impl Job {
             all.truncate(k);
             return Ok(all);
         }
-        let counts = self.keys.counts.clone();
-        let head: Vec<(Vec<u8>, f64)> = self.read(
-            redis::cmd("ZREVRANGE")
-                .arg(&counts)
-                .arg(0)
-                .arg(k - 1)
-                .arg("WITHSCORES"),
-        )?;
-        let Some(&(_, cutoff)) = head.last() else {
-            return Ok(Vec::new());
-        };
-        // ZREVRANGE orders ties by word descending; take everything above the cutoff score, then the
-        // cutoff's tie group in ascending byte order (how ZRANGEBYSCORE orders equal scores).
-        let mut top: Vec<(Vec<u8>, u64)> = head
-            .into_iter()
-            .filter(|(_, s)| *s > cutoff)
-            .map(|(w, s)| (w, s as u64))
-            .collect();
+        // One call, one snapshot (see rc_top in library.lua).
+        let items = self.array("rc_top", vec![k.to_string().into_bytes()])?;
+        let mut top = Vec::with_capacity(items.len() / 2);
+        for pair in items.chunks(2) {
+            let [word, count] = pair else {
+                return Err(self.bad_reply("rc_top", "an odd number of items"));
+            };
+            let (Some(word), Some(count)) =
+                (crate::reply::bytes(word), crate::reply::string(count))
+            else {
+                return Err(self.bad_reply("rc_top", format!("{pair:?}")));
+            };
+            let count = count
+                .parse::<f64>()
+                .map_err(|_| self.bad_reply("rc_top", format!("count '{count}'")))?;
+            top.push((word, count as u64));
+        }
+        // The words above the cutoff come in ZREVRANGE's order (ties by word descending).
         top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        let missing = k - top.len();
-        let ties: Vec<Vec<u8>> = self.read(
-            redis::cmd("ZRANGEBYSCORE")
-                .arg(&counts)
-                .arg(cutoff)
-                .arg(cutoff)
-                .arg("LIMIT")
-                .arg(0)
-                .arg(missing),
-        )?;
-        top.extend(ties.into_iter().map(|w| (w, cutoff as u64)));
         Ok(top)
     }
 
@@ -239,9 +298,14 @@ impl Job {
 
     /// The tasks that were given up, oldest first.
     pub fn dead_tasks(&mut self) -> Result<Vec<DeadTask>> {
+        self.dead_tasks_first(usize::MAX)
+    }
+
+    /// The first `max` tasks that were given up, oldest first.
+    pub fn dead_tasks_first(&mut self, max: usize) -> Result<Vec<DeadTask>> {
         let key = self.keys.dead.clone();
         Ok(self
-            .stream_records(&key)?
+            .stream_records_upto(&key, max)?
             .into_iter()
             .map(|f| DeadTask {
                 task: field(&f, "task"),
@@ -258,46 +322,133 @@ impl Job {
     /// Every commit record, in commit order.
     pub fn done_records(&mut self) -> Result<Vec<DoneRecord>> {
         let key = self.keys.done.clone();
-        let num = |f: &[(String, String)], name: &str| field(f, name).parse().unwrap_or(0);
         Ok(self
             .stream_records(&key)?
+            .iter()
+            .map(|f| DoneRecord::from_fields(f))
+            .collect())
+    }
+
+    /// Up to `max` commit records after the first `after` (their ids are `n-0`), as (n, record):
+    /// how a reader that follows a job picks up only what is new.
+    pub fn done_records_after(&mut self, after: u64, max: usize) -> Result<Vec<(u64, DoneRecord)>> {
+        let key = self.keys.done.clone();
+        let page: Vec<StreamEntry> = self.read(
+            redis::cmd("XRANGE")
+                .arg(&key)
+                .arg(format!("({after}-0"))
+                .arg("+")
+                .arg("COUNT")
+                .arg(max.max(1)),
+        )?;
+        Ok(page
             .into_iter()
-            .map(|f| DoneRecord {
-                task: field(&f, "task"),
-                path: field(&f, "path"),
-                start: num(&f, "start"),
-                end: num(&f, "end"),
-                injected_ms: num(&f, "injected_ms"),
-                claimed_ms: num(&f, "claimed_ms"),
-                committed_ms: num(&f, "committed_ms"),
-                worker: field(&f, "worker"),
-                attempts: num(&f, "attempts"),
-                words: num(&f, "words"),
+            .map(|(id, fields)| {
+                let n = id.split('-').next().and_then(|n| n.parse().ok());
+                (n.unwrap_or(after), DoneRecord::from_fields(&fields))
             })
             .collect())
     }
 
+    /// When the oldest task not yet delivered was due (ms, the coordinator's clock), if one waits.
+    /// Tasks are delivered in order of their seq (1..n), so it is task `delivered + 1`.
+    pub fn oldest_waiting_due_ms(&mut self, delivered: u64) -> Result<Option<u64>> {
+        let key = self.keys.tasks.clone();
+        let id = format!("{}-0", delivered + 1);
+        let found: Vec<StreamEntry> =
+            self.read(redis::cmd("XRANGE").arg(&key).arg(&id).arg(&id))?;
+        Ok(found.first().map(|(_, f)| due_ms(f)))
+    }
+
+    /// The workers heard from, most recent first, with the tasks each holds and the time their
+    /// leases have left at `now_ms` (the coordinator's clock, as `status` reports it).
+    pub fn workers(&mut self, now_ms: u64) -> Result<Vec<WorkerView>> {
+        let (workers, inflight, leases, meta) = (
+            self.keys.workers.clone(),
+            self.keys.inflight.clone(),
+            self.keys.leases.clone(),
+            self.keys.meta.clone(),
+        );
+        let heard: Vec<(String, f64)> = self.read(
+            redis::cmd("ZREVRANGE")
+                .arg(&workers)
+                .arg(0)
+                .arg(-1)
+                .arg("WITHSCORES"),
+        )?;
+        let held: Vec<(String, String)> = self.read(redis::cmd("HGETALL").arg(&inflight))?;
+        let deadlines: Vec<(String, f64)> = self.read(
+            redis::cmd("ZRANGE")
+                .arg(&leases)
+                .arg(0)
+                .arg(-1)
+                .arg("WITHSCORES"),
+        )?;
+        let paused: Option<u64> = self.read(redis::cmd("HGET").arg(&meta).arg("paused_ms"))?;
+        // Lease deadlines are on the lease clock (library.lua, `lease_clock`): now minus the pauses.
+        let lease_now = now_ms.saturating_sub(paused.unwrap_or(0)) as i64;
+        let deadline: std::collections::HashMap<&str, i64> = deadlines
+            .iter()
+            .map(|(id, at)| (id.as_str(), *at as i64))
+            .collect();
+        let mut views: Vec<WorkerView> = heard
+            .into_iter()
+            .map(|(name, at)| WorkerView {
+                name,
+                heard_ms: at as u64,
+                holds: Vec::new(),
+            })
+            .collect();
+        for (task, value) in &held {
+            let Some((attempts, claimed_ms, holder)) = parse_inflight(value) else {
+                continue;
+            };
+            let Some(&at) = deadline.get(task.as_str()) else {
+                continue;
+            };
+            if let Some(view) = views.iter_mut().find(|v| v.name == holder) {
+                view.holds.push(HeldTask {
+                    task: task.clone(),
+                    attempts,
+                    claimed_ms,
+                    lease_left_ms: at - lease_now,
+                });
+            }
+        }
+        for view in &mut views {
+            view.holds.sort_by(|a, b| a.task.cmp(&b.task));
+        }
+        Ok(views)
+    }
+
     pub(crate) fn stream_records(&mut self, key: &str) -> Result<Vec<Vec<(String, String)>>> {
+        self.stream_records_upto(key, usize::MAX)
+    }
+
+    /// The first `max` records of stream `key`, in pages of at most 10,000 (each a short read).
+    fn stream_records_upto(&mut self, key: &str, max: usize) -> Result<Vec<Vec<(String, String)>>> {
         const PAGE: usize = 10_000;
         let mut out = Vec::new();
         let mut from = "-".to_string();
-        loop {
+        while out.len() < max {
+            let want = PAGE.min(max - out.len());
             let page: Vec<StreamEntry> = self.read(
                 redis::cmd("XRANGE")
                     .arg(key)
                     .arg(&from)
                     .arg("+")
                     .arg("COUNT")
-                    .arg(PAGE),
+                    .arg(want),
             )?;
-            let short = page.len() < PAGE;
+            let short = page.len() < want;
             if let Some((last, _)) = page.last() {
                 from = format!("({last}");
             }
             out.extend(page.into_iter().map(|(_, fields)| fields));
             if short {
-                return Ok(out);
+                break;
             }
         }
+        Ok(out)
     }
 }

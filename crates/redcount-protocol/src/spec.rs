@@ -57,6 +57,9 @@ pub struct JobSpec {
     pub aggregation: Aggregation,
     /// Partitions of the counts (with `Aggregation::Workers`).
     pub partitions: u32,
+    /// How long the job is kept once finished before `jobs prune` (and every new job's driver)
+    /// removes it; None: until removed by hand.
+    pub keep: Option<Duration>,
 }
 
 /// Lease of a task when a job sets none.
@@ -76,6 +79,7 @@ impl Default for JobSpec {
             sync_replicas: 0,
             aggregation: Aggregation::Workers,
             partitions: DEFAULT_PARTITIONS,
+            keep: None,
         }
     }
 }
@@ -94,9 +98,10 @@ const MAX_ATTEMPTS: &str = "cfg.max_attempts";
 const SYNC_REPLICAS: &str = "cfg.sync_replicas";
 const AGGREGATION: &str = "cfg.aggregation";
 const PARTITIONS: &str = "cfg.partitions";
+const KEEP_MS: &str = "cfg.keep_ms";
 
 /// The meta-hash fields of a spec, in the order [`JobSpec::to_fields`] writes them.
-pub(crate) const SPEC_FIELDS: [&str; 9] = [
+pub(crate) const SPEC_FIELDS: [&str; 10] = [
     TOKENIZER,
     LOWERCASE,
     DICTIONARY,
@@ -106,11 +111,12 @@ pub(crate) const SPEC_FIELDS: [&str; 9] = [
     SYNC_REPLICAS,
     AGGREGATION,
     PARTITIONS,
+    KEEP_MS,
 ];
 
 impl JobSpec {
     /// The spec as meta-hash fields and values.
-    pub(crate) fn to_fields(&self) -> [(&'static str, Vec<u8>); 9] {
+    pub(crate) fn to_fields(&self) -> [(&'static str, Vec<u8>); 10] {
         let num = |n: u64| n.to_string().into_bytes();
         [
             (TOKENIZER, self.tokenizer.as_str().as_bytes().to_vec()),
@@ -128,6 +134,10 @@ impl JobSpec {
             (SYNC_REPLICAS, num(u64::from(self.sync_replicas))),
             (AGGREGATION, self.aggregation.as_str().as_bytes().to_vec()),
             (PARTITIONS, num(u64::from(self.partitions.max(1)))),
+            (
+                KEEP_MS,
+                self.keep.map(|d| num(millis(d))).unwrap_or_default(),
+            ),
         ]
     }
 
@@ -170,6 +180,10 @@ impl JobSpec {
                 other => return Err(format!("unknown aggregation '{other}' in {AGGREGATION}")),
             },
             partitions: small(PARTITIONS, 1)?.max(1),
+            keep: match text(KEEP_MS).as_str() {
+                "" => None,
+                _ => Some(Duration::from_millis(number(KEEP_MS, 0)?)),
+            },
         })
     }
 }
@@ -202,6 +216,7 @@ mod tests {
             sync_replicas: 2,
             aggregation: Aggregation::Redis,
             partitions: 7,
+            keep: Some(Duration::from_secs(3600)),
         };
         assert_eq!(round_trip(&every), every);
         let names: Vec<&str> = every.to_fields().iter().map(|(f, _)| *f).collect();

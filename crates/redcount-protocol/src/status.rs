@@ -28,11 +28,13 @@ pub const STATUS_FIELDS: &[&str] = &[
     "events",
     "partials",
     "merges",
+    "finished_ms",
     // Computed by the library, not stored:
     "in_flight",
     "live_workers",
     "distinct_words",
     "finished",
+    "now_ms",
 ];
 
 /// Counters of a job at one moment. `finished` follows the termination rule (docs/PROTOCOL.md).
@@ -86,9 +88,23 @@ pub struct Status {
     pub distinct_words: u64,
     /// Sealed, all delivered, no lease left, and done + dead = tasks.
     pub finished: bool,
+    /// When it became finished (ms, the coordinator's clock; 0 while it runs).
+    pub finished_ms: u64,
+    /// The coordinator's clock when it answered (ms), so a driver can put its schedule on it.
+    pub now_ms: u64,
 }
 
 impl Status {
+    /// The job's phase in the words every command and the dashboard use: `running` until it is
+    /// finished, then `finished`, or `failed` when some of its tasks were given up.
+    pub fn phase(&self) -> &'static str {
+        match (self.finished, self.dead) {
+            (false, _) => "running",
+            (true, 0) => "finished",
+            (true, _) => "failed",
+        }
+    }
+
     pub(crate) fn from_pairs(items: &[Value]) -> Status {
         let mut s = Status::default();
         for pair in items.chunks(2) {
@@ -120,6 +136,8 @@ impl Status {
                 "live_workers" => s.live_workers = n,
                 "distinct_words" => s.distinct_words = n,
                 "finished" => s.finished = n == 1,
+                "now_ms" => s.now_ms = n,
+                "finished_ms" => s.finished_ms = n,
                 _ => {}
             }
         }
@@ -134,7 +152,7 @@ mod tests {
 
     #[test]
     fn the_field_list_is_the_librarys_and_every_field_is_read() {
-        // library.lua: `local STATUS_FIELDS = { 'state', 'tasks', ... }`, then four computed ones.
+        // library.lua: `local STATUS_FIELDS = { 'state', 'tasks', ... }`, then five computed ones.
         let start = LIBRARY_SOURCE
             .find("local STATUS_FIELDS = {")
             .expect("library.lua lists STATUS_FIELDS");
@@ -142,7 +160,7 @@ mod tests {
         let list = &list[list.find('{').unwrap_or(0)..list.find('}').unwrap_or(0)];
         let stored: Vec<&str> = list.split('\'').skip(1).step_by(2).collect();
         assert_eq!(stored, STATUS_FIELDS[..stored.len()]);
-        assert_eq!(STATUS_FIELDS.len(), stored.len() + 4);
+        assert_eq!(STATUS_FIELDS.len(), stored.len() + 5);
 
         // Each field given a value of its own must change the parsed status.
         for (i, field) in STATUS_FIELDS.iter().enumerate() {

@@ -88,12 +88,9 @@ impl Target {
         }
     }
 
-    /// The longest wait between two attempts to reach this target.
-    pub(crate) fn max_backoff(&self) -> Duration {
-        match self {
-            Target::Raft { .. } => Duration::from_millis(200),
-            _ => Duration::from_secs(2),
-        }
+    /// One Redis server (not a Sentinel set or a Raft group, which have failovers to wait out).
+    pub(crate) fn is_single(&self) -> bool {
+        matches!(self, Target::Direct(_))
     }
 
     /// A node answered `-MOVED 0 host:port`: try that one first next time.
@@ -196,8 +193,15 @@ fn primary_via(
     auth: &str,
     timeout: Duration,
 ) -> RedisResult<Connection> {
-    let mut s =
-        Client::open(format!("redis://{sentinel}"))?.get_connection_with_timeout(timeout)?;
+    // The Sentinels of `cluster up` take the cluster's password too; others may have none.
+    let mut s = match Client::open(format!("redis://{auth}{sentinel}"))?
+        .get_connection_with_timeout(timeout)
+    {
+        Err(e) if !auth.is_empty() && e.to_string().contains("without any password configured") => {
+            Client::open(format!("redis://{sentinel}"))?.get_connection_with_timeout(timeout)?
+        }
+        other => other?,
+    };
     let addr: Option<(String, u16)> = redis::cmd("SENTINEL")
         .arg("get-master-addr-by-name")
         .arg(master)

@@ -79,6 +79,9 @@ pub struct NewTask {
     pub format: Format,
     /// More ranges of small files packed into this task (empty for most tasks).
     pub more: Vec<Piece>,
+    /// When the file was due to arrive (a stream's schedule, ms on the coordinator's clock); None:
+    /// when it was enqueued.
+    pub due_ms: Option<u64>,
 }
 
 /// A task delivered to a worker.
@@ -96,10 +99,13 @@ pub struct Task {
     pub format: Format,
     /// More ranges packed into this task.
     pub more: Vec<Piece>,
-    /// When the task entered the stream (ms, driver's clock).
+    /// When the task entered the stream (ms, the coordinator's clock).
     pub injected_ms: u64,
-    /// 1 on first delivery, +1 on each re-delivery after a lease expired.
+    /// 1 on first delivery, +1 on each re-delivery after a lease expired or speculative copy.
     pub attempts: u32,
+    /// Handed out alone after its last holder stopped renewing it: count it, then commit it before
+    /// taking anything else, so that if it kills this worker too it alone is charged for that.
+    pub solo: bool,
 }
 
 impl Task {

@@ -13,6 +13,8 @@ use redcount_protocol::{
 };
 use redcount_server::{RedisServer, ServerOptions};
 
+mod support;
+
 const T0: u64 = 1_700_000_000_000;
 const LEASE: Duration = Duration::from_secs(1);
 const PARTITIONS: u32 = 2;
@@ -38,6 +40,7 @@ fn setup(n: u64) -> (RedisServer, Job) {
             end: 10,
             format: Format::Text,
             more: Vec::new(),
+            due_ms: None,
         })
         .collect();
     job.enqueue(T0, &tasks).expect("enqueue");
@@ -56,7 +59,7 @@ fn claim(job: &mut Job, now: u64, worker: &str) -> Vec<String> {
         speculate_factor: 0.0,
         speculate_min: Duration::ZERO,
     };
-    let c = job.claim(now, &request).expect("claim");
+    let c = served(job, now).claim(now, &request).expect("claim");
     c.tasks.into_iter().map(|t| t.id).collect()
 }
 
@@ -68,7 +71,7 @@ fn blobs(words: &[(&str, u64)]) -> Vec<(u32, Vec<u8>)> {
 /// Merges every due partition as a worker does; returns how many merges were committed.
 fn merge_all(job: &mut Job, now: u64, worker: &str, policy: &MergePolicy) -> u64 {
     let mut merged = 0;
-    while let Some(claim) = job
+    while let Some(claim) = served(job, now)
         .merge_claim(now, worker, LEASE, policy)
         .expect("merge claim")
     {
@@ -146,7 +149,7 @@ fn a_merge_replaces_exactly_what_it_read_and_a_stale_one_changes_nothing() {
     let ids = claim(&mut job, T0, "a");
     job.commit_parts(T0 + 1, "a", &[(ids[0].clone(), 1)], &blobs(&[("w", 1)]))
         .expect("commit");
-    let first = job
+    let first = served(&mut job, T0 + 2)
         .merge_claim(T0 + 2, "m1", LEASE, &at_once)
         .expect("claim")
         .expect("a partition is due");
@@ -157,7 +160,7 @@ fn a_merge_replaces_exactly_what_it_read_and_a_stale_one_changes_nothing() {
     job.commit_parts(T0 + 4, "b", &[(ids[0].clone(), 1)], &blobs(&[("w", 5)]))
         .expect("commit");
     // While m1 holds the lease, nobody else gets the partition.
-    assert!(job
+    assert!(served(&mut job, T0 + 5)
         .merge_claim(T0 + 5, "m2", LEASE, &at_once)
         .expect("claim")
         .is_none());
@@ -172,11 +175,11 @@ fn a_merge_replaces_exactly_what_it_read_and_a_stale_one_changes_nothing() {
         .expect("commit"));
     assert_eq!(counts(&mut job), vec![("w".into(), 1)]);
     // A merge whose lease expired and was taken over is refused too.
-    let late = job
+    let late = served(&mut job, T0 + 8)
         .merge_claim(T0 + 8, "m1", LEASE, &at_once)
         .expect("claim")
         .expect("the second partial is due");
-    let over = job
+    let over = served(&mut job, T0 + 8 + 1001)
         .merge_claim(T0 + 8 + 1001, "m2", LEASE, &at_once)
         .expect("claim")
         .expect("an expired merge lease is free");
@@ -227,4 +230,9 @@ fn large_blobs_are_staged_in_pieces_and_counted_exactly() {
         .query(&mut con)
         .expect("KEYS");
     assert!(staged.is_empty(), "{staged:?}");
+}
+
+/// `job`, served up to `now` (see support::served_every).
+fn served(job: &mut Job, now: u64) -> &mut Job {
+    support::served_every(job, LEASE.as_millis() as u64, now)
 }

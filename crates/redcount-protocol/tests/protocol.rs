@@ -6,10 +6,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use redcount_protocol::{
-    Aggregation, ClaimRequest, CommitOutcome, Format, Job, JobKeys, JobSpec, Link, LinkOptions,
-    NewTask, Status, STATUS_FIELDS,
+    Aggregation, ClaimRequest, CommitOutcome, Deferral, Enqueued, Format, Job, JobKeys, JobSpec,
+    Link, LinkOptions, NewTask, Now, Status, STATUS_FIELDS,
 };
 use redcount_server::{RedisServer, ServerOptions};
+
+mod support;
 
 const LEASE: u64 = 1_000;
 const LEASE_D: Duration = Duration::from_millis(LEASE);
@@ -33,6 +35,7 @@ fn task(seq: u64, bytes: u64) -> NewTask {
         end: bytes,
         format: Format::Text,
         more: Vec::new(),
+        due_ms: None,
     }
 }
 
@@ -49,7 +52,13 @@ fn setup(n: u64, max_attempts: u32) -> (RedisServer, Job) {
         (true, "run1".to_string())
     );
     let tasks: Vec<_> = (1..=n).map(|s| task(s, 100)).collect();
-    assert_eq!(job.enqueue(T0, &tasks).expect("enqueue"), (n, 0));
+    assert_eq!(
+        job.enqueue(T0, &tasks).expect("enqueue"),
+        Enqueued::Added {
+            added: n,
+            skipped: 0
+        }
+    );
     assert_eq!(job.seal(T0, n).expect("seal"), (true, n));
     (server, job)
 }
@@ -74,7 +83,7 @@ fn req(
 }
 
 fn claim(job: &mut Job, now: u64, worker: &str, max_tasks: u64) -> Vec<String> {
-    let c = job
+    let c = served(job, now)
         .claim(now, &req(worker, max_tasks, u64::MAX / 4, 3, 10 * LEASE))
         .expect("claim");
     c.tasks.into_iter().map(|t| t.id).collect()
@@ -113,7 +122,13 @@ fn create_and_enqueue_are_idempotent() {
     );
     // A driver re-sending after a crash: known tasks are skipped, nothing is added twice.
     let again: Vec<_> = (1..=3).map(|s| task(s, 100)).collect();
-    assert_eq!(job.enqueue(T0 + 5, &again).expect("re-enqueue"), (0, 3));
+    assert_eq!(
+        job.enqueue(T0 + 5, &again).expect("re-enqueue"),
+        Enqueued::Added {
+            added: 0,
+            skipped: 3
+        }
+    );
     let s = status(&mut job, T0 + 5);
     assert_eq!((s.tasks, s.bytes), (3, 300));
     // New tasks after the seal are refused, with the key named.
@@ -154,11 +169,13 @@ fn max_bytes_limits_a_claim_but_one_task_always_fits() {
     job.create(T0, "r", &spec(3)).expect("create");
     let tasks: Vec<_> = (1..=20).map(|s| task(s, 1000)).collect();
     job.enqueue(T0, &tasks).expect("enqueue");
-    let got = job
+    let got = served(&mut job, T0)
         .claim(T0, &req("w", 100, 2500, 3, LEASE))
         .expect("claim");
     assert_eq!(got.tasks.len(), 2, "2 x 1000 bytes fit in 2500");
-    let got = job.claim(T0, &req("w", 100, 10, 3, LEASE)).expect("claim");
+    let got = served(&mut job, T0)
+        .claim(T0, &req("w", 100, 10, 3, LEASE))
+        .expect("claim");
     assert_eq!(
         got.tasks.len(),
         1,
@@ -172,7 +189,8 @@ fn an_expired_lease_is_redelivered_and_renewal_keeps_it() {
     assert_eq!(claim(&mut job, T0, "a", 1), vec!["1-0"]);
     // a renews at T0 + 800: its lease now ends at T0 + 1800.
     assert_eq!(
-        job.renew(T0 + 800, "a", LEASE_D, &["1-0".into()])
+        served(&mut job, T0 + 800)
+            .renew(T0 + 800, "a", LEASE_D, &["1-0".into()])
             .expect("renew"),
         vec!["1-0"]
     );
@@ -181,18 +199,18 @@ fn an_expired_lease_is_redelivered_and_renewal_keeps_it() {
         "renewed lease still valid"
     );
     // Only the holder may renew.
-    assert!(job
+    assert!(served(&mut job, T0 + 1500)
         .renew(T0 + 1500, "b", LEASE_D, &["1-0".into()])
         .expect("renew")
         .is_empty());
-    let stolen = job
+    let stolen = served(&mut job, T0 + 1801)
         .claim(T0 + 1801, &req("b", 1, 1 << 20, 3, LEASE))
         .expect("claim");
     assert_eq!(stolen.tasks.len(), 1);
     assert_eq!(stolen.tasks[0].attempts, 2);
     assert_eq!(status(&mut job, T0 + 1801).redelivered, 1);
     // a lost the task: its renewal no longer holds it.
-    assert!(job
+    assert!(served(&mut job, T0 + 1900)
         .renew(T0 + 1900, "a", LEASE_D, &["1-0".into()])
         .expect("renew")
         .is_empty());
@@ -236,7 +254,8 @@ fn a_partly_stale_batch_changes_nothing() {
     let a2 = claim(&mut job, T0, "a", 2);
     assert_eq!(a2, vec!["2-0"]);
     // Task 1 expires (a renews only task 2); b takes it over and commits it.
-    job.renew(T0 + 900, "a", LEASE_D, &["2-0".into()])
+    served(&mut job, T0 + 900)
+        .renew(T0 + 900, "a", LEASE_D, &["2-0".into()])
         .expect("renew");
     assert_eq!(claim(&mut job, T0 + LEASE + 1, "b", 5), vec!["1-0"]);
     assert_eq!(
@@ -256,17 +275,20 @@ fn a_partly_stale_batch_changes_nothing() {
 }
 
 #[test]
-fn a_task_that_keeps_expiring_is_given_up() {
+fn a_task_that_keeps_killing_its_worker_alone_is_given_up() {
     let (_server, mut job) = setup(1, 2);
     let mut now = T0;
-    for attempt in 1..=2 {
-        let c = job
+    // Delivery 1 is an ordinary one (it could have been one of a batch): its expiry charges nothing.
+    // Deliveries 2 and 3 hand it out alone, and each expiry then charges it.
+    for attempt in 1..=3 {
+        let c = served(&mut job, now)
             .claim(now, &req("w", 1, 1 << 20, 2, LEASE))
             .expect("claim");
         assert_eq!(c.tasks[0].attempts, attempt);
+        assert_eq!(c.tasks[0].solo, attempt > 1);
         now += LEASE + 1;
     }
-    let c = job
+    let c = served(&mut job, now)
         .claim(now, &req("w2", 1, 1 << 20, 2, LEASE))
         .expect("claim");
     assert!(c.tasks.is_empty(), "given up after max_attempts");
@@ -281,6 +303,174 @@ fn a_task_that_keeps_expiring_is_given_up() {
     assert_eq!(dead[0].path, "/data/f1.txt");
     let s = status(&mut job, now);
     assert_eq!((s.dead, s.in_flight, s.done), (1, 0, 0));
+}
+
+#[test]
+fn a_dead_workers_batch_is_handed_out_one_task_at_a_time_and_charged_nothing() {
+    let (_server, mut job) = setup(8, 1);
+    let batch = claim(&mut job, T0, "a", 100);
+    assert_eq!(batch, vec!["1-0", "2-0", "3-0", "4-0"], "half of 8");
+    // a dies. With max_attempts 1, a charge would bury a task at once: none of its batch is buried.
+    let mut now = T0 + LEASE + 1;
+    let mut redelivered = Vec::new();
+    for _ in 0..4 {
+        let c = served(&mut job, now)
+            .claim(now, &req("b", 100, u64::MAX / 4, 1, 10 * LEASE))
+            .expect("claim");
+        assert_eq!(
+            c.tasks.len(),
+            1,
+            "a re-delivered task comes alone, nothing beside it"
+        );
+        assert!(c.tasks[0].solo && c.tasks[0].attempts == 2);
+        let id = c.tasks[0].id.clone();
+        assert_eq!(
+            commit(&mut job, now + 1, "b", &[&id], &[(b"w", 1)]),
+            CommitOutcome::Applied
+        );
+        redelivered.push(id);
+        now += 2;
+    }
+    assert_eq!(redelivered, batch, "in lease order");
+    assert_eq!(status(&mut job, now).dead, 0);
+    // Then new tasks again (a fair share: one of the 4 left for 2 live workers).
+    assert_eq!(claim(&mut job, now, "b", 100), vec!["5-0"]);
+    // b dies: 5-0 goes alone to c, which dies too: with max_attempts 1 that one charge buries it.
+    let mut now = now + 1;
+    let solo = loop {
+        now += LEASE + 1;
+        let c = served(&mut job, now)
+            .claim(now, &req("c", 100, u64::MAX / 4, 1, 10 * LEASE))
+            .expect("claim");
+        if c.tasks.first().is_some_and(|t| t.solo) {
+            break c.tasks[0].id.clone();
+        }
+    };
+    assert_eq!(solo, "5-0");
+    now += LEASE + 1;
+    let c = served(&mut job, now)
+        .claim(now, &req("d", 100, u64::MAX / 4, 1, 10 * LEASE))
+        .expect("claim");
+    assert_eq!(c.tasks.len(), 1);
+    assert_eq!(c.tasks[0].id, "6-0", "5-0 was buried: its solo holder died");
+    let dead = job.dead_tasks().expect("dead");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].task, "5-0");
+    assert!(
+        dead[0].error.contains("counting it alone"),
+        "{}",
+        dead[0].error
+    );
+}
+
+#[test]
+fn a_quiet_coordinator_pauses_leases_but_a_dead_worker_still_loses_its_tasks() {
+    let (_server, mut job) = setup(2, 3);
+    assert_eq!(claim(&mut job, T0, "a", 1), vec!["1-0"]);
+    assert_eq!(claim(&mut job, T0 + 100, "b", 1), vec!["2-0"]);
+    // Nothing is served for 10 leases (a failover, a restart, a long busy script): nobody could
+    // renew. When calls come again, the leases have not run down meanwhile.
+    let back = T0 + 100 + 10 * LEASE;
+    let c = job
+        .claim(back, &req("b", 1, 1 << 20, 3, 10 * LEASE))
+        .expect("claim");
+    assert!(
+        c.tasks.is_empty(),
+        "no lease expired over the quiet stretch"
+    );
+    let wait = c.next_expiry.expect("a lease is running");
+    assert!(
+        wait > Duration::ZERO && wait < LEASE_D,
+        "the wait is relative and within a lease: {wait:?}"
+    );
+    // b renews and lives on; a is dead: its task is taken over within one more lease.
+    let mut now = back;
+    let taken = loop {
+        now += LEASE / 4;
+        assert!(now < back + 2 * LEASE, "a's task was never released");
+        served(&mut job, now)
+            .renew(now, "b", LEASE_D, &["2-0".into()])
+            .expect("renew");
+        let c = job
+            .claim(now, &req("c", 1, 1 << 20, 3, 10 * LEASE))
+            .expect("claim");
+        if let Some(t) = c.tasks.first() {
+            break t.id.clone();
+        }
+    };
+    assert_eq!(taken, "1-0");
+    let s = status(&mut job, now);
+    assert_eq!((s.redelivered, s.in_flight), (1, 2));
+}
+
+#[test]
+fn a_workers_clock_never_matters() {
+    let (_server, mut job) = setup(3, 3);
+    // Coordinator time (`*`): whatever this process's clock says.
+    let c = job
+        .claim(Now::Coordinator, &req("w", 1, 1 << 20, 3, 10 * LEASE))
+        .expect("claim");
+    assert_eq!(c.tasks.len(), 1);
+    let injected = c.tasks[0].injected_ms;
+    assert_eq!(injected, T0, "pinned at enqueue");
+    let wait = c.next_expiry.expect("leased");
+    assert!(wait <= LEASE_D, "{wait:?}");
+    // Bad pinned times are refused before anything is written.
+    for bad in ["-5", "1e15", "10000000000000"] {
+        let err = job
+            .query::<redis::Value>(
+                "FCALL rc_renew",
+                redis::cmd("FCALL")
+                    .arg("rc_renew")
+                    .arg(JobKeys::new("t").expect("keys").all().len())
+                    .arg(&JobKeys::new("t").expect("keys").all()[..])
+                    .arg(bad)
+                    .arg("w")
+                    .arg(LEASE),
+            )
+            .expect_err("refused");
+        assert!(err.to_string().contains("now must be"), "{bad}: {err}");
+    }
+}
+
+#[test]
+fn an_enqueue_that_would_leave_a_hole_is_refused() {
+    let server = RedisServer::start(ServerOptions::default()).expect("redis-server starts");
+    let mut job = Job::new(
+        Link::open(&server.url(), LinkOptions::default()).expect("url"),
+        "h",
+    )
+    .expect("job");
+    job.create(T0, "r", &spec(3)).expect("create");
+    let tasks: Vec<_> = (1..=6).map(|s| task(s, 10)).collect();
+    assert_eq!(
+        job.enqueue(T0, &tasks[..2]).expect("enqueue"),
+        Enqueued::Added {
+            added: 2,
+            skipped: 0
+        }
+    );
+    // Tasks 3..4 were lost (a rollback): 5..6 may not land above the hole.
+    assert_eq!(
+        job.enqueue(T0, &tasks[4..]).expect("enqueue"),
+        Enqueued::Gap { last_seq: 2 }
+    );
+    assert_eq!(status(&mut job, T0).tasks, 2, "nothing was added");
+    // Re-sending from last_seq + 1, overlapping what is there, fills it in.
+    assert_eq!(
+        job.enqueue(T0, &tasks[1..]).expect("enqueue"),
+        Enqueued::Added {
+            added: 4,
+            skipped: 1
+        }
+    );
+    // A hole inside one batch is a caller's bug, refused before any write.
+    let holed = [task(7, 10), task(9, 10)];
+    let err = job.enqueue(T0, &holed).expect_err("refused");
+    assert!(err.to_string().contains("no holes"), "{err}");
+    // A seal over fewer tasks than planned is refused.
+    assert_eq!(job.seal(T0, 8).expect("seal"), (false, 6));
+    assert_eq!(job.seal(T0, 6).expect("seal"), (true, 6));
 }
 
 #[test]
@@ -317,10 +507,10 @@ fn finished_needs_seal_delivery_and_commits_not_just_an_empty_pending_list() {
     assert!(!s.finished);
     job.seal(T0, 2).expect("seal");
     assert!(!status(&mut job, T0).finished, "sealed but undelivered");
-    let c = job
+    let c = served(&mut job, T0)
         .claim(T0, &req("w", 10, 1 << 20, 3, LEASE))
         .expect("claim");
-    let c2 = job
+    let c2 = served(&mut job, T0)
         .claim(T0, &req("w", 10, 1 << 20, 3, LEASE))
         .expect("claim");
     let ids: Vec<String> = c
@@ -426,13 +616,24 @@ fn an_idle_worker_takes_over_a_straggling_task_speculatively() {
     let mut spec = req("idle", 10, 1 << 20, 3, 10 * LEASE);
     spec.speculate_factor = 3.0;
     // 25 ms is not 3 x the p90 (10 ms) yet.
-    assert!(job.claim(now + 25, &spec).expect("claim").tasks.is_empty());
-    let taken = job.claim(now + 31, &spec).expect("claim").tasks;
+    assert!(served(&mut job, now + 25)
+        .claim(now + 25, &spec)
+        .expect("claim")
+        .tasks
+        .is_empty());
+    let taken = served(&mut job, now + 31)
+        .claim(now + 31, &spec)
+        .expect("claim")
+        .tasks;
     assert_eq!(taken.len(), 1);
     assert_eq!((taken[0].id.as_str(), taken[0].attempts), ("12-0", 2));
     assert_eq!(status(&mut job, now + 31).speculated, 1);
     // The speculative copy is not handed out again to its new holder, and the first commit wins.
-    assert!(job.claim(now + 500, &spec).expect("claim").tasks.is_empty());
+    assert!(served(&mut job, now + 500)
+        .claim(now + 500, &spec)
+        .expect("claim")
+        .tasks
+        .is_empty());
     assert_eq!(
         commit(&mut job, now + 40, "idle", &["12-0"], &[(b"w", 1)]),
         CommitOutcome::Applied
@@ -497,12 +698,20 @@ fn a_slow_worker_does_not_take_work_from_faster_ones() {
     spec.speculate_factor = 3.0;
     // At +500 ms the task is past 3 x p90 (300 ms) but its 1 s lease has not run out.
     assert!(
-        job.claim(now + 500, &spec).expect("claim").tasks.is_empty(),
+        served(&mut job, now + 500)
+            .claim(now + 500, &spec)
+            .expect("claim")
+            .tasks
+            .is_empty(),
         "the straggler takes nothing"
     );
     spec.worker = "idle";
     assert_eq!(
-        job.claim(now + 500, &spec).expect("claim").tasks.len(),
+        served(&mut job, now + 500)
+            .claim(now + 500, &spec)
+            .expect("claim")
+            .tasks
+            .len(),
         1,
         "a healthy idle worker does"
     );
@@ -555,8 +764,11 @@ fn scripted_digest() -> String {
     claim(&mut job, now, "slow", 1);
     let mut spec_req = req("a", 1, 1 << 20, 2, 10 * LEASE);
     spec_req.speculate_factor = 3.0;
-    job.claim(now + 100, &spec_req).expect("speculate");
-    job.renew(now + 200, "a", LEASE_D, &["12-0".into()])
+    served(&mut job, now + 100)
+        .claim(now + 100, &spec_req)
+        .expect("speculate");
+    served(&mut job, now + 200)
+        .renew(now + 200, "a", LEASE_D, &["12-0".into()])
         .expect("renew");
     commit(&mut job, now + 300, "slow", &["12-0"], &[(b"w", 1)]);
     commit(&mut job, now + 301, "a", &["12-0"], &[(b"w", 1)]);
@@ -695,4 +907,152 @@ fn status_replies_with_exactly_the_listed_fields_in_order() {
         .map(|pair| redis::from_redis_value(pair[0].clone()).expect("a field name"))
         .collect();
     assert_eq!(names, STATUS_FIELDS);
+}
+
+/// `job`, served up to `now` (see support::served_every).
+fn served(job: &mut Job, now: u64) -> &mut Job {
+    support::served_every(job, LEASE, now)
+}
+
+#[test]
+fn a_late_commit_by_the_first_holder_records_its_own_claim() {
+    let (_server, mut job) = setup(1, 3);
+    assert_eq!(claim(&mut job, T0, "a", 1), vec!["1-0"]);
+    // a stalls; its lease runs out and b gets the task at T0 + LEASE + 1.
+    assert_eq!(claim(&mut job, T0 + LEASE + 1, "b", 1), vec!["1-0"]);
+    // a comes back and commits first.
+    assert_eq!(
+        commit(&mut job, T0 + 1600, "a", &["1-0"], &[(b"x", 1)]),
+        CommitOutcome::Applied
+    );
+    let done = job.done_records().expect("done");
+    assert_eq!(done.len(), 1);
+    let r = &done[0];
+    assert_eq!(
+        (r.worker.as_str(), r.claimed_ms, r.attempts, r.committed_ms),
+        ("a", T0, 1, T0 + 1600),
+        "a's own claim and delivery, not b's"
+    );
+    // Its work took 1,600 ms, as the straggler rule must see it.
+    assert_eq!(r.committed_ms - r.claimed_ms, 1600);
+}
+
+#[test]
+fn an_input_one_worker_cannot_open_goes_to_another_and_fails_only_when_none_can() {
+    let window = 10 * LEASE_D;
+    let (_server, mut job) = setup(2, 3);
+    assert_eq!(claim(&mut job, T0, "a", 1), vec!["1-0"]);
+    assert_eq!(claim(&mut job, T0 + 1, "b", 1), vec!["2-0"]);
+    // Only the holder may defer.
+    assert_eq!(
+        job.defer(T0 + 5, "b", "1-0", window).expect("defer"),
+        Deferral::NotHeld
+    );
+    // a's host lacks 1-0's file; b is live, so the task waits for b, uncharged.
+    assert_eq!(
+        job.defer(T0 + 10, "a", "1-0", window).expect("defer"),
+        Deferral::Deferred
+    );
+    assert!(
+        claim(&mut job, T0 + 20, "a", 1).is_empty(),
+        "a was handed a task it said it cannot open while b could take it"
+    );
+    assert_eq!(
+        commit(&mut job, T0 + 30, "b", &["2-0"], &[(b"w", 1)]),
+        CommitOutcome::Applied
+    );
+    let again = served(&mut job, T0 + 40)
+        .claim(T0 + 40, &req("b", 1, 1 << 20, 3, 10 * LEASE))
+        .expect("claim");
+    assert_eq!(again.tasks.len(), 1);
+    assert_eq!(again.tasks[0].id, "1-0");
+    assert_eq!(
+        status(&mut job, T0 + 40).dead,
+        0,
+        "deferring charged the task"
+    );
+    // b lacks it too: every live worker has now said so.
+    assert_eq!(
+        job.defer(T0 + 50, "b", "1-0", window).expect("defer"),
+        Deferral::NobodyCan(2)
+    );
+    assert!(job
+        .fail(T0 + 60, "b", "1-0", "missing on each")
+        .expect("fail"));
+    let s = status(&mut job, T0 + 60);
+    assert_eq!((s.done, s.dead, s.finished), (1, 1, true));
+}
+
+#[test]
+fn a_lone_worker_that_cannot_open_an_input_fails_it_at_once() {
+    let (_server, mut job) = setup(1, 3);
+    assert_eq!(claim(&mut job, T0, "a", 1), vec!["1-0"]);
+    assert_eq!(
+        job.defer(T0 + 10, "a", "1-0", 10 * LEASE_D).expect("defer"),
+        Deferral::NobodyCan(1)
+    );
+    // A deferred task whose only other worker then went quiet comes back to the one that lacks it.
+    let (_server2, mut job2) = setup(1, 3);
+    assert_eq!(claim(&mut job2, T0, "a", 1), vec!["1-0"]);
+    let _ = claim(&mut job2, T0 + 1, "b", 1);
+    assert_eq!(
+        job2.defer(T0 + 10, "a", "1-0", 10 * LEASE_D)
+            .expect("defer"),
+        Deferral::Deferred
+    );
+    let later = T0 + 10 * LEASE + 100;
+    assert_eq!(claim(&mut job2, later, "a", 1), vec!["1-0"]);
+}
+
+/// What a ZINCRBY commit does to one word, without the commit around it.
+fn add_one(con: &mut redis::Connection, counts: &str, word: &str) {
+    let _: f64 = redis::cmd("ZINCRBY")
+        .arg(counts)
+        .arg(1)
+        .arg(word)
+        .query(con)
+        .expect("zincrby");
+}
+
+#[test]
+fn top_is_one_snapshot_while_commits_move_the_cutoff() {
+    // Words tied at the cutoff keep moving above it: a top read in two steps (the head, then the
+    // cutoff's tie group) saw fewer than k words whenever a commit landed between them.
+    let (server, mut job) = setup(1, 3);
+    let counts = JobKeys::new("t").expect("keys").counts;
+    let mut con = redis::Client::open(server.url().as_str())
+        .and_then(|c| c.get_connection())
+        .expect("connect");
+    for w in ["a", "b", "c", "d", "e", "f"] {
+        add_one(&mut con, &counts, w);
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let counts = counts.clone();
+        std::thread::spawn(move || {
+            let mut rng = 7u64;
+            let words = ["a", "b", "c", "d", "e", "f"];
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && n < 200_000 {
+                rng = rng
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let w = words[(rng >> 33) as usize % words.len()];
+                add_one(&mut con, &counts, w);
+                n += 1;
+            }
+        })
+    };
+    for _ in 0..3_000 {
+        let top = job.top(3).expect("top");
+        assert_eq!(top.len(), 3, "a top of 3 from 6 words: {top:?}");
+        assert!(
+            top.windows(2)
+                .all(|p| p[0].1 > p[1].1 || (p[0].1 == p[1].1 && p[0].0 < p[1].0)),
+            "out of order: {top:?}"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().expect("writer");
 }

@@ -34,6 +34,10 @@ pub enum NodeCommand {
     Ping,
     Echo,
     Auth,
+    /// `HELLO [2|3 [AUTH user password] [SETNAME name]]`: 3 switches the connection to RESP3.
+    Hello,
+    /// `CLIENT SETNAME/GETNAME/SETINFO/...`.
+    Client,
     Ok,
     Select,
     Quit,
@@ -64,7 +68,9 @@ pub fn route(args: &[Vec<u8>]) -> Route {
         "PING" => Route::Node(NodeCommand::Ping),
         "ECHO" => Route::Node(NodeCommand::Echo),
         "AUTH" => Route::Node(NodeCommand::Auth),
-        "CLIENT" | "READONLY" | "READWRITE" => Route::Node(NodeCommand::Ok),
+        "HELLO" => Route::Node(NodeCommand::Hello),
+        "CLIENT" => Route::Node(NodeCommand::Client),
+        "READONLY" | "READWRITE" => Route::Node(NodeCommand::Ok),
         "SELECT" => Route::Node(NodeCommand::Select),
         "QUIT" => Route::Node(NodeCommand::Quit),
         "ROLE" => Route::Node(NodeCommand::Role),

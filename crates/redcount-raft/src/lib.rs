@@ -6,7 +6,9 @@
 //! becomes a log entry (`log_store`, replicated by `network`) and, once committed, is applied by
 //! `state_machine` to the node's Redis (`redis_machine`, behind the `machine` trait, started by
 //! `keeper`); the leader answers the client with its own result. `replica` is what every connection
-//! of the node shares; `node` wires the pieces to openraft. `frame` and `local` speak RESP.
+//! of the node shares, `read_barrier` the quorum rounds its reads share; `node` wires the pieces to
+//! openraft; `peer_auth` makes every peer prove the group's secret before its RPCs are read.
+//! `frame` and `local` speak RESP.
 
 #![warn(missing_docs)]
 
@@ -18,6 +20,8 @@ mod log_store;
 mod machine;
 mod network;
 mod node;
+mod peer_auth;
+mod read_barrier;
 mod redis_machine;
 mod replica;
 mod session;

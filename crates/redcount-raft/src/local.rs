@@ -5,7 +5,7 @@ use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
-use crate::frame::{read_frame, Frame};
+use crate::frame::{read_frame, Frame, Proto};
 
 /// One connection to the local Redis.
 pub struct LocalConn {
@@ -14,8 +14,8 @@ pub struct LocalConn {
 }
 
 impl LocalConn {
-    /// Connects to 127.0.0.1:`port` and authenticates.
-    pub async fn connect(port: u16, password: &str) -> std::io::Result<LocalConn> {
+    /// Connects to 127.0.0.1:`port`, authenticates, and speaks `proto`.
+    pub async fn connect(port: u16, password: &str, proto: Proto) -> std::io::Result<LocalConn> {
         let stream = TcpStream::connect(("127.0.0.1", port)).await?;
         stream.set_nodelay(true)?;
         let (r, w) = stream.into_split();
@@ -30,6 +30,14 @@ impl LocalConn {
             return Err(std::io::Error::other(format!(
                 "the node's redis on port {port} refused AUTH: {e}"
             )));
+        }
+        if proto == Proto::Resp3 {
+            let reply = con.call(&[args(&["HELLO", "3"])]).await?;
+            if let Some(Frame::Error(e)) = reply.first() {
+                return Err(std::io::Error::other(format!(
+                    "the node's redis on port {port} refused HELLO 3: {e}"
+                )));
+            }
         }
         Ok(con)
     }
@@ -48,7 +56,7 @@ impl LocalConn {
         self.writer.write_all(bytes).await?;
         let mut out = Vec::with_capacity(replies);
         for _ in 0..replies {
-            match read_frame(&mut self.reader).await? {
+            match read_frame(&mut self.reader, crate::frame::FROM_REDIS).await? {
                 Some(frame) => out.push(frame),
                 None => return Err(std::io::ErrorKind::UnexpectedEof.into()),
             }

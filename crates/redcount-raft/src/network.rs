@@ -1,8 +1,10 @@
 //! Raft RPCs between nodes: one TCP connection per peer client, each RPC a length-prefixed bincode
 //! frame answered in order. A connection opens with [`RPC_MAGIC`], which lets the node serve clients
-//! (RESP) and peers on one port. The fault switch [`Isolation`] drops all of a node's Raft traffic,
+//! (RESP) and peers on one port, then both ends prove they hold the group's secret
+//! ([`crate::peer_auth`]) before any frame is read. The fault switch [`Isolation`] drops all of a node's Raft traffic,
 //! which is how tests partition a leader away from the others.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,11 +22,13 @@ use tokio::net::TcpStream;
 
 use crate::types::{NodeId, Raft, TypeConfig};
 
-/// First bytes of a peer connection; no RESP command starts with a zero byte.
-pub const RPC_MAGIC: &[u8; 8] = b"\0rcraft1";
+/// First bytes of a peer connection; no RESP command starts with a zero byte. (Version 2: the
+/// secret handshake follows.)
+pub const RPC_MAGIC: &[u8; 8] = b"\0rcraft2";
 
-/// Frames above this are refused (snapshot chunks are 3 MiB, entries batches are bounded by openraft).
-const MAX_RPC_BYTES: usize = 1 << 30;
+/// Frames above this are refused, even from an authenticated peer (snapshot chunks are 3 MiB,
+/// replication batches 512 KiB, a single entry a few MiB).
+const MAX_RPC_BYTES: usize = 256 << 20;
 
 /// The node's fault switch: while on, it neither sends nor answers Raft RPCs.
 #[derive(Clone, Default)]
@@ -106,6 +110,10 @@ pub async fn serve_peer(stream: TcpStream, raft: Raft, isolation: Isolation) {
 #[derive(Clone)]
 pub struct Network {
     pub isolation: Isolation,
+    /// The group's secret, proven on every connection to a peer.
+    pub secret: Arc<Vec<u8>>,
+    /// Peers dialled elsewhere than their membership address (`NodeConfig::dial`).
+    pub dial: Arc<BTreeMap<NodeId, String>>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -114,9 +122,10 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
         PeerClient {
             target,
-            addr: node.addr.clone(),
+            addr: self.dial.get(&target).unwrap_or(&node.addr).clone(),
             stream: None,
             isolation: self.isolation.clone(),
+            secret: self.secret.clone(),
         }
     }
 }
@@ -127,6 +136,7 @@ pub struct PeerClient {
     addr: String,
     stream: Option<BufReader<TcpStream>>,
     isolation: Isolation,
+    secret: Arc<Vec<u8>>,
 }
 
 type RpcErr<E> = RPCError<NodeId, BasicNode, E>;
@@ -145,6 +155,7 @@ impl PeerClient {
                 let mut s = TcpStream::connect(&self.addr).await?;
                 s.set_nodelay(true)?;
                 s.write_all(RPC_MAGIC).await?;
+                crate::peer_auth::prove_as_dialer(&mut s, &self.secret).await?;
                 self.stream = Some(BufReader::new(s));
             }
             let Some(stream) = self.stream.as_mut() else {

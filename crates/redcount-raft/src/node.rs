@@ -28,6 +28,9 @@ pub struct NodeConfig {
     pub listen: String,
     /// Every member, this one included: id -> `host:port`.
     pub peers: BTreeMap<NodeId, String>,
+    /// Where this node dials some peers instead of their `peers` address (a NAT, a tunnel, the
+    /// network tests' fault proxies). Clients are still told the `peers` addresses.
+    pub dial: BTreeMap<NodeId, String>,
     /// Form the group if this node has never been in one (first start of a new group).
     pub init: bool,
     /// Clients must AUTH with this.
@@ -38,6 +41,9 @@ pub struct NodeConfig {
     pub election_ms: (u64, u64),
     /// A snapshot is taken after this many log entries.
     pub snapshot_every: u64,
+    /// Confirm leadership with a quorum round of its own for every read, instead of one round
+    /// shared by the reads waiting for it (`read_barrier.rs`); for measuring what sharing saves.
+    pub unbatched_reads: bool,
 }
 
 impl NodeConfig {
@@ -50,11 +56,13 @@ impl NodeConfig {
             dir,
             listen,
             peers,
+            dial: BTreeMap::new(),
             init: false,
             password: None,
             heartbeat_ms: 100,
             election_ms: (350, 700),
             snapshot_every: 2000,
+            unbatched_reads: false,
         }
     }
 }
@@ -76,6 +84,12 @@ fn group_id(peers: &BTreeMap<NodeId, String>) -> String {
 
 /// Runs a node until the process is stopped or Raft fails fatally.
 pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
+    let Some(secret) = config.password.clone().filter(|p| !p.is_empty()) else {
+        anyhow::bail!(
+            "a Raft node needs --requirepass-file: the same secret authenticates clients and the \
+             group's peers (`redcount cluster up --raft N` writes one)"
+        );
+    };
     if !config.peers.contains_key(&config.id) {
         anyhow::bail!(
             "--peers does not list this node's id {}; list every member as id=host:port",
@@ -102,6 +116,8 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let isolation = Isolation::default();
     let network = Network {
         isolation: isolation.clone(),
+        dial: Arc::new(config.dial.clone()),
+        secret: Arc::new(secret.into_bytes()),
     };
     let raft = Raft::new(config.id, Arc::new(raft_config), network, log, sm.clone())
         .await
@@ -122,6 +138,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         sm,
         isolation,
         password: config.password.clone(),
+        reads: crate::read_barrier::ReadBarrier::new(raft.clone(), config.unbatched_reads),
         group_id: group_id(&config.peers),
         election_min_ms: config.election_ms.0,
         last_now: AtomicU64::new(0),
@@ -156,6 +173,22 @@ async fn dispatch(stream: TcpStream, node: Arc<Node>) {
                 return;
             }
             if node.isolation.is_on() {
+                return;
+            }
+            let secret = node.password.clone().unwrap_or_default();
+            let proven = tokio::time::timeout(
+                crate::peer_auth::HANDSHAKE_TIMEOUT,
+                crate::peer_auth::check_dialer(&mut stream, secret.as_bytes()),
+            )
+            .await;
+            if !matches!(proven, Ok(Ok(()))) {
+                tracing::warn!(
+                    "refused a peer connection from {}: it did not prove the group's secret",
+                    stream
+                        .peer_addr()
+                        .map(|a| a.to_string())
+                        .unwrap_or_else(|_| "?".into())
+                );
                 return;
             }
             serve_peer(stream, node.raft.clone(), node.isolation.clone()).await;

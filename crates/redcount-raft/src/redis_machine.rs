@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::Mutex;
 
-use crate::frame::Frame;
+use crate::frame::{Frame, Proto};
 use crate::keeper::Keeper;
 use crate::local::{args, LocalConn};
 use crate::machine::{Machine, Recorded, Step};
@@ -49,7 +49,7 @@ impl RedisMachine {
             },
         }
         let keeper = Keeper::start(dir.to_path_buf())?;
-        let con = LocalConn::connect(keeper.port, &keeper.password).await?;
+        let con = LocalConn::connect(keeper.port, &keeper.password, Proto::Resp2).await?;
         Ok(RedisMachine {
             dir: dir.to_path_buf(),
             keeper,
@@ -77,9 +77,13 @@ impl RedisMachine {
         for attempt in 0..2 {
             if guard.is_none() {
                 let (port, password) = self.redis();
-                *guard = Some(LocalConn::connect(port, password).await.map_err(|e| {
-                    failed(format!("cannot reach the node's redis on port {port}: {e}"))
-                })?);
+                *guard = Some(
+                    LocalConn::connect(port, password, Proto::Resp2)
+                        .await
+                        .map_err(|e| {
+                            failed(format!("cannot reach the node's redis on port {port}: {e}"))
+                        })?,
+                );
             }
             let Some(con) = guard.as_mut() else { continue };
             match con.call_raw(bytes, replies).await {

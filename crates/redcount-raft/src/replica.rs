@@ -24,6 +24,8 @@ pub struct Node {
     pub isolation: Isolation,
     /// What clients must AUTH with, if anything.
     pub password: Option<String>,
+    /// The read barrier every read of this node shares.
+    pub reads: std::sync::Arc<crate::read_barrier::ReadBarrier>,
     pub(crate) group_id: String,
     pub(crate) election_min_ms: u64,
     pub(crate) last_now: AtomicU64,
@@ -110,14 +112,26 @@ impl Node {
     }
 
     /// `INFO`: a Redis-like server section whose run_id is the group's (the same on every node, so
-    /// clients do not mistake a failover for a restart that lost data), then the Raft state.
+    /// clients do not mistake a failover for a restart that lost data), the role in Redis's words
+    /// (`master` for the leader, else `slave`), then the Raft state (its role as `raft_role`).
     pub fn info(&self) -> String {
         format!(
-            "# Server\r\nredis_version:7.0.0-redcount-raft\r\nrun_id:{}\r\nredcount_raft_node:{}\r\n\r\n# Raft\r\n{}",
+            "# Server\r\nredis_version:7.0.0-redcount-raft\r\nrun_id:{}\r\nredcount_raft_node:{}\r\n\r\n\
+             # Replication\r\nrole:{}\r\n\r\n# Raft\r\n{}",
             self.group_id,
             self.id,
-            self.status_text()
+            self.redis_role(),
+            self.status_text().replace("\r\nrole:", "\r\nraft_role:")
         )
+    }
+
+    /// `master` while this node leads with a fresh lease, else `slave` (Redis's words).
+    pub fn redis_role(&self) -> &'static str {
+        if self.leader_lease().is_ok() {
+            "master"
+        } else {
+            "slave"
+        }
     }
 }
 

@@ -4,20 +4,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::error::{ClientWriteError, RaftError};
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use crate::commands::{route, NodeCommand, Route};
-use crate::frame::{command_args, read_frame, Frame};
+use crate::frame::{command_args, read_frame, Frame, Proto, AFTER_AUTH, BEFORE_AUTH};
 use crate::local::LocalConn;
 use crate::replica::{redirect, Node};
 use crate::types::Command;
 
 /// A write that does not commit within this long is answered with TRYAGAIN (no quorum reachable).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Same for confirming leadership before a read.
-const READ_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Serves one client until it disconnects.
 pub async fn serve_client(stream: TcpStream, node: Arc<Node>) {
@@ -28,20 +26,29 @@ pub async fn serve_client(stream: TcpStream, node: Arc<Node>) {
         authed: node.password.is_none(),
         node,
         local: None,
+        name: None,
+        proto: Proto::Resp2,
     };
     loop {
-        let frame = match read_frame(&mut reader).await {
+        // Nothing large is read from a client that has not authenticated yet.
+        let limits = if session.authed {
+            AFTER_AUTH
+        } else {
+            BEFORE_AUTH
+        };
+        let frame = match read_frame(&mut reader, limits).await {
             Ok(Some(frame)) => frame,
             Ok(None) => return,
             Err(e) => {
-                let reply = Frame::error(format!("ERR Protocol error: {e}")).to_bytes();
+                let reply =
+                    Frame::error(format!("ERR Protocol error: {e}")).to_bytes_for(session.proto);
                 let _ = w.write_all(&reply).await;
                 return;
             }
         };
         let (reply, quit) = match command_args(frame) {
             Ok(args) => session.handle(args).await,
-            Err(err) => (err.to_bytes(), false),
+            Err(err) => (err.to_bytes_for(session.proto), false),
         };
         if w.write_all(&reply).await.is_err() || quit {
             return;
@@ -54,25 +61,35 @@ struct Session {
     /// This client's connection to the node's Redis (reads, blocking XREAD).
     local: Option<LocalConn>,
     authed: bool,
+    /// `CLIENT SETNAME` / `HELLO ... SETNAME`.
+    name: Option<Vec<u8>>,
+    /// What the client speaks (`HELLO 3` switches to RESP3); `local` speaks the same, so reads
+    /// come back from Redis in the client's own protocol.
+    proto: Proto,
 }
 
 impl Session {
     async fn handle(&mut self, mut args: Vec<Vec<u8>>) -> (Vec<u8>, bool) {
         let route = route(&args);
-        let is_auth = matches!(route, Route::Node(NodeCommand::Auth | NodeCommand::Quit));
+        let is_auth = matches!(
+            route,
+            Route::Node(NodeCommand::Auth | NodeCommand::Hello | NodeCommand::Quit)
+        );
         if !self.authed && !is_auth {
             return (
-                Frame::error("NOAUTH Authentication required.").to_bytes(),
+                Frame::error("NOAUTH Authentication required.").to_bytes_for(self.proto),
                 false,
             );
         }
         let reply = match route {
-            Route::Node(NodeCommand::Quit) => return (Frame::ok().to_bytes(), true),
+            Route::Node(NodeCommand::Quit) => return (Frame::ok().to_bytes_for(self.proto), true),
             Route::Node(cmd) => self.node_command(cmd, &args).await,
             Route::Write { now_at } => {
                 if let Some(i) = now_at {
                     args[i] = self.node.stamp_now().to_string().into_bytes();
                 }
+                // The library's replies are arrays, integers, strings and errors: the same bytes
+                // in RESP2 and RESP3, so the machine's RESP2 reply goes to either client as is.
                 return (self.write(args).await, false);
             }
             Route::Read => match self.confirm_leader().await {
@@ -86,7 +103,7 @@ impl Session {
             Route::Replica => self.local(args).await,
             Route::Reject(frame) => frame,
         };
-        (reply.to_bytes(), false)
+        (reply.to_bytes_for(self.proto), false)
     }
 
     /// Appends the command to the log and answers with the leader's own result of applying it.
@@ -112,27 +129,16 @@ impl Session {
         }
     }
 
-    /// The read barrier: the leader confirms with a quorum and waits until it applied what it had
-    /// committed, so a read sees every acknowledged write.
+    /// The read barrier (`read_barrier.rs`): a read sees every acknowledged write.
     async fn confirm_leader(&self) -> Result<(), Frame> {
-        match tokio::time::timeout(READ_TIMEOUT, self.node.raft.ensure_linearizable()).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
-                Err(redirect(f.leader_id, f.leader_node.as_ref()))
-            }
-            Ok(Err(e)) => Err(Frame::error(format!("TRYAGAIN raft: cannot confirm leadership: {e}"))),
-            Err(_) => Err(Frame::error(format!(
-                "TRYAGAIN raft: leadership not confirmed within {READ_TIMEOUT:?}: a majority of the \
-                 group is unreachable; retry"
-            ))),
-        }
+        self.node.reads.confirm().await
     }
 
     /// Runs a command on this node's Redis over the session's own connection.
     async fn local(&mut self, args: Vec<Vec<u8>>) -> Frame {
         if self.local.is_none() {
             let (port, password) = self.node.sm.machine().redis();
-            match LocalConn::connect(port, password).await {
+            match LocalConn::connect(port, password, self.proto).await {
                 Ok(con) => self.local = Some(con),
                 Err(e) => {
                     return Frame::error(format!("TRYAGAIN raft: node's redis unreachable: {e}"))
@@ -175,15 +181,27 @@ impl Session {
                     }
                 }
             }
+            NodeCommand::Hello => self.hello(args),
+            NodeCommand::Client => match arg(1).map(|s| s.to_ascii_uppercase()).as_deref() {
+                Some("SETNAME") => {
+                    self.name = args.get(2).cloned();
+                    Frame::ok()
+                }
+                Some("GETNAME") => self.name.clone().map(Frame::Bulk).unwrap_or(Frame::Null),
+                Some("ID") => Frame::Integer(1),
+                _ => Frame::ok(),
+            },
             NodeCommand::Ok | NodeCommand::Quit => Frame::ok(),
             NodeCommand::Select => match arg(1).as_deref() {
                 Some("0") => Frame::ok(),
                 _ => Frame::error("ERR a redcount raft node has only database 0"),
             },
             NodeCommand::Role => self.node.role(),
-            NodeCommand::Info => Frame::bulk(self.node.info()),
+            NodeCommand::Info => {
+                Frame::Verbatim([b"txt:".as_slice(), self.node.info().as_bytes()].concat())
+            }
             // A Raft node has no Redis persistence settings: its durability is the Raft log.
-            NodeCommand::ConfigGet => Frame::Array(vec![]),
+            NodeCommand::ConfigGet => Frame::Map(vec![]),
             // Every acknowledged write is already on a majority: report the other voters.
             NodeCommand::Wait => Frame::Integer(self.node.voters().saturating_sub(1) as i64),
             NodeCommand::Command => Frame::Array(vec![]),
@@ -199,5 +217,65 @@ impl Session {
                 Err(e) => Frame::error(format!("ERR snapshot: {e}")),
             },
         }
+    }
+
+    /// `HELLO [protover [AUTH user password] [SETNAME name]]` as Redis answers it: the reply is a
+    /// map (a flat array in RESP2), and `HELLO 3` switches the connection to RESP3.
+    fn hello(&mut self, args: &[Vec<u8>]) -> Frame {
+        let text = |i: usize| {
+            args.get(i)
+                .map(|a| String::from_utf8_lossy(a).to_ascii_uppercase())
+        };
+        let proto = match text(1).as_deref() {
+            None => self.proto,
+            Some("2") => Proto::Resp2,
+            Some("3") => Proto::Resp3,
+            Some(_) => return Frame::error("NOPROTO unsupported protocol version"),
+        };
+        let mut i = 2;
+        while i < args.len() {
+            match text(i).as_deref() {
+                Some("AUTH") if i + 2 < args.len() => {
+                    let given = String::from_utf8_lossy(&args[i + 2]).into_owned();
+                    if self.node.password.as_deref().is_some_and(|p| p != given) {
+                        return Frame::error(
+                            "WRONGPASS invalid username-password pair or user is disabled.",
+                        );
+                    }
+                    self.authed = true;
+                    i += 3;
+                }
+                Some("SETNAME") if i + 1 < args.len() => {
+                    self.name = Some(args[i + 1].clone());
+                    i += 2;
+                }
+                _ => return Frame::error("ERR Syntax error in HELLO option"),
+            }
+        }
+        if !self.authed {
+            return Frame::error(
+                "NOAUTH HELLO must be called with the client already authenticated, otherwise the \
+                 HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and \
+                 select the RESP protocol version at the same time",
+            );
+        }
+        if proto != self.proto {
+            self.proto = proto;
+            // The session's connection to Redis reconnects speaking the new protocol.
+            self.local = None;
+        }
+        let pair = |k: &str, v: Frame| (Frame::bulk(k.as_bytes().to_vec()), v);
+        Frame::Map(vec![
+            pair("server", Frame::bulk("redis")),
+            pair("version", Frame::bulk("7.0.0")),
+            pair(
+                "proto",
+                Frame::Integer(if proto == Proto::Resp3 { 3 } else { 2 }),
+            ),
+            pair("id", Frame::Integer(1)),
+            pair("mode", Frame::bulk("standalone")),
+            pair("role", Frame::bulk(self.node.redis_role())),
+            pair("modules", Frame::Array(vec![])),
+        ])
     }
 }

@@ -15,6 +15,8 @@ use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, RaftLogId, RaftSnapshotBuilder};
 use tokio::sync::Mutex;
 
+use crate::commands::{route, Route};
+use crate::frame::Frame;
 use crate::machine::{Machine, Recorded, Step};
 use crate::redis_machine::RedisMachine;
 use crate::snapshot_file::{read_snapshot_file, write_snapshot_file};
@@ -166,24 +168,44 @@ impl<M: Machine> RaftStateMachine<TypeConfig> for StateMachine<M> {
                 _ => None,
             });
         }
+        // Defence in depth: an entry is applied only if it is a write this node would accept from
+        // a client (a forged or corrupted entry changes nothing; every node decides alike).
+        let refused: Vec<bool> = entries
+            .iter()
+            .map(|entry| match &entry.payload {
+                EntryPayload::Normal(cmd) => !cmd
+                    .args()
+                    .is_some_and(|args| matches!(route(&args), Route::Write { .. })),
+                _ => false,
+            })
+            .collect();
         let steps: Vec<Step<'_>> = entries
             .iter()
             .zip(positions.iter().zip(&memberships))
-            .map(|(entry, (position, membership))| Step {
+            .zip(&refused)
+            .map(|((entry, (position, membership)), &refused)| Step {
                 command: match &entry.payload {
-                    EntryPayload::Normal(cmd) => Some(cmd.resp.as_slice()),
+                    EntryPayload::Normal(cmd) if !refused => Some(cmd.resp.as_slice()),
                     _ => None,
                 },
                 membership: membership.as_deref(),
                 position,
             })
             .collect();
-        let replies = self
+        let mut replies = self
             .shared
             .machine
             .apply(&steps)
             .await
             .map_err(machine_error)?;
+        for (reply, &refused) in replies.iter_mut().zip(&refused) {
+            if refused {
+                *reply = Frame::error(
+                    "ERR raft: a log entry that is not an accepted write was not applied",
+                )
+                .to_bytes();
+            }
+        }
         self.shared.applied_index.store(last, Ordering::Relaxed);
         Ok(replies.into_iter().map(Reply).collect())
     }

@@ -29,6 +29,33 @@ impl Command {
         }
         Command { resp }
     }
+
+    /// The arguments back, or None when the bytes are not an array of bulk strings.
+    pub fn args(&self) -> Option<Vec<Vec<u8>>> {
+        fn number(bytes: &[u8], at: &mut usize, kind: u8) -> Option<usize> {
+            if bytes.get(*at) != Some(&kind) {
+                return None;
+            }
+            let end = *at + bytes[*at..].windows(2).position(|w| w == b"\r\n")?;
+            let n = std::str::from_utf8(&bytes[*at + 1..end])
+                .ok()?
+                .parse()
+                .ok()?;
+            *at = end + 2;
+            Some(n)
+        }
+        let bytes = &self.resp;
+        let mut at = 0;
+        let n = number(bytes, &mut at, b'*')?;
+        let mut args = Vec::with_capacity(n.min(1 << 16));
+        for _ in 0..n {
+            let len = number(bytes, &mut at, b'$')?;
+            let arg = bytes.get(at..at.checked_add(len)?)?;
+            args.push(arg.to_vec());
+            at += len + 2;
+        }
+        (at == bytes.len()).then_some(args)
+    }
 }
 
 /// The leader's own Redis reply to a command, encoded as RESP so it is passed back verbatim.
@@ -65,4 +92,30 @@ pub fn log_error(err: impl std::error::Error + 'static) -> StorageError {
 pub fn sm_error(message: impl std::fmt::Display) -> StorageError {
     let err = std::io::Error::other(message.to_string());
     openraft::StorageIOError::write_state_machine(openraft::AnyError::new(&err)).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Command;
+
+    #[test]
+    fn a_command_reads_back_its_arguments_and_garbage_reads_as_none() {
+        let args = vec![
+            b"FCALL".to_vec(),
+            b"rc_event".to_vec(),
+            b"a\r\nb".to_vec(),
+            Vec::new(),
+        ];
+        assert_eq!(Command::from_args(&args).args(), Some(args));
+        for bad in [
+            &b""[..],
+            b"*1\r\n",
+            b"*1\r\n$5\r\nab\r\n",
+            b"+OK\r\n",
+            b"*1\r\n$1\r\nab\r\n",
+        ] {
+            let cmd = Command { resp: bad.to_vec() };
+            assert_eq!(cmd.args(), None, "{bad:?}");
+        }
+    }
 }

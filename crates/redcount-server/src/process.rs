@@ -12,9 +12,12 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 /// Makes the child get SIGKILL when the thread that started it ends, so a driver killed with SIGKILL
-/// leaves no redis-server or worker behind (Linux `PR_SET_PDEATHSIG`).
+/// leaves no redis-server or worker behind (Linux `PR_SET_PDEATHSIG`), and puts it in a process group
+/// of its own, so the terminal's Ctrl-C reaches only the driver, which then stops it in order
+/// (instead of the private Redis dying first and being "restarted").
 pub fn die_with_parent(command: &mut Command) {
     use std::os::unix::process::CommandExt;
+    command.process_group(0);
     // SAFETY: the closure runs in the child between fork and exec and only makes one async-signal-safe
     // system call (prctl).
     unsafe {

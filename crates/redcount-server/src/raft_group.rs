@@ -292,6 +292,8 @@ pub struct ChildGroup {
     exe: PathBuf,
     /// More `raft-node` flags for every node (`--snapshot-every N` ...).
     extra_args: Vec<String>,
+    /// More flags for one node (`--dial ...` through the network tests' proxies).
+    pub node_args: BTreeMap<NodeId, Vec<String>>,
     children: BTreeMap<NodeId, Child>,
 }
 
@@ -303,24 +305,48 @@ impl ChildGroup {
         exe: &Path,
         extra_args: &[&str],
     ) -> anyhow::Result<ChildGroup> {
+        let mut children = ChildGroup::plan(dir, size, exe, extra_args)?;
+        children.start_all()?;
+        Ok(children)
+    }
+
+    /// Plans a group of `size` nodes in `dir` without starting any (set `node_args` first).
+    pub fn plan(
+        dir: &Path,
+        size: usize,
+        exe: &Path,
+        extra_args: &[&str],
+    ) -> anyhow::Result<ChildGroup> {
         let group = Group::plan(dir, size)?;
         group.save()?;
-        let mut children = ChildGroup {
+        Ok(ChildGroup {
             group,
             exe: exe.to_path_buf(),
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            node_args: BTreeMap::new(),
             children: BTreeMap::new(),
-        };
-        for id in 1..=size as NodeId {
-            children.spawn(id, true)?;
+        })
+    }
+
+    /// Starts every planned node, forming the group, and waits for a leader.
+    pub fn start_all(&mut self) -> anyhow::Result<()> {
+        let ids: Vec<NodeId> = self.group.nodes.iter().map(|n| n.id).collect();
+        for id in ids {
+            self.spawn(id, true)?;
         }
-        children.group.wait_for_leader(Duration::from_secs(20))?;
-        Ok(children)
+        self.group
+            .wait_for_leader(Duration::from_secs(20))
+            .map(|_| ())
     }
 
     /// Starts node `id` (again).
     pub fn spawn(&mut self, id: NodeId, init: bool) -> anyhow::Result<()> {
-        let extra: Vec<&str> = self.extra_args.iter().map(String::as_str).collect();
+        let extra: Vec<&str> = self
+            .extra_args
+            .iter()
+            .chain(self.node_args.get(&id).into_iter().flatten())
+            .map(String::as_str)
+            .collect();
         let child = self.group.spawn_child(&self.exe, id, init, &extra)?;
         self.children.insert(id, child);
         Ok(())

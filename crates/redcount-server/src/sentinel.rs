@@ -136,16 +136,20 @@ pub fn cluster_up(dir: &Path, replicas: usize, sentinels: usize) -> Result<Clust
         start(&program, &cluster, port, &conf, false)?;
         cluster.nodes.push(port);
     }
-    for &port in &cluster.nodes[1..] {
-        wait_in_sync(&cluster, port)?;
-    }
+    wait_streaming(&cluster, replicas)?;
     let quorum = sentinels / 2 + 1;
     for _ in 0..sentinels {
         let port = free_port().map_err(ServerError::Spawn)?;
         let mut conf = common_conf(&cluster, port);
         conf.push_str(&format!(
-            "sentinel monitor {MASTER_NAME} 127.0.0.1 {} {quorum}\nsentinel auth-pass {MASTER_NAME} {}\n\
-             sentinel down-after-milliseconds {MASTER_NAME} 1000\nsentinel failover-timeout {MASTER_NAME} 5000\n\
+            // The Sentinels take commands only with the cluster's password (a local process could
+            // otherwise SENTINEL FAILOVER, SET or REMOVE the primary) and use it with each other.
+            // down-after is twice the Sentinels' 1 s ping period: at 1 s, a Sentinel that had just
+            // switched to the promoted replica sometimes judged it down before its first ping was
+            // answered and failed it over again, to a replica without the acknowledged commits.
+            "requirepass {1}\nsentinel sentinel-pass {1}\n\
+             sentinel monitor {MASTER_NAME} 127.0.0.1 {0} {quorum}\nsentinel auth-pass {MASTER_NAME} {1}\n\
+             sentinel down-after-milliseconds {MASTER_NAME} 2000\nsentinel failover-timeout {MASTER_NAME} 5000\n\
              sentinel parallel-syncs {MASTER_NAME} 1\n",
             cluster.nodes[0], cluster.password
         ));
@@ -159,28 +163,38 @@ pub fn cluster_up(dir: &Path, replicas: usize, sentinels: usize) -> Result<Clust
     Ok(cluster)
 }
 
-/// Waits until the replica on `port` has finished its first sync with the primary.
-fn wait_in_sync(cluster: &Cluster, port: u16) -> Result<(), ServerError> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let info = redis::Client::open(cluster.node_url(port)).and_then(|c| {
-            let mut con = c.get_connection_with_timeout(Duration::from_millis(500))?;
-            redis::cmd("INFO")
-                .arg("replication")
-                .query::<String>(&mut con)
-        });
-        if matches!(&info, Ok(text) if text.contains("master_link_status:up")) {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(ServerError::NotReady {
-                port,
-                detail: "the replica did not finish its first sync with the primary".into(),
-                log: cluster.dir.join(format!("{port}.log")),
-            });
-        }
-        std::thread::sleep(Duration::from_millis(50));
+/// Key written once by `cluster up` (and expiring by itself) to see every replica acknowledge it.
+const SYNCED_KEY: &str = "rc:cluster:synced";
+
+/// Waits until every replica has finished its first sync and acknowledges a write. Its link being
+/// up is not enough: after a diskless sync the primary streams writes to a replica only from its
+/// first acknowledgement, up to a second later, and a primary killed meanwhile took every write of
+/// that second with it (a job started at once lost the whole job in the failover test).
+fn wait_streaming(cluster: &Cluster, replicas: usize) -> Result<(), ServerError> {
+    let primary = cluster.nodes[0];
+    let not_ready = |detail: String| ServerError::NotReady {
+        port: primary,
+        detail,
+        log: cluster.dir.join(format!("{primary}.log")),
+    };
+    let acked: u64 = redis::Client::open(cluster.node_url(primary))
+        .and_then(|c| {
+            let mut con = c.get_connection_with_timeout(Duration::from_secs(1))?;
+            redis::cmd("SET")
+                .arg(SYNCED_KEY)
+                .arg(1)
+                .arg("PX")
+                .arg(10_000)
+                .query::<()>(&mut con)?;
+            redis::cmd("WAIT").arg(replicas).arg(15_000).query(&mut con)
+        })
+        .map_err(|e| not_ready(format!("could not check its replicas: {e}")))?;
+    if (acked as usize) < replicas {
+        return Err(not_ready(format!(
+            "only {acked} of {replicas} replicas acknowledged a write within 15 s"
+        )));
     }
+    Ok(())
 }
 
 fn common_conf(cluster: &Cluster, port: u16) -> String {
@@ -189,6 +203,27 @@ fn common_conf(cluster: &Cluster, port: u16) -> String {
         "port {port}\nbind 127.0.0.1\ndaemonize yes\npidfile {d}/{port}.pid\nlogfile {d}/{port}.log\ndir {d}\n\
          dbfilename {port}.rdb\nappendfilename {port}.aof\nappenddirname aof-{port}\n"
     )
+}
+
+/// Starts again every process of the cluster in `dir` that is not running (a killed primary comes
+/// back and its Sentinels make it a replica of the new one), from the config it had. Returns the
+/// cluster and how many were started.
+pub fn cluster_restart_missing(dir: &Path) -> Result<(Cluster, usize), ServerError> {
+    let program = find_redis_server().ok_or(ServerError::NotInstalled)?;
+    let cluster = Cluster::load(dir)?;
+    let mut started = 0;
+    for (&port, sentinel) in cluster
+        .nodes
+        .iter()
+        .map(|p| (p, false))
+        .chain(cluster.sentinels.iter().map(|p| (p, true)))
+    {
+        if cluster.pid(port).is_none() {
+            launch(&program, &cluster, port, sentinel)?;
+            started += 1;
+        }
+    }
+    Ok((cluster, started))
 }
 
 /// Writes the node's config (Sentinel rewrites its own) and starts it; waits for its pid file.
@@ -204,8 +239,19 @@ fn start(
         path: path.clone(),
         source,
     })?;
-    let mut cmd = Command::new(program);
-    cmd.arg(&path)
+    launch(program, cluster, port, sentinel)
+}
+
+/// Starts the node on `port` from its config file; waits for its pid file.
+fn launch(program: &Path, cluster: &Cluster, port: u16, sentinel: bool) -> Result<(), ServerError> {
+    let path = cluster.dir.join(format!("{port}.conf"));
+    // umask 077: a Sentinel rewrites its config (which holds the password) whenever its state
+    // changes, and would leave it readable by everyone; files it creates are now its user's only.
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("umask 077 && exec \"$0\" \"$@\"")
+        .arg(program)
+        .arg(&path)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());

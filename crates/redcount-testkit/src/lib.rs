@@ -1,13 +1,16 @@
 //! Test support: an **independent** word count to compare results with (written separately from the
-//! product's tokenizer, on purpose naive), seeded corpora, and helpers for processes tests start.
+//! product's tokenizer, on purpose naive), seeded corpora, helpers for processes tests start, and a
+//! fault-injecting TCP proxy for network faults.
 
 #![warn(missing_docs)]
 
 pub mod corpus;
 pub mod oracle;
+pub mod proxy;
 
 pub use corpus::{sample_corpus, Rng};
 pub use oracle::{assert_same_counts, oracle_count, oracle_csv_count, read_out_file, Counts};
+pub use proxy::{Fault, FaultProxy};
 
 use std::process::Child;
 use std::time::{Duration, Instant};

@@ -7,6 +7,7 @@
 mod count;
 mod lease;
 mod options;
+mod poison;
 mod worker;
 
 pub use options::WorkerOptions;

@@ -26,6 +26,10 @@ pub struct WorkerOptions {
     /// Extra CPU time spent on every input file of a task (demonstrations and fault tests: a heavier computation,
     /// which a SIGSTOP/SIGCONT straggler really slows down, unlike a sleep).
     pub slow: Duration,
+    /// Longest a worker spends counting one task: past it the worker takes the task for one that
+    /// hangs it and exits (a hung worker renews its leases forever otherwise); the task is handed
+    /// out alone from then on and given up after max_attempts.
+    pub task_timeout: Duration,
     /// How long to wait for a job that does not exist (yet, or again after Redis lost it).
     pub wait_for_job: Duration,
     /// When idle, re-run a task that has run this many times longer than the recent p90 (0: never).
@@ -49,6 +53,7 @@ impl Default for WorkerOptions {
             batch_tasks: 1024,
             batch_time: Duration::from_millis(250),
             slow: Duration::ZERO,
+            task_timeout: Duration::from_secs(600),
             wait_for_job: Duration::from_secs(60),
             speculate_factor: 3.0,
             speculate_min: Duration::from_millis(500),
@@ -80,6 +85,7 @@ impl WorkerOptions {
         flag("batch-bytes", self.batch_bytes.to_string());
         flag("batch-tasks", self.batch_tasks.to_string());
         flag("batch-time", ms(self.batch_time));
+        flag("task-timeout", ms(self.task_timeout));
         flag("wait-for-job", ms(self.wait_for_job));
         flag("speculate-factor", self.speculate_factor.to_string());
         flag("speculate-min", ms(self.speculate_min));

@@ -8,13 +8,14 @@ use anyhow::Context;
 use redcount_count::partial;
 use redcount_count::{Tokenizer, WordCounts};
 use redcount_protocol::{
-    live_window, now_ms, Aggregation, ClaimRequest, Claimed, CommitOutcome, Error as ProtocolError,
-    Job, JobSpec, Link, MergePolicy, Task,
+    live_window, Aggregation, ClaimRequest, Claimed, CommitOutcome, Deferral,
+    Error as ProtocolError, Job, JobSpec, Link, MergePolicy, Now, Task,
 };
 
 use crate::count::{build_tokenizer, count_piece};
-use crate::lease::Renewer;
+use crate::lease::{renew_every, Renewer};
 use crate::WorkerOptions;
+use redcount_input::InputError;
 
 /// What one worker did.
 #[derive(Debug, Default, Clone)]
@@ -51,7 +52,7 @@ pub fn run_worker(
     let mut worker = Worker {
         tokenizer: build_tokenizer(&spec)?,
         max_attempts: options.max_attempts.unwrap_or(spec.max_attempts).max(1),
-        renewer: Renewer::start(renewer_job, name.clone(), lease),
+        renewer: Renewer::start(renewer_job, name.clone(), lease, options.task_timeout),
         csv_column: spec.csv_column,
         aggregation: spec.aggregation,
         partitions: spec.partitions.max(1),
@@ -157,16 +158,18 @@ impl Worker<'_> {
                     return Ok(false);
                 }
                 // Nothing to do: block until a task or a commit arrives, or the next lease may expire.
-                // Merges signal nothing: with partials in play, look again soon.
+                // Merges signal nothing: with partials in play, look again soon. Never longer than
+                // a renewal interval, so a job with a live worker never looks unserved.
                 let longest = match self.aggregation {
-                    Aggregation::Workers => 100,
-                    Aggregation::Redis => 500,
-                };
-                let until_deadline = claimed
-                    .next_deadline_ms
-                    .map(|d| d.saturating_sub(now_ms()) + 1)
-                    .unwrap_or(longest);
-                let wait = Duration::from_millis(until_deadline.clamp(5, longest));
+                    Aggregation::Workers => Duration::from_millis(100),
+                    Aggregation::Redis => Duration::from_millis(500),
+                }
+                .min(renew_every(self.lease));
+                let wait = claimed
+                    .next_expiry
+                    .map(|d| d + Duration::from_millis(1))
+                    .unwrap_or(longest)
+                    .clamp(Duration::from_millis(5), longest);
                 self.job
                     .wait_for_change(&claimed.last_task_id, &claimed.last_done_id, wait)?;
                 return Ok(false);
@@ -177,6 +180,9 @@ impl Worker<'_> {
         // Redis pays per distinct word of every commit, so fewer, larger commits cost it far less.
         let started = Instant::now();
         let mut batch = Batch::default();
+        // A task handed out alone (its last holder died holding it) is counted and committed before
+        // anything else is taken: if it kills this worker too, it alone is charged for that.
+        let mut isolated = false;
         loop {
             self.renewer.hold(
                 self.carry
@@ -186,8 +192,9 @@ impl Worker<'_> {
                     .collect(),
             );
             while let Some(task) = self.carry.pop_front() {
+                isolated |= task.solo;
                 self.count_into(&mut batch, task)?;
-                if started.elapsed() >= self.options.batch_time {
+                if started.elapsed() >= self.options.batch_time || isolated {
                     break;
                 }
             }
@@ -197,6 +204,7 @@ impl Worker<'_> {
                 .saturating_sub(batch.tasks.len() as u64);
             let bytes_left = self.options.batch_bytes.saturating_sub(batch.bytes);
             if !self.carry.is_empty()
+                || isolated
                 || started.elapsed() >= self.options.batch_time
                 || tasks_left == 0
                 || bytes_left == 0
@@ -236,7 +244,9 @@ impl Worker<'_> {
             speculate_factor: self.options.speculate_factor,
             speculate_min: self.options.speculate_min,
         };
-        self.job.claim(now_ms(), &request).context("claiming tasks")
+        self.job
+            .claim(Now::Coordinator, &request)
+            .context("claiming tasks")
     }
 
     /// Counts `task` into the batch; an input that cannot be read goes to the dead stream instead
@@ -245,10 +255,38 @@ impl Worker<'_> {
         batch.bytes += task.len();
         let me = self.report.name.clone();
         let packed = !task.more.is_empty();
+        // An input this host cannot open may be on another worker's host (workers need the inputs
+        // at the same paths, and a mount can be missing on one): offer the task to the others
+        // first. One stat per file, before anything is counted, so a deferred task leaves no trace.
+        let mut nobody_can = None;
+        if let Some(err) = task.pieces().find_map(|p| {
+            std::fs::metadata(&p.path)
+                .err()
+                .map(|e| InputError::from_io(&p.path, e))
+        }) {
+            match self
+                .job
+                .defer(Now::Coordinator, &me, &task.id, live_window(self.lease))?
+            {
+                Deferral::Deferred => {
+                    tracing::warn!("{me}: {err}: task {} left to another worker", task.id);
+                    return Ok(());
+                }
+                Deferral::NotHeld => return Ok(()),
+                Deferral::NobodyCan(n) => nobody_can = Some(n),
+            }
+        }
+        let reason = |err: &InputError| match nobody_can {
+            Some(n) if n > 1 => format!("{err} (on each of the {n} live workers)"),
+            _ => err.to_string(),
+        };
         let mut words = 0;
+        self.renewer.counting(Some(&task.id));
+        let _counted = CountingGuard(&self.renewer);
         for (index, piece) in task.pieces().enumerate() {
             // Per input file, so a slowed job takes as long whether or not small files are packed.
             burn_cpu(self.options.slow);
+            crate::poison::strike(&piece.path);
             match count_piece(
                 &piece,
                 &self.tokenizer,
@@ -264,19 +302,22 @@ impl Worker<'_> {
                         task.id
                     );
                     if self.job.fail_piece(
-                        now_ms(),
+                        Now::Coordinator,
                         &me,
                         &task.id,
                         index,
                         &piece.path,
-                        &err.to_string(),
+                        &reason(&err),
                     )? {
                         self.report.failed += 1;
                     }
                 }
                 Err(err) => {
                     tracing::warn!("{me}: task {} failed: {err}", task.id);
-                    if self.job.fail(now_ms(), &me, &task.id, &err.to_string())? {
+                    if self
+                        .job
+                        .fail(Now::Coordinator, &me, &task.id, &reason(&err))?
+                    {
                         self.report.failed += 1;
                     }
                     return Ok(());
@@ -296,12 +337,12 @@ impl Worker<'_> {
             let outcome = match self.aggregation {
                 Aggregation::Redis => {
                     self.job
-                        .commit(now_ms(), &me, &batch.counted, batch.merged.iter())?
+                        .commit(Now::Coordinator, &me, &batch.counted, batch.merged.iter())?
                 }
                 Aggregation::Workers => {
                     let blobs = partial::partition_blobs(batch.merged.iter(), self.partitions);
                     self.job
-                        .commit_parts(now_ms(), &me, &batch.counted, &blobs)?
+                        .commit_parts(Now::Coordinator, &me, &batch.counted, &blobs)?
                 }
             };
             match outcome {
@@ -350,12 +391,12 @@ impl Worker<'_> {
             let me = self.report.name.clone();
             let Some(claim) = self
                 .job
-                .merge_claim(now_ms(), &me, self.lease, &self.merge_policy)
+                .merge_claim(Now::Coordinator, &me, self.lease, &self.merge_policy)
                 .context("claiming a merge")?
             else {
                 break;
             };
-            if self.job.merge_claimed(now_ms(), &me, &claim)? {
+            if self.job.merge_claimed(Now::Coordinator, &me, &claim)? {
                 merged += 1;
                 self.report.merges += 1;
             } else {
@@ -363,6 +404,15 @@ impl Worker<'_> {
             }
         }
         Ok(merged)
+    }
+}
+
+/// Clears the watchdog's "counting" when a task is done, however it ends.
+struct CountingGuard<'a>(&'a Renewer);
+
+impl Drop for CountingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.counting(None);
     }
 }
 

@@ -23,6 +23,8 @@ pub struct Cli {
     pub verbose: u8,
 }
 
+// One value per process, parsed once: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Count the words of files, directories (recursively) and glob patterns.
@@ -33,12 +35,16 @@ pub enum Command {
     Worker(WorkerArgs),
     /// Show a job's progress (or list the jobs in a Redis).
     Status(StatusArgs),
+    /// The jobs in a Redis as a table (state, progress, age, keys), or remove some (`jobs rm`).
+    Jobs(JobsArgs),
     /// Show the current top words of a job.
     Top(TopArgs),
     /// Export every word's count of a job (`word<TAB>count`, count descending, then word bytes).
     Counts(CountsArgs),
     /// Latency of a (stream) job already in Redis: percentiles, CSV and plot, with its fault events.
     Latency(LatencyArgs),
+    /// Serve a live dashboard of every job in a Redis (and Prometheus metrics at /metrics).
+    Ui(UiArgs),
     /// Start, stop or inspect a local replicated Redis (primary, replicas, Sentinels).
     #[command(subcommand)]
     Cluster(ClusterCommand),
@@ -83,12 +89,32 @@ pub enum ClusterCommand {
 pub enum ExperimentCommand {
     /// Streaming latency: a rate sweep past saturation, then killed workers and stragglers.
     Latency(LatencyExperimentArgs),
+    /// Minutes of random network faults (partitions, one-way links, pauses, kills) on a 3-node Raft
+    /// group behind fault proxies, with batch jobs checked against an independent count.
+    Partitions(PartitionExperimentArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PartitionExperimentArgs {
+    /// Where partitions.md goes (docs/experiments holds the committed reference run).
+    #[arg(long, default_value = "experiment-out")]
+    pub out_dir: PathBuf,
+    /// How long to inject faults.
+    #[arg(long, value_parser = parse_duration, default_value = "5m")]
+    pub duration: Duration,
+    /// Seed of the corpus and of the fault schedule.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Files per job (one task each).
+    #[arg(long, default_value_t = 300)]
+    pub files: usize,
 }
 
 #[derive(Debug, Args)]
 pub struct LatencyExperimentArgs {
-    /// Where the CSVs, plots and report.md go.
-    #[arg(long, default_value = "docs/experiments")]
+    /// Where the CSVs, plots and report.md go (docs/experiments holds the committed reference
+    /// results). The default set runs about 3 minutes.
+    #[arg(long, default_value = "experiment-out")]
     pub out_dir: PathBuf,
     /// Text the input files are cut from (default: the sample corpus).
     #[arg(long, value_name = "INPUT")]
@@ -138,19 +164,34 @@ pub struct BenchArgs {
     /// and the time from killing the leader to the next acknowledged write.
     #[arg(long, conflicts_with = "coordinator")]
     pub raft: bool,
+    /// Measure reads on a 3-node Raft group's leader instead: GET and FCALL_RO rc_status at 1, 10
+    /// and 50 clients, the read barrier shared by waiting reads against one round per read.
+    #[arg(long, conflicts_with_all = ["coordinator", "raft"])]
+    pub raft_reads: bool,
     /// Compare where counts are added up (partials merged by workers, ZINCRBY in Redis) on small
     /// files with a rich vocabulary, large files, 50,000 tiny files and millions of distinct ids;
     /// then the coordinator's capacity and a stream at 1,000 files/s.
-    #[arg(long, conflicts_with_all = ["coordinator", "raft"])]
+    #[arg(long, conflicts_with_all = ["coordinator", "raft", "raft_reads"])]
     pub aggregation: bool,
     /// Runs per measurement (the median is reported).
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
 }
 
+/// The Redis of an existing job (`worker`, `status`, `top`, `latency`, `counts`).
 #[derive(Debug, Args)]
 pub struct RedisArg {
-    /// Redis URL, e.g. redis://:password@host:6379 (default: a private redis-server for `run`).
+    /// Redis URL of the job, e.g. redis://:password@host:6379, redis+sentinel://... or
+    /// redis+raft://... (required here, or in REDIS_URL).
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis: Option<String>,
+}
+
+/// The Redis of a new job (`run`, `stream`).
+#[derive(Debug, Args)]
+pub struct JobRedisArg {
+    /// Redis URL, e.g. redis://:password@host:6379, redis+sentinel://... or redis+raft://...
+    /// (default: a private redis-server on loopback with a random password, stopped at the end).
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis: Option<String>,
 }
@@ -166,16 +207,22 @@ pub struct JobArgs {
     #[arg(short, long)]
     pub workers: Option<usize>,
     #[command(flatten)]
-    pub redis: RedisArg,
+    pub redis: JobRedisArg,
     /// Job name (default: generated and printed). Several jobs can share one Redis.
     #[arg(long)]
     pub job: Option<String>,
     /// How long a task may go without a commit or renewal before another worker takes it over.
     #[arg(long, alias = "lease-ms", value_name = "TIME", value_parser = parse_duration, default_value = "5s")]
     pub lease: Duration,
-    /// Deliveries of a task before it is given up and reported as failed.
+    /// Times a task may be the one a worker was counting when that worker died (crashed, killed,
+    /// hung) before it is given up and reported as failed. Other tasks the worker held are not
+    /// charged.
     #[arg(long, default_value_t = 5)]
     pub max_attempts: u32,
+    /// A worker counting one task for longer than this takes it for an input that hangs it and exits
+    /// (the task is then charged an attempt).
+    #[arg(long, value_name = "TIME", value_parser = parse_duration, default_value = "10m")]
+    pub task_timeout: Duration,
     /// Input format.
     #[arg(long, value_enum, default_value = "auto")]
     pub format: FormatChoice,
@@ -233,9 +280,18 @@ pub struct JobArgs {
     /// Also crash the private Redis at these points: enqueue, finish.
     #[arg(long, value_enum, value_delimiter = ',', hide = true)]
     pub chaos_redis_at: Vec<ChaosPoint>,
-    /// Started workers spend this much extra CPU time on every task (fault-injection and teaching aid).
-    #[arg(long, value_name = "TIME", value_parser = parse_duration, hide = true)]
+    /// Started workers spend this much extra CPU time on every input file: a teaching aid that makes
+    /// a job on the sample corpus last long enough to watch faults (with --chaos-redis, --kill-worker).
+    #[arg(long, value_name = "TIME", value_parser = parse_duration)]
     pub worker_slow: Option<Duration>,
+    /// Keep the finished job in Redis this long, then let `redcount jobs prune` (or the driver of
+    /// any later job on the same Redis) remove it (default: until `redcount jobs rm`).
+    #[arg(long, value_name = "TIME", value_parser = parse_duration)]
+    pub keep: Option<Duration>,
+    /// Serve the live dashboard of this job while it runs, on ADDR (default 127.0.0.1:7377); the
+    /// URL is printed. It stops with the job: `redcount ui --redis URL` serves any Redis for longer.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = redcount_ui::DEFAULT_LISTEN)]
+    pub ui: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args)]
@@ -256,8 +312,8 @@ pub struct RunArgs {
 pub struct StreamArgs {
     #[command(flatten)]
     pub job: JobArgs,
-    /// Files injected per second.
-    #[arg(long)]
+    /// Files injected per second (a positive number).
+    #[arg(long, value_parser = parse_rate)]
     pub rate: f64,
     /// Files per micro-batch (one batch every BATCH/RATE seconds).
     #[arg(long, default_value_t = 1)]
@@ -278,6 +334,9 @@ pub struct StreamArgs {
     /// Draw the latency timeline (.svg or .png).
     #[arg(long, value_name = "FILE")]
     pub plot: Option<PathBuf>,
+    /// Draw latency on a log axis (most files sit near the bottom of a linear one).
+    #[arg(long)]
+    pub log_y: bool,
     /// SIGKILL one worker at this time after injection starts (repeatable).
     #[arg(long, value_name = "AT", value_parser = parse_duration)]
     pub kill_worker: Vec<Duration>,
@@ -291,7 +350,7 @@ pub struct StreamArgs {
     /// The directory of the Raft group (`cluster up --raft N --dir DIR`) that --kill-raft-leader hits.
     #[arg(long, value_name = "DIR")]
     pub raft_dir: Option<PathBuf>,
-    /// Replace killed workers after this delay.
+    /// Replace killed workers after this delay (1s when given without one).
     #[arg(long, value_name = "DELAY", value_parser = parse_duration, num_args = 0..=1, default_missing_value = "1s")]
     pub restart_workers: Option<Duration>,
 }
@@ -306,9 +365,12 @@ pub struct WorkerArgs {
     /// Lease per task (default: the job's).
     #[arg(long, alias = "lease-ms", value_name = "TIME", value_parser = parse_duration)]
     pub lease: Option<Duration>,
-    /// Deliveries before a task is given up (default: the job's).
+    /// Deaths of its worker while counting a task before it is given up (default: the job's).
     #[arg(long)]
     pub max_attempts: Option<u32>,
+    /// Exit when counting one task takes longer than this (it hangs this worker).
+    #[arg(long, value_name = "TIME", value_parser = parse_duration, default_value = "10m")]
+    pub task_timeout: Duration,
     /// Consumer name (default: host-pid-random; must be unique).
     #[arg(long)]
     pub name: Option<String>,
@@ -351,6 +413,7 @@ impl WorkerArgs {
             batch_tasks: self.batch_tasks.max(1),
             batch_time: self.batch_time,
             slow: self.slow.unwrap_or_default(),
+            task_timeout: self.task_timeout,
             wait_for_job: self.wait_for_job,
             speculate_factor: self.speculate_factor.max(0.0),
             speculate_min: self.speculate_min,
@@ -380,6 +443,7 @@ impl JobArgs {
             sync_replicas: self.sync_replicas,
             aggregation: self.aggregate_in,
             partitions: self.partitions.clamp(1, 1024),
+            keep: self.keep,
         };
         options.format = self.format;
         options.top = self.top;
@@ -392,8 +456,19 @@ impl JobArgs {
         options.worker.speculate_factor = self.speculate_factor.max(0.0);
         options.worker.slow = self.worker_slow.unwrap_or_default();
         options.worker.merge_after = self.merge_after;
+        options.worker.task_timeout = self.task_timeout;
         options
     }
+}
+
+#[derive(Debug, Args)]
+pub struct UiArgs {
+    #[command(flatten)]
+    pub redis: RedisArg,
+    /// Address to serve on. Loopback by default: anything else exposes the dashboard (which has no
+    /// login) to that network; put it behind a proxy with authentication instead.
+    #[arg(long, default_value = redcount_ui::DEFAULT_LISTEN)]
+    pub listen: std::net::SocketAddr,
 }
 
 #[derive(Debug, Args)]
@@ -409,6 +484,41 @@ pub struct StatusArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct JobsArgs {
+    #[command(flatten)]
+    pub redis: RedisArg,
+    #[command(subcommand)]
+    pub action: Option<JobsAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsAction {
+    /// Remove jobs and every key they hold (nothing else); a job still running only with --force.
+    Rm {
+        #[command(flatten)]
+        redis: RedisArg,
+        /// The jobs to remove.
+        #[arg(required = true, value_name = "JOB")]
+        jobs: Vec<String>,
+        /// Remove a job even while it runs (its workers then find it gone).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove the finished jobs past their --keep, or (with --older-than) every job finished longer
+    /// ago than that; running jobs are never touched.
+    Prune {
+        #[command(flatten)]
+        redis: RedisArg,
+        /// Remove every job finished at least this long ago, whatever its --keep (e.g. 1h, 7d).
+        #[arg(long, value_name = "TIME", value_parser = parse_duration)]
+        older_than: Option<Duration>,
+        /// Only list what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Debug, Args)]
 pub struct LatencyArgs {
     #[command(flatten)]
     pub redis: RedisArg,
@@ -420,6 +530,9 @@ pub struct LatencyArgs {
     /// Draw the timeline (.svg or .png).
     #[arg(long, value_name = "FILE")]
     pub plot: Option<PathBuf>,
+    /// Draw latency on a log axis.
+    #[arg(long)]
+    pub log_y: bool,
 }
 
 #[derive(Debug, Args)]
@@ -454,6 +567,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     }
     humantime::parse_duration(s)
         .map_err(|e| format!("'{s}' is not a duration like 500ms or 3s: {e}"))
+}
+
+/// A positive, finite number of files per second.
+pub fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r > 0.0 && r.is_finite() => Ok(r),
+        _ => Err(format!(
+            "'{s}' is not a positive number of files per second"
+        )),
+    }
 }
 
 /// `5s:4`: at 5 s, slow a worker down 4 times.
@@ -542,6 +665,7 @@ mod tests {
             batch_tasks: 3,
             batch_time: Duration::from_millis(40),
             slow: Duration::from_millis(25),
+            task_timeout: Duration::from_millis(2500),
             wait_for_job: Duration::from_secs(2),
             speculate_factor: 2.75,
             speculate_min: Duration::from_millis(80),
@@ -572,6 +696,10 @@ pub struct RaftNodeArgs {
     /// Every member, this node included: `1=host:port,2=host:port,3=host:port`.
     #[arg(long)]
     pub peers: String,
+    /// Reach these peers at these addresses instead of their --peers ones (`2=host:port,...`): a
+    /// NAT, a tunnel, or the fault-injecting proxies of the network tests.
+    #[arg(long, value_name = "ID=HOST:PORT,...")]
+    pub dial: Option<String>,
     /// Form the group if this node has never been part of one (first start only; harmless later).
     #[arg(long)]
     pub init: bool,
@@ -581,4 +709,8 @@ pub struct RaftNodeArgs {
     /// Take a snapshot (and compact the log) every this many entries.
     #[arg(long, default_value_t = 2000)]
     pub snapshot_every: u64,
+    /// A quorum round of its own for every read instead of one shared by the waiting reads
+    /// (for `bench --raft-reads`, which measures the difference).
+    #[arg(long, hide = true)]
+    pub unbatched_reads: bool,
 }

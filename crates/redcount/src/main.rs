@@ -32,7 +32,12 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
-            ExitCode::FAILURE
+            // 128 + the signal, as a shell reports a process stopped by Ctrl-C (130) or SIGTERM (143).
+            if redcount_protocol::stop_requested() {
+                ExitCode::from(if cmd::terminated() { 143 } else { 130 })
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

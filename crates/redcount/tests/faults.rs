@@ -99,7 +99,7 @@ fn kill_workers_repeatedly(
 }
 
 /// A driver (no workers of its own) counting `files` seeded text files on a fresh Redis with 1 s
-/// leases, 100 attempts and 16 KiB splits, plus `extra` flags.
+/// leases and 16 KiB splits, plus `extra` flags.
 struct ChaosJob {
     server: redcount_server::RedisServer,
     files: Vec<std::path::PathBuf>,
@@ -115,14 +115,8 @@ fn start_chaos_job(job: &str, files: usize, seed: u64, extra: &[&str]) -> ChaosJ
     let corpus = dir.path().join("corpus");
     let files = redcount_testkit::corpus::write_text_corpus(&corpus, files, 20_000, 80_000, seed);
     let out = dir.path().join("out.tsv");
-    let mut args = vec![
-        "--lease-ms",
-        "1s",
-        "--max-attempts",
-        "100",
-        "--split-bytes",
-        "16KiB",
-    ];
+    // The default 5 attempts: kills charge only a task its worker was counting alone.
+    let mut args = vec!["--lease-ms", "1s", "--split-bytes", "16KiB"];
     args.extend_from_slice(extra);
     let driver = start_driver(&server.url(), job, &out, &corpus, &args);
     ChaosJob {
@@ -258,4 +252,183 @@ fn a_stopped_straggler_is_taken_over_and_its_late_commit_counts_once() {
         (records[0].worker.as_str(), records[0].attempts),
         ("fast", 2)
     );
+}
+
+#[test]
+fn forty_random_worker_kills_bury_no_good_file() {
+    // One task per small file, batches of up to 1,024 claimed at once, the default 5 attempts: a
+    // kill used to charge an attempt to every task of the victim's batch, and after ~30 kills good
+    // files were given up. Only a task its worker was counting alone may be charged now.
+    let job = start_chaos_job(
+        "kills",
+        1000,
+        4321,
+        &["--no-pack", "--speculate-factor", "0"],
+    );
+    let url = job.server.url();
+    let worker_flags = ["--slow", "50ms", "--speculate-factor", "0"];
+    let (_workers, kills) = kill_workers_repeatedly(
+        &url,
+        "kills",
+        &worker_flags,
+        2024,
+        (150, 450),
+        Duration::from_secs(14),
+    );
+    let out = wait_success(job.driver, Duration::from_secs(120), "driver");
+    assert_same_counts(&oracle_count(&job.files), &read_out_file(&job.out));
+    let s = job_status(&url, "kills");
+    eprintln!("kills: {kills} workers killed; {s:?}");
+    assert!(kills >= 40, "the job ended after only {kills} kills");
+    assert!(s.redelivered > 0, "kills hit workers holding tasks: {s:?}");
+    assert_eq!(
+        (s.done, s.dead),
+        (s.tasks, 0),
+        "a good file was given up: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// Runs 2 workers over 40 small files and `poison.txt`, with `REDCOUNT_TEST_POISON=<how>:poison.txt`
+/// making every worker that reads it crash or hang; returns the driver's output, the oracle's count
+/// of the good files and the counts it wrote.
+fn run_with_poison(how: &str) -> (std::process::Output, Counts, Counts) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let corpus = dir.path().join("in");
+    let good = redcount_testkit::corpus::write_text_corpus(&corpus, 40, 500, 3_000, 77);
+    std::fs::write(corpus.join("poison.txt"), "this input kills workers\n").expect("write");
+    let out = dir.path().join("out.tsv");
+    let child = redcount()
+        .args([
+            "run",
+            "-w",
+            "2",
+            "--no-pack",
+            "--lease",
+            "1s",
+            "--max-attempts",
+            "3",
+        ])
+        .args(["--task-timeout", "1s", "--speculate-factor", "0", "--out"])
+        .arg(&out)
+        .arg(&corpus)
+        .env("REDCOUNT_TEST_POISON", format!("{how}:poison.txt"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start run");
+    let output = wait_output(child, Duration::from_secs(90), "run");
+    (output, oracle_count(&good), read_out_file(&out))
+}
+
+fn assert_poison_buried(how: &str) {
+    let (output, expected, counts) = run_with_poison(how);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "finished with a failed input: {stdout}\n{stderr}"
+    );
+    let failed: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("failed:"))
+        .collect();
+    assert_eq!(failed.len(), 1, "only the poison input failed: {stdout}");
+    assert!(
+        failed[0].contains("poison.txt") && failed[0].contains("gave up after 3 attempts"),
+        "{}",
+        failed[0]
+    );
+    assert_same_counts(&expected, &counts);
+}
+
+#[test]
+fn an_input_that_crashes_every_worker_is_given_up_alone() {
+    assert_poison_buried("crash");
+}
+
+#[test]
+fn an_input_that_hangs_every_worker_is_given_up_alone() {
+    assert_poison_buried("hang");
+}
+
+#[test]
+fn workers_with_clocks_30s_ahead_and_behind_take_nothing_from_each_other() {
+    // Leases and latency stamps are on the coordinator's clock: a worker's own clock, here 30 s
+    // ahead of or behind the others' (faketime), must not matter. It used to: the fast clock saw
+    // every lease expired and re-ran hundreds of tasks held by healthy workers.
+    let server =
+        redcount_server::RedisServer::start(Default::default()).expect("redis-server starts");
+    let url = server.url();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let corpus = dir.path().join("corpus");
+    let files = redcount_testkit::corpus::write_text_corpus(&corpus, 300, 500, 4_000, 303);
+    let out = dir.path().join("out.tsv");
+    let started_ms = redcount_protocol::now_ms();
+    let driver = start_driver(
+        &url,
+        "skew",
+        &out,
+        &corpus,
+        &["--lease", "2s", "--no-pack", "--speculate-factor", "0"],
+    );
+    let flags = ["--slow", "20ms", "--batch-tasks", "16"];
+    let mut workers = ChildGuard::default();
+    for (name, skew) in [
+        ("plain-1", None),
+        ("plain-2", None),
+        ("ahead", Some("+30s")),
+        ("behind", Some("-30s")),
+    ] {
+        let mut cmd = match skew {
+            None => redcount(),
+            Some(offset) => {
+                let mut c = std::process::Command::new("faketime");
+                c.args(["-f", offset, env!("CARGO_BIN_EXE_redcount")])
+                    .env_remove("REDIS_URL")
+                    .stdin(std::process::Stdio::null());
+                c
+            }
+        };
+        cmd.args(["worker", "--job", "skew", "--redis", &url, "--name", name])
+            .args(flags)
+            .stderr(std::process::Stdio::null());
+        workers
+            .0
+            .push(cmd.spawn().expect("start worker (is faketime installed?)"));
+    }
+    wait_success(driver, Duration::from_secs(120), "driver");
+    let finished_ms = redcount_protocol::now_ms();
+    assert_same_counts(&oracle_count(&files), &read_out_file(&out));
+    let s = job_status(&url, "skew");
+    eprintln!("skew: {s:?}");
+    assert_eq!(
+        (s.redelivered, s.duplicates, s.recomputed),
+        (0, 0, 0),
+        "healthy workers lost tasks to a skewed clock: {s:?}"
+    );
+    let mut job = Job::new(
+        Link::open(&url, LinkOptions::default()).expect("url"),
+        "skew",
+    )
+    .expect("job");
+    let records = job.done_records().expect("done records");
+    for name in ["ahead", "behind"] {
+        assert!(
+            records.iter().any(|r| r.worker == name),
+            "the {name} worker committed nothing"
+        );
+    }
+    for r in &records {
+        // One clock: the test's, the coordinator's (same host), within a second of slack.
+        assert!(
+            r.injected_ms <= r.claimed_ms && r.claimed_ms <= r.committed_ms,
+            "stamps out of order: {r:?}"
+        );
+        assert!(
+            r.injected_ms + 1_000 >= started_ms && r.committed_ms <= finished_ms + 1_000,
+            "a stamp off the coordinator's clock: {r:?}"
+        );
+    }
 }

@@ -11,29 +11,44 @@ use redcount_testkit::corpus::write_text_corpus;
 
 /// Latency CSV rows: (path, latency_ms, worker, attempts).
 fn latency_rows(path: &Path) -> Vec<(String, u64, String, u64)> {
+    latency_records(path)
+        .into_iter()
+        .map(|r| (r.path, r.latency, r.worker, r.attempts))
+        .collect()
+}
+
+/// One row of the latency CSV.
+struct LatencyRecord {
+    path: String,
+    due: u64,
+    injected: u64,
+    latency: u64,
+    worker: String,
+    attempts: u64,
+}
+
+fn latency_records(path: &Path) -> Vec<LatencyRecord> {
     let text = std::fs::read_to_string(path).expect("read latency csv");
     let mut lines = text.lines();
     assert_eq!(
         lines.next(),
-        Some("path,injected_at_ms,claimed_at_ms,committed_at_ms,latency_ms,worker,attempts")
+        Some("path,due_at_ms,injected_at_ms,claimed_at_ms,committed_at_ms,latency_ms,worker,attempts")
     );
     lines
         .map(|l| {
             let f: Vec<&str> = l.split(',').collect();
-            let (injected, committed): (u64, u64) =
-                (f[1].parse().expect("ms"), f[3].parse().expect("ms"));
-            let latency: u64 = f[4].parse().expect("ms");
-            assert_eq!(
+            let ms = |i: usize| -> u64 { f[i].parse().expect("ms") };
+            let (due, injected, committed, latency) = (ms(1), ms(2), ms(4), ms(5));
+            assert_eq!(latency, committed - due, "latency = committed - due");
+            assert!(due <= injected + 50, "accepted before it was due: {l}");
+            LatencyRecord {
+                path: f[0].to_string(),
+                due,
+                injected,
                 latency,
-                committed - injected,
-                "latency = committed - injected"
-            );
-            (
-                f[0].to_string(),
-                latency,
-                f[5].to_string(),
-                f[6].parse().expect("attempts"),
-            )
+                worker: f[6].to_string(),
+                attempts: f[7].parse().expect("attempts"),
+            }
         })
         .collect()
 }
@@ -291,5 +306,78 @@ fn top_follow_shows_the_live_result_until_the_stream_ends() {
             .matches("<circle")
             .count(),
         16 + 1
+    );
+}
+
+#[test]
+fn files_due_during_a_redis_outage_keep_their_due_time_and_show_their_wait() {
+    // 100 files/s in batches of 5 against a Redis that is SIGKILLed 1.5 s in and restarted (from its
+    // AOF) 2 s later. The batches due meanwhile are enqueued late, each with the time it was due:
+    // no hole in the due times, and the slowest file waited at least the outage.
+    let mut server = redcount_server::RedisServer::start(redcount_server::ServerOptions {
+        dir: None,
+        config: vec!["appendonly yes".into(), "appendfsync always".into()],
+    })
+    .expect("redis-server");
+    let url = server.url();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let corpus = dir.path().join("in");
+    let files = write_text_corpus(&corpus, 20, 200, 2_000, 61);
+    let (out, lat) = (dir.path().join("out.tsv"), dir.path().join("lat.csv"));
+    let child = redcount()
+        .args([
+            "stream", "--rate", "100", "--batch", "5", "--files", "600", "-w", "2",
+        ])
+        .args(["--json", "--redis", &url, "--out"])
+        .arg(&out)
+        .arg("--latency-out")
+        .arg(&lat)
+        .arg(&corpus)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start stream");
+    std::thread::sleep(std::time::Duration::from_millis(1_500));
+    server.kill();
+    let outage = std::time::Duration::from_millis(2_000);
+    std::thread::sleep(outage);
+    server.restart().expect("restart redis");
+    let back_ms = redcount_protocol::now_ms();
+    let o = wait_success(child, std::time::Duration::from_secs(90), "stream");
+    assert_same_counts(&cycled_oracle(&files, 600), &read_out_file(&out));
+    let mut rows = latency_records(&lat);
+    assert_eq!(rows.len(), 600, "one row per file");
+    rows.sort_by_key(|r| r.due);
+    let gaps: Vec<u64> = rows.windows(2).map(|w| w[1].due - w[0].due).collect();
+    let widest = gaps.iter().copied().max().unwrap_or(0);
+    assert!(
+        widest <= 100,
+        "a hole of {widest} ms in the due times (batches are 50 ms apart)"
+    );
+    let slowest = rows.iter().map(|r| r.latency).max().unwrap_or(0);
+    assert!(
+        slowest >= outage.as_millis() as u64,
+        "the slowest file waited {slowest} ms, less than the {outage:?} outage"
+    );
+    let late = rows.iter().filter(|r| r.injected > r.due + 500).count();
+    assert!(
+        late > 0,
+        "no file was accepted late: the outage did not happen"
+    );
+    // Clients retry at most 250 ms apart: the first file accepted after the restart went in soon
+    // after Redis was back (a loose bound: this is a shared 2-core machine).
+    let resumed = rows
+        .iter()
+        .map(|r| r.injected)
+        .filter(|&t| t >= back_ms)
+        .min()
+        .map(|t| t - back_ms);
+    eprintln!(
+        "outage: slowest {slowest} ms, {late} files accepted late, resumed {resumed:?} ms after the restart; {}",
+        json(&o)
+    );
+    assert!(
+        resumed.is_some_and(|ms| ms <= 1_500),
+        "resumed {resumed:?} ms after the restart"
     );
 }

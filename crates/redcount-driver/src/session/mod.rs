@@ -21,6 +21,9 @@ use repair::CommitLog;
 
 /// An open job and everything needed to rebuild it after Redis lost some or all of it.
 pub struct Session {
+    /// What the `on_open` hook returned. First field, so it is dropped first: before the private
+    /// Redis below stops (fields drop in declaration order).
+    _hook_guard: Option<crate::OpenGuard>,
     /// The input files, expanded.
     pub files: Vec<PathBuf>,
     /// The coordinator's URL (with its password: never printed, passed to workers by environment).

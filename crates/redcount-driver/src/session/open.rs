@@ -4,13 +4,16 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use redcount_protocol::{now_ms, Job, Link, LinkOptions};
+use redcount_protocol::{Job, Link, LinkOptions, Now};
 
 use super::repair::CommitLog;
 use super::Session;
 use crate::checkpoint::Checkpointer;
 use crate::embedded::{Durability, EmbeddedRedis};
 use crate::JobOptions;
+
+/// The shortest `--chaos-redis` interval: below it the private Redis spends its whole life starting.
+const MIN_CHAOS_EVERY: Duration = Duration::from_millis(300);
 
 /// Checks the inputs, starts a private Redis unless one is given, and creates the job with its spec.
 pub fn open_session(options: &JobOptions) -> anyhow::Result<Session> {
@@ -34,6 +37,13 @@ pub fn open_session(options: &JobOptions) -> anyhow::Result<Session> {
             (None, url.clone())
         }
         None => {
+            if let Some(every) = options.chaos_every.filter(|e| *e < MIN_CHAOS_EVERY) {
+                bail!(
+                    "--chaos-redis {every:?}: a killed redis-server needs longer than that to start \
+                     again and load its files, so it would never be up (clients give up after 60 s); \
+                     use {MIN_CHAOS_EVERY:?} or more"
+                );
+            }
             let server = EmbeddedRedis::start(options.durability, options.chaos_every)?;
             let url = server.url().to_string();
             (Some(server), url)
@@ -53,12 +63,21 @@ pub fn open_session(options: &JobOptions) -> anyhow::Result<Session> {
         .clone()
         .unwrap_or_else(|| format!("wc-{}", redcount_server::random_hex(4)));
     let mut job = Job::new(Link::open(&url, LinkOptions::default())?, &name)?;
-    tracing::info!("job '{name}' on redis {}", job.addr());
+    if options.job.is_none() {
+        // The generated name is what `status`, `top`, `counts` and extra workers need.
+        eprintln!("job {name} on redis {}", job.addr());
+    } else {
+        tracing::info!("job '{name}' on redis {}", job.addr());
+    }
     if server.is_none() {
         report_external_durability(&mut job, options.durability != Durability::None);
+        prune_expired(&url);
+    }
+    if spec.sync_replicas > 0 {
+        check_replicas(&mut job, spec.sync_replicas)?;
     }
     let run_id = redcount_server::random_hex(8);
-    let (created, existing) = job.create(now_ms(), &run_id, &spec)?;
+    let (created, existing) = job.create(Now::Coordinator, &run_id, &spec)?;
     if !created {
         bail!(
             "job '{name}' already exists at {} (run {existing}); pick another --job name, \
@@ -66,7 +85,12 @@ pub fn open_session(options: &JobOptions) -> anyhow::Result<Session> {
             job.addr()
         );
     }
+    let hook_guard = match &options.on_open {
+        Some(hook) => Some((hook.0)(&url, &name)?),
+        None => None,
+    };
     Ok(Session {
+        _hook_guard: hook_guard,
         files,
         url,
         job,
@@ -82,6 +106,31 @@ pub fn open_session(options: &JobOptions) -> anyhow::Result<Session> {
         commits: CommitLog::default(),
         _checkpointer: checkpointer,
     })
+}
+
+/// `--sync-replicas N` promises that a commit counts once N replicas have it: refuse a coordinator
+/// that cannot keep that promise, rather than print a result nobody replicated.
+fn check_replicas(job: &mut Job, wanted: u32) -> anyhow::Result<()> {
+    if job.is_raft_group() {
+        bail!(
+            "--sync-replicas does not apply to a Raft group: every acknowledged commit is already on a \
+             majority of its nodes; drop the flag"
+        );
+    }
+    let info: String = job.query("INFO replication", redis::cmd("INFO").arg("replication"))?;
+    let replicas: u32 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("connected_slaves:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    if replicas < wanted {
+        bail!(
+            "--sync-replicas {wanted}: redis at {} has {replicas} connected replica(s); start a \
+             replicated one with `redcount cluster up --replicas {wanted}` and pass its URL, or drop the flag",
+            job.addr()
+        );
+    }
+    Ok(())
 }
 
 /// An external Redis keeps its own persistence settings: say what they are (loudly if the user asked
@@ -105,5 +154,23 @@ fn report_external_durability(job: &mut Job, asked: bool) {
         tracing::warn!("--durability applies to the private Redis only; the external one keeps its own: {settings}");
     } else {
         tracing::info!("external redis persistence: {settings}");
+    }
+}
+
+/// Removes the finished jobs of a shared Redis that are past their `--keep`: retention needs no
+/// cron job, since every new job's driver does it. A failure here only warns.
+fn prune_expired(url: &str) {
+    match redcount_protocol::prune(url, None, false) {
+        Ok(expired) => {
+            for e in expired {
+                tracing::info!(
+                    "removed job '{}' ({} keys): finished {} s ago, past its --keep",
+                    e.job,
+                    e.keys,
+                    e.finished_ago.as_secs()
+                );
+            }
+        }
+        Err(err) => tracing::warn!("could not remove expired jobs: {err}"),
     }
 }

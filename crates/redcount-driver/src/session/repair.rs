@@ -1,15 +1,15 @@
 //! Keeping a job whole while its coordinator crashes. The driver remembers every task it enqueued and
 //! whether it sealed, and on every status check repairs what a crash undid: no job at all (Redis
 //! restarted without data) -> create it again with the same run id and re-send everything; fewer
-//! tasks than enqueued (a restore from an older checkpoint) -> re-send them all (idempotent) and seal
-//! again. It follows the `done` stream ([`CommitLog`]) to count tasks committed, rolled back and
+//! tasks than enqueued (a restore from an older checkpoint) -> re-send from where the job's run of
+//! tasks ends, and seal again. It follows the `done` stream ([`CommitLog`]) to count tasks committed, rolled back and
 //! committed again.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::bail;
-use redcount_protocol::{now_ms, Error as ProtocolError, NewTask, Status};
+use redcount_protocol::{Enqueued, Error as ProtocolError, NewTask, Now, Status};
 
 use super::{server_run_id, Session};
 
@@ -65,41 +65,100 @@ impl CommitLog {
     }
 }
 
+/// Most rounds of re-sending after the job lost tasks or vanished, within one enqueue or seal.
+const SEND_ROUNDS: usize = 20;
+
 impl Session {
-    /// Enqueues tasks (remembered, to re-send after a rollback).
+    /// Enqueues tasks (remembered, to re-send after a rollback). The job's tasks are always an
+    /// unbroken run 1..n: when Redis lost some meanwhile (it answers with where its run ends), those
+    /// are sent again first, so no chunk ever lands above a hole.
     pub fn enqueue(&mut self, tasks: &[NewTask]) -> anyhow::Result<()> {
-        for chunk in tasks.chunks(ENQUEUE_CHUNK) {
-            match self.job.enqueue(now_ms(), chunk) {
-                Ok(_) => {}
-                Err(ProtocolError::NoJob { .. }) => self.recreate()?,
-                Err(e) => return Err(anyhow::Error::new(e).context("enqueueing tasks")),
-            }
-        }
+        let from = self.tasks.len();
         self.tasks.extend_from_slice(tasks);
+        self.send_from(from)
+    }
+
+    /// Sends the remembered tasks from index `next` on, in chunks, going back to wherever the job's
+    /// run of tasks really ends whenever Redis says it lost some (or the whole job).
+    fn send_from(&mut self, mut next: usize) -> anyhow::Result<()> {
+        let mut rounds = 0;
+        while next < self.tasks.len() {
+            let end = (next + ENQUEUE_CHUNK).min(self.tasks.len());
+            let back_to = match self.job.enqueue(Now::Coordinator, &self.tasks[next..end]) {
+                Ok(Enqueued::Added { .. }) => {
+                    next = end;
+                    continue;
+                }
+                Ok(Enqueued::Gap { last_seq }) => {
+                    tracing::warn!(
+                        "redis holds tasks 1..{last_seq} of job '{}' only (a rollback): sending the \
+                         rest again from there",
+                        self.name
+                    );
+                    self.index_after(last_seq)?
+                }
+                Err(ProtocolError::NoJob { .. }) => {
+                    self.create_again()?;
+                    0
+                }
+                Err(e) => return Err(anyhow::Error::new(e).context("enqueueing tasks")),
+            };
+            rounds += 1;
+            if rounds > SEND_ROUNDS {
+                bail!(
+                    "job '{}' kept losing tasks while they were sent; is Redis crashing in a loop?",
+                    self.name
+                );
+            }
+            next = back_to;
+        }
+        Ok(())
+    }
+
+    /// Index in `tasks` of the task after seq `last_seq` (seqs run 1..n without holes).
+    fn index_after(&self, last_seq: u64) -> anyhow::Result<usize> {
+        let first = self.tasks.first().map_or(1, |t| t.seq);
+        let index = last_seq.saturating_sub(first - 1) as usize;
+        if index > self.tasks.len() {
+            bail!(
+                "job '{}' holds {last_seq} tasks but {} were enqueued: something else writes to it",
+                self.name,
+                self.tasks.len()
+            );
+        }
+        Ok(index)
+    }
+
+    /// Creates the job again after Redis lost it (it restarted without its data).
+    fn create_again(&mut self) -> anyhow::Result<()> {
+        tracing::warn!("job '{}' is gone from redis (restarted without its data): running it again from the start", self.name);
+        self.job
+            .create(Now::Coordinator, &self.run_id, &self.spec)?;
+        self.recreated += 1;
+        self.commits.reread();
         Ok(())
     }
 
     /// Creates the job again (Redis lost it) and re-sends every task, re-sealing if it was sealed.
     fn recreate(&mut self) -> anyhow::Result<()> {
-        tracing::warn!("job '{}' is gone from redis (restarted without its data): running it again from the start", self.name);
-        self.job.create(now_ms(), &self.run_id, &self.spec)?;
-        self.recreated += 1;
-        self.commits.reread();
-        self.resend()?;
+        self.create_again()?;
+        self.send_from(0)?;
         if self.sealed {
             self.seal()?;
         }
         Ok(())
     }
 
-    /// Seals the job, re-sending every task first if Redis lost some meanwhile.
+    /// Seals the job with the number of tasks planned, re-sending first whatever Redis lost
+    /// meanwhile: the library refuses a seal over fewer tasks.
     pub fn seal(&mut self) -> anyhow::Result<()> {
         self.sealed = true;
-        for _ in 0..10 {
-            let (sealed, there) = match self.job.seal(now_ms(), self.tasks.len() as u64) {
+        for _ in 0..SEND_ROUNDS {
+            let (sealed, there) = match self.job.seal(Now::Coordinator, self.tasks.len() as u64) {
                 Ok(answer) => answer,
                 Err(ProtocolError::NoJob { .. }) => {
-                    self.recreate()?;
+                    self.create_again()?;
+                    self.send_from(0)?;
                     continue;
                 }
                 Err(e) => return Err(e.into()),
@@ -107,14 +166,12 @@ impl Session {
             if sealed {
                 return Ok(());
             }
-            if there > self.tasks.len() as u64 {
-                bail!("job '{}' holds {there} tasks but {} were enqueued: something else writes to it", self.name, self.tasks.len());
-            }
             tracing::warn!(
-                "redis holds {there} of {} tasks (a rollback): sending them again",
+                "redis holds {there} of {} tasks (a rollback): sending the rest again",
                 self.tasks.len()
             );
-            self.resend()?;
+            let from = self.index_after(there)?;
+            self.send_from(from)?;
         }
         bail!(
             "job '{}' kept losing tasks while being sealed; is Redis crashing in a loop?",
@@ -122,24 +179,15 @@ impl Session {
         )
     }
 
-    fn resend(&mut self) -> anyhow::Result<()> {
-        let tasks = std::mem::take(&mut self.tasks);
-        let sent = self.enqueue(&tasks);
-        if sent.is_err() {
-            self.tasks = tasks;
-        }
-        sent
-    }
-
     /// The job's status, after repairing what a Redis crash undid: the job re-created when Redis lost
     /// it, tasks re-sent when a rollback lost some, the seal renewed.
     pub fn status(&mut self) -> anyhow::Result<Status> {
         let live_window = redcount_protocol::live_window(self.spec.lease);
-        let status = match self.job.status(now_ms(), live_window) {
+        let status = match self.job.status(Now::Coordinator, live_window) {
             Ok(s) => s,
             Err(ProtocolError::NoJob { .. }) => {
                 self.recreate()?;
-                self.job.status(now_ms(), live_window)?
+                self.job.status(Now::Coordinator, live_window)?
             }
             Err(e) => return Err(e.into()),
         };
@@ -158,6 +206,12 @@ impl Session {
                     "redis restarted; re-reading the job's commits ({} now)",
                     status.done
                 );
+                // For the dashboard's and the latency plot's markers.
+                let detail = format!(
+                    "the coordinator changed (a restart, failover or new leader); {} tasks committed",
+                    status.done
+                );
+                crate::faults::note(&mut self.job, "coordinator-change", &detail);
             }
             self.server_run = run;
             self.commits.reread();
@@ -170,11 +224,12 @@ impl Session {
                     status.tasks,
                     self.tasks.len()
                 );
-                self.resend()?;
+                let from = self.index_after(status.tasks)?;
+                self.send_from(from)?;
                 if self.sealed {
                     self.seal()?;
                 }
-                Ok(self.job.status(now_ms(), live_window)?)
+                Ok(self.job.status(Now::Coordinator, live_window)?)
             }
         }
     }

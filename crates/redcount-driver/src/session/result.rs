@@ -2,7 +2,7 @@
 //! read between two checks that Redis did not restart and the job is still finished, so a crash right
 //! after the last commit cannot make the driver print a partial result.
 
-use redcount_protocol::{now_ms, DeadTask, Status};
+use redcount_protocol::{DeadTask, Now, Status};
 
 use super::{server_run_id, Session};
 
@@ -36,7 +36,7 @@ impl Session {
         };
         let failed = self.job.dead_tasks()?;
         let live_window = redcount_protocol::live_window(self.spec.lease);
-        let after = self.job.status(now_ms(), live_window);
+        let after = self.job.status(Now::Coordinator, live_window);
         let same = matches!(&after, Ok(s) if s.finished && s.commits == status.commits && s.run_id == status.run_id)
             && server_run_id(&mut self.job)? == before;
         if !same {

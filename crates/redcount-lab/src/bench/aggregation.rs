@@ -18,7 +18,7 @@ use redcount_driver::stream::{stream, StreamLimit, StreamOptions, STREAM_BATCH_T
 use redcount_driver::JobOptions;
 use redcount_input::FormatChoice;
 use redcount_protocol::{
-    now_ms, Aggregation, ClaimRequest, Format, Job, JobSpec, Link, LinkOptions, NewTask,
+    Aggregation, ClaimRequest, Format, Job, JobSpec, Link, LinkOptions, NewTask, Now,
 };
 use redcount_server::{RedisServer, ServerOptions};
 
@@ -278,7 +278,7 @@ fn capacity(rich: &Path) -> anyhow::Result<()> {
     let server = RedisServer::start(ServerOptions::default())?;
     let url = server.url();
     let mut job = Job::new(Link::open(&url, LinkOptions::default())?, "capacity")?;
-    job.create(now_ms(), "capacity", &JobSpec::default())?;
+    job.create(Now::Coordinator, "capacity", &JobSpec::default())?;
     let per_task = batch_bytes / BATCH as u64;
     let tasks: Vec<NewTask> = (1..=TASKS)
         .map(|seq| NewTask {
@@ -288,12 +288,13 @@ fn capacity(rich: &Path) -> anyhow::Result<()> {
             end: per_task,
             format: Format::Text,
             more: Vec::new(),
+            due_ms: None,
         })
         .collect();
     for chunk in tasks.chunks(1000) {
-        job.enqueue(now_ms(), chunk)?;
+        job.enqueue(Now::Coordinator, chunk)?;
     }
-    job.seal(now_ms(), TASKS)?;
+    job.seal(Now::Coordinator, TASKS)?;
     let cpu_before = redis_cpu_seconds(&url)?;
     let started = Instant::now();
     let commits: u64 = std::thread::scope(|s| {
@@ -315,13 +316,13 @@ fn capacity(rich: &Path) -> anyhow::Result<()> {
                             speculate_factor: 0.0,
                             speculate_min: Duration::ZERO,
                         };
-                        let claimed = job.claim(now_ms(), &request)?;
+                        let claimed = job.claim(Now::Coordinator, &request)?;
                         if claimed.tasks.is_empty() {
                             return Ok(commits);
                         }
                         let ids: Vec<(String, u64)> =
                             claimed.tasks.iter().map(|t| (t.id.clone(), 1)).collect();
-                        job.commit_parts(now_ms(), &worker, &ids, blobs)?;
+                        job.commit_parts(Now::Coordinator, &worker, &ids, blobs)?;
                         commits += 1;
                     }
                 })
@@ -371,6 +372,7 @@ fn stream_latency(rich: &Path, exe: &Path, rate: f64, duration: Duration) -> any
         limit: StreamLimit::Duration(duration),
         latency_out: None,
         plot: None,
+        plot_log_y: false,
         faults: Default::default(),
     };
     let s = stream(&options, &AtomicBool::new(false))?;

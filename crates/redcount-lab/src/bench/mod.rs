@@ -22,7 +22,7 @@ mod coordinator;
 mod raft;
 pub use aggregation::bench_aggregation;
 pub use coordinator::{bench_coordinator, ModeRow};
-pub use raft::bench_raft;
+pub use raft::{bench_raft, bench_raft_reads};
 
 /// What to measure.
 #[derive(Debug, Clone)]

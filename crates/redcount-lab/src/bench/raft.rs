@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use redcount_protocol::{now_ms, ClaimRequest, Format, Job, JobSpec, Link, LinkOptions, NewTask};
+use redcount_protocol::{ClaimRequest, Format, Job, JobSpec, Link, LinkOptions, NewTask, Now};
 use redcount_server::raft_group::ChildGroup;
 use redcount_worker::WorkerOptions;
 
@@ -109,7 +109,7 @@ fn job_on(url: &str, name: &str) -> anyhow::Result<Job> {
         max_attempts: 3,
         ..JobSpec::default()
     };
-    job.create(now_ms(), "bench", &spec)?;
+    job.create(Now::Coordinator, "bench", &spec)?;
     Ok(job)
 }
 
@@ -125,10 +125,11 @@ fn commit_latency(url: &str, n: u64) -> anyhow::Result<(f64, f64, f64, f64)> {
             end: 1000,
             format: Format::Text,
             more: Vec::new(),
+            due_ms: None,
         })
         .collect();
-    job.enqueue(now_ms(), &tasks)?;
-    job.seal(now_ms(), n)?;
+    job.enqueue(Now::Coordinator, &tasks)?;
+    job.seal(Now::Coordinator, n)?;
     let words: Vec<Vec<u8>> = (0..300).map(|i| format!("word{i}").into_bytes()).collect();
     let request = ClaimRequest {
         worker: "bench",
@@ -143,14 +144,14 @@ fn commit_latency(url: &str, n: u64) -> anyhow::Result<(f64, f64, f64, f64)> {
     let mut times = Vec::with_capacity(n as usize);
     let started = Instant::now();
     for _ in 0..n {
-        let claimed = job.claim(now_ms(), &request)?;
+        let claimed = job.claim(Now::Coordinator, &request)?;
         let Some(task) = claimed.tasks.first() else {
             anyhow::bail!("claim handed out no task");
         };
         let ids = [(task.id.clone(), 300)];
         let t = Instant::now();
         job.commit(
-            now_ms(),
+            Now::Coordinator,
             "bench",
             &ids,
             words.iter().map(|w| (w.as_slice(), 1u64)),
@@ -166,7 +167,7 @@ fn commit_latency(url: &str, n: u64) -> anyhow::Result<(f64, f64, f64, f64)> {
 /// Kills the leader while a client writes in a loop; the time until its next write is acknowledged.
 fn leader_kill_to_ack(group: &mut BenchGroup) -> anyhow::Result<f64> {
     let mut job = job_on(&group.nodes.group.url(), "failover")?;
-    job.event(now_ms(), "bench", "warm-up")?;
+    job.event(Now::Coordinator, "bench", "warm-up")?;
     let leader = group
         .nodes
         .group
@@ -174,10 +175,144 @@ fn leader_kill_to_ack(group: &mut BenchGroup) -> anyhow::Result<f64> {
         .ok_or_else(|| anyhow::anyhow!("no leader before the kill"))?;
     group.nodes.kill(leader);
     let killed = Instant::now();
-    job.event(now_ms(), "bench", "after the kill")?;
+    job.event(Now::Coordinator, "bench", "after the kill")?;
     let ms = killed.elapsed().as_secs_f64() * 1000.0;
     group.nodes.spawn(leader, true)?;
     // Let the restarted node catch up before the next trial.
     std::thread::sleep(Duration::from_secs(1));
     Ok(ms)
+}
+
+/// `redcount bench --raft-reads`: reads per second and their p50 on a 3-node group's leader at 1,
+/// 10 and 50 clients, `GET` and `FCALL_RO rc_status`, with the read barrier shared by waiting
+/// reads against a group where every read has a quorum round of its own (`--unbatched-reads`),
+/// side by side in each run; medians of `runs` runs of 2 s per cell.
+pub fn bench_raft_reads(options: &BenchOptions, runs: usize) -> anyhow::Result<()> {
+    let shared = BenchGroup::start(&options.worker_exe)?;
+    let dir = tempfile_dir()?;
+    let unbatched = ChildGroup::start(
+        &dir.path().join("g"),
+        3,
+        &options.worker_exe,
+        &["--unbatched-reads"],
+    )?;
+    let groups = [("shared", &shared.nodes), ("unbatched", &unbatched)];
+    for (_, g) in &groups {
+        // rc_status needs a job to read.
+        job_on(&g.group.url(), "reads")?;
+    }
+    println!("| read | clients | barrier | reads/s | p50 ms | p99 ms | vs unbatched |");
+    println!("|---|---|---|---|---|---|---|");
+    for op in [ReadOp::Get, ReadOp::Status] {
+        for clients in [1usize, 10, 50] {
+            let mut cells: Vec<Vec<(f64, f64, f64)>> = vec![Vec::new(); groups.len()];
+            for _ in 0..runs {
+                for (i, (_, g)) in groups.iter().enumerate() {
+                    cells[i].push(read_load(g, op, clients, Duration::from_secs(2))?);
+                }
+            }
+            let medians: Vec<(f64, f64, f64)> = cells
+                .iter()
+                .map(|runs| {
+                    let mid = |f: fn(&(f64, f64, f64)) -> f64| {
+                        let mut v: Vec<f64> = runs.iter().map(f).collect();
+                        v.sort_by(f64::total_cmp);
+                        v[v.len() / 2]
+                    };
+                    (mid(|r| r.0), mid(|r| r.1), mid(|r| r.2))
+                })
+                .collect();
+            for (i, (name, _)) in groups.iter().enumerate() {
+                let (rate, p50, p99) = medians[i];
+                println!(
+                    "| {} | {clients} | {name} | {rate:.0} | {p50:.2} | {p99:.2} | {:.2}x |",
+                    op.name(),
+                    rate / medians[1].0
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy)]
+enum ReadOp {
+    Get,
+    Status,
+}
+
+impl ReadOp {
+    fn name(self) -> &'static str {
+        match self {
+            ReadOp::Get => "GET",
+            ReadOp::Status => "FCALL_RO rc_status",
+        }
+    }
+
+    fn command(self) -> redis::Cmd {
+        match self {
+            ReadOp::Get => redis::cmd("GET").arg("bench:nothing").clone(),
+            ReadOp::Status => {
+                let keys = redcount_protocol::JobKeys::new("reads").expect("a valid job name");
+                redis::cmd("FCALL_RO")
+                    .arg("rc_status")
+                    .arg(keys.all().len())
+                    .arg(&keys.all()[..])
+                    .arg(redcount_protocol::now_ms())
+                    .arg(15_000)
+                    .clone()
+            }
+        }
+    }
+}
+
+/// `clients` threads, each on its own connection to the leader, reading for `length`: reads per
+/// second, p50 and p99 latency (ms).
+fn read_load(
+    g: &ChildGroup,
+    op: ReadOp,
+    clients: usize,
+    length: Duration,
+) -> anyhow::Result<(f64, f64, f64)> {
+    let leader = g
+        .group
+        .leader()
+        .ok_or_else(|| anyhow::anyhow!("the group has no leader"))?;
+    let addr = g
+        .group
+        .nodes
+        .iter()
+        .find(|n| n.id == leader)
+        .map(|n| n.addr.clone())
+        .ok_or_else(|| anyhow::anyhow!("no address for leader {leader}"))?;
+    // In memory only: the password never reaches a command line.
+    let info = format!("redis://:{}@{addr}", g.group.password);
+    let deadline = std::time::Instant::now() + length;
+    let threads: Vec<_> = (0..clients)
+        .map(|_| {
+            let info = info.clone();
+            std::thread::spawn(move || -> anyhow::Result<Vec<f64>> {
+                let mut con = redis::Client::open(info)?.get_connection()?;
+                let cmd = op.command();
+                let mut times = Vec::new();
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    let _: redis::Value = cmd.query(&mut con)?;
+                    times.push(t.elapsed().as_secs_f64() * 1000.0);
+                }
+                Ok(times)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in threads {
+        all.extend(
+            t.join()
+                .map_err(|_| anyhow::anyhow!("a reader thread panicked"))??,
+        );
+    }
+    anyhow::ensure!(!all.is_empty(), "no read completed");
+    all.sort_by(f64::total_cmp);
+    let at = |q: f64| all[((all.len() - 1) as f64 * q) as usize];
+    Ok((all.len() as f64 / length.as_secs_f64(), at(0.5), at(0.99)))
 }

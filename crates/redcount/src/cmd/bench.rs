@@ -4,7 +4,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use redcount_lab::bench::{
-    bench as run_bench, bench_aggregation, bench_coordinator, bench_raft, BenchOptions,
+    bench as run_bench, bench_aggregation, bench_coordinator, bench_raft, bench_raft_reads,
+    BenchOptions,
 };
 
 use crate::cli::BenchArgs;
@@ -26,6 +27,8 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     };
     if args.aggregation {
         bench_aggregation(&options, args.runs.max(1))?;
+    } else if args.raft_reads {
+        bench_raft_reads(&options, args.runs.max(1))?;
     } else if args.raft {
         bench_raft(&options)?;
     } else if args.coordinator {

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use redcount_server::sentinel::{cluster_down, cluster_up, Cluster};
+use redcount_server::sentinel::{cluster_down, cluster_restart_missing, cluster_up, Cluster};
 use redcount_server::LocalCluster;
 
 use crate::cli::ClusterCommand;
@@ -23,6 +23,16 @@ pub fn cluster(command: ClusterCommand) -> anyhow::Result<ExitCode> {
                 anyhow::bail!(
                     "a cluster needs at least one Sentinel to find its primary (--sentinels)"
                 );
+            }
+            if dir.join("cluster.txt").exists() {
+                // Already there: start whatever died, and say the URL again.
+                let (cluster, started) = cluster_restart_missing(&dir)?;
+                eprintln!(
+                    "the cluster in {} was already up; started {started} of its processes again; use:",
+                    dir.display()
+                );
+                println!("{}", cluster.url());
+                return Ok(ExitCode::SUCCESS);
             }
             let cluster = cluster_up(&dir, replicas, sentinels)?;
             eprintln!(

@@ -1,11 +1,12 @@
-//! `redcount experiment latency`.
+//! `redcount experiment latency` and `redcount experiment partitions`.
 
 use std::process::ExitCode;
 
 use anyhow::Context;
 use redcount_lab::experiment::{latency_experiment, ExperimentOptions};
+use redcount_lab::partitions::{partition_experiment, PartitionOptions};
 
-use crate::cli::LatencyExperimentArgs;
+use crate::cli::{LatencyExperimentArgs, PartitionExperimentArgs};
 
 pub fn latency(args: LatencyExperimentArgs) -> anyhow::Result<ExitCode> {
     let source = if args.source.is_empty() {
@@ -25,6 +26,19 @@ pub fn latency(args: LatencyExperimentArgs) -> anyhow::Result<ExitCode> {
             .context("cannot find the redcount executable to start workers")?,
     };
     let report = latency_experiment(&options)?;
+    println!("wrote {}", report.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn partitions(args: PartitionExperimentArgs) -> anyhow::Result<ExitCode> {
+    let options = PartitionOptions {
+        out_dir: args.out_dir,
+        duration: args.duration,
+        seed: args.seed,
+        files: args.files.max(10),
+        exe: std::env::current_exe().context("cannot find the redcount executable")?,
+    };
+    let report = partition_experiment(&options)?;
     println!("wrote {}", report.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use redcount_driver::report::{display_word, human_bytes, write_counts, write_out_file};
-use redcount_protocol::{job_names, now_ms, Job, Link, LinkOptions};
+use redcount_protocol::{job_names, Job, Link, LinkOptions, Now};
 
 use redcount_latency::Analysis;
 
@@ -19,17 +19,26 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         return list_jobs(&url);
     };
     let mut job = Job::new(Link::open(&url, LinkOptions::default())?, &name)?;
-    let now = now_ms();
-    let s = job.status(now, INSPECT_LIVE_WINDOW)?;
+    let s = job.status(Now::Coordinator, INSPECT_LIVE_WINDOW)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&s)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let elapsed = now.saturating_sub(s.created_ms) as f64 / 1000.0;
-    let state = if s.finished {
-        "finished".to_string()
+    // The run's own span on the coordinator's clock: until it finished, or until now.
+    let end = if s.finished_ms > 0 {
+        s.finished_ms
     } else {
-        s.state.clone()
+        s.now_ms
+    };
+    let elapsed = end.saturating_sub(s.created_ms) as f64 / 1000.0;
+    let state = if s.finished {
+        format!(
+            "{} {:.0} s ago",
+            s.phase(),
+            s.now_ms.saturating_sub(s.finished_ms) as f64 / 1000.0
+        )
+    } else {
+        format!("{}, {}", s.phase(), s.state)
     };
     println!("job {name} ({state}) at {}", job.addr());
     println!(
@@ -47,13 +56,17 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         s.words,
         s.distinct_words
     );
+    let workers = if s.finished {
+        "done".to_string()
+    } else {
+        format!("{} live", s.live_workers)
+    };
     println!(
-        "workers: {} live; rate {:.1} MB/s over {:.1} s; {} recomputed, {} redelivered, {} duplicate commits",
-        s.live_workers,
+        "workers: {workers}; rate {:.1} MB/s over {:.2} s; {} re-delivered, {} speculative copies, {} duplicate commits",
         s.done_bytes as f64 / 1e6 / elapsed.max(1e-3),
         elapsed,
-        s.recomputed,
         s.redelivered,
+        s.speculated,
         s.duplicates
     );
     Ok(ExitCode::SUCCESS)
@@ -75,7 +88,7 @@ pub fn top(args: TopArgs) -> anyhow::Result<ExitCode> {
     let mut job = open_existing(&args.redis, &args.job)?;
     let terminal = std::io::stdout().is_terminal();
     loop {
-        let status = job.status(now_ms(), INSPECT_LIVE_WINDOW)?;
+        let status = job.status(Now::Coordinator, INSPECT_LIVE_WINDOW)?;
         let top = job.top(args.k)?;
         let mut out = String::new();
         if args.follow {
@@ -112,7 +125,7 @@ pub fn top(args: TopArgs) -> anyhow::Result<ExitCode> {
 
 pub fn counts(args: CountsArgs) -> anyhow::Result<ExitCode> {
     let mut job = open_existing(&args.redis, &args.job)?;
-    let status = job.status(now_ms(), INSPECT_LIVE_WINDOW)?;
+    let status = job.status(Now::Coordinator, INSPECT_LIVE_WINDOW)?;
     if !status.finished {
         eprintln!(
             "job '{}' is not finished: these are the counts merged so far",
@@ -136,7 +149,12 @@ pub fn latency(args: LatencyArgs) -> anyhow::Result<ExitCode> {
     let mut job = open_existing(&args.redis, &args.job)?;
     let analysis = Analysis::new(&job.done_records()?, job.events()?);
     let title = format!("{}: {} files", args.job, analysis.rows.len());
-    analysis.write(args.latency_out.as_deref(), args.plot.as_deref(), &title)?;
+    analysis.write(
+        args.latency_out.as_deref(),
+        args.plot.as_deref(),
+        &title,
+        args.log_y,
+    )?;
     let p = &analysis.percentiles;
     println!(
         "{} files: latency p50 {} ms, p90 {} ms, p99 {} ms, max {} ms",

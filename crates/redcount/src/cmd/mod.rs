@@ -4,9 +4,11 @@ mod bench;
 mod cluster;
 mod experiment;
 mod inspect;
+mod jobs;
 mod raft;
 mod run;
 mod stream;
+mod ui;
 mod worker;
 
 use std::process::ExitCode;
@@ -15,6 +17,8 @@ use anyhow::Context;
 
 use crate::cli::{Command, ExperimentCommand, RedisArg};
 
+pub use run::terminated;
+
 /// Runs a subcommand.
 pub fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
@@ -22,13 +26,16 @@ pub fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Stream(args) => stream::stream(args),
         Command::Worker(args) => worker::worker(args),
         Command::Status(args) => inspect::status(args),
+        Command::Jobs(args) => jobs::jobs(args),
         Command::Top(args) => inspect::top(args),
         Command::Counts(args) => inspect::counts(args),
         Command::Latency(args) => inspect::latency(args),
+        Command::Ui(args) => ui::ui(args),
         Command::Bench(args) => bench::bench(args),
         Command::Cluster(command) => cluster::cluster(command),
         Command::RaftNode(args) => raft::raft_node(args),
         Command::Experiment(ExperimentCommand::Latency(args)) => experiment::latency(args),
+        Command::Experiment(ExperimentCommand::Partitions(args)) => experiment::partitions(args),
     }
 }
 

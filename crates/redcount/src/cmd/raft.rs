@@ -11,10 +11,14 @@ use redcount_server::raft_group::{group_down as stop_group, group_up as start_gr
 use crate::cli::RaftNodeArgs;
 
 pub fn raft_node(args: RaftNodeArgs) -> anyhow::Result<ExitCode> {
-    let peers = parse_peers(&args.peers)?;
+    let peers = parse_members("--peers", &args.peers)?;
     let mut config = NodeConfig::new(args.id, args.dir, args.listen, peers);
+    if let Some(dial) = &args.dial {
+        config.dial = parse_members("--dial", dial)?;
+    }
     config.init = args.init;
     config.snapshot_every = args.snapshot_every.max(10);
+    config.unbatched_reads = args.unbatched_reads;
     if let Some(path) = &args.requirepass_file {
         let password = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the password file {}", path.display()))?;
@@ -28,26 +32,26 @@ pub fn raft_node(args: RaftNodeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `1=host:port,2=host:port` -> {1: "host:port", ...}.
-fn parse_peers(text: &str) -> anyhow::Result<BTreeMap<u64, String>> {
+/// `1=host:port,2=host:port` (the value of `flag`) -> {1: "host:port", ...}.
+fn parse_members(flag: &str, text: &str) -> anyhow::Result<BTreeMap<u64, String>> {
     let mut peers = BTreeMap::new();
     for item in text.split(',').filter(|s| !s.is_empty()) {
         let (id, addr) = item
             .split_once('=')
-            .with_context(|| format!("--peers: '{item}' is not id=host:port"))?;
+            .with_context(|| format!("{flag}: '{item}' is not id=host:port"))?;
         let id: u64 = id
             .trim()
             .parse()
-            .with_context(|| format!("--peers: '{id}' is not a node id (a number)"))?;
+            .with_context(|| format!("{flag}: '{id}' is not a node id (a number)"))?;
         if !addr.contains(':') {
-            anyhow::bail!("--peers: '{addr}' is not host:port");
+            anyhow::bail!("{flag}: '{addr}' is not host:port");
         }
         if peers.insert(id, addr.trim().to_string()).is_some() {
-            anyhow::bail!("--peers: node id {id} is listed twice");
+            anyhow::bail!("{flag}: node id {id} is listed twice");
         }
     }
     if peers.is_empty() {
-        anyhow::bail!("--peers lists no node; give every member as id=host:port,...");
+        anyhow::bail!("{flag} lists no node; give them as id=host:port,...");
     }
     Ok(peers)
 }

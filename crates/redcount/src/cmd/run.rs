@@ -27,12 +27,24 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(exit_code(&summary))
 }
 
-/// Set on Ctrl-C: the driver stops waiting, then workers and the private Redis are stopped.
+/// Set by SIGTERM (besides the stop flag), so the exit status can say which signal stopped us.
+static TERMINATED: std::sync::LazyLock<Arc<AtomicBool>> = std::sync::LazyLock::new(Arc::default);
+
+/// Set on Ctrl-C, SIGTERM or SIGHUP: the driver stops waiting, calls retrying an unreachable Redis
+/// give up at once, then workers and the private Redis are stopped.
 pub fn interrupt_flag() -> Arc<AtomicBool> {
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let flag = interrupted.clone();
-    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed));
-    interrupted
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let stop = redcount_protocol::stop_flag();
+    for signal in [SIGINT, SIGTERM, SIGHUP] {
+        let _ = signal_hook::flag::register(signal, stop.clone());
+    }
+    let _ = signal_hook::flag::register(SIGTERM, TERMINATED.clone());
+    stop
+}
+
+/// True when SIGTERM stopped the process (exit 143 rather than 130).
+pub fn terminated() -> bool {
+    TERMINATED.load(Ordering::SeqCst)
 }
 
 /// 0, or 3 when some inputs could not be processed.
@@ -48,5 +60,10 @@ pub fn exit_code(summary: &Summary) -> ExitCode {
 pub fn job_options(args: JobArgs) -> anyhow::Result<JobOptions> {
     let exe =
         std::env::current_exe().context("cannot find the redcount executable to start workers")?;
-    Ok(args.options(exe))
+    let ui = args.ui;
+    let mut options = args.options(exe);
+    if let Some(listen) = ui {
+        options.on_open = Some(super::ui::serve_job_dashboard(listen));
+    }
+    Ok(options)
 }

@@ -28,6 +28,7 @@ pub fn stream(args: StreamArgs) -> anyhow::Result<ExitCode> {
         },
         latency_out: args.latency_out,
         plot: args.plot,
+        plot_log_y: args.log_y,
         faults: FaultPlan {
             kills: args.kill_worker,
             stragglers: args.straggler,

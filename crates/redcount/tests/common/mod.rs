@@ -117,3 +117,63 @@ pub fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
+
+/// Every file below `dir` that holds `secret` is readable by its owner only (mode 0600); returns
+/// how many there are.
+pub fn assert_secret_files_private(dir: &Path, secret: &str) -> usize {
+    use std::os::unix::fs::PermissionsExt;
+    let mut found = 0;
+    for path in files_below(dir) {
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        if bytes.windows(secret.len()).any(|w| w == secret.as_bytes()) {
+            let mode = std::fs::metadata(&path)
+                .expect("metadata")
+                .permissions()
+                .mode()
+                & 0o777;
+            assert_eq!(
+                mode,
+                0o600,
+                "{} holds the secret with mode {mode:o}",
+                path.display()
+            );
+            found += 1;
+        }
+    }
+    found
+}
+
+/// The Python of `target/test-venv` (made by `scripts/test-venv.sh`, which CI runs), for tests that
+/// drive redcount with real Python clients. Outside CI, None (and the test says it is skipped)
+/// when it has not been made; in CI its absence fails the test.
+pub fn test_python() -> Option<PathBuf> {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-venv/bin/python");
+    if python.exists() {
+        return Some(python);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{} is missing: run scripts/test-venv.sh",
+        python.display()
+    );
+    eprintln!(
+        "skipped: no {} (run scripts/test-venv.sh)",
+        python.display()
+    );
+    None
+}
+
+/// The keys of the Redis at `url` matching `pattern`, sorted (KEYS: test servers are small).
+pub fn sorted_keys(url: &str, pattern: &str) -> Vec<String> {
+    let mut con = redis::Client::open(url)
+        .and_then(|c| c.get_connection())
+        .expect("connect");
+    let mut keys: Vec<String> = redis::cmd("KEYS")
+        .arg(pattern)
+        .query(&mut con)
+        .expect("keys");
+    keys.sort();
+    keys
+}

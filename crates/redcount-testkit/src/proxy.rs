@@ -1,0 +1,201 @@
+//! A fault-injecting TCP proxy, in the spirit of toxiproxy: put it between a client and a server (or
+//! between two Raft nodes) and switch what the link does at any time: pass, cut (every connection
+//! closed, new ones refused), black-hole (connections stay open, every byte is lost), drop one
+//! direction only, delay, or throttle. Threads and blocking sockets on loopback; no root needed.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// What the link does to the bytes crossing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Everything passes.
+    Pass,
+    /// Every open connection is closed and new ones are closed at once (a link down, a host gone).
+    Cut,
+    /// Connections stay open but every byte is lost, both ways (a partition that sends no reset).
+    Blackhole,
+    /// Bytes from the client to the server are lost; replies still pass.
+    DropRequests,
+    /// Bytes from the server to the client are lost: requests arrive and are executed, their replies
+    /// never come back.
+    DropReplies,
+    /// Every chunk waits this long before it is passed on, both ways.
+    Delay(Duration),
+    /// At most this many bytes per second each way.
+    Bandwidth(u64),
+}
+
+#[derive(Debug)]
+struct Shared {
+    fault: Mutex<Fault>,
+    /// Bumped by every [`Fault::Cut`]: connections opened before it close.
+    cuts: AtomicU64,
+    stop: AtomicBool,
+    /// Bytes passed on, for tests that check the proxy was really used.
+    bytes: AtomicU64,
+}
+
+impl Shared {
+    fn fault(&self) -> Fault {
+        *self.fault.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One listening port that forwards to one upstream address through a switchable fault.
+pub struct FaultProxy {
+    addr: SocketAddr,
+    upstream: String,
+    shared: Arc<Shared>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl FaultProxy {
+    /// Listens on a free loopback port and forwards each connection to `upstream` (`host:port`).
+    pub fn start(upstream: &str) -> std::io::Result<FaultProxy> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            fault: Mutex::new(Fault::Pass),
+            cuts: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            bytes: AtomicU64::new(0),
+        });
+        let (s, up) = (shared.clone(), upstream.to_string());
+        let accept = std::thread::spawn(move || accept_loop(listener, &up, &s));
+        Ok(FaultProxy {
+            addr,
+            upstream: upstream.to_string(),
+            shared,
+            accept: Some(accept),
+        })
+    }
+
+    /// `127.0.0.1:port` to connect to instead of the upstream.
+    pub fn addr(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// The proxy's port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Where it forwards to.
+    pub fn upstream(&self) -> &str {
+        &self.upstream
+    }
+
+    /// Switches the fault; [`Fault::Cut`] also closes every open connection.
+    pub fn set(&self, fault: Fault) {
+        *self.shared.fault.lock().unwrap_or_else(|e| e.into_inner()) = fault;
+        if fault == Fault::Cut {
+            self.shared.cuts.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// The fault in force.
+    pub fn fault(&self) -> Fault {
+        self.shared.fault()
+    }
+
+    /// Bytes passed on so far, both ways.
+    pub fn bytes(&self) -> u64 {
+        self.shared.bytes.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.cuts.fetch_add(1, Ordering::SeqCst);
+        // Wake the blocking accept.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
+        if let Some(accept) = self.accept.take() {
+            let _ = accept.join();
+        }
+    }
+}
+
+fn accept_loop(listener: TcpListener, upstream: &str, shared: &Arc<Shared>) {
+    for client in listener.incoming() {
+        if shared.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let Ok(client) = client else { continue };
+        if shared.fault() == Fault::Cut {
+            continue; // dropped: closed at once
+        }
+        let Ok(server) = TcpStream::connect_timeout(
+            &match upstream.parse() {
+                Ok(a) => a,
+                Err(_) => continue,
+            },
+            Duration::from_secs(1),
+        ) else {
+            continue;
+        };
+        let epoch = shared.cuts.load(Ordering::SeqCst);
+        for (from, to, up) in [
+            (client.try_clone(), server.try_clone(), true),
+            (server.try_clone(), client.try_clone(), false),
+        ] {
+            if let (Ok(from), Ok(to)) = (from, to) {
+                let s = shared.clone();
+                std::thread::spawn(move || pump(from, to, up, epoch, &s));
+            }
+        }
+    }
+}
+
+/// Copies `from` to `to` (`up`: client to server) through the fault, until either side closes or a
+/// cut comes.
+fn pump(mut from: TcpStream, mut to: TcpStream, up: bool, epoch: u64, shared: &Shared) {
+    let _ = from.set_read_timeout(Some(Duration::from_millis(20)));
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        if shared.cuts.load(Ordering::SeqCst) != epoch {
+            break;
+        }
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
+            Err(_) => break,
+        };
+        let lost = match shared.fault() {
+            Fault::Blackhole => true,
+            Fault::DropRequests => up,
+            Fault::DropReplies => !up,
+            Fault::Delay(d) => {
+                std::thread::sleep(d);
+                false
+            }
+            Fault::Bandwidth(per_second) => {
+                std::thread::sleep(Duration::from_secs_f64(n as f64 / per_second.max(1) as f64));
+                false
+            }
+            Fault::Pass | Fault::Cut => false,
+        };
+        if lost {
+            continue;
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+        shared.bytes.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    let _ = from.shutdown(Shutdown::Both);
+    let _ = to.shutdown(Shutdown::Both);
+}

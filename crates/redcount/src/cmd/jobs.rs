@@ -1,0 +1,133 @@
+//! `redcount jobs`: the jobs in one Redis as a table, `jobs rm` to remove them exactly (the
+//! library's `rc_drop`: the job's keys and nothing else, on any kind of coordinator), and `jobs
+//! prune` to remove the finished ones past their retention.
+
+use std::process::ExitCode;
+
+use redcount_protocol::{job_names, Job, JobKeys, Link, LinkOptions, Now};
+
+use crate::cli::{JobsAction, JobsArgs};
+
+pub fn jobs(args: JobsArgs) -> anyhow::Result<ExitCode> {
+    match args.action {
+        None => table(&super::required_url(&args.redis)?),
+        // `jobs rm J --redis U` and `jobs --redis U rm J` both work.
+        Some(JobsAction::Rm { redis, jobs, force }) => {
+            let given = if redis.redis.is_some() {
+                &redis
+            } else {
+                &args.redis
+            };
+            remove(&super::required_url(given)?, &jobs, force)
+        }
+        Some(JobsAction::Prune {
+            redis,
+            older_than,
+            dry_run,
+        }) => {
+            let given = if redis.redis.is_some() {
+                &redis
+            } else {
+                &args.redis
+            };
+            prune(&super::required_url(given)?, older_than, dry_run)
+        }
+    }
+}
+
+fn prune(
+    url: &str,
+    older_than: Option<std::time::Duration>,
+    dry_run: bool,
+) -> anyhow::Result<ExitCode> {
+    let expired = redcount_protocol::prune(url, older_than, dry_run)?;
+    if expired.is_empty() {
+        println!("no finished job past its retention");
+    }
+    for e in &expired {
+        let ago =
+            humantime::format_duration(std::time::Duration::from_secs(e.finished_ago.as_secs()));
+        if dry_run {
+            println!("would remove job {} (finished {ago} ago)", e.job);
+        } else {
+            println!(
+                "removed job {} (finished {ago} ago, {} keys)",
+                e.job, e.keys
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn table(url: &str) -> anyhow::Result<ExitCode> {
+    let mut link = Link::open(url, LinkOptions::default())?;
+    let names = job_names(&mut link)?;
+    if names.is_empty() {
+        println!("no redcount jobs at {}", link.addr());
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<24} {:<9} {:>15} {:>9} {:>6}",
+        "job", "state", "tasks done", "age", "keys"
+    );
+    for name in names {
+        let mut job = Job::new(Link::open(url, LinkOptions::default())?, &name)?;
+        let s = job.status(Now::Coordinator, std::time::Duration::from_secs(15))?;
+        let state = s.phase();
+        let age_s = s.now_ms.saturating_sub(s.created_ms) / 1000;
+        let age = match age_s {
+            0..=119 => format!("{age_s} s"),
+            120..=7199 => format!("{} min", age_s / 60),
+            _ => format!("{} h", age_s / 3600),
+        };
+        let keys = count_keys(&mut link, &name).map_or("?".to_string(), |n| n.to_string());
+        println!(
+            "{:<24} {:<9} {:>15} {:>9} {:>6}",
+            name,
+            state,
+            format!("{}/{}", s.done, s.tasks),
+            age,
+            keys
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Keys under the job's prefix (SCAN, a read every coordinator serves).
+fn count_keys(link: &mut Link, name: &str) -> Option<usize> {
+    let meta = JobKeys::new(name).ok()?.meta;
+    let pattern = format!("{}*", meta.strip_suffix("meta")?);
+    link.call("SCAN", |con| {
+        let found: Vec<String> = redis::cmd("SCAN")
+            .cursor_arg(0)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .clone()
+            .iter::<String>(con)?
+            .filter_map(std::result::Result::ok)
+            .collect();
+        Ok(found.len())
+    })
+    .ok()
+}
+
+fn remove(url: &str, names: &[String], force: bool) -> anyhow::Result<ExitCode> {
+    let mut failed = false;
+    for name in names {
+        let mut job = Job::new(Link::open(url, LinkOptions::default())?, name)?;
+        match job.drop_job(Now::Coordinator, force) {
+            Ok(n) => println!("removed job {name} ({n} keys)"),
+            Err(err) => {
+                eprintln!("error: {err}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what redcount and its tests need on Debian, when missing: redis-server (with
+# redis-sentinel and redis-cli); faketime and openssl (the clock-skew and TLS tests); tmux (an
+# interactive redis-cli test); Python's venv for target/test-venv (real Python clients); with
+# --browser, chromium and chromium-driver (the dashboard test). Rust must already be there.
+# Used by scripts/quickstart.sh and .ci/run, so the two cannot drift apart.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv python3-pip)
+command -v faketime >/dev/null 2>&1 || missing+=(faketime)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v tmux >/dev/null 2>&1 || missing+=(tmux)
+if [ "${1:-}" = "--browser" ]; then
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]} (Debian packages)..." >&2
+  sudo_if_needed apt-get update -qq
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo (Rust 1.88 or newer) is needed: install it with rustup, https://rustup.rs" >&2
+  exit 1
+fi
+scripts/test-venv.sh
