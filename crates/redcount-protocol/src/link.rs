@@ -71,6 +71,9 @@ pub struct Link {
     connections: u64,
     /// A first contact already failed for [`FIRST_CONTACT`]: later calls fail after one attempt.
     never_reached: bool,
+    /// The server a Sentinel named for the current connection, and when the Sentinels were last
+    /// asked whether they still name it (see [`Link::follow_sentinels`]).
+    sentinel_named: Option<(String, Instant)>,
 }
 
 impl Link {
@@ -91,6 +94,7 @@ impl Link {
             options,
             connections: 0,
             never_reached: false,
+            sentinel_named: None,
         })
     }
 
@@ -120,6 +124,7 @@ impl Link {
         let mut delay = Duration::from_millis(50);
         let mut reloaded = false;
         let mut warned = false;
+        self.follow_sentinels();
         loop {
             let outcome = match self.connection() {
                 Ok(con) => match f(con) {
@@ -188,13 +193,39 @@ impl Link {
         }
     }
 
+    /// Behind Sentinels, at most once per [`SENTINEL_RECHECK`]: drops the connection when the
+    /// Sentinels now name another primary. A primary cut off from its replicas and Sentinels but
+    /// not from this client answers as before, and its writes are lost when the partition heals
+    /// (it becomes a replica of the one promoted meanwhile): without this check a client kept
+    /// writing there, and a driver kept reading a job that no longer progressed anywhere it looked.
+    fn follow_sentinels(&mut self) {
+        let Some((named, asked)) = &self.sentinel_named else {
+            return;
+        };
+        if self.con.is_none() || asked.elapsed() < SENTINEL_RECHECK {
+            return;
+        }
+        let named = named.clone();
+        // Short: a client cut off from the Sentinels keeps its server rather than stall each call.
+        let now_named = self.target.named_primary(Duration::from_millis(300));
+        self.sentinel_named = Some((named.clone(), Instant::now()));
+        if let Some(now_named) = now_named.filter(|n| *n != named) {
+            tracing::warn!(
+                "the Sentinels of {} now name {now_named} as the primary, not {named}: reconnecting",
+                self.addr
+            );
+            self.con = None;
+        }
+    }
+
     fn connection(&mut self) -> RedisResult<&mut Connection> {
         if self.con.is_none() {
-            let mut con = self.target.connect(self.options.connect_timeout)?;
+            let (mut con, named) = self.target.connect(self.options.connect_timeout)?;
             con.set_read_timeout(self.options.read_timeout)?;
             con.set_write_timeout(self.options.read_timeout)?;
             ensure_library(&mut con)?;
             self.con = Some(con);
+            self.sentinel_named = named.map(|n| (n, Instant::now()));
             self.connections += 1;
         }
         match self.con.as_mut() {
@@ -219,10 +250,16 @@ impl Link {
 /// attempt costs the server nothing.
 const MAX_BACKOFF: Duration = Duration::from_millis(250);
 
+/// How often a link behind Sentinels asks them whether its server is still the primary.
+const SENTINEL_RECHECK: Duration = Duration::from_secs(1);
+
 /// Errors after which the same call may succeed (on a new connection, or later).
 fn is_transient(err: &RedisError) -> bool {
-    // BUSY: Redis is running a long script and did not run this call.
+    // BUSY: Redis is running a long script and did not run this call. NOREPLICAS: a primary with
+    // min-replicas-to-write has lost touch with its replicas (cut off, about to be failed over):
+    // the Sentinels will name another.
     err.code() == Some("BUSY")
+        || err.code() == Some("NOREPLICAS")
         || is_interrupted(err)
         || err.is_io_error()
         || err.is_connection_refusal()

@@ -61,9 +61,11 @@ impl Target {
         })
     }
 
-    pub(crate) fn connect(&self, timeout: Duration) -> RedisResult<Connection> {
+    /// A connection to the server this target names now, with that server's `host:port` when a
+    /// Sentinel named it (so the link can notice when the Sentinels name another).
+    pub(crate) fn connect(&self, timeout: Duration) -> RedisResult<(Connection, Option<String>)> {
         match self {
-            Target::Direct(client) => client.get_connection_with_timeout(timeout),
+            Target::Direct(client) => Ok((client.get_connection_with_timeout(timeout)?, None)),
             Target::Sentinel {
                 sentinels,
                 master,
@@ -72,7 +74,7 @@ impl Target {
                 let mut last = None;
                 for sentinel in sentinels {
                     match primary_via(sentinel, master, auth, timeout) {
-                        Ok(con) => return Ok(con),
+                        Ok((con, addr)) => return Ok((con, Some(addr))),
                         Err(err) => last = Some(err),
                     }
                 }
@@ -84,8 +86,31 @@ impl Target {
                 nodes,
                 auth,
                 leader_hint,
-            } => raft_leader(nodes, auth, leader_hint, timeout),
+            } => Ok((raft_leader(nodes, auth, leader_hint, timeout)?, None)),
         }
+    }
+
+    /// The primary the first Sentinel that answers within `timeout` names now (`host:port`); None
+    /// for other targets, or when no Sentinel answers (a client cut off from them keeps its server).
+    pub(crate) fn named_primary(&self, timeout: Duration) -> Option<String> {
+        let Target::Sentinel {
+            sentinels,
+            master,
+            auth,
+        } = self
+        else {
+            return None;
+        };
+        sentinels.iter().find_map(|sentinel| {
+            let mut s = sentinel_connection(sentinel, auth, timeout).ok()?;
+            s.set_read_timeout(Some(timeout)).ok()?;
+            let (host, port): (String, u16) = redis::cmd("SENTINEL")
+                .arg("get-master-addr-by-name")
+                .arg(master)
+                .query::<Option<(String, u16)>>(&mut s)
+                .ok()??;
+            Some(format!("{host}:{port}"))
+        })
     }
 
     /// One Redis server (not a Sentinel set or a Raft group, which have failovers to wait out).
@@ -187,21 +212,24 @@ pub(crate) fn moved_to(err: &RedisError) -> Option<String> {
 }
 
 /// Asks one Sentinel for the primary, connects to it and checks that it is one.
+/// A connection to one Sentinel. The Sentinels of `cluster up` take the cluster's password too;
+/// others may have none.
+fn sentinel_connection(sentinel: &str, auth: &str, timeout: Duration) -> RedisResult<Connection> {
+    match Client::open(format!("redis://{auth}{sentinel}"))?.get_connection_with_timeout(timeout) {
+        Err(e) if !auth.is_empty() && e.to_string().contains("without any password configured") => {
+            Client::open(format!("redis://{sentinel}"))?.get_connection_with_timeout(timeout)
+        }
+        other => other,
+    }
+}
+
 fn primary_via(
     sentinel: &str,
     master: &str,
     auth: &str,
     timeout: Duration,
-) -> RedisResult<Connection> {
-    // The Sentinels of `cluster up` take the cluster's password too; others may have none.
-    let mut s = match Client::open(format!("redis://{auth}{sentinel}"))?
-        .get_connection_with_timeout(timeout)
-    {
-        Err(e) if !auth.is_empty() && e.to_string().contains("without any password configured") => {
-            Client::open(format!("redis://{sentinel}"))?.get_connection_with_timeout(timeout)?
-        }
-        other => other?,
-    };
+) -> RedisResult<(Connection, String)> {
+    let mut s = sentinel_connection(sentinel, auth, timeout)?;
     let addr: Option<(String, u16)> = redis::cmd("SENTINEL")
         .arg("get-master-addr-by-name")
         .arg(master)
@@ -220,7 +248,7 @@ fn primary_via(
             "{host}:{port} is no longer the primary (Sentinel {sentinel} has not caught up yet)"
         )));
     }
-    Ok(con)
+    Ok((con, format!("{host}:{port}")))
 }
 
 /// An error the link treats like an unreachable server: it waits and tries again.

@@ -125,11 +125,7 @@ pub fn cluster_up(dir: &Path, replicas: usize, sentinels: usize) -> Result<Clust
     for i in 0..=replicas {
         let port = free_port().map_err(ServerError::Spawn)?;
         let mut conf = common_conf(&cluster, port);
-        // No delay before a full sync: by default a primary waits 5 s for more replicas to arrive.
-        conf.push_str(&format!(
-            "requirepass {0}\nmasterauth {0}\nsave \"\"\nappendonly no\nrepl-diskless-sync-delay 0\n",
-            cluster.password
-        ));
+        conf.push_str(&data_node_conf(&cluster.password, replicas));
         if i > 0 {
             conf.push_str(&format!("replicaof 127.0.0.1 {}\n", cluster.nodes[0]));
         }
@@ -141,17 +137,10 @@ pub fn cluster_up(dir: &Path, replicas: usize, sentinels: usize) -> Result<Clust
     for _ in 0..sentinels {
         let port = free_port().map_err(ServerError::Spawn)?;
         let mut conf = common_conf(&cluster, port);
-        conf.push_str(&format!(
-            // The Sentinels take commands only with the cluster's password (a local process could
-            // otherwise SENTINEL FAILOVER, SET or REMOVE the primary) and use it with each other.
-            // down-after is twice the Sentinels' 1 s ping period: at 1 s, a Sentinel that had just
-            // switched to the promoted replica sometimes judged it down before its first ping was
-            // answered and failed it over again, to a replica without the acknowledged commits.
-            "requirepass {1}\nsentinel sentinel-pass {1}\n\
-             sentinel monitor {MASTER_NAME} 127.0.0.1 {0} {quorum}\nsentinel auth-pass {MASTER_NAME} {1}\n\
-             sentinel down-after-milliseconds {MASTER_NAME} 2000\nsentinel failover-timeout {MASTER_NAME} 5000\n\
-             sentinel parallel-syncs {MASTER_NAME} 1\n",
-            cluster.nodes[0], cluster.password
+        conf.push_str(&sentinel_conf(
+            &cluster.password,
+            &format!("127.0.0.1 {}", cluster.nodes[0]),
+            quorum,
         ));
         start(&program, &cluster, port, &conf, true)?;
         cluster.sentinels.push(port);
@@ -161,6 +150,42 @@ pub fn cluster_up(dir: &Path, replicas: usize, sentinels: usize) -> Result<Clust
         source,
     })?;
     Ok(cluster)
+}
+
+/// The settings of every data node (primary and replicas) of a cluster with `replicas` replicas,
+/// after its address lines.
+pub fn data_node_conf(password: &str, replicas: usize) -> String {
+    // No delay before a full sync: by default a primary waits 5 s for more replicas to arrive.
+    let mut conf = format!(
+        "requirepass {password}\nmasterauth {password}\nsave \"\"\nappendonly no\nrepl-diskless-sync-delay 0\n"
+    );
+    if replicas >= 2 {
+        // A primary that has heard from no replica for 2 s refuses writes (NOREPLICAS, which
+        // clients retry through the Sentinels). Cut off from its replicas and Sentinels but not
+        // from the workers, it would otherwise go on taking commits that the failover, 2 s of
+        // silence later, throws away: a job could even finish there, on a server about to become
+        // a replica. Bounded so, at most about 2 s of commits are lost, and they are re-done.
+        // Not with one replica: after its promotion the new primary would have none, and would
+        // refuse every write until the old one came back.
+        conf.push_str("min-replicas-to-write 1\nmin-replicas-max-lag 2\n");
+    }
+    conf
+}
+
+/// The settings of a Sentinel watching the primary at `primary` (`HOST PORT`), after its address
+/// lines; `quorum` Sentinels must agree it is down.
+pub fn sentinel_conf(password: &str, primary: &str, quorum: usize) -> String {
+    // The Sentinels take commands only with the cluster's password (a local process could otherwise
+    // SENTINEL FAILOVER, SET or REMOVE the primary) and use it with each other. down-after is twice
+    // the Sentinels' 1 s ping period: at 1 s, a Sentinel that had just switched to the promoted
+    // replica sometimes judged it down before its first ping was answered and failed it over again,
+    // to a replica without the acknowledged commits.
+    format!(
+        "requirepass {password}\nsentinel sentinel-pass {password}\n\
+         sentinel monitor {MASTER_NAME} {primary} {quorum}\nsentinel auth-pass {MASTER_NAME} {password}\n\
+         sentinel down-after-milliseconds {MASTER_NAME} 2000\nsentinel failover-timeout {MASTER_NAME} 5000\n\
+         sentinel parallel-syncs {MASTER_NAME} 1\n"
+    )
 }
 
 /// Key written once by `cluster up` (and expiring by itself) to see every replica acknowledge it.
@@ -177,8 +202,9 @@ fn wait_streaming(cluster: &Cluster, replicas: usize) -> Result<(), ServerError>
         detail,
         log: cluster.dir.join(format!("{primary}.log")),
     };
-    let acked: u64 = redis::Client::open(cluster.node_url(primary))
-        .and_then(|c| {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let acked: u64 = loop {
+        let tried = redis::Client::open(cluster.node_url(primary)).and_then(|c| {
             let mut con = c.get_connection_with_timeout(Duration::from_secs(1))?;
             redis::cmd("SET")
                 .arg(SYNCED_KEY)
@@ -187,8 +213,16 @@ fn wait_streaming(cluster: &Cluster, replicas: usize) -> Result<(), ServerError>
                 .arg(10_000)
                 .query::<()>(&mut con)?;
             redis::cmd("WAIT").arg(replicas).arg(15_000).query(&mut con)
-        })
-        .map_err(|e| not_ready(format!("could not check its replicas: {e}")))?;
+        });
+        match tried {
+            Ok(acked) => break acked,
+            // min-replicas-to-write: the primary takes writes once its replicas have connected.
+            Err(e) if e.code() == Some("NOREPLICAS") && std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            Err(e) => return Err(not_ready(format!("could not check its replicas: {e}"))),
+        }
+    };
     if (acked as usize) < replicas {
         return Err(not_ready(format!(
             "only {acked} of {replicas} replicas acknowledged a write within 15 s"

@@ -1,10 +1,11 @@
 //! Test support: an **independent** word count to compare results with (written separately from the
 //! product's tokenizer, on purpose naive), seeded corpora, helpers for processes tests start, and a
-//! fault-injecting TCP proxy for network faults.
+//! fault-injecting TCP proxy for network faults, and hosts in network namespaces.
 
 #![warn(missing_docs)]
 
 pub mod corpus;
+pub mod netns;
 pub mod oracle;
 pub mod proxy;
 

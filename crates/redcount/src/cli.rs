@@ -65,8 +65,12 @@ pub enum ClusterCommand {
         /// Directory for the processes' config, pid, log and data files.
         #[arg(long)]
         dir: PathBuf,
+        /// Replicas of the primary. With 2 or more, a primary cut off from all of them refuses
+        /// writes after 2 s (min-replicas-to-write), so a partitioned primary cannot take commits
+        /// the failover would throw away; with 1, the promoted replica keeps taking writes alone.
         #[arg(long, default_value_t = 2)]
         replicas: usize,
+        /// Sentinels watching the primary; a majority of them must agree it is down.
         #[arg(long, default_value_t = 3)]
         sentinels: usize,
         /// Start a Raft group of this many `redcount raft-node` processes instead (odd: 3, 5, ...).

@@ -216,3 +216,255 @@ fn cluster_up_again_prints_the_url_and_restarts_a_dead_node() {
         "the dead replica runs again"
     );
 }
+
+/// A data node or Sentinel of the partition test, started inside `host` from a config file (its
+/// password stays off the command line).
+fn start_in(
+    host: &redcount_testkit::netns::Host,
+    dir: &std::path::Path,
+    name: &str,
+    conf: String,
+    sentinel: bool,
+) -> std::process::Child {
+    let path = dir.join(format!("{name}.conf"));
+    std::fs::write(&path, conf).expect("write config");
+    let mut cmd = host.command("redis-server");
+    cmd.arg(&path);
+    if sentinel {
+        cmd.arg("--sentinel");
+    }
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start redis-server in its namespace")
+}
+
+/// What the Sentinel at `addr` names as the primary (`host:port`), asked from inside `host`.
+fn named_primary(
+    host: &redcount_testkit::netns::Host,
+    addr: &str,
+    password: &str,
+) -> Option<String> {
+    host.enter(|| {
+        let mut con = redis::Client::open(format!("redis://:{password}@{addr}"))
+            .ok()?
+            .get_connection_with_timeout(Duration::from_millis(500))
+            .ok()?;
+        let (h, p): (String, u16) = redis::cmd("SENTINEL")
+            .arg("get-master-addr-by-name")
+            .arg(redcount_server::sentinel::MASTER_NAME)
+            .query::<Option<(String, u16)>>(&mut con)
+            .ok()??;
+        Some(format!("{h}:{p}"))
+    })
+}
+
+/// The first word of `ROLE` of the server at `addr`, asked from inside `host`.
+fn role_of(host: &redcount_testkit::netns::Host, addr: &str, password: &str) -> Option<String> {
+    host.enter(|| {
+        let mut con = redis::Client::open(format!("redis://:{password}@{addr}"))
+            .ok()?
+            .get_connection_with_timeout(Duration::from_millis(500))
+            .ok()?;
+        let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut con).ok()?;
+        match role.first() {
+            Some(redis::Value::BulkString(b)) => Some(String::from_utf8_lossy(b).into_owned()),
+            _ => None,
+        }
+    })
+}
+
+/// The Jepsen scenario of a Sentinel deployment: the primary is cut off from its replicas and every
+/// Sentinel mid-job while the driver and the workers still reach it. The Sentinels promote a
+/// replica; the old primary, with `cluster up`'s settings, refuses writes within 2 s instead of
+/// taking commits the failover throws away, and clients follow the Sentinels to the new primary.
+/// After the heal the old primary is a replica. The driver's counts are exact, and so is what the
+/// current primary holds for the job afterwards: the job was not finished on a server whose
+/// writes were then lost. Each "host" is a network namespace of its own (root only).
+#[test]
+fn a_primary_cut_off_from_its_replicas_and_sentinels_loses_no_commit() {
+    use redcount_server::sentinel::{data_node_conf, sentinel_conf};
+    let mut lan = match redcount_testkit::netns::Lan::new() {
+        Ok(lan) => lan,
+        Err(err) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI runs as root and must run this test: {err}"
+            );
+            eprintln!("skipped: {err}");
+            return;
+        }
+    };
+    let p = lan.host("p").expect("host p");
+    let r = lan.host("r").expect("host r");
+    let w = lan.host("w").expect("host w");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let password = redcount_server::random_hex(16);
+    let node = |addr: &str, port: u16| {
+        format!(
+            "port {port}\nbind {addr}\ndir {0}\nlogfile {0}/{port}.log\ndbfilename {port}.rdb\n\
+             daemonize no\n{1}",
+            d.display(),
+            data_node_conf(&password, 2)
+        )
+    };
+    let primary = format!("{}:6379", p.addr);
+    let mut children = ChildGuard::default();
+    children
+        .0
+        .push(start_in(&p, d, "6379", node(&p.addr, 6379), false));
+    for port in [6380, 6381] {
+        let conf = node(&r.addr, port) + &format!("replicaof {} 6379\n", p.addr);
+        children
+            .0
+            .push(start_in(&r, d, &port.to_string(), conf, false));
+    }
+    // Both replicas streaming before the job starts (a write acknowledged by both).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while p.enter(|| {
+        let acked: i64 = redis::Client::open(format!("redis://:{password}@{primary}"))
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(500)))
+            .and_then(|mut con| {
+                redis::cmd("SET")
+                    .arg("synced")
+                    .arg(1)
+                    .query::<()>(&mut con)?;
+                redis::cmd("WAIT").arg(2).arg(1000).query(&mut con)
+            })
+            .unwrap_or(0);
+        acked < 2
+    }) {
+        assert!(Instant::now() < deadline, "the replicas never synced");
+    }
+    let sentinels: Vec<String> = (26379..26382)
+        .map(|port| format!("{}:{port}", r.addr))
+        .collect();
+    for (i, addr) in sentinels.iter().enumerate() {
+        let port = 26379 + i;
+        let conf = format!(
+            "port {port}\nbind {}\ndir {}\nlogfile {}/{port}.log\ndaemonize no\n{}",
+            r.addr,
+            d.display(),
+            d.display(),
+            sentinel_conf(&password, &format!("{} 6379", p.addr), 2)
+        );
+        children
+            .0
+            .push(start_in(&r, d, &format!("sentinel-{port}"), conf, true));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while named_primary(&r, addr, &password).as_deref() != Some(primary.as_str()) {
+            assert!(Instant::now() < deadline, "Sentinel {addr} never came up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let url = format!(
+        "redis+sentinel://:{password}@{}/{}",
+        sentinels.join(","),
+        redcount_server::sentinel::MASTER_NAME
+    );
+
+    let corpus = d.join("in");
+    let files = redcount_testkit::corpus::write_text_corpus(&corpus, 150, 500, 5_000, 52);
+    let expected = oracle_count(&files);
+    let out = d.join("out.tsv");
+    let driver = w
+        .command(env!("CARGO_BIN_EXE_redcount"))
+        .env_remove("RUST_LOG")
+        .env("REDIS_URL", &url)
+        .args(["run", "-w", "2", "--json", "-k", "0", "--job", "part"])
+        // One task per file, 60 ms each: the job outlasts the partition's first seconds.
+        .args([
+            "--no-pack",
+            "--worker-slow",
+            "60ms",
+            "--lease-ms",
+            "1s",
+            "--out",
+        ])
+        .arg(&out)
+        .arg(&corpus)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the driver in host w");
+    let done_on = |host: &redcount_testkit::netns::Host| -> u64 {
+        host.enter(|| {
+            let link = Link::open(
+                &format!("redis://:{password}@{primary}"),
+                LinkOptions {
+                    give_up_after: Duration::from_secs(1),
+                    ..LinkOptions::default()
+                },
+            )
+            .ok()?;
+            Job::new(link, "part")
+                .ok()?
+                .status(redcount_protocol::now_ms(), Duration::from_secs(10))
+                .ok()
+                .map(|s| s.done)
+        })
+        .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while done_on(&w) < 10 {
+        assert!(Instant::now() < deadline, "the job never got going");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    lan.cut(&p, &r).expect("cut p from r");
+    let cut_at = Instant::now();
+    assert_eq!(
+        role_of(&w, &primary, &password).as_deref(),
+        Some("master"),
+        "the workers' host still reaches the old primary"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let promoted = loop {
+        match named_primary(&r, &sentinels[0], &password) {
+            Some(named) if named != primary => break named,
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "the Sentinels never failed over");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let failover_after = cut_at.elapsed();
+    // The old primary stays cut off (and reachable from w) a while longer: long enough, without
+    // min-replicas-to-write, for the workers to finish the whole job there.
+    std::thread::sleep(Duration::from_secs(6));
+    lan.heal(&p, &r).expect("heal");
+
+    let done = wait_success(driver, Duration::from_secs(120), "driver");
+    assert_same_counts(&expected, &read_out_file(&out));
+    // The job as the current primary holds it: finished, every count exact.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while role_of(&w, &primary, &password).as_deref() != Some("slave") {
+        assert!(
+            Instant::now() < deadline,
+            "the old primary never rejoined as a replica"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let after = d.join("after.tsv");
+    let counts = w
+        .command(env!("CARGO_BIN_EXE_redcount"))
+        .env_remove("RUST_LOG")
+        .env("REDIS_URL", &url)
+        .args(["counts", "--job", "part", "--out"])
+        .arg(&after)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("redcount counts");
+    assert!(
+        counts.status.success(),
+        "counts on the current primary: {}",
+        String::from_utf8_lossy(&counts.stderr)
+    );
+    assert_same_counts(&expected, &read_out_file(&after));
+    let v = json(&done);
+    eprintln!(
+        "partition: {primary} cut off; {promoted} promoted after {failover_after:?}; tasks re-run {}, recomputed {}",
+        v["redelivered"], v["recomputed"]
+    );
+}
