@@ -122,34 +122,57 @@ pub fn cluster_up(dir: &Path, replicas: usize, sentinels: usize) -> Result<Clust
         nodes: vec![],
         sentinels: vec![],
     };
-    for i in 0..=replicas {
-        let port = free_port().map_err(ServerError::Spawn)?;
-        let mut conf = common_conf(&cluster, port);
-        conf.push_str(&data_node_conf(&cluster.password, replicas));
-        if i > 0 {
-            conf.push_str(&format!("replicaof 127.0.0.1 {}\n", cluster.nodes[0]));
-        }
-        start(&program, &cluster, port, &conf, false)?;
-        cluster.nodes.push(port);
-    }
-    wait_streaming(&cluster, replicas)?;
-    let quorum = sentinels / 2 + 1;
-    for _ in 0..sentinels {
-        let port = free_port().map_err(ServerError::Spawn)?;
-        let mut conf = common_conf(&cluster, port);
-        conf.push_str(&sentinel_conf(
-            &cluster.password,
-            &format!("127.0.0.1 {}", cluster.nodes[0]),
-            quorum,
-        ));
-        start(&program, &cluster, port, &conf, true)?;
-        cluster.sentinels.push(port);
+    if let Err(err) = start_processes(&program, &mut cluster, replicas, sentinels) {
+        // Daemonized: nothing else would ever stop the ones that did start.
+        let started: Vec<u16> = cluster
+            .nodes
+            .iter()
+            .chain(&cluster.sentinels)
+            .copied()
+            .collect();
+        let pids: Vec<i32> = started.iter().filter_map(|&p| cluster.pid(p)).collect();
+        stop_all(&pids, Duration::from_secs(5));
+        return Err(err);
     }
     cluster.save().map_err(|source| ServerError::Dir {
         path: dir.clone(),
         source,
     })?;
     Ok(cluster)
+}
+
+/// Starts the data nodes, waits for the replicas, then starts the Sentinels; `cluster` lists what
+/// was started so far, even on failure.
+fn start_processes(
+    program: &Path,
+    cluster: &mut Cluster,
+    replicas: usize,
+    sentinels: usize,
+) -> Result<(), ServerError> {
+    for i in 0..=replicas {
+        let port = free_port().map_err(ServerError::Spawn)?;
+        let mut conf = common_conf(cluster, port);
+        conf.push_str(&data_node_conf(&cluster.password, replicas));
+        if i > 0 {
+            conf.push_str(&format!("replicaof 127.0.0.1 {}\n", cluster.nodes[0]));
+        }
+        start(program, cluster, port, &conf, false)?;
+        cluster.nodes.push(port);
+    }
+    wait_streaming(cluster, replicas)?;
+    let quorum = sentinels / 2 + 1;
+    for _ in 0..sentinels {
+        let port = free_port().map_err(ServerError::Spawn)?;
+        let mut conf = common_conf(cluster, port);
+        conf.push_str(&sentinel_conf(
+            &cluster.password,
+            &format!("127.0.0.1 {}", cluster.nodes[0]),
+            quorum,
+        ));
+        start(program, cluster, port, &conf, true)?;
+        cluster.sentinels.push(port);
+    }
+    Ok(())
 }
 
 /// The settings of every data node (primary and replicas) of a cluster with `replicas` replicas,

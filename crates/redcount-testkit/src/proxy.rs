@@ -57,7 +57,12 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Listens on a free loopback port and forwards each connection to `upstream` (`host:port`).
     pub fn start(upstream: &str) -> std::io::Result<FaultProxy> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
+        FaultProxy::start_on("127.0.0.1:0", upstream)
+    }
+
+    /// Listens on `listen` (`host:port`, port 0 for a free one) and forwards to `upstream`.
+    pub fn start_on(listen: &str, upstream: &str) -> std::io::Result<FaultProxy> {
+        let listener = TcpListener::bind(listen)?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             fault: Mutex::new(Fault::Pass),
@@ -75,7 +80,7 @@ impl FaultProxy {
         })
     }
 
-    /// `127.0.0.1:port` to connect to instead of the upstream.
+    /// `host:port` to connect to instead of the upstream.
     pub fn addr(&self) -> String {
         self.addr.to_string()
     }
@@ -113,8 +118,8 @@ impl Drop for FaultProxy {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
         self.shared.cuts.fetch_add(1, Ordering::SeqCst);
-        // Wake the blocking accept.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
+        // The accept loop polls the stop flag (no wake-up connection: from another network
+        // namespace than the proxy's, its address may be out of reach, or lead elsewhere).
         if let Some(accept) = self.accept.take() {
             let _ = accept.join();
         }
@@ -122,11 +127,23 @@ impl Drop for FaultProxy {
 }
 
 fn accept_loop(listener: TcpListener, upstream: &str, shared: &Arc<Shared>) {
-    for client in listener.incoming() {
-        if shared.stop.load(Ordering::SeqCst) {
-            return;
+    if listener.set_nonblocking(true).is_err() {
+        return;
+    }
+    while !shared.stop.load(Ordering::SeqCst) {
+        let client = match listener.accept() {
+            Ok((client, _)) => client,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            }
+            Err(_) => continue,
+        };
+        // Accepted sockets inherit non-blocking mode on some systems: the pumps block (with a
+        // read timeout).
+        if client.set_nonblocking(false).is_err() {
+            continue;
         }
-        let Ok(client) = client else { continue };
         if shared.fault() == Fault::Cut {
             continue; // dropped: closed at once
         }
