@@ -8,7 +8,7 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What the link does to the bytes crossing it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +24,8 @@ pub enum Fault {
     /// Bytes from the server to the client are lost: requests arrive and are executed, their replies
     /// never come back.
     DropReplies,
-    /// Every chunk waits this long before it is passed on, both ways.
+    /// Every chunk arrives this long after it was sent, both ways: latency, like a longer wire, not
+    /// a narrower one (chunks in flight overlap, so bulk transfers are not slowed per chunk).
     Delay(Duration),
     /// At most this many bytes per second each way.
     Bandwidth(u64),
@@ -171,9 +172,11 @@ fn accept_loop(listener: TcpListener, upstream: &str, shared: &Arc<Shared>) {
 
 /// Copies `from` to `to` (`up`: client to server) through the fault, until either side closes or a
 /// cut comes.
-fn pump(mut from: TcpStream, mut to: TcpStream, up: bool, epoch: u64, shared: &Shared) {
+fn pump(mut from: TcpStream, mut to: TcpStream, up: bool, epoch: u64, shared: &Arc<Shared>) {
     let _ = from.set_read_timeout(Some(Duration::from_millis(20)));
     let mut buf = vec![0u8; 64 * 1024];
+    // Started at the first delayed chunk; None when the thread could not be started.
+    let mut delayed: Option<Option<DelayLine>> = None;
     loop {
         if shared.cuts.load(Ordering::SeqCst) != epoch {
             break;
@@ -191,12 +194,13 @@ fn pump(mut from: TcpStream, mut to: TcpStream, up: bool, epoch: u64, shared: &S
             }
             Err(_) => break,
         };
+        let mut delay = None;
         let lost = match shared.fault() {
             Fault::Blackhole => true,
             Fault::DropRequests => up,
             Fault::DropReplies => !up,
             Fault::Delay(d) => {
-                std::thread::sleep(d);
+                delay = Some(d);
                 false
             }
             Fault::Bandwidth(per_second) => {
@@ -208,11 +212,59 @@ fn pump(mut from: TcpStream, mut to: TcpStream, up: bool, epoch: u64, shared: &S
         if lost {
             continue;
         }
+        if delay.is_some() || delayed.is_some() {
+            // Onto the delay line: its own thread writes each chunk when it is due while this one
+            // goes on reading. Once it exists every chunk goes through it, so none overtakes one
+            // still on its way.
+            let line = delayed.get_or_insert_with(|| delay_line(&to, shared));
+            let Some((line, _)) = line.as_ref() else {
+                break;
+            };
+            let due = Instant::now() + delay.unwrap_or_default();
+            if line.send((due, buf[..n].to_vec())).is_err() {
+                break;
+            }
+            continue;
+        }
         if to.write_all(&buf[..n]).is_err() {
             break;
         }
         shared.bytes.fetch_add(n as u64, Ordering::Relaxed);
     }
+    // The delay line delivers what it holds (unless cut), then ends.
+    if let Some(Some((line, thread))) = delayed {
+        drop(line);
+        if shared.cuts.load(Ordering::SeqCst) == epoch {
+            let _ = thread.join();
+        }
+    }
     let _ = from.shutdown(Shutdown::Both);
     let _ = to.shutdown(Shutdown::Both);
+}
+
+/// Chunks on their way, each with the time it is due.
+type DelayLine = (
+    std::sync::mpsc::Sender<(Instant, Vec<u8>)>,
+    std::thread::JoinHandle<()>,
+);
+
+/// A thread that writes each chunk it is sent to `to` once its time has come, in order.
+fn delay_line(to: &TcpStream, shared: &Arc<Shared>) -> Option<DelayLine> {
+    let mut to = to.try_clone().ok()?;
+    let shared = shared.clone();
+    let (tx, rx) = std::sync::mpsc::channel::<(Instant, Vec<u8>)>();
+    let thread = std::thread::spawn(move || {
+        for (due, chunk) in rx {
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            if to.write_all(&chunk).is_err() {
+                return;
+            }
+            shared
+                .bytes
+                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        }
+    });
+    Some((tx, thread))
 }

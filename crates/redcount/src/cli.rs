@@ -177,6 +177,11 @@ pub struct BenchArgs {
     /// then the coordinator's capacity and a stream at 1,000 files/s.
     #[arg(long, conflicts_with_all = ["coordinator", "raft", "raft_reads"])]
     pub aggregation: bool,
+    /// Run a driver and two workers on loopback, then across three hosts (network namespaces;
+    /// root only): Redis on one, the driver and a worker on another, a worker on a third, with 0, 1
+    /// and 10 ms round trips to Redis; --small-files and --large-mb size the corpora.
+    #[arg(long, conflicts_with_all = ["coordinator", "raft", "raft_reads", "aggregation"])]
+    pub hosts: bool,
     /// Runs per measurement (the median is reported).
     #[arg(long, default_value_t = 3)]
     pub runs: usize,

@@ -19,9 +19,11 @@ use redcount_input::FormatChoice;
 
 mod aggregation;
 mod coordinator;
+mod hosts;
 mod raft;
 pub use aggregation::bench_aggregation;
 pub use coordinator::{bench_coordinator, ModeRow};
+pub use hosts::bench_hosts;
 pub use raft::{bench_raft, bench_raft_reads};
 
 /// What to measure.

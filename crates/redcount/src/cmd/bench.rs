@@ -4,8 +4,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use redcount_lab::bench::{
-    bench as run_bench, bench_aggregation, bench_coordinator, bench_raft, bench_raft_reads,
-    BenchOptions,
+    bench as run_bench, bench_aggregation, bench_coordinator, bench_hosts, bench_raft,
+    bench_raft_reads, BenchOptions,
 };
 
 use crate::cli::BenchArgs;
@@ -25,7 +25,9 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         worker_exe: std::env::current_exe()
             .context("cannot find the redcount executable to start workers")?,
     };
-    if args.aggregation {
+    if args.hosts {
+        bench_hosts(&options, args.runs.max(1))?;
+    } else if args.aggregation {
         bench_aggregation(&options, args.runs.max(1))?;
     } else if args.raft_reads {
         bench_raft_reads(&options, args.runs.max(1))?;
