@@ -206,9 +206,15 @@ impl Link {
             return;
         }
         let named = named.clone();
-        // Short: a client cut off from the Sentinels keeps its server rather than stall each call.
+        // Short: a client cut off from the Sentinels keeps its server rather than stall each call,
+        // and asks again only after SENTINEL_UNREACHED_PAUSE (the next check is due when `asked`
+        // is SENTINEL_RECHECK old).
         let now_named = self.target.named_primary(Duration::from_millis(300));
-        self.sentinel_named = Some((named.clone(), Instant::now()));
+        let asked = match &now_named {
+            Some(_) => Instant::now(),
+            None => Instant::now() + SENTINEL_UNREACHED_PAUSE - SENTINEL_RECHECK,
+        };
+        self.sentinel_named = Some((named.clone(), asked));
         if let Some(now_named) = now_named.filter(|n| *n != named) {
             tracing::warn!(
                 "the Sentinels of {} now name {now_named} as the primary, not {named}: reconnecting",
@@ -252,6 +258,9 @@ const MAX_BACKOFF: Duration = Duration::from_millis(250);
 
 /// How often a link behind Sentinels asks them whether its server is still the primary.
 const SENTINEL_RECHECK: Duration = Duration::from_secs(1);
+
+/// How long it waits before asking again when no Sentinel answered (300 ms lost per attempt).
+const SENTINEL_UNREACHED_PAUSE: Duration = Duration::from_secs(5);
 
 /// Errors after which the same call may succeed (on a new connection, or later).
 fn is_transient(err: &RedisError) -> bool {
