@@ -104,12 +104,7 @@ impl Target {
         sentinels.iter().find_map(|sentinel| {
             let mut s = sentinel_connection(sentinel, auth, timeout).ok()?;
             s.set_read_timeout(Some(timeout)).ok()?;
-            let (host, port): (String, u16) = redis::cmd("SENTINEL")
-                .arg("get-master-addr-by-name")
-                .arg(master)
-                .query::<Option<(String, u16)>>(&mut s)
-                .ok()??;
-            Some(format!("{host}:{port}"))
+            named_by(&mut s, master).ok()?
         })
     }
 
@@ -230,25 +225,30 @@ fn primary_via(
     timeout: Duration,
 ) -> RedisResult<(Connection, String)> {
     let mut s = sentinel_connection(sentinel, auth, timeout)?;
-    let addr: Option<(String, u16)> = redis::cmd("SENTINEL")
-        .arg("get-master-addr-by-name")
-        .arg(master)
-        .query(&mut s)?;
-    let Some((host, port)) = addr else {
+    let Some(addr) = named_by(&mut s, master)? else {
         return Err(unreachable_error(format!(
             "Sentinel {sentinel} knows no primary '{master}'"
         )));
     };
-    let mut con = Client::open(format!("redis://{auth}{host}:{port}"))?
-        .get_connection_with_timeout(timeout)?;
+    let mut con =
+        Client::open(format!("redis://{auth}{addr}"))?.get_connection_with_timeout(timeout)?;
     let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut con)?;
     let is_primary = matches!(role.first(), Some(redis::Value::BulkString(b)) if b == b"master");
     if !is_primary {
         return Err(unreachable_error(format!(
-            "{host}:{port} is no longer the primary (Sentinel {sentinel} has not caught up yet)"
+            "{addr} is no longer the primary (Sentinel {sentinel} has not caught up yet)"
         )));
     }
-    Ok((con, format!("{host}:{port}")))
+    Ok((con, addr))
+}
+
+/// The primary `master` as the Sentinel on `s` names it now (`host:port`), if it knows one.
+fn named_by(s: &mut Connection, master: &str) -> RedisResult<Option<String>> {
+    let addr: Option<(String, u16)> = redis::cmd("SENTINEL")
+        .arg("get-master-addr-by-name")
+        .arg(master)
+        .query(s)?;
+    Ok(addr.map(|(host, port)| format!("{host}:{port}")))
 }
 
 /// An error the link treats like an unreachable server: it waits and tries again.

@@ -9,7 +9,11 @@
 //! `pfifo` of length 0), not `tc` actions or `netem`, which the kernels of some VMs lack.
 
 use std::io;
-use std::process::Command;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::FaultProxy;
 
 /// A bridge and the hosts on it.
 pub struct Lan {
@@ -31,6 +35,68 @@ pub struct Host {
 }
 
 impl Host {
+    /// Starts `redis-server` here (a Sentinel with `sentinel`) from `conf`, written to
+    /// `dir/NAME.conf` so its password stays off the command line.
+    pub fn spawn_redis(
+        &self,
+        dir: &Path,
+        name: &str,
+        conf: &str,
+        sentinel: bool,
+    ) -> io::Result<Child> {
+        let path = dir.join(format!("{name}.conf"));
+        std::fs::write(&path, conf)?;
+        let mut cmd = self.command("redis-server");
+        cmd.arg(&path);
+        if sentinel {
+            cmd.arg("--sentinel");
+        }
+        cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn()
+    }
+
+    /// A Redis on this host's loopback (port 6379, `password`, files in `dir`) reachable from the
+    /// other hosts only through a [`FaultProxy`] on this host's address, port 7000, whose faults
+    /// (a delay, say) every client then crosses. Returns the server, the proxy and the URL to use.
+    pub fn redis_behind_proxy(
+        &self,
+        dir: &Path,
+        password: &str,
+    ) -> io::Result<(Child, FaultProxy, String)> {
+        let conf = format!(
+            "port 6379\nbind 127.0.0.1\nrequirepass {password}\nsave \"\"\nappendonly no\n\
+             dir {0}\nlogfile {0}/{1}-redis.log\n",
+            dir.display(),
+            self.ns
+        );
+        let mut server = self.spawn_redis(dir, &format!("{}-redis", self.ns), &conf, false)?;
+        // The proxy's threads are started inside this host and stay there.
+        let proxy = self.enter(|| -> io::Result<FaultProxy> {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while std::net::TcpStream::connect("127.0.0.1:6379").is_err() {
+                if Instant::now() > deadline {
+                    return Err(io::Error::other(format!(
+                        "redis-server in host {} did not listen within 10 s",
+                        self.ns
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            FaultProxy::start_on(&format!("{}:7000", self.addr), "127.0.0.1:6379")
+        });
+        match proxy {
+            Ok(proxy) => Ok((
+                server,
+                proxy,
+                format!("redis://:{password}@{}:7000", self.addr),
+            )),
+            Err(err) => {
+                let _ = server.kill();
+                let _ = server.wait();
+                Err(err)
+            }
+        }
+    }
+
     /// Runs `f` on a thread inside this host's namespace (setns applies to one thread), so a test
     /// can talk to the host's servers with its own client code.
     pub fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {

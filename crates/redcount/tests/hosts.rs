@@ -10,8 +10,8 @@ use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use common::*;
-use redcount_testkit::netns::{Host, Lan};
-use redcount_testkit::{Fault, FaultProxy};
+use redcount_testkit::netns::Host;
+use redcount_testkit::Fault;
 
 /// `redcount ARGS` inside `host`, its clock moved by `offset` (a faketime offset like "+90s"), with
 /// the Redis URL in its environment only.
@@ -30,16 +30,8 @@ fn redcount_on(host: &Host, offset: &str, url: &str, args: &[&str]) -> Child {
 
 #[test]
 fn workers_on_two_other_hosts_with_10ms_round_trips_and_skewed_clocks_count_exactly() {
-    let mut lan = match Lan::new() {
-        Ok(lan) => lan,
-        Err(err) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI runs as root and must run this test: {err}"
-            );
-            eprintln!("skipped: {err}");
-            return;
-        }
+    let Some(mut lan) = lan_or_skip() else {
+        return;
     };
     assert!(
         std::process::Command::new("faketime")
@@ -56,39 +48,11 @@ fn workers_on_two_other_hosts_with_10ms_round_trips_and_skewed_clocks_count_exac
     let dir = tempfile::tempdir().expect("temp dir");
     let d = dir.path();
     let password = redcount_server::random_hex(16);
-    let conf = d.join("redis.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "port 6379\nbind 127.0.0.1\nrequirepass {password}\nsave \"\"\nappendonly no\n\
-             dir {0}\nlogfile {0}/redis.log\n",
-            d.display()
-        ),
-    )
-    .expect("write redis.conf");
-    let mut children = ChildGuard::default();
-    children.0.push(
-        db.command("redis-server")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server in host db"),
-    );
-    // The proxy's threads are started inside db and stay there: it listens on db's address.
-    let proxy = db.enter(|| {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect("127.0.0.1:6379").is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "redis-server in db never listened"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        FaultProxy::start_on(&format!("{}:7000", db.addr), "127.0.0.1:6379").expect("proxy")
-    });
+    let (server, proxy, url) = db
+        .redis_behind_proxy(d, &password)
+        .expect("redis-server and its proxy in host db");
+    let _server = ChildGuard(vec![server]);
     proxy.set(Fault::Delay(Duration::from_millis(5)));
-    let url = format!("redis://:{password}@{}:7000", db.addr);
 
     let corpus = d.join("in");
     let files = redcount_testkit::corpus::write_text_corpus(&corpus, 60, 2_000, 40_000, 61);

@@ -217,26 +217,20 @@ fn cluster_up_again_prints_the_url_and_restarts_a_dead_node() {
     );
 }
 
-/// A data node or Sentinel of the partition test, started inside `host` from a config file (its
-/// password stays off the command line).
-fn start_in(
+/// `cmd` sent from inside `host` to the server at `addr`; None when it cannot be reached.
+fn query_in<T: redis::FromRedisValue + Send>(
     host: &redcount_testkit::netns::Host,
-    dir: &std::path::Path,
-    name: &str,
-    conf: String,
-    sentinel: bool,
-) -> std::process::Child {
-    let path = dir.join(format!("{name}.conf"));
-    std::fs::write(&path, conf).expect("write config");
-    let mut cmd = host.command("redis-server");
-    cmd.arg(&path);
-    if sentinel {
-        cmd.arg("--sentinel");
-    }
-    cmd.stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start redis-server in its namespace")
+    addr: &str,
+    password: &str,
+    cmd: &redis::Cmd,
+) -> Option<T> {
+    host.enter(|| {
+        let mut con = redis::Client::open(format!("redis://:{password}@{addr}"))
+            .ok()?
+            .get_connection_with_timeout(Duration::from_millis(500))
+            .ok()?;
+        cmd.query(&mut con).ok()
+    })
 }
 
 /// What the Sentinel at `addr` names as the primary (`host:port`), asked from inside `host`.
@@ -245,33 +239,20 @@ fn named_primary(
     addr: &str,
     password: &str,
 ) -> Option<String> {
-    host.enter(|| {
-        let mut con = redis::Client::open(format!("redis://:{password}@{addr}"))
-            .ok()?
-            .get_connection_with_timeout(Duration::from_millis(500))
-            .ok()?;
-        let (h, p): (String, u16) = redis::cmd("SENTINEL")
-            .arg("get-master-addr-by-name")
-            .arg(redcount_server::sentinel::MASTER_NAME)
-            .query::<Option<(String, u16)>>(&mut con)
-            .ok()??;
-        Some(format!("{h}:{p}"))
-    })
+    let mut cmd = redis::cmd("SENTINEL");
+    cmd.arg("get-master-addr-by-name")
+        .arg(redcount_server::sentinel::MASTER_NAME);
+    let (h, p): (String, u16) = query_in::<Option<(String, u16)>>(host, addr, password, &cmd)??;
+    Some(format!("{h}:{p}"))
 }
 
 /// The first word of `ROLE` of the server at `addr`, asked from inside `host`.
 fn role_of(host: &redcount_testkit::netns::Host, addr: &str, password: &str) -> Option<String> {
-    host.enter(|| {
-        let mut con = redis::Client::open(format!("redis://:{password}@{addr}"))
-            .ok()?
-            .get_connection_with_timeout(Duration::from_millis(500))
-            .ok()?;
-        let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut con).ok()?;
-        match role.first() {
-            Some(redis::Value::BulkString(b)) => Some(String::from_utf8_lossy(b).into_owned()),
-            _ => None,
-        }
-    })
+    let role: Vec<redis::Value> = query_in(host, addr, password, &redis::cmd("ROLE"))?;
+    match role.first() {
+        Some(redis::Value::BulkString(b)) => Some(String::from_utf8_lossy(b).into_owned()),
+        _ => None,
+    }
 }
 
 /// The Jepsen scenario of a Sentinel deployment: the primary is cut off from its replicas and every
@@ -284,16 +265,8 @@ fn role_of(host: &redcount_testkit::netns::Host, addr: &str, password: &str) -> 
 #[test]
 fn a_primary_cut_off_from_its_replicas_and_sentinels_loses_no_commit() {
     use redcount_server::sentinel::{data_node_conf, sentinel_conf};
-    let mut lan = match redcount_testkit::netns::Lan::new() {
-        Ok(lan) => lan,
-        Err(err) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI runs as root and must run this test: {err}"
-            );
-            eprintln!("skipped: {err}");
-            return;
-        }
+    let Some(mut lan) = lan_or_skip() else {
+        return;
     };
     let p = lan.host("p").expect("host p");
     let r = lan.host("r").expect("host r");
@@ -311,14 +284,16 @@ fn a_primary_cut_off_from_its_replicas_and_sentinels_loses_no_commit() {
     };
     let primary = format!("{}:6379", p.addr);
     let mut children = ChildGuard::default();
-    children
-        .0
-        .push(start_in(&p, d, "6379", node(&p.addr, 6379), false));
+    children.0.push(
+        p.spawn_redis(d, "6379", &node(&p.addr, 6379), false)
+            .expect("start the primary in host p"),
+    );
     for port in [6380, 6381] {
         let conf = node(&r.addr, port) + &format!("replicaof {} 6379\n", p.addr);
-        children
-            .0
-            .push(start_in(&r, d, &port.to_string(), conf, false));
+        children.0.push(
+            r.spawn_redis(d, &port.to_string(), &conf, false)
+                .expect("start a replica in host r"),
+        );
     }
     // Both replicas streaming before the job starts (a write acknowledged by both).
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -349,9 +324,10 @@ fn a_primary_cut_off_from_its_replicas_and_sentinels_loses_no_commit() {
             d.display(),
             sentinel_conf(&password, &format!("{} 6379", p.addr), 2)
         );
-        children
-            .0
-            .push(start_in(&r, d, &format!("sentinel-{port}"), conf, true));
+        children.0.push(
+            r.spawn_redis(d, &format!("sentinel-{port}"), &conf, true)
+                .expect("start a Sentinel in host r"),
+        );
         let deadline = Instant::now() + Duration::from_secs(10);
         while named_primary(&r, addr, &password).as_deref() != Some(primary.as_str()) {
             assert!(Instant::now() < deadline, "Sentinel {addr} never came up");

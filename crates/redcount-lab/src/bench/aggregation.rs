@@ -22,7 +22,9 @@ use redcount_protocol::{
 };
 use redcount_server::{RedisServer, ServerOptions};
 
-use super::{corpus_dir, redis_cpu_seconds, run_whole, source_text, write_large, BenchOptions};
+use super::{
+    corpus_dir, median, redis_cpu_seconds, run_whole, source_text, write_large, BenchOptions,
+};
 
 /// Runs the whole comparison and prints its tables.
 pub fn bench_aggregation(options: &BenchOptions, runs: usize) -> anyhow::Result<()> {
@@ -391,11 +393,6 @@ fn stream_latency(rich: &Path, exe: &Path, rate: f64, duration: Duration) -> any
         l.max
     );
     Ok(())
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// `n` files of 10-50 kB cut from the source text, with one word in eight replaced by a rarer token

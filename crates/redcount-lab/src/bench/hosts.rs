@@ -13,9 +13,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use redcount_server::{RedisServer, ServerOptions};
 use redcount_testkit::netns::{Host, Lan};
-use redcount_testkit::{Fault, FaultProxy};
+use redcount_testkit::Fault;
 
-use super::{corpus_dir, source_text, write_large, write_small, BenchOptions};
+use super::{corpus_dir, median, source_text, write_large, write_small, BenchOptions};
 
 /// Where the driver and the two workers run: the machine's own namespace, or hosts `a` and `b`.
 enum Placement<'a> {
@@ -38,37 +38,7 @@ pub fn bench_hosts(options: &BenchOptions, runs: usize) -> anyhow::Result<()> {
     let a = lan.host("a")?;
     let b = lan.host("b")?;
     let password = redcount_server::random_hex(16);
-    let conf = dir.join("db-redis.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "port 6379\nbind 127.0.0.1\nrequirepass {password}\nsave \"\"\nappendonly no\n\
-             dir {0}\nlogfile {0}/db-redis.log\n",
-            dir.display()
-        ),
-    )
-    .with_context(|| format!("writing {}", conf.display()))?;
-    let mut db_redis = db
-        .command("redis-server")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting redis-server in host db")?;
-    let proxy = db.enter(|| -> anyhow::Result<FaultProxy> {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect("127.0.0.1:6379").is_err() {
-            if std::time::Instant::now() > deadline {
-                bail!("redis-server in host db did not listen within 10 s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(FaultProxy::start_on(
-            &format!("{}:7000", db.addr),
-            "127.0.0.1:6379",
-        )?)
-    })?;
-    let hosts_url = format!("redis://:{password}@{}:7000", db.addr);
+    let (mut db_redis, proxy, hosts_url) = db.redis_behind_proxy(&dir, &password)?;
     let local = RedisServer::start(ServerOptions::default())?;
 
     let settings: [(&str, Fault); 3] = [
@@ -197,9 +167,4 @@ fn dir_bytes(dir: &Path) -> anyhow::Result<u64> {
         .filter_map(|f| std::fs::metadata(f).ok())
         .map(|m| m.len())
         .sum())
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }

@@ -317,3 +317,9 @@ pub fn redis_cpu_seconds(url: &str) -> anyhow::Result<f64> {
         .filter_map(|(_, v)| v.trim().parse::<f64>().ok())
         .sum())
 }
+
+/// The middle of `v` (the upper one of an even count); 0 when empty.
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}

@@ -177,3 +177,19 @@ pub fn sorted_keys(url: &str, pattern: &str) -> Vec<String> {
     keys.sort();
     keys
 }
+
+/// A fresh [`redcount_testkit::netns::Lan`], or None (the test says it is skipped) where this
+/// machine cannot make one; CI runs as root, so there the test must run.
+pub fn lan_or_skip() -> Option<redcount_testkit::netns::Lan> {
+    match redcount_testkit::netns::Lan::new() {
+        Ok(lan) => Some(lan),
+        Err(err) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI runs as root and must run tests in network namespaces: {err}"
+            );
+            eprintln!("skipped: {err}");
+            None
+        }
+    }
+}
