@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use redcount_latency::{Analysis, LatencyRow, Percentiles, Recovery};
+use redcount_latency::{Analysis, LatencyRow, Percentiles, Recovery, Spill};
 use redcount_protocol::{Job, JobEvent, Link, LinkOptions, NewTask};
 
 use crate::faults::{FaultPlan, FaultRunner};
 use crate::plan::{plan_tasks, sizes};
 use crate::pool::start_workers;
 use crate::report::{report, Summary};
-use crate::session::open_session;
+use crate::session::{open_session, Schedule};
 use crate::wait::{progress_bar, wait_until_finished};
 use crate::JobOptions;
 
@@ -70,13 +70,13 @@ pub struct StreamSummary {
     pub injection_seconds: f64,
     /// Committed files per second, from the first injection to the last commit.
     pub files_per_second: f64,
-    /// Latency percentiles over every committed file.
+    /// Latency percentiles over every committed file (those older than the history included).
     pub latency: Percentiles,
     /// How long latency took to recover after each event.
     pub recoveries: Vec<Recovery>,
     /// The job's fault and operator events.
     pub events: Vec<JobEvent>,
-    /// One row per committed file.
+    /// One row per committed file of the job's history (the newest `--history` files).
     #[serde(skip)]
     pub rows: Vec<LatencyRow>,
 }
@@ -123,6 +123,15 @@ pub fn stream(options: &StreamOptions, interrupted: &AtomicBool) -> anyhow::Resu
     // Redis actually accepts it (during an outage the batches pile up and go in late, each with the
     // time it was due, so latency counts the whole wait).
     let due_zero = session.status()?.now_ms;
+    let interval = Duration::from_secs_f64(batch as f64 / options.rate);
+    session.follow_schedule(Schedule {
+        catalogue,
+        per_batch: batch as u64,
+        interval,
+        due_zero_ms: due_zero,
+    });
+    // Commits older than the job's history leave Redis: their rows go to the CSV as they leave.
+    session.spill = Spill::new(options.latency_out.as_deref())?;
     let start = Instant::now();
     let faults = match (&pool, options.faults.is_empty()) {
         (Some(pool), false) => {
@@ -140,7 +149,6 @@ pub fn stream(options: &StreamOptions, interrupted: &AtomicBool) -> anyhow::Resu
         _ => None,
     };
     let bar = progress_bar(common.progress);
-    let interval = Duration::from_secs_f64(batch as f64 / options.rate);
     let mut injected: u64 = 0;
     let mut next_batch = 0u32;
     loop {
@@ -160,27 +168,22 @@ pub fn stream(options: &StreamOptions, interrupted: &AtomicBool) -> anyhow::Resu
                 session.job.addr()
             );
         }
-        // Keep the schedule: sleep until the batch is due; when late, inject at once.
-        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
+        // Keep the schedule: until the batch is due, read the commits (their records leave Redis
+        // once older than the job's history); when late, inject at once.
+        while let Some(wait) = due.checked_duration_since(Instant::now()) {
+            if wait < Duration::from_millis(2) {
+                std::thread::sleep(wait);
+                break;
+            }
+            session.follow_commits(wait - Duration::from_millis(1))?;
         }
         let count = match total_files {
             Some(n) => (n - injected).min(batch as u64),
             None => batch as u64,
         };
-        let due_ms = due_zero + (interval * next_batch).as_millis() as u64;
-        let tasks: Vec<NewTask> = (0..count)
-            .map(|k| {
-                let seq = injected + k;
-                let file = &catalogue[(seq % catalogue.len() as u64) as usize];
-                NewTask {
-                    seq: seq + 1,
-                    due_ms: Some(due_ms),
-                    ..file.clone()
-                }
-            })
-            .collect();
-        session.enqueue(&tasks).context("injecting files")?;
+        session
+            .enqueue_scheduled(injected + count)
+            .context("injecting files")?;
         injected += count;
         next_batch += 1;
         bar.set_message(format!("injected {injected} files"));
@@ -194,7 +197,9 @@ pub fn stream(options: &StreamOptions, interrupted: &AtomicBool) -> anyhow::Resu
         faults.stop();
     }
 
-    let analysis = Analysis::new(&session.job.done_records()?, session.job.events()?);
+    let mut analysis = Analysis::new(&session.recent_commits(), session.job.events()?);
+    analysis.include_spilled(&session.spill);
+    session.spill.finish(&analysis.rows)?;
     // Titles name the run's settings, not its random job name.
     let title = format!(
         "stream: {} files at {:.0}/s in batches of {}, {} workers, lease {} ms",
@@ -204,12 +209,7 @@ pub fn stream(options: &StreamOptions, interrupted: &AtomicBool) -> anyhow::Resu
         common.workers,
         common.spec.lease.as_millis()
     );
-    analysis.write(
-        options.latency_out.as_deref(),
-        options.plot.as_deref(),
-        &title,
-        options.plot_log_y,
-    )?;
+    analysis.write(None, options.plot.as_deref(), &title, options.plot_log_y)?;
     if let Some(pool) = pool.and_then(|p| Arc::try_unwrap(p).ok()) {
         pool.finish(Duration::from_secs(5));
     }

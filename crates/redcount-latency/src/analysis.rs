@@ -7,6 +7,7 @@ use std::path::Path;
 use redcount_protocol::{DoneRecord, JobEvent};
 
 use crate::rows::rows_from_done;
+use crate::spill::Spill;
 use crate::{
     bands, bucket_ms, percentiles, plot, recoveries, write_csv, Band, LatencyRow, Percentiles,
     Recovery,
@@ -14,7 +15,7 @@ use crate::{
 
 /// Everything measured about a job's latency.
 pub struct Analysis {
-    /// One row per committed file, by due time.
+    /// One row per committed file still held, by due time.
     pub rows: Vec<LatencyRow>,
     /// The job's events, oldest first.
     pub events: Vec<JobEvent>,
@@ -26,6 +27,10 @@ pub struct Analysis {
     pub percentiles: Percentiles,
     /// Recovery after each event.
     pub recoveries: Vec<Recovery>,
+    /// Files measured, spilled ones included.
+    files: u64,
+    /// When the first file was due, spilled ones included.
+    first_due_ms: Option<u64>,
 }
 
 impl Analysis {
@@ -42,9 +47,25 @@ impl Analysis {
             recoveries: recoveries(&rows, &events, bucket),
             bands: bands(&rows, bucket),
             bucket_ms: bucket,
+            files: rows.len() as u64,
+            first_due_ms: rows.first().map(|r| r.due_at_ms),
             rows,
             events,
         }
+    }
+
+    /// Counts the files that left the history too: percentiles and throughput then cover every
+    /// file; bands, recoveries and the plot the rows still held.
+    pub fn include_spilled(&mut self, spill: &Spill) {
+        if spill.count() == 0 {
+            return;
+        }
+        self.percentiles = spill.percentiles_with(&self.rows);
+        self.files = self.percentiles.count;
+        self.first_due_ms = match (spill.first_due_ms(), self.first_due_ms) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
     }
 
     /// When the first file was due (ms), the plots' zero.
@@ -60,7 +81,8 @@ impl Analysis {
             .map(|r| r.committed_at_ms)
             .max()
             .unwrap_or(0);
-        self.rows.len() as f64 * 1000.0 / last.saturating_sub(self.start_ms()).max(1) as f64
+        let first = self.first_due_ms.unwrap_or(0);
+        self.files as f64 * 1000.0 / last.saturating_sub(first).max(1) as f64
     }
 
     /// Writes the CSV and draws the plot (with a log latency axis when `log_y`), where asked.

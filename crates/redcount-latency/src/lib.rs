@@ -7,10 +7,12 @@
 pub mod analysis;
 pub mod plot;
 pub mod rows;
+pub mod spill;
 pub mod stats;
 
 pub use analysis::Analysis;
 pub use rows::{write_csv, LatencyRow};
+pub use spill::Spill;
 pub use stats::{
     bands, bucket_ms, histogram, percentiles, recoveries, Band, Percentiles, Recovery,
 };

@@ -30,8 +30,8 @@ pub use partials::{MergeClaim, MergePolicy, INLINE_BLOB, STAGE_PIECE, TOP_PER_PA
 pub use reads::{job_names, DeadTask, DoneRecord, HeldTask, JobEvent, WorkerView};
 pub use retention::{is_expired, prune, Expired};
 pub use spec::{
-    live_window, Aggregation, JobSpec, TokenizerKind, DEFAULT_LEASE, DEFAULT_MAX_ATTEMPTS,
-    DEFAULT_PARTITIONS,
+    live_window, Aggregation, JobSpec, TokenizerKind, DEFAULT_HISTORY, DEFAULT_LEASE,
+    DEFAULT_MAX_ATTEMPTS, DEFAULT_PARTITIONS,
 };
 pub use status::{Status, STATUS_FIELDS};
 pub use task::{Format, NewTask, Piece, Task};

@@ -10,7 +10,7 @@
 --   * validate every argument before the first write (Redis has no rollback).
 -- KEYS are always the nine keys of one job, in the order of `JobKeys::all` in keys.rs.
 
-local LIBRARY_VERSION = 26
+local LIBRARY_VERSION = 27
 
 local K_TASKS, K_LEASES, K_COUNTS, K_META, K_DONE, K_DEAD, K_INFLIGHT, K_WORKERS, K_EVENTS = 1, 2, 3, 4, 5, 6, 7, 8, 9
 local GROUP = 'workers'
@@ -144,8 +144,9 @@ local function others_may_have(keys, id, worker, live)
   return redis.call('SISMEMBER', lacks, worker) == 1 and redis.call('SCARD', lacks) < live
 end
 
--- Forget a delivered task: ack it and drop its lease. Returns what inflight knew of it, and of its
--- previous holder (or nil).
+-- Forget a delivered task: ack it, delete its entry (nothing reads a retired task again, and a stream
+-- that runs for days must not keep every file it was given), drop its lease and the record of who
+-- could not open it. Returns what inflight knew of it, and of its previous holder (or nil).
 local function retire(keys, id)
   local f = inflight(keys, id)
   local prev = redis.call('HGET', keys[K_INFLIGHT], id .. '<')
@@ -154,8 +155,10 @@ local function retire(keys, id)
     prev = { attempts = tonumber(attempts), claimed = tonumber(claimed), holder = holder }
   end
   redis.call('XACK', keys[K_TASKS], GROUP, id)
+  redis.call('XDEL', keys[K_TASKS], id)
   redis.call('ZREM', keys[K_LEASES], id)
   redis.call('HDEL', keys[K_INFLIGHT], id, id .. '<')
+  redis.call('DEL', lacks_key(keys, id))
   return f, prev
 end
 
@@ -589,6 +592,12 @@ local function record_done(keys, now, worker, args, n, fields, total_words)
   end
   local meta = keys[K_META]
   redis.call('HSET', meta, 'done', done)
+  -- Keep the last cfg.history records (0: all): exact MINID trimming, so every replica and Raft node
+  -- keeps the same ones.
+  local history = meta_int(keys, 'cfg.history')
+  if history > 0 and done > history then
+    redis.call('XTRIM', keys[K_DONE], 'MINID', (done - history + 1) .. '-0')
+  end
   redis.call('HINCRBY', meta, 'done_bytes', bytes)
   redis.call('HINCRBY', meta, 'words', total_words or words)
   redis.call('HINCRBY', meta, 'recomputed', recomputed)

@@ -153,6 +153,14 @@ impl DoneRecord {
     }
 }
 
+/// The n of a record id `n-0` (`or` when it is not one).
+fn record_number(id: &str, or: u64) -> u64 {
+    id.split('-')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(or)
+}
+
 /// A stream entry as XREAD/XRANGE reply it: id and field/value pairs.
 type StreamEntry = (String, Vec<(String, String)>);
 
@@ -215,21 +223,20 @@ impl Job {
             .map(|_| ())
     }
 
-    /// Blocks up to `timeout` for commit records after the first `done` ones (ids are `n-0`), and
-    /// returns (task id, committed_ms) of each, in order: the driver's wake-up, and its record of what
-    /// was committed when.
-    pub fn commits_after(&mut self, done: u64, timeout: Duration) -> Result<Vec<(String, u64)>> {
+    /// Blocks up to `timeout` for commit records after record `after` (ids are `n-0`; records the
+    /// job's history no longer holds are skipped), and returns each as (n, record), in order: the
+    /// driver's wake-up, and its record of what was committed when.
+    pub fn commits_after(
+        &mut self,
+        after: u64,
+        timeout: Duration,
+    ) -> Result<Vec<(u64, DoneRecord)>> {
         let key = self.keys.done.clone();
-        let entries = self.read_blocking(&[(&key, &format!("{done}-0"))], 1000, timeout)?;
+        let entries = self.read_blocking(&[(&key, &format!("{after}-0"))], 1000, timeout)?;
         Ok(entries
             .into_iter()
             .flat_map(|(_, entries)| entries)
-            .map(|(_, fields)| {
-                (
-                    field(&fields, "task"),
-                    field(&fields, "committed_ms").parse().unwrap_or(0),
-                )
-            })
+            .map(|(id, fields)| (record_number(&id, after), DoneRecord::from_fields(&fields)))
             .collect())
     }
 
@@ -343,10 +350,7 @@ impl Job {
         )?;
         Ok(page
             .into_iter()
-            .map(|(id, fields)| {
-                let n = id.split('-').next().and_then(|n| n.parse().ok());
-                (n.unwrap_or(after), DoneRecord::from_fields(&fields))
-            })
+            .map(|(id, fields)| (record_number(&id, after), DoneRecord::from_fields(&fields)))
             .collect())
     }
 

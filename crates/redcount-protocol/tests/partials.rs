@@ -20,6 +20,11 @@ const LEASE: Duration = Duration::from_secs(1);
 const PARTITIONS: u32 = 2;
 
 fn setup(n: u64) -> (RedisServer, Job) {
+    setup_with(n, 0)
+}
+
+/// A job of `n` tasks that keeps `history` commit records (0: all).
+fn setup_with(n: u64, history: u64) -> (RedisServer, Job) {
     let server = RedisServer::start(ServerOptions::default()).expect("redis-server starts");
     let mut job = Job::new(
         Link::open(&server.url(), LinkOptions::default()).expect("url"),
@@ -29,6 +34,7 @@ fn setup(n: u64) -> (RedisServer, Job) {
     let spec = JobSpec {
         lease: LEASE,
         partitions: PARTITIONS,
+        history,
         ..JobSpec::default()
     };
     job.create(T0, "run1", &spec).expect("create");
@@ -230,6 +236,69 @@ fn large_blobs_are_staged_in_pieces_and_counted_exactly() {
         .query(&mut con)
         .expect("KEYS");
     assert!(staged.is_empty(), "{staged:?}");
+}
+
+#[test]
+fn a_long_job_holds_only_its_unfinished_tasks_and_its_newest_records() {
+    const HISTORY: u64 = 5;
+    let (server, mut job) = setup_with(12, HISTORY);
+    let mut con = redis::Client::open(server.url())
+        .expect("url")
+        .get_connection()
+        .expect("connect");
+    let xlen = |con: &mut redis::Connection, key: &str| -> u64 {
+        redis::cmd("XLEN").arg(key).query(con).expect("XLEN")
+    };
+    // Worker b cannot open task 1 and hands it on to a (live): its `lacks` set goes with the task.
+    job.renew(T0, "a", LEASE, &[]).expect("a is heard from");
+    let first = claim(&mut job, T0, "b");
+    assert_eq!(
+        served(&mut job, T0)
+            .defer(T0, "b", &first[0], 10 * LEASE)
+            .expect("defer"),
+        redcount_protocol::Deferral::Deferred
+    );
+    for i in 1..=12u64 {
+        let now = T0 + i;
+        let ids = claim(&mut job, now, "a");
+        assert_eq!(ids.len(), 1, "task {i}");
+        assert_eq!(
+            job.commit_parts(now, "a", &[(ids[0].clone(), 1)], &blobs(&[("w", 1)]))
+                .expect("commit"),
+            CommitOutcome::Applied
+        );
+        assert_eq!(
+            xlen(&mut con, "rc:{p}:tasks"),
+            12 - i,
+            "committed tasks leave the stream"
+        );
+        assert_eq!(xlen(&mut con, "rc:{p}:done"), i.min(HISTORY));
+        let oldest: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+            .arg("rc:{p}:done")
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(1)
+            .query(&mut con)
+            .expect("XRANGE");
+        let want = i.saturating_sub(HISTORY) + 1;
+        assert_eq!(
+            oldest[0].0,
+            format!("{want}-0"),
+            "the newest {HISTORY} records are kept"
+        );
+    }
+    let lacks: Vec<String> = redis::cmd("KEYS")
+        .arg("rc:{p}:lacks:*")
+        .query(&mut con)
+        .expect("KEYS");
+    assert!(lacks.is_empty(), "{lacks:?}");
+    assert!(merge_all(&mut job, T0 + 100, "a", &MergePolicy::default()) > 0);
+    let s = job
+        .status(T0 + 200, Duration::from_secs(10))
+        .expect("status");
+    assert!(s.finished && s.done == 12, "{s:?}");
+    assert_eq!(counts(&mut job), vec![("w".into(), 12)]);
 }
 
 /// `job`, served up to `now` (see support::served_every).

@@ -182,6 +182,22 @@ pub struct BenchArgs {
     /// and 10 ms round trips to Redis; --small-files and --large-mb size the corpora.
     #[arg(long, conflicts_with_all = ["coordinator", "raft", "raft_reads", "aggregation"])]
     pub hosts: bool,
+    /// Run a stream at --rate files/s for --minutes against its own Redis, sampling Redis memory,
+    /// the job's stream lengths and the driver's and workers' RSS every 10 s: each should stay flat
+    /// once the job's history has filled.
+    #[arg(long, conflicts_with_all = ["coordinator", "raft", "raft_reads", "aggregation", "hosts"])]
+    pub soak: bool,
+    /// Compare with the course's lab design redcount grew from (Python workers, one FCALL of
+    /// ZINCRBYs per file) on --small-files rich-vocabulary files, 2 workers each; PYTHON needs
+    /// redis-py (scripts/test-venv.sh makes target/test-venv/bin/python).
+    #[arg(long, value_name = "PYTHON", conflicts_with_all = ["coordinator", "raft", "raft_reads", "aggregation", "hosts", "soak"])]
+    pub seed: Option<PathBuf>,
+    /// Minutes of the --soak stream.
+    #[arg(long, default_value_t = 10.0, requires = "soak")]
+    pub minutes: f64,
+    /// Files per second of the --soak stream.
+    #[arg(long, default_value_t = 300.0, requires = "soak")]
+    pub rate: f64,
     /// Runs per measurement (the median is reported).
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
@@ -297,6 +313,11 @@ pub struct JobArgs {
     /// any later job on the same Redis) remove it (default: until `redcount jobs rm`).
     #[arg(long, value_name = "TIME", value_parser = parse_duration)]
     pub keep: Option<Duration>,
+    /// Commit records kept in Redis (the newest; 0: all). Older ones are trimmed as the job goes, so a
+    /// stream that runs for days holds bounded memory; the driver writes every record to
+    /// --latency-out before it leaves Redis.
+    #[arg(long, value_name = "RECORDS", default_value_t = redcount_protocol::DEFAULT_HISTORY)]
+    pub history: u64,
     /// Serve the live dashboard of this job while it runs, on ADDR (default 127.0.0.1:7377); the
     /// URL is printed. It stops with the job: `redcount ui --redis URL` serves any Redis for longer.
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = redcount_ui::DEFAULT_LISTEN)]
@@ -453,6 +474,7 @@ impl JobArgs {
             aggregation: self.aggregate_in,
             partitions: self.partitions.clamp(1, 1024),
             keep: self.keep,
+            history: self.history,
         };
         options.format = self.format;
         options.top = self.top;

@@ -2,6 +2,7 @@
 //! whole while the coordinator crashes ([`repair`]: re-create, re-enqueue, re-seal, count what was
 //! rolled back), and read its [`result`] only from a state in which it is finished.
 
+mod enqueued;
 mod open;
 mod repair;
 mod result;
@@ -9,14 +10,17 @@ mod result;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use redcount_protocol::{Job, JobSpec, NewTask};
+use redcount_latency::Spill;
+use redcount_protocol::{Job, JobSpec};
 
 use crate::checkpoint::Checkpointer;
 use crate::embedded::EmbeddedRedis;
 
+pub use enqueued::Schedule;
 pub use open::open_session;
 pub use result::JobResult;
 
+use enqueued::Enqueued;
 use repair::CommitLog;
 
 /// An open job and everything needed to rebuild it after Redis lost some or all of it.
@@ -39,7 +43,7 @@ pub struct Session {
     run_id: String,
     spec: JobSpec,
     /// Every task enqueued so far, to re-send after a rollback.
-    tasks: Vec<NewTask>,
+    tasks: Enqueued,
     sealed: bool,
     /// Times the job was created again from scratch because Redis had lost it entirely.
     recreated: u64,
@@ -47,6 +51,8 @@ pub struct Session {
     server_run: String,
     /// What the `done` stream said was committed, and when.
     commits: CommitLog,
+    /// Where the latency of commits older than the job's history goes.
+    pub spill: Spill,
     _checkpointer: Option<Checkpointer>,
 }
 

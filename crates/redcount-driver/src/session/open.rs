@@ -98,12 +98,13 @@ pub fn open_session(options: &JobOptions) -> anyhow::Result<Session> {
         started,
         server,
         run_id,
+        commits: CommitLog::new(spec.history),
         spec,
-        tasks: Vec::new(),
+        tasks: Default::default(),
         sealed: false,
         recreated: 0,
         server_run: String::new(),
-        commits: CommitLog::default(),
+        spill: redcount_latency::Spill::new(None)?,
         _checkpointer: checkpointer,
     })
 }

@@ -5,12 +5,14 @@
 //! tasks ends, and seal again. It follows the `done` stream ([`CommitLog`]) to count tasks committed, rolled back and
 //! committed again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use anyhow::bail;
-use redcount_protocol::{Enqueued, Error as ProtocolError, NewTask, Now, Status};
+use redcount_latency::LatencyRow;
+use redcount_protocol::{DoneRecord, Enqueued, Error as ProtocolError, NewTask, Now, Status};
 
+use super::enqueued::{Enqueued as Remembered, Schedule};
 use super::{server_run_id, Session};
 
 /// Tasks enqueued per `enqueue` call.
@@ -34,23 +36,79 @@ fn repair_for(status: &Status, enqueued: usize, sealed: bool) -> Repair {
     }
 }
 
-/// What the `done` stream has said so far: task id -> the distinct times it was committed (two or
-/// more: committed, undone by a rollback or a lost Redis, committed again), and how many records of
-/// the current Redis state were read.
+/// What the `done` stream has said so far, for the newest `keep` tasks (0: all): each task's latest
+/// commit record and whether it was committed more than once (committed, undone by a rollback or a
+/// lost Redis, committed again), and the number of the last record read. A task that leaves the
+/// window hands its record to the session's latency spill: its commit is older than the job's
+/// history, so no rollback the driver repairs can undo it any more.
 #[derive(Debug, Default)]
 pub(super) struct CommitLog {
-    committed: HashMap<String, Vec<u64>>,
+    /// The window, oldest first; `slots[i]` is slot `first_slot + i`.
+    slots: VecDeque<Seen>,
+    first_slot: u64,
+    /// Task seq -> its slot. A map of two integers, sized once: a full window churns one entry per
+    /// commit, and a map of whole records grew by doubling under that churn (measured: +23 MB).
+    slot_of: HashMap<u64, u64>,
+    keep: usize,
+    recomputed_forgotten: u64,
     cursor: u64,
 }
 
+#[derive(Debug)]
+struct Seen {
+    record: DoneRecord,
+    recomputed: bool,
+}
+
+/// The seq of task id `seq-0`.
+fn task_seq(task: &str) -> u64 {
+    task.split('-')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 impl CommitLog {
-    /// Records the next record of the `done` stream.
-    fn record(&mut self, task: String, committed_ms: u64) {
-        self.cursor += 1;
-        let times = self.committed.entry(task).or_default();
-        if !times.contains(&committed_ms) {
-            times.push(committed_ms);
+    /// A log of the newest `keep` tasks' commits (0: every task's).
+    pub(super) fn new(keep: u64) -> CommitLog {
+        let keep = usize::try_from(keep).unwrap_or(usize::MAX);
+        // Twice the window: a hash table under remove/insert churn stays below half full, so it
+        // rehashes in place instead of growing.
+        let room = if keep == 0 { 0 } else { keep.min(1 << 22) * 2 };
+        CommitLog {
+            slots: VecDeque::with_capacity(room / 2),
+            slot_of: HashMap::with_capacity(room),
+            keep,
+            ..CommitLog::default()
         }
+    }
+
+    /// Records record `n` of the `done` stream; returns the record of a task that left the window.
+    fn record(&mut self, n: u64, record: DoneRecord) -> Option<DoneRecord> {
+        self.cursor = n;
+        let seq = task_seq(&record.task);
+        if let Some(&slot) = self.slot_of.get(&seq) {
+            let seen = &mut self.slots[(slot - self.first_slot) as usize];
+            if seen.record.committed_ms != record.committed_ms {
+                seen.recomputed = true;
+                seen.record = record;
+            }
+            return None;
+        }
+        self.slot_of
+            .insert(seq, self.first_slot + self.slots.len() as u64);
+        self.slots.push_back(Seen {
+            record,
+            recomputed: false,
+        });
+        if self.keep == 0 || self.slots.len() <= self.keep {
+            return None;
+        }
+        let gone = self.slots.pop_front()?;
+        self.first_slot += 1;
+        self.slot_of.remove(&task_seq(&gone.record.task));
+        self.recomputed_forgotten += u64::from(gone.recomputed);
+        Some(gone.record)
     }
 
     /// The stream may have been rolled back and rewritten: read it again from the start (records
@@ -61,7 +119,12 @@ impl CommitLog {
 
     /// Tasks whose commit was seen more than once.
     fn recomputed(&self) -> u64 {
-        self.committed.values().filter(|t| t.len() > 1).count() as u64
+        self.recomputed_forgotten + self.slots.iter().filter(|s| s.recomputed).count() as u64
+    }
+
+    /// The latest commit record of every task in the window, oldest task first.
+    fn records(&self) -> Vec<DoneRecord> {
+        self.slots.iter().map(|s| s.record.clone()).collect()
     }
 }
 
@@ -74,7 +137,26 @@ impl Session {
     /// are sent again first, so no chunk ever lands above a hole.
     pub fn enqueue(&mut self, tasks: &[NewTask]) -> anyhow::Result<()> {
         let from = self.tasks.len();
-        self.tasks.extend_from_slice(tasks);
+        match &mut self.tasks {
+            Remembered::Plan(planned) => planned.extend_from_slice(tasks),
+            Remembered::Schedule { .. } => bail!("a stream's tasks come from its schedule"),
+        }
+        self.send_from(from)
+    }
+
+    /// Enqueues a stream's tasks from its schedule: from now on the driver remembers the schedule,
+    /// not the tasks, so its memory stays flat however long the stream runs.
+    pub fn follow_schedule(&mut self, schedule: Schedule) {
+        self.tasks = Remembered::Schedule { schedule, count: 0 };
+    }
+
+    /// Enqueues the schedule's tasks up to the first `count`.
+    pub fn enqueue_scheduled(&mut self, count: u64) -> anyhow::Result<()> {
+        let from = self.tasks.len();
+        match &mut self.tasks {
+            Remembered::Schedule { count: sent, .. } => *sent = count.max(*sent),
+            Remembered::Plan(_) => bail!("follow_schedule first"),
+        }
         self.send_from(from)
     }
 
@@ -84,7 +166,8 @@ impl Session {
         let mut rounds = 0;
         while next < self.tasks.len() {
             let end = (next + ENQUEUE_CHUNK).min(self.tasks.len());
-            let back_to = match self.job.enqueue(Now::Coordinator, &self.tasks[next..end]) {
+            let chunk = self.tasks.range(next, end);
+            let back_to = match self.job.enqueue(Now::Coordinator, &chunk) {
                 Ok(Enqueued::Added { .. }) => {
                     next = end;
                     continue;
@@ -117,7 +200,7 @@ impl Session {
 
     /// Index in `tasks` of the task after seq `last_seq` (seqs run 1..n without holes).
     fn index_after(&self, last_seq: u64) -> anyhow::Result<usize> {
-        let first = self.tasks.first().map_or(1, |t| t.seq);
+        let first = self.tasks.first_seq();
         let index = last_seq.saturating_sub(first - 1) as usize;
         if index > self.tasks.len() {
             bail!(
@@ -236,8 +319,18 @@ impl Session {
 
     /// Waits up to `timeout` for commits and records which tasks they were.
     pub fn follow_commits(&mut self, timeout: Duration) -> anyhow::Result<()> {
-        for (task, at) in self.job.commits_after(self.commits.cursor, timeout)? {
-            self.commits.record(task, at);
+        for (n, record) in self.job.commits_after(self.commits.cursor, timeout)? {
+            let skipped = n.saturating_sub(self.commits.cursor + 1);
+            if self.commits.cursor > 0 && skipped > 0 {
+                tracing::warn!(
+                    "{skipped} commit records of job '{}' left Redis's history before the driver \
+                     read them: their files are missing from the latency rows (raise --history)",
+                    self.name
+                );
+            }
+            if let Some(old) = self.commits.record(n, record) {
+                self.spill.push(&LatencyRow::from(&old))?;
+            }
         }
         Ok(())
     }
@@ -256,6 +349,12 @@ impl Session {
     /// Tasks whose commit was seen more than once: committed, undone by a rollback, committed again.
     pub fn recomputed_after_rollback(&self) -> u64 {
         self.commits.recomputed()
+    }
+
+    /// The latest commit record of each of the newest tasks (the job's history), oldest first; older
+    /// ones went to [`Session::spill`].
+    pub fn recent_commits(&self) -> Vec<DoneRecord> {
+        self.commits.records()
     }
 }
 
@@ -284,23 +383,62 @@ mod tests {
         assert_eq!(repair_for(&status(10, "open"), 4, false), Repair::Nothing);
     }
 
+    fn done(task: &str, committed_ms: u64) -> DoneRecord {
+        DoneRecord {
+            task: task.into(),
+            path: String::new(),
+            start: 0,
+            end: 0,
+            injected_ms: 0,
+            due_ms: 0,
+            claimed_ms: 0,
+            committed_ms,
+            worker: String::new(),
+            attempts: 1,
+            words: 0,
+            bytes: 0,
+        }
+    }
+
     #[test]
     fn a_task_committed_again_after_a_rollback_counts_once_as_recomputed() {
-        let mut log = CommitLog::default();
-        log.record("1-0".into(), 100);
-        log.record("2-0".into(), 110);
+        let mut log = CommitLog::new(0);
+        log.record(1, done("1-0", 100));
+        log.record(2, done("2-0", 110));
         assert_eq!((log.cursor, log.recomputed()), (2, 0));
         // Redis restarted: the stream is read again from the start; what survived is recognised.
         log.reread();
         assert_eq!(log.cursor, 0);
-        log.record("1-0".into(), 100);
-        // Task 2 was rolled back and committed again, later.
-        log.record("2-0".into(), 250);
+        log.record(1, done("1-0", 100));
+        // Task 2 was rolled back and committed again, later: its latest record is the one kept.
+        log.record(2, done("2-0", 250));
         assert_eq!((log.cursor, log.recomputed()), (2, 1));
         // Re-reading the same records again changes nothing.
         log.reread();
-        log.record("1-0".into(), 100);
-        log.record("2-0".into(), 250);
+        log.record(1, done("1-0", 100));
+        log.record(2, done("2-0", 250));
         assert_eq!(log.recomputed(), 1);
+        let times: Vec<u64> = log.records().iter().map(|r| r.committed_ms).collect();
+        assert_eq!(times, [100, 250]);
+    }
+
+    #[test]
+    fn the_log_holds_the_newest_tasks_and_hands_older_ones_on() {
+        let mut log = CommitLog::new(2);
+        assert!(log.record(1, done("1-0", 10)).is_none());
+        log.record(2, done("1-0", 20)); // recomputed, still in the window
+        assert!(log.record(3, done("2-0", 30)).is_none());
+        let gone = log
+            .record(4, done("3-0", 40))
+            .expect("task 1 leaves the window");
+        assert_eq!((gone.task.as_str(), gone.committed_ms), ("1-0", 20));
+        assert_eq!(
+            log.recomputed(),
+            1,
+            "a forgotten task's recount still counts"
+        );
+        let tasks: Vec<String> = log.records().into_iter().map(|r| r.task).collect();
+        assert_eq!(tasks, ["2-0", "3-0"]);
+        assert_eq!(log.cursor, 4);
     }
 }
