@@ -23,7 +23,8 @@ use redcount_protocol::{
 use redcount_server::{RedisServer, ServerOptions};
 
 use super::{
-    corpus_dir, median, redis_cpu_seconds, run_whole, source_text, write_large, BenchOptions,
+    corpus_dir, median, proc_kb, redis_cpu_seconds, run_whole, source_text, worker_children,
+    write_large, BenchOptions,
 };
 
 /// Runs the whole comparison and prints its tables.
@@ -101,17 +102,21 @@ pub fn bench_aggregation(options: &BenchOptions, runs: usize) -> anyhow::Result<
 }
 
 /// One measured job.
-struct Measured {
-    bytes: u64,
-    distinct: u64,
-    wall: f64,
-    redis_cpu: f64,
-    longest_call_ms: f64,
-    redis_peak_mb: f64,
-    worker_rss_mb: f64,
+pub(super) struct Measured {
+    pub(super) bytes: u64,
+    pub(super) distinct: u64,
+    pub(super) wall: f64,
+    pub(super) redis_cpu: f64,
+    pub(super) longest_call_ms: f64,
+    pub(super) redis_peak_mb: f64,
+    pub(super) worker_rss_mb: f64,
 }
 
-fn measure(path: &Path, aggregation: Aggregation, exe: &Path) -> anyhow::Result<Measured> {
+pub(super) fn measure(
+    path: &Path,
+    aggregation: Aggregation,
+    exe: &Path,
+) -> anyhow::Result<Measured> {
     let server = RedisServer::start(ServerOptions {
         dir: None,
         config: vec![
@@ -177,14 +182,8 @@ impl WorkerRss {
         let thread = std::thread::spawn(move || {
             let mut peak_kb = 0;
             while !flag.load(Ordering::Relaxed) {
-                for pid in worker_children() {
-                    let status = std::fs::read_to_string(format!("/proc/{pid}/status"));
-                    let hwm = status.ok().and_then(|s| {
-                        s.lines()
-                            .find_map(|l| l.strip_prefix("VmHWM:"))
-                            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-                    });
-                    peak_kb = peak_kb.max(hwm.unwrap_or(0));
+                for pid in worker_children("self") {
+                    peak_kb = peak_kb.max(proc_kb(pid, "VmHWM").unwrap_or(0));
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -197,27 +196,6 @@ impl WorkerRss {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         self.thread.join().unwrap_or(0) as f64 / 1000.0
     }
-}
-
-/// Pids of this process's children that are `redcount worker`s.
-fn worker_children() -> Vec<u32> {
-    let mut pids = Vec::new();
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return pids;
-    };
-    for task in tasks.flatten() {
-        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-        for pid in children
-            .split_whitespace()
-            .filter_map(|p| p.parse::<u32>().ok())
-        {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            if cmdline.split(|&b| b == 0).any(|arg| arg == b"worker") {
-                pids.push(pid);
-            }
-        }
-    }
-    pids
 }
 
 /// The floor: read and count every file in this process with two threads, then write every word
@@ -397,7 +375,7 @@ fn stream_latency(rich: &Path, exe: &Path, rate: f64, duration: Duration) -> any
 
 /// `n` files of 10-50 kB cut from the source text, with one word in eight replaced by a rarer token
 /// drawn from 150,000 (seeded), so a file's vocabulary is like prose or tweets with names and tags.
-fn write_rich(dir: &Path, text: &[u8], n: usize, seed: u64) -> anyhow::Result<()> {
+pub(super) fn write_rich(dir: &Path, text: &[u8], n: usize, seed: u64) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     let words: Vec<&[u8]> = text
         .split(|b| redcount_count::is_space(*b))

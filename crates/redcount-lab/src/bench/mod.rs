@@ -21,10 +21,14 @@ mod aggregation;
 mod coordinator;
 mod hosts;
 mod raft;
+mod seed;
+mod soak;
 pub use aggregation::bench_aggregation;
 pub use coordinator::{bench_coordinator, ModeRow};
 pub use hosts::bench_hosts;
 pub use raft::{bench_raft, bench_raft_reads};
+pub use seed::bench_seed;
+pub use soak::bench_soak;
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -316,6 +320,41 @@ pub fn redis_cpu_seconds(url: &str) -> anyhow::Result<f64> {
         .filter(|(k, _)| *k == "used_cpu_user" || *k == "used_cpu_sys")
         .filter_map(|(_, v)| v.trim().parse::<f64>().ok())
         .sum())
+}
+
+/// Pids of the `redcount worker` children of process `parent` (a pid, or "self").
+pub(crate) fn worker_children(parent: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{parent}/task")) else {
+        return pids;
+    };
+    for task in tasks.flatten() {
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for pid in children
+            .split_whitespace()
+            .filter_map(|p| p.parse::<u32>().ok())
+        {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if cmdline.split(|&b| b == 0).any(|arg| arg == b"worker") {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
+
+/// A `kB` field of /proc/PID/status (`VmRSS`, `VmHWM`), if the process is there.
+pub(crate) fn proc_kb(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| {
+        l.strip_prefix(field)?
+            .strip_prefix(':')?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 /// The middle of `v` (the upper one of an even count); 0 when empty.

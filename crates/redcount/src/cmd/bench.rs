@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use redcount_lab::bench::{
     bench as run_bench, bench_aggregation, bench_coordinator, bench_hosts, bench_raft,
-    bench_raft_reads, BenchOptions,
+    bench_raft_reads, bench_seed, bench_soak, BenchOptions,
 };
 
 use crate::cli::BenchArgs;
@@ -25,7 +25,11 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         worker_exe: std::env::current_exe()
             .context("cannot find the redcount executable to start workers")?,
     };
-    if args.hosts {
+    if let Some(python) = &args.seed {
+        bench_seed(&options, args.runs.max(1), python)?;
+    } else if args.soak {
+        bench_soak(&options, args.minutes, args.rate)?;
+    } else if args.hosts {
         bench_hosts(&options, args.runs.max(1))?;
     } else if args.aggregation {
         bench_aggregation(&options, args.runs.max(1))?;
