@@ -543,16 +543,28 @@ impl Job {
         }
     }
 
-    /// Deletes every key of the job (refused while it runs unless `force`). Returns how many.
+    /// Deletes every key of the job (refused while it runs unless `force`). Returns how many. Each
+    /// `rc_drop` call deletes a bounded batch, so a large job takes several calls, with every other
+    /// client of Redis served in between.
     pub fn drop_job(&mut self, now: impl Into<Now>, force: bool) -> Result<u64> {
-        let value = self.fcall(
-            "rc_drop",
-            vec![
-                now.into().arg(),
-                if force { b"1".to_vec() } else { b"0".to_vec() },
-            ],
-        )?;
-        reply::uint(&value).ok_or_else(|| self.bad_reply("rc_drop", format!("{value:?}")))
+        let now = now.into();
+        let mut deleted = 0;
+        loop {
+            let items = self.array(
+                "rc_drop",
+                vec![now.arg(), if force { b"1".to_vec() } else { b"0".to_vec() }],
+            )?;
+            let (Some(n), Some(more)) = (
+                items.first().and_then(reply::uint),
+                items.get(1).and_then(reply::uint),
+            ) else {
+                return Err(self.bad_reply("rc_drop", format!("{items:?}")));
+            };
+            deleted += n;
+            if more == 0 {
+                return Ok(deleted);
+            }
+        }
     }
 
     /// Progress counters; workers seen within `live_window` count as live.

@@ -10,7 +10,7 @@
 --   * validate every argument before the first write (Redis has no rollback).
 -- KEYS are always the nine keys of one job, in the order of `JobKeys::all` in keys.rs.
 
-local LIBRARY_VERSION = 27
+local LIBRARY_VERSION = 28
 
 local K_TASKS, K_LEASES, K_COUNTS, K_META, K_DONE, K_DEAD, K_INFLIGHT, K_WORKERS, K_EVENTS = 1, 2, 3, 4, 5, 6, 7, 8, 9
 local GROUP = 'workers'
@@ -684,7 +684,10 @@ local function stage(keys, args)
   end
   require_job(keys)
   local p = partition(keys, args[4])
-  return redis.call('APPEND', stage_key(keys, worker, token, p), piece)
+  local key = stage_key(keys, worker, token, p)
+  -- Registered, so that `drop` finds a staged blob its worker never committed without a SCAN.
+  redis.call('ZADD', job_key(keys, 'staged'), 0, key)
+  return redis.call('APPEND', key, piece)
 end
 
 -- Reads the (p, how, blob) triples of a commit or merge from args[first]: how is 'i' (the blob is
@@ -713,7 +716,9 @@ end
 -- Stores a blob at `key`: the inline bytes, or the staged key renamed (O(1), whatever its size).
 local function put_blob(keys, key, b, worker, token)
   if b.staged then
-    redis.call('RENAME', stage_key(keys, worker, token, b.p), key)
+    local staged = stage_key(keys, worker, token, b.p)
+    redis.call('RENAME', staged, key)
+    redis.call('ZREM', job_key(keys, 'staged'), staged)
   else
     redis.call('SET', key, b.bytes)
   end
@@ -721,7 +726,9 @@ end
 
 local function drop_staged(keys, worker, token)
   for p = 0, partitions(keys) - 1 do
-    redis.call('DEL', stage_key(keys, worker, token, p))
+    local staged = stage_key(keys, worker, token, p)
+    redis.call('DEL', staged)
+    redis.call('ZREM', job_key(keys, 'staged'), staged)
   end
 end
 
@@ -940,10 +947,16 @@ local function event(keys, args)
   return n
 end
 
--- drop(now, force): delete every key of the job: the nine and all under its prefix `rc:{J}:` (partials,
--- results, merge leases, staged pieces), and nothing else. Refused while the job runs unless force is
--- 1. Returns how many keys went. (SCAN's order varies, the set it deletes does not: every replica and
--- Raft node ends with the same dataset.)
+-- Keys or members one drop call deletes at most: a job of any size is removed in calls of bounded
+-- length, with every other client served in between.
+local DROP_BATCH = 1000
+
+-- drop(now, force): delete job J: every key the library writes for it, each found by name from what
+-- the job records (partitions, their partials, the staged-blob register, the tasks in flight), never by
+-- SCAN, which inside one call would walk the whole keyspace of every job and client. Keys are
+-- UNLINKed (a large set is freed off the main thread). One call deletes at most DROP_BATCH of them
+-- and answers {deleted, 1} while more remain: call again. The meta hash goes last, so an interrupted
+-- drop can be resumed; {deleted, 0} once the job is gone. Refused while the job runs, unless forced.
 local function drop(keys, args)
   clock(args[1])
   if args[2] ~= '0' and args[2] ~= '1' then
@@ -955,16 +968,55 @@ local function drop(keys, args)
     fail('job at ' .. keys[K_META] .. ' is still running (' .. (m[1] or '0') .. ' of ' .. (m[2] or '0') ..
       ' tasks done); wait for it, or remove it with --force')
   end
-  local prefix = string.sub(keys[K_META], 1, -5)
-  local deleted, cursor = 0, '0'
-  repeat
-    local page = redis.call('SCAN', cursor, 'MATCH', prefix .. '*', 'COUNT', 1000)
-    cursor = page[1]
-    for _, key in ipairs(page[2]) do
-      deleted = deleted + redis.call('DEL', key)
+  local deleted, work = 0, 0
+  local function unlink(key)
+    deleted = deleted + redis.call('UNLINK', key)
+  end
+  -- Members of a sorted set, each naming a key (`name(member)`), in bounded pages; false when the
+  -- batch ran out first.
+  local function unlink_members(set, name)
+    -- The set goes when its last member is removed: counted then, like any key deleted.
+    local existed = redis.call('EXISTS', set)
+    while work < DROP_BATCH do
+      local members = redis.call('ZRANGE', set, 0, DROP_BATCH - work - 1)
+      work = work + #members
+      if #members == 0 then
+        deleted = deleted + existed
+        return true
+      end
+      for _, m in ipairs(members) do
+        unlink(name(m))
+      end
+      redis.call('ZREM', set, unpack(members))
     end
-  until cursor == '0'
-  return deleted
+    return false
+  end
+  for p = 0, partitions(keys) - 1 do
+    if not unlink_members(job_key(keys, 'parts:' .. p), function(seq)
+          return job_key(keys, 'part:' .. p .. ':' .. seq)
+        end) then
+      return { deleted, 1 }
+    end
+    unlink(job_key(keys, 'result:' .. p))
+    unlink(job_key(keys, 'top:' .. p))
+  end
+  if not unlink_members(job_key(keys, 'staged'), function(key) return key end) then
+    return { deleted, 1 }
+  end
+  -- Who could not open a task is kept until the task is retired: only tasks still leased have it.
+  if not unlink_members(keys[K_LEASES], function(id) return lacks_key(keys, id) end) then
+    return { deleted, 1 }
+  end
+  for _, suffix in ipairs({ 'merge', 'failed' }) do
+    unlink(job_key(keys, suffix))
+  end
+  for i, key in ipairs(keys) do
+    if i ~= K_META then
+      unlink(key)
+    end
+  end
+  unlink(keys[K_META])
+  return { deleted, 0 }
 end
 
 local STATUS_FIELDS = { 'state', 'tasks', 'bytes', 'delivered', 'done', 'done_bytes', 'dead', 'words',

@@ -301,6 +301,89 @@ fn a_long_job_holds_only_its_unfinished_tasks_and_its_newest_records() {
     assert_eq!(counts(&mut job), vec![("w".into(), 12)]);
 }
 
+/// `cmdstat_<name>`'s calls in `INFO commandstats` (0 when never called).
+fn command_calls(con: &mut redis::Connection, name: &str) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(con)
+        .expect("INFO");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{name}:calls=")))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_large_job_is_dropped_in_bounded_calls_by_name_never_by_scanning_the_keyspace() {
+    const TASKS: u64 = 1_200;
+    let (server, mut job) = setup(TASKS);
+    let mut con = redis::Client::open(server.url())
+        .expect("url")
+        .get_connection()
+        .expect("connect");
+    // Another client's keys, which must stay.
+    for chunk in 0..20 {
+        let mut pipe = redis::pipe();
+        for i in 0..1_000 {
+            pipe.set(format!("other:{chunk}:{i}"), i).ignore();
+        }
+        pipe.query::<()>(&mut con).expect("SET");
+    }
+    // Two partials per commit, none merged: 2,400 keys, more than one call's batch.
+    for i in 0..TASKS {
+        let ids = claim(&mut job, T0 + i, "a");
+        let words = [("x", 1), ("y", 1)];
+        job.commit_parts(T0 + i, "a", &[(ids[0].clone(), 2)], &blobs(&words))
+            .expect("commit");
+    }
+    // A worker killed while staging a blob leaves it behind.
+    let keys = redcount_protocol::JobKeys::new("p").expect("keys");
+    redis::cmd("FCALL")
+        .arg("rc_stage")
+        .arg(9)
+        .arg(&keys.all()[..])
+        .arg("*")
+        .arg("killed")
+        .arg("t1")
+        .arg(0)
+        .arg("piece")
+        .query::<i64>(&mut con)
+        .expect("stage");
+    let job_keys = |con: &mut redis::Connection| -> Vec<String> {
+        redis::cmd("KEYS").arg("rc:{p}:*").query(con).expect("KEYS")
+    };
+    let before = job_keys(&mut con);
+    assert!(before.len() > 2_400, "{} keys", before.len());
+    assert!(before.iter().any(|k| k.contains(":stage:killed:")));
+    let (scans, fcalls) = (
+        command_calls(&mut con, "scan"),
+        command_calls(&mut con, "fcall"),
+    );
+
+    let deleted = job.drop_job(T0 + TASKS, true).expect("drop");
+    assert_eq!(
+        deleted as usize,
+        before.len(),
+        "every key of the job, counted once"
+    );
+    assert!(job_keys(&mut con).is_empty(), "{:?}", job_keys(&mut con));
+    let others: Vec<String> = redis::cmd("KEYS")
+        .arg("other:*")
+        .query(&mut con)
+        .expect("KEYS");
+    assert_eq!(others.len(), 20_000, "another client's keys were touched");
+    assert_eq!(
+        command_calls(&mut con, "scan"),
+        scans,
+        "drop scanned the keyspace"
+    );
+    assert!(
+        command_calls(&mut con, "fcall") - fcalls >= 3,
+        "2,400 keys in batches of 1,000 take at least three calls"
+    );
+}
+
 /// `job`, served up to `now` (see support::served_every).
 fn served(job: &mut Job, now: u64) -> &mut Job {
     support::served_every(job, LEASE.as_millis() as u64, now)

@@ -76,7 +76,9 @@ impl CommitLog {
         // rehashes in place instead of growing.
         let room = if keep == 0 { 0 } else { keep.min(1 << 22) * 2 };
         CommitLog {
-            slots: VecDeque::with_capacity(room / 2),
+            // One more than the window: a record is pushed before the oldest leaves, and a ring
+            // that outgrew its capacity once would wander over twice the memory.
+            slots: VecDeque::with_capacity(if keep == 0 { 0 } else { room / 2 + 1 }),
             slot_of: HashMap::with_capacity(room),
             keep,
             ..CommitLog::default()

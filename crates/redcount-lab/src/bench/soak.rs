@@ -122,15 +122,16 @@ pub fn bench_soak(options: &BenchOptions, minutes: f64, rate: f64) -> anyhow::Re
         "{} files committed; latency p50 {} ms, p99 {} ms, max {} ms",
         latency["count"], latency["p50"], latency["p99"], latency["max"]
     );
-    print_growth(&samples);
+    print_growth(&samples, length.as_secs_f64());
     check_latency_file(&dir.join("soak-latency.csv"), latency["count"].as_u64())
 }
 
 /// Growth per committed file from the first sample with the job's history full (the `done` stream
-/// as long as it ends) to the last one; from the middle sample when it never filled.
-fn print_growth(samples: &[Sample]) {
-    // The last sample taken while the workers ran (they leave when the job ends).
-    let Some(last) = samples.iter().rev().find(|s| s.workers_kb > 0) else {
+/// as long as it ends) to the last one taken while files were injected; from the middle sample when
+/// the history never filled.
+fn print_growth(samples: &[Sample], injecting_s: f64) {
+    // The last sample taken while files were injected (the workers leave when the job ends).
+    let Some(last) = samples.iter().rev().find(|s| s.at_s < injecting_s - 1.0) else {
         println!("too short to measure growth");
         return;
     };
