@@ -116,6 +116,12 @@ impl Job {
         })
     }
 
+    /// The link back, to address another job over the same connection (listing many jobs costs one
+    /// connection, not one each).
+    pub fn into_link(self) -> Link {
+        self.link
+    }
+
     /// After every commit, wait until `replicas` replicas have it (`WAIT`), the synchronous
     /// replication of the course's design. 0 (the default) does not wait.
     pub fn set_sync_replicas(&mut self, replicas: u32) {

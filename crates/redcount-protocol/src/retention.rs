@@ -32,28 +32,40 @@ pub fn prune(url: &str, older_than: Option<Duration>, dry_run: bool) -> Result<V
     let mut link = Link::open(url, LinkOptions::default())?;
     let mut expired = Vec::new();
     for name in job_names(&mut link)? {
-        let mut job = Job::new(Link::open(url, LinkOptions::default())?, &name)?;
-        let Ok(status) = job.status(Now::Coordinator, Duration::from_secs(15)) else {
-            continue;
-        };
-        let keep = job.spec().ok().and_then(|spec| spec.keep);
-        if !is_expired(&status, keep, older_than) {
-            continue;
-        }
-        let keys = if dry_run {
-            0
-        } else {
-            match job.drop_job(Now::Coordinator, false) {
-                Ok(keys) => keys,
-                Err(crate::Error::NoJob { .. }) => continue,
-                Err(err) => return Err(err),
-            }
-        };
-        expired.push(Expired {
-            job: name,
-            finished_ago: Duration::from_millis(status.now_ms.saturating_sub(status.finished_ms)),
-            keys,
-        });
+        let mut job = Job::new(link, &name)?;
+        let found = prune_one(&mut job, older_than, dry_run);
+        link = job.into_link();
+        expired.extend(found?);
     }
     Ok(expired)
+}
+
+/// Job `job` if it is past its retention (removed unless `dry_run`); None when it is not, or when it
+/// went away or could not be read meanwhile.
+fn prune_one(
+    job: &mut Job,
+    older_than: Option<Duration>,
+    dry_run: bool,
+) -> Result<Option<Expired>> {
+    let Ok(status) = job.status(Now::Coordinator, Duration::from_secs(15)) else {
+        return Ok(None);
+    };
+    let keep = job.spec().ok().and_then(|spec| spec.keep);
+    if !is_expired(&status, keep, older_than) {
+        return Ok(None);
+    }
+    let keys = if dry_run {
+        0
+    } else {
+        match job.drop_job(Now::Coordinator, false) {
+            Ok(keys) => keys,
+            Err(crate::Error::NoJob { .. }) => return Ok(None),
+            Err(err) => return Err(err),
+        }
+    };
+    Ok(Some(Expired {
+        job: job.name().to_string(),
+        finished_ago: Duration::from_millis(status.now_ms.saturating_sub(status.finished_ms)),
+        keys,
+    }))
 }

@@ -71,8 +71,10 @@ fn table(url: &str) -> anyhow::Result<ExitCode> {
         "job", "state", "tasks done", "age", "keys"
     );
     for name in names {
-        let mut job = Job::new(Link::open(url, LinkOptions::default())?, &name)?;
-        let s = job.status(Now::Coordinator, std::time::Duration::from_secs(15))?;
+        let mut job = Job::new(link, &name)?;
+        let status = job.status(Now::Coordinator, std::time::Duration::from_secs(15));
+        link = job.into_link();
+        let s = status?;
         let state = s.phase();
         let age_s = s.now_ms.saturating_sub(s.created_ms) / 1000;
         let age = match age_s {
