@@ -96,6 +96,28 @@ pub enum ExperimentCommand {
     /// Minutes of random network faults (partitions, one-way links, pauses, kills) on a 3-node Raft
     /// group behind fault proxies, with batch jobs checked against an independent count.
     Partitions(PartitionExperimentArgs),
+    /// Redis and two groups of workers in network namespaces of their own (root only), with skewed
+    /// clocks and 0, 1 and 10 ms round trips, against the same jobs on loopback; exact counts checked.
+    Hosts(HostsExperimentArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HostsExperimentArgs {
+    /// Where hosts.md goes (docs/experiments holds the committed reference run).
+    #[arg(long, default_value = "experiment-out")]
+    pub out_dir: PathBuf,
+    /// Text the corpora are cut from (default: the sample corpus).
+    #[arg(long, value_name = "INPUT")]
+    pub source: Vec<String>,
+    /// Number of small (1-30 kB) files.
+    #[arg(long, default_value_t = 1000)]
+    pub small_files: usize,
+    /// Size of the large-file corpus in MB.
+    #[arg(long, default_value_t = 300)]
+    pub large_mb: u64,
+    /// Runs per setup (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
 }
 
 #[derive(Debug, Args)]

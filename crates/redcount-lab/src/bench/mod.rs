@@ -25,7 +25,7 @@ mod seed;
 mod soak;
 pub use aggregation::bench_aggregation;
 pub use coordinator::{bench_coordinator, ModeRow};
-pub use hosts::bench_hosts;
+pub use hosts::{bench_hosts, measure_hosts, HostsPlan, HostsRow};
 pub use raft::{bench_raft, bench_raft_reads};
 pub use seed::bench_seed;
 pub use soak::bench_soak;

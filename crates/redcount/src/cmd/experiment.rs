@@ -1,4 +1,4 @@
-//! `redcount experiment latency` and `redcount experiment partitions`.
+//! `redcount experiment latency`, `partitions` and `hosts`.
 
 use std::process::ExitCode;
 
@@ -6,7 +6,7 @@ use anyhow::Context;
 use redcount_lab::experiment::{latency_experiment, ExperimentOptions};
 use redcount_lab::partitions::{partition_experiment, PartitionOptions};
 
-use crate::cli::{LatencyExperimentArgs, PartitionExperimentArgs};
+use crate::cli::{HostsExperimentArgs, LatencyExperimentArgs, PartitionExperimentArgs};
 
 pub fn latency(args: LatencyExperimentArgs) -> anyhow::Result<ExitCode> {
     let source = if args.source.is_empty() {
@@ -39,6 +39,29 @@ pub fn partitions(args: PartitionExperimentArgs) -> anyhow::Result<ExitCode> {
         exe: std::env::current_exe().context("cannot find the redcount executable")?,
     };
     let report = partition_experiment(&options)?;
+    println!("wrote {}", report.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn hosts(args: HostsExperimentArgs) -> anyhow::Result<ExitCode> {
+    let source = if args.source.is_empty() {
+        vec![super::bench::default_source()?]
+    } else {
+        args.source
+    };
+    let options = redcount_lab::bench::BenchOptions {
+        source,
+        workers: vec![2],
+        small_files: args.small_files,
+        large_mb: args.large_mb,
+        dir: None,
+        worker_exe: std::env::current_exe().context("cannot find the redcount executable")?,
+    };
+    let report = redcount_lab::hosts_experiment::hosts_experiment(
+        &options,
+        args.runs.max(1),
+        &args.out_dir,
+    )?;
     println!("wrote {}", report.display());
     Ok(ExitCode::SUCCESS)
 }

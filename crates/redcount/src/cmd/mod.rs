@@ -36,6 +36,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::RaftNode(args) => raft::raft_node(args),
         Command::Experiment(ExperimentCommand::Latency(args)) => experiment::latency(args),
         Command::Experiment(ExperimentCommand::Partitions(args)) => experiment::partitions(args),
+        Command::Experiment(ExperimentCommand::Hosts(args)) => experiment::hosts(args),
     }
 }
 
