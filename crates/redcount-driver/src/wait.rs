@@ -108,8 +108,7 @@ pub fn wait_until_finished(
         // Once every task is committed or given up only merges are left, which write no commit
         // record to wake on: look again soon rather than at the next 200 ms wake-up (measured: that
         // wait was a large share of a short job's tail).
-        let merging = status.state == "sealed" && status.done + status.dead == status.tasks;
-        let wait = if merging {
+        let wait = if status.tasks_all_done() {
             MERGE_POLL
         } else {
             Duration::from_millis(200)

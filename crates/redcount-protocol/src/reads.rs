@@ -153,8 +153,9 @@ impl DoneRecord {
     }
 }
 
-/// The n of a record id `n-0` (`or` when it is not one).
-fn record_number(id: &str, or: u64) -> u64 {
+/// The n of a stream id `n-0`: a task's seq, or a `done`/`dead`/`events` record's number (`or` when
+/// it is not one).
+pub fn id_number(id: &str, or: u64) -> u64 {
     id.split('-')
         .next()
         .and_then(|n| n.parse().ok())
@@ -236,7 +237,7 @@ impl Job {
         Ok(entries
             .into_iter()
             .flat_map(|(_, entries)| entries)
-            .map(|(id, fields)| (record_number(&id, after), DoneRecord::from_fields(&fields)))
+            .map(|(id, fields)| (id_number(&id, after), DoneRecord::from_fields(&fields)))
             .collect())
     }
 
@@ -350,7 +351,7 @@ impl Job {
         )?;
         Ok(page
             .into_iter()
-            .map(|(id, fields)| (record_number(&id, after), DoneRecord::from_fields(&fields)))
+            .map(|(id, fields)| (id_number(&id, after), DoneRecord::from_fields(&fields)))
             .collect())
     }
 

@@ -105,6 +105,11 @@ impl Status {
         }
     }
 
+    /// Sealed, and every task committed or given up: all that can be left is merging partials.
+    pub fn tasks_all_done(&self) -> bool {
+        self.state == "sealed" && self.done + self.dead == self.tasks
+    }
+
     pub(crate) fn from_pairs(items: &[Value]) -> Status {
         let mut s = Status::default();
         for pair in items.chunks(2) {

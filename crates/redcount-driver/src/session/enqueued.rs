@@ -37,41 +37,41 @@ impl Schedule {
 
 /// Every task enqueued so far (seqs `first..first + len`, without holes).
 #[derive(Debug)]
-pub(super) enum Enqueued {
+pub(super) enum EnqueuedTasks {
     /// A batch job's tasks, as planned.
     Plan(Vec<NewTask>),
     /// A stream's first `count` tasks of its schedule.
     Schedule { schedule: Schedule, count: u64 },
 }
 
-impl Default for Enqueued {
-    fn default() -> Enqueued {
-        Enqueued::Plan(Vec::new())
+impl Default for EnqueuedTasks {
+    fn default() -> EnqueuedTasks {
+        EnqueuedTasks::Plan(Vec::new())
     }
 }
 
-impl Enqueued {
+impl EnqueuedTasks {
     /// Tasks enqueued.
     pub(super) fn len(&self) -> usize {
         match self {
-            Enqueued::Plan(tasks) => tasks.len(),
-            Enqueued::Schedule { count, .. } => *count as usize,
+            EnqueuedTasks::Plan(tasks) => tasks.len(),
+            EnqueuedTasks::Schedule { count, .. } => *count as usize,
         }
     }
 
     /// The seq of the first task.
     pub(super) fn first_seq(&self) -> u64 {
         match self {
-            Enqueued::Plan(tasks) => tasks.first().map_or(1, |t| t.seq),
-            Enqueued::Schedule { .. } => 1,
+            EnqueuedTasks::Plan(tasks) => tasks.first().map_or(1, |t| t.seq),
+            EnqueuedTasks::Schedule { .. } => 1,
         }
     }
 
     /// Tasks `from..to` (indexes, not seqs).
     pub(super) fn range(&self, from: usize, to: usize) -> Cow<'_, [NewTask]> {
         match self {
-            Enqueued::Plan(tasks) => Cow::Borrowed(&tasks[from..to]),
-            Enqueued::Schedule { schedule, .. } => Cow::Owned(
+            EnqueuedTasks::Plan(tasks) => Cow::Borrowed(&tasks[from..to]),
+            EnqueuedTasks::Schedule { schedule, .. } => Cow::Owned(
                 (from..to)
                     .map(|i| schedule.task(i as u64 + 1))
                     .collect::<Vec<_>>(),
@@ -124,7 +124,7 @@ mod tests {
             .map(|(s, p, d)| (*s, p.to_string(), Some(*d)))
             .collect();
         assert_eq!(got, want);
-        let enqueued = Enqueued::Schedule { schedule, count: 7 };
+        let enqueued = EnqueuedTasks::Schedule { schedule, count: 7 };
         assert_eq!(enqueued.len(), 7);
         assert_eq!(enqueued.range(2, 4)[1].path, PathBuf::from("a"));
     }

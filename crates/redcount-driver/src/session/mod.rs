@@ -20,7 +20,7 @@ pub use enqueued::Schedule;
 pub use open::open_session;
 pub use result::JobResult;
 
-use enqueued::Enqueued;
+use enqueued::EnqueuedTasks;
 use repair::CommitLog;
 
 /// An open job and everything needed to rebuild it after Redis lost some or all of it.
@@ -43,7 +43,7 @@ pub struct Session {
     run_id: String,
     spec: JobSpec,
     /// Every task enqueued so far, to re-send after a rollback.
-    tasks: Enqueued,
+    tasks: EnqueuedTasks,
     sealed: bool,
     /// Times the job was created again from scratch because Redis had lost it entirely.
     recreated: u64,

@@ -10,9 +10,11 @@ use std::time::Duration;
 
 use anyhow::bail;
 use redcount_latency::LatencyRow;
-use redcount_protocol::{DoneRecord, Enqueued, Error as ProtocolError, NewTask, Now, Status};
+use redcount_protocol::{
+    id_number, DoneRecord, Enqueued, Error as ProtocolError, NewTask, Now, Status,
+};
 
-use super::enqueued::{Enqueued as Remembered, Schedule};
+use super::enqueued::{EnqueuedTasks, Schedule};
 use super::{server_run_id, Session};
 
 /// Tasks enqueued per `enqueue` call.
@@ -60,26 +62,18 @@ struct Seen {
     recomputed: bool,
 }
 
-/// The seq of task id `seq-0`.
-fn task_seq(task: &str) -> u64 {
-    task.split('-')
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
 impl CommitLog {
     /// A log of the newest `keep` tasks' commits (0: every task's).
     pub(super) fn new(keep: u64) -> CommitLog {
         let keep = usize::try_from(keep).unwrap_or(usize::MAX);
-        // Twice the window: a hash table under remove/insert churn stays below half full, so it
-        // rehashes in place instead of growing.
-        let room = if keep == 0 { 0 } else { keep.min(1 << 22) * 2 };
+        // Sized once (0 keeps every task: then they grow as needed). The ring holds one more than
+        // the window, since a record is pushed before the oldest leaves: a ring that outgrew its
+        // capacity once wanders over twice the memory. The map is twice the window: under
+        // remove/insert churn a table below half full rehashes in place instead of growing.
+        let window = if keep == 0 { 0 } else { keep.min(1 << 22) };
         CommitLog {
-            // One more than the window: a record is pushed before the oldest leaves, and a ring
-            // that outgrew its capacity once would wander over twice the memory.
-            slots: VecDeque::with_capacity(if keep == 0 { 0 } else { room / 2 + 1 }),
-            slot_of: HashMap::with_capacity(room),
+            slots: VecDeque::with_capacity(window + usize::from(window > 0)),
+            slot_of: HashMap::with_capacity(2 * window),
             keep,
             ..CommitLog::default()
         }
@@ -88,7 +82,7 @@ impl CommitLog {
     /// Records record `n` of the `done` stream; returns the record of a task that left the window.
     fn record(&mut self, n: u64, record: DoneRecord) -> Option<DoneRecord> {
         self.cursor = n;
-        let seq = task_seq(&record.task);
+        let seq = id_number(&record.task, 0);
         if let Some(&slot) = self.slot_of.get(&seq) {
             let seen = &mut self.slots[(slot - self.first_slot) as usize];
             if seen.record.committed_ms != record.committed_ms {
@@ -108,7 +102,7 @@ impl CommitLog {
         }
         let gone = self.slots.pop_front()?;
         self.first_slot += 1;
-        self.slot_of.remove(&task_seq(&gone.record.task));
+        self.slot_of.remove(&id_number(&gone.record.task, 0));
         self.recomputed_forgotten += u64::from(gone.recomputed);
         Some(gone.record)
     }
@@ -140,8 +134,8 @@ impl Session {
     pub fn enqueue(&mut self, tasks: &[NewTask]) -> anyhow::Result<()> {
         let from = self.tasks.len();
         match &mut self.tasks {
-            Remembered::Plan(planned) => planned.extend_from_slice(tasks),
-            Remembered::Schedule { .. } => bail!("a stream's tasks come from its schedule"),
+            EnqueuedTasks::Plan(planned) => planned.extend_from_slice(tasks),
+            EnqueuedTasks::Schedule { .. } => bail!("a stream's tasks come from its schedule"),
         }
         self.send_from(from)
     }
@@ -149,15 +143,15 @@ impl Session {
     /// Enqueues a stream's tasks from its schedule: from now on the driver remembers the schedule,
     /// not the tasks, so its memory stays flat however long the stream runs.
     pub fn follow_schedule(&mut self, schedule: Schedule) {
-        self.tasks = Remembered::Schedule { schedule, count: 0 };
+        self.tasks = EnqueuedTasks::Schedule { schedule, count: 0 };
     }
 
     /// Enqueues the schedule's tasks up to the first `count`.
     pub fn enqueue_scheduled(&mut self, count: u64) -> anyhow::Result<()> {
         let from = self.tasks.len();
         match &mut self.tasks {
-            Remembered::Schedule { count: sent, .. } => *sent = count.max(*sent),
-            Remembered::Plan(_) => bail!("follow_schedule first"),
+            EnqueuedTasks::Schedule { count: sent, .. } => *sent = count.max(*sent),
+            EnqueuedTasks::Plan(_) => bail!("follow_schedule first"),
         }
         self.send_from(from)
     }

@@ -13,12 +13,11 @@ use std::time::Duration;
 use std::collections::HashMap;
 
 use anyhow::{bail, Context};
-use redcount_count::{Tokenizer, WordCounts};
 use redcount_server::{RedisServer, ServerOptions};
 use redcount_testkit::netns::{Host, Lan};
 use redcount_testkit::Fault;
 
-use super::{corpus_dir, median, source_text, write_large, write_small, BenchOptions};
+use super::{corpus_dir, median, source_text, word_counts, write_large, write_small, BenchOptions};
 
 /// Where the driver and the two workers run: the machine's own namespace, or hosts `a` and `b`
 /// (each worker's clock offset for faketime, if any).
@@ -128,7 +127,9 @@ pub fn measure_hosts(
     for (name, corpus) in [("small", &small), ("large", &large)] {
         let bytes = dir_bytes(corpus)?;
         let oracle = if plan.verify {
-            Some(count_in_process(corpus)?)
+            Some(word_counts(&redcount_input::expand::expand(&[corpus
+                .display()
+                .to_string()])?)?)
         } else {
             None
         };
@@ -177,17 +178,6 @@ pub fn measure_hosts(
     let _ = db_redis.kill();
     let _ = db_redis.wait();
     Ok((rows, exact))
-}
-
-/// Every word of the files under `dir` and its count, in this process.
-fn count_in_process(dir: &Path) -> anyhow::Result<HashMap<Vec<u8>, u64>> {
-    let tokenizer = Tokenizer::whitespace();
-    let mut counts = WordCounts::new();
-    for f in redcount_input::expand::expand(&[dir.display().to_string()])? {
-        let data = std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?;
-        tokenizer.count(&data, &mut counts);
-    }
-    Ok(counts.iter().map(|(w, n)| (w.to_vec(), n)).collect())
 }
 
 /// Fails unless the `--out` file `out` holds exactly `oracle`.

@@ -322,6 +322,20 @@ pub fn redis_cpu_seconds(url: &str) -> anyhow::Result<f64> {
         .sum())
 }
 
+/// Every word of `files` and its count, counted in this process: the independent count a bench
+/// checks a design's result against.
+pub(crate) fn word_counts(
+    files: &[PathBuf],
+) -> anyhow::Result<std::collections::HashMap<Vec<u8>, u64>> {
+    let tokenizer = Tokenizer::whitespace();
+    let mut counts = WordCounts::new();
+    for f in files {
+        let data = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+        tokenizer.count(&data, &mut counts);
+    }
+    Ok(counts.iter().map(|(w, n)| (w.to_vec(), n)).collect())
+}
+
 /// Pids of the `redcount worker` children of process `parent` (a pid, or "self").
 pub(crate) fn worker_children(parent: &str) -> Vec<u32> {
     let mut pids = Vec::new();

@@ -10,12 +10,11 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use redcount_count::{Tokenizer, WordCounts};
 use redcount_protocol::Aggregation;
 use redcount_server::{RedisServer, ServerOptions};
 
 use super::aggregation::{measure, write_rich};
-use super::{corpus_dir, median, redis_cpu_seconds, source_text, BenchOptions};
+use super::{corpus_dir, median, redis_cpu_seconds, source_text, word_counts, BenchOptions};
 
 const SEED_SCRIPT: &str = include_str!("../../seed/seed_wordcount.py");
 
@@ -32,7 +31,7 @@ pub fn bench_seed(options: &BenchOptions, runs: usize, python: &Path) -> anyhow:
         .iter()
         .map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))
         .sum();
-    let oracle = count_in_process(&files)?;
+    let oracle = word_counts(&files)?;
 
     let (mut ours, mut seed) = (Vec::new(), Vec::new());
     let (mut ours_cpu, mut seed_cpu) = (Vec::new(), Vec::new());
@@ -126,15 +125,4 @@ fn run_seed(
         );
     }
     Ok((wall, cpu))
-}
-
-/// Every word of `files` and its count, in this process.
-fn count_in_process(files: &[std::path::PathBuf]) -> anyhow::Result<HashMap<Vec<u8>, u64>> {
-    let tokenizer = Tokenizer::whitespace();
-    let mut counts = WordCounts::new();
-    for f in files {
-        let data = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
-        tokenizer.count(&data, &mut counts);
-    }
-    Ok(counts.iter().map(|(w, n)| (w.to_vec(), n)).collect())
 }
