@@ -1,9 +1,8 @@
-//! Planning: files -> tasks. Small files are one task each; large text files are cut at whitespace into
-//! tasks of about `split_bytes`, so one huge file keeps every worker busy.
+//! Planning: inputs (files and objects) -> tasks. Small inputs are one task each; large ones are cut
+//! at whitespace (between records in CSV) into tasks of about `split_bytes`, so one huge input keeps
+//! every worker busy.
 
-use std::path::PathBuf;
-
-use redcount_input::{split::split_file, FormatChoice, InputError};
+use redcount_input::{split::split_file, FormatChoice, InputError, InputFile};
 use redcount_protocol::{NewTask, Piece};
 
 /// The split size when the user sets none: about four tasks per worker, between 1 MiB and 64 MiB.
@@ -12,41 +11,28 @@ pub fn default_split_bytes(total_bytes: u64, workers: usize) -> u64 {
     (total_bytes / (4 * workers.max(1) as u64)).clamp(1 << 20, 64 << 20)
 }
 
-/// The files with their sizes. A file that cannot be stat'ed now still becomes a task: its worker
-/// will report why it cannot be read (it vanished, or is unreadable) in the dead stream.
-pub fn sizes(files: &[PathBuf]) -> Vec<(PathBuf, u64)> {
-    files
-        .iter()
-        .map(|f| {
-            (
-                f.clone(),
-                std::fs::metadata(f).map(|m| m.len()).unwrap_or(0),
-            )
-        })
-        .collect()
-}
-
-/// Cuts every file into tasks numbered from `first_seq`.
+/// Cuts every input into tasks numbered from `first_seq`.
 pub fn plan_tasks(
-    files: &[(PathBuf, u64)],
+    files: &[InputFile],
     format: FormatChoice,
     split_bytes: u64,
     first_seq: u64,
 ) -> Vec<NewTask> {
     let mut tasks = Vec::with_capacity(files.len());
     let mut seq = first_seq;
-    for (path, size) in files {
-        let format = format.for_path(path);
-        // A file we cannot open for splitting stays one task; the worker reports the error.
-        let ranges = split_file(path, *size, format, split_bytes)
-            .unwrap_or_else(|_: InputError| vec![(0, *size)]);
+    for file in files {
+        let format = format.for_path(&file.path);
+        // An input we cannot open for splitting stays one task; the worker reports the error.
+        let ranges = split_file(file, format, split_bytes)
+            .unwrap_or_else(|_: InputError| vec![(0, file.size)]);
         for (start, end) in ranges {
             tasks.push(NewTask {
                 seq,
-                path: path.clone(),
+                path: file.path.clone(),
                 start,
                 end,
                 format,
+                version: file.version.clone(),
                 more: Vec::new(),
                 due_ms: None,
             });
@@ -86,6 +72,7 @@ pub fn pack_tasks(tasks: Vec<NewTask>, pack_bytes: u64) -> Vec<NewTask> {
                     start: task.start,
                     end: task.end,
                     format: task.format,
+                    version: task.version,
                 });
                 *total += bytes;
             }
@@ -108,6 +95,7 @@ pub fn pack_tasks(tasks: Vec<NewTask>, pack_bytes: u64) -> Vec<NewTask> {
 mod tests {
     use super::*;
     use redcount_protocol::Format;
+    use std::path::PathBuf;
 
     fn task(seq: u64, bytes: u64) -> NewTask {
         NewTask {
@@ -116,6 +104,7 @@ mod tests {
             start: 0,
             end: bytes,
             format: Format::Text,
+            version: None,
             more: Vec::new(),
             due_ms: None,
         }

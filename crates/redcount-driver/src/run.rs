@@ -3,7 +3,7 @@
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use crate::plan::{default_split_bytes, pack_tasks, plan_tasks, sizes};
+use crate::plan::{default_split_bytes, pack_tasks, plan_tasks};
 use crate::pool::start_workers;
 use crate::report::{report, Summary};
 use crate::session::open_session;
@@ -29,8 +29,7 @@ pub fn run(options: &RunOptions, interrupted: &AtomicBool) -> anyhow::Result<Sum
     // Workers start while tasks are being planned and enqueued.
     let pool = start_workers(&session, common)?;
 
-    let sized = sizes(&session.files);
-    let total: u64 = sized.iter().map(|(_, s)| s).sum();
+    let total: u64 = session.files.iter().map(|f| f.size).sum();
     let workers_for_split = if common.workers > 0 {
         common.workers
     } else {
@@ -39,7 +38,7 @@ pub fn run(options: &RunOptions, interrupted: &AtomicBool) -> anyhow::Result<Sum
     let split = options
         .split_bytes
         .unwrap_or_else(|| default_split_bytes(total, workers_for_split));
-    let mut tasks = plan_tasks(&sized, common.format, split, 1);
+    let mut tasks = plan_tasks(&session.files, common.format, split, 1);
     if !options.no_pack {
         tasks = pack_tasks(tasks, split);
     }

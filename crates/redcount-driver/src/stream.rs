@@ -13,7 +13,7 @@ use redcount_latency::{Analysis, LatencyRow, Percentiles, Recovery, Spill};
 use redcount_protocol::{Job, JobEvent, Link, LinkOptions, NewTask};
 
 use crate::faults::{FaultPlan, FaultRunner};
-use crate::plan::{plan_tasks, sizes};
+use crate::plan::plan_tasks;
 use crate::pool::start_workers;
 use crate::report::{report, Summary};
 use crate::session::{open_session, Schedule};
@@ -112,7 +112,7 @@ pub fn stream(options: &StreamOptions, interrupted: &AtomicBool) -> anyhow::Resu
     let mut session = open_session(common)?;
     let pool = start_workers(&session, common)?;
     // Streamed files are not split: one file, one task, one latency.
-    let catalogue: Vec<NewTask> = plan_tasks(&sizes(&session.files), common.format, u64::MAX, 0);
+    let catalogue: Vec<NewTask> = plan_tasks(&session.files, common.format, u64::MAX, 0);
     let total_files = match options.limit {
         StreamLimit::Once => Some(catalogue.len() as u64),
         StreamLimit::Files(n) => Some(n),

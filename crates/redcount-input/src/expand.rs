@@ -1,9 +1,49 @@
-//! Turning the INPUT arguments (files, directories, glob patterns) into a sorted list of files.
+//! Turning the INPUT arguments (files, directories, glob patterns, object URLs) into the list of
+//! inputs a job plans.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use crate::InputError;
+use crate::object::{self, SCHEME};
+use crate::{InputError, InputFile};
+
+/// Every input the arguments name, in the order given, each once, with its size (and an object's
+/// version): local paths as [`expand`] finds them, `s3://BUCKET/KEY` as that object and
+/// `s3://BUCKET/PREFIX` as every object under it ([`object::list`]). Anything that names nothing
+/// is an error, before any work starts.
+pub fn inputs(arguments: &[String]) -> Result<Vec<InputFile>, InputError> {
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    for argument in arguments {
+        let found: Vec<InputFile> = if argument.starts_with(SCHEME) {
+            object::list(argument)?
+                .into_iter()
+                .map(|o| InputFile {
+                    path: o.url,
+                    size: o.size,
+                    version: o.version,
+                })
+                .collect()
+        } else {
+            expand(std::slice::from_ref(argument))?
+                .into_iter()
+                .map(|path| InputFile {
+                    // A file that cannot be stat'ed now still becomes a task: its worker reports
+                    // why it cannot be read (it vanished, or is unreadable).
+                    size: std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
+                    path,
+                    version: None,
+                })
+                .collect()
+        };
+        for input in found {
+            if seen.insert(input.path.clone()) {
+                out.push(input);
+            }
+        }
+    }
+    Ok(out)
+}
 
 /// Files named by `inputs`: a file as is, a directory recursively (everything in it that is not a
 /// directory, in path order: what cannot be read fails alone, by name, when a worker reads it), a

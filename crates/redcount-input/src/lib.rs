@@ -1,19 +1,32 @@
-//! Inputs, the first step of the data flow: expand what the user named into files ([`expand`]),
-//! cut files into byte-range tasks at whitespace ([`split`]), and, in the worker, read a task's bytes
-//! and hand its text to the tokenizer ([`read`], [`csv_text`]). [`Format`] says how a file's bytes
-//! become text.
+//! Inputs, the first step of the data flow: expand what the user named into files and objects
+//! ([`expand`], [`InputFile`]), cut them into byte-range tasks at whitespace ([`split`]), and, in the
+//! worker, read a task's bytes and hand its text to the tokenizer ([`read`], [`csv_text`]). Local
+//! files and objects in an S3-compatible store ([`object`]) are read the same way. [`Format`] says
+//! how an input's bytes become text.
 
 #![warn(missing_docs)]
 
 pub mod csv_text;
 pub mod expand;
 mod format;
+pub mod object;
 pub mod read;
 pub mod split;
 
 pub use format::{Format, FormatChoice};
 
 use std::path::PathBuf;
+
+/// One input as planning sees it: where its bytes are, how many, and which version was planned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputFile {
+    /// An absolute local path, or an object's `s3://BUCKET/KEY`.
+    pub path: PathBuf,
+    /// Its length when it was listed (0 for a file that could not be stat'ed: its worker says why).
+    pub size: u64,
+    /// An object's ETag: every read asks for exactly this version. None for local files.
+    pub version: Option<String>,
+}
 
 /// Why an input could not be used. Every variant names the file and says what happened.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +71,28 @@ pub enum InputError {
         start: u64,
         /// One past the last byte of the range.
         end: u64,
+    },
+    /// An object that is not in the store (any more).
+    #[error("{path}: no such object (was it deleted after the job was planned?)")]
+    ObjectMissing {
+        /// The object's URL.
+        path: PathBuf,
+    },
+    /// An object replaced since the job was planned: counting it now would mix two versions.
+    #[error("{path}: object changed while the job ran: it is no longer version {version}")]
+    ObjectChanged {
+        /// The object's URL.
+        path: PathBuf,
+        /// The ETag planned.
+        version: String,
+    },
+    /// The object store refused a listing or a read (after retrying what was transient).
+    #[error("{path}: object store: {reason}")]
+    ObjectStore {
+        /// The object's or prefix's URL.
+        path: PathBuf,
+        /// What the store or the client said.
+        reason: String,
     },
     /// A CSV file that cannot be parsed.
     #[error("{path}: malformed CSV: {reason}")]

@@ -6,31 +6,32 @@
 //! following the quotes from the start of the file (RFC 4180: a newline inside quotes is data); the
 //! worker of a later piece reads the header record from the start of the file.
 
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::SeekFrom;
 use std::path::Path;
 
+use crate::read::{open, ReadSeek};
 use crate::Format;
+use crate::InputFile;
 use redcount_count::is_space;
 
 use crate::InputError;
 
-/// Byte ranges `[start, end)` covering the file: one range if it is at most `split_bytes` long, else
-/// ranges of about `split_bytes`, each ending where a whitespace byte begins (text) or after a record
-/// (CSV). An empty file is one empty range.
+/// Byte ranges `[start, end)` covering the input (a file, or an object in its planned version): one
+/// range if it is at most `split_bytes` long, else ranges of about `split_bytes`, each ending where
+/// a whitespace byte begins (text) or after a record (CSV). An empty input is one empty range.
 pub fn split_file(
-    path: &Path,
-    size: u64,
+    input: &InputFile,
     format: Format,
     split_bytes: u64,
 ) -> Result<Vec<(u64, u64)>, InputError> {
+    let (path, size) = (input.path.as_path(), input.size);
     if size <= split_bytes || split_bytes == 0 {
         return Ok(vec![(0, size)]);
     }
+    let mut file = open(path, input.version.as_deref(), size)?;
     if format == Format::Csv {
-        return csv_ranges(path, size, split_bytes).map_err(|e| InputError::from_io(path, e));
+        return csv_ranges(&mut file, size, split_bytes).map_err(|e| InputError::from_io(path, e));
     }
-    let mut file = File::open(path).map_err(|e| InputError::from_io(path, e))?;
     let mut ranges = Vec::new();
     let mut start = 0;
     while size - start > split_bytes {
@@ -49,8 +50,11 @@ pub fn split_file(
 }
 
 /// CSV ranges: cuts just after a newline that is outside quotes, about `split_bytes` apart.
-fn csv_ranges(path: &Path, size: u64, split_bytes: u64) -> std::io::Result<Vec<(u64, u64)>> {
-    let mut file = File::open(path)?;
+fn csv_ranges(
+    file: &mut dyn ReadSeek,
+    size: u64,
+    split_bytes: u64,
+) -> std::io::Result<Vec<(u64, u64)>> {
     let mut buf = vec![0u8; 1 << 20];
     let (mut ranges, mut start, mut at, mut quoted) = (Vec::new(), 0u64, 0u64, false);
     loop {
@@ -75,9 +79,14 @@ fn csv_ranges(path: &Path, size: u64, split_bytes: u64) -> std::io::Result<Vec<(
     Ok(ranges)
 }
 
-/// The header record of a CSV file: its bytes up to and including the first newline outside quotes.
-pub fn csv_header(path: &Path) -> std::io::Result<Vec<u8>> {
-    let mut file = File::open(path)?;
+/// The header record of a CSV input: its bytes up to and including the first newline outside
+/// quotes, read from before `before` (the start of a later piece, which the header precedes).
+pub fn csv_header(path: &Path, version: Option<&str>, before: u64) -> Result<Vec<u8>, InputError> {
+    let mut file = open(path, version, before)?;
+    read_header(&mut file).map_err(|e| InputError::from_io(path, e))
+}
+
+fn read_header(file: &mut dyn ReadSeek) -> std::io::Result<Vec<u8>> {
     let mut header = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut quoted = false;
@@ -99,7 +108,7 @@ pub fn csv_header(path: &Path) -> std::io::Result<Vec<u8>> {
 }
 
 /// Offset of the first whitespace byte at or after `from`, if any before `size`.
-fn next_space(file: &mut File, from: u64, size: u64) -> std::io::Result<Option<u64>> {
+fn next_space(file: &mut dyn ReadSeek, from: u64, size: u64) -> std::io::Result<Option<u64>> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut at = from;
     file.seek(SeekFrom::Start(from))?;
@@ -120,11 +129,19 @@ fn next_space(file: &mut File, from: u64, size: u64) -> std::io::Result<Option<u
 mod tests {
     use super::*;
 
+    pub(super) fn local(path: &Path, size: usize) -> InputFile {
+        InputFile {
+            path: path.to_path_buf(),
+            size: size as u64,
+            version: None,
+        }
+    }
+
     fn ranges(data: &[u8], split: u64) -> Vec<(u64, u64)> {
         let dir = tempfile::tempdir().expect("temp dir");
         let p = dir.path().join("f.txt");
         std::fs::write(&p, data).expect("write");
-        split_file(&p, data.len() as u64, Format::Text, split).expect("splits")
+        split_file(&local(&p, data.len()), Format::Text, split).expect("splits")
     }
 
     #[test]
@@ -161,7 +178,7 @@ mod tests {
             data.extend(format!("{i},\"line one\nline \"\"two\"\", end\"\n").as_bytes());
         }
         std::fs::write(&p, &data).expect("write");
-        let r = split_file(&p, data.len() as u64, Format::Csv, 100).expect("splits");
+        let r = split_file(&local(&p, data.len()), Format::Csv, 100).expect("splits");
         assert!(r.len() > 10);
         assert_eq!((r[0].0, r[r.len() - 1].1), (0, data.len() as u64));
         for w in r.windows(2) {
@@ -175,7 +192,7 @@ mod tests {
                 String::from_utf8_lossy(&piece[..20])
             );
         }
-        assert_eq!(csv_header(&p).expect("header"), b"id,text\n");
+        assert_eq!(csv_header(&p, None, r[1].0).expect("header"), b"id,text\n");
     }
 
     #[test]
@@ -227,7 +244,8 @@ mod properties {
             let path = dir.path().join("t.csv");
             std::fs::write(&path, &text).expect("write");
             let bytes = text.as_bytes();
-            let ranges = split_file(&path, bytes.len() as u64, Format::Csv, split).expect("split");
+            let ranges = split_file(&super::tests::local(&path, bytes.len()), Format::Csv, split)
+                .expect("split");
             // The ranges tile the file, and every piece is whole records.
             prop_assert_eq!(ranges[0].0, 0);
             prop_assert_eq!(ranges.last().map(|r| r.1), Some(bytes.len() as u64));

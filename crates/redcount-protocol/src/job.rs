@@ -143,9 +143,10 @@ impl Job {
         self.link.addr()
     }
 
-    /// Runs a raw command (`INFO`, `CONFIG GET`, `BGSAVE`) with the link's retries.
+    /// Runs a keyless command (`INFO`, `CONFIG GET`) with the link's retries, on the server that
+    /// holds the job (in a Redis Cluster, the primary of the job's shard).
     pub fn query<T: redis::FromRedisValue>(&mut self, what: &str, cmd: &Cmd) -> Result<T> {
-        self.link.call(what, |con| cmd.query(con))
+        self.link.query_at(what, &self.keys.meta, cmd)
     }
 
     /// Sends a read of the job's keys. Every read must be one a Raft group serves
@@ -261,7 +262,7 @@ impl Job {
     /// Adds tasks (idempotent: tasks already there are skipped), which must continue the job's run
     /// of sequence numbers: see [`Enqueued`].
     pub fn enqueue(&mut self, now: impl Into<Now>, tasks: &[NewTask]) -> Result<Enqueued> {
-        let mut args = Vec::with_capacity(1 + tasks.len() * 7);
+        let mut args = Vec::with_capacity(1 + tasks.len() * 8);
         args.push(now.into().arg());
         for t in tasks {
             args.push(arg(t.seq));
@@ -271,6 +272,7 @@ impl Job {
             args.push(t.format.as_str().as_bytes().to_vec());
             args.push(crate::task::encode_more(&t.more));
             args.push(t.due_ms.map(arg).unwrap_or_default());
+            args.push(t.version.clone().unwrap_or_default().into_bytes());
         }
         let items = self.array("rc_enqueue", args)?;
         let verdict = items.first().and_then(reply::string).unwrap_or_default();
@@ -460,7 +462,7 @@ impl Job {
         for second in 0..60 {
             let mut cmd = redis::cmd("WAIT");
             cmd.arg(wanted).arg(1000);
-            let acked: i64 = self.link.call("WAIT", |con| cmd.query(con))?;
+            let acked: i64 = self.link.query_at("WAIT", &self.keys.meta, &cmd)?;
             if acked >= wanted {
                 return Ok(());
             }
@@ -602,15 +604,17 @@ fn arg(n: impl ToString) -> Vec<u8> {
 }
 
 fn parse_task(f: &[Value]) -> Option<Task> {
-    let [id, path, start, end, fmt, injected, attempts, more, solo] = f else {
+    let [id, path, start, end, fmt, injected, attempts, more, solo, version] = f else {
         return None;
     };
+    let version = reply::string(version)?;
     Some(Task {
         id: reply::string(id)?,
         path: PathBuf::from(std::ffi::OsString::from_vec(reply::bytes(path)?)),
         start: reply::uint(start)?,
         end: reply::uint(end)?,
         format: Format::parse(&reply::string(fmt)?)?,
+        version: (!version.is_empty()).then_some(version),
         more: crate::task::decode_more(&reply::bytes(more)?)?,
         injected_ms: reply::uint(injected)?,
         attempts: u32::try_from(reply::uint(attempts)?).ok()?,

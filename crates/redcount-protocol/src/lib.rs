@@ -7,6 +7,7 @@
 
 mod clock;
 mod commands;
+mod con;
 mod job;
 mod keys;
 mod library;
@@ -22,6 +23,7 @@ mod task;
 
 pub use clock::{now_ms, Now};
 pub use commands::{is_read, READ_COMMANDS, READ_ONLY_FUNCTIONS};
+pub use con::{Con, NodeAddr};
 pub use job::{ClaimRequest, Claimed, CommitOutcome, Deferral, Enqueued, Job};
 pub use keys::{validate_job_name, JobKeys};
 pub use library::{ensure_library, LIBRARY_SOURCE, LIBRARY_VERSION};

@@ -10,7 +10,7 @@
 --   * validate every argument before the first write (Redis has no rollback).
 -- KEYS are always the nine keys of one job, in the order of `JobKeys::all` in keys.rs.
 
-local LIBRARY_VERSION = 28
+local LIBRARY_VERSION = 29
 
 local K_TASKS, K_LEASES, K_COUNTS, K_META, K_DONE, K_DEAD, K_INFLIGHT, K_WORKERS, K_EVENTS = 1, 2, 3, 4, 5, 6, 7, 8, 9
 local GROUP = 'workers'
@@ -172,7 +172,7 @@ local function bury(keys, id, t, now, worker, attempts, message)
 end
 
 local function task_reply(id, t, f)
-  return { id, t.path, t.start, t['end'], t.fmt, t.injected_ms, f.attempts, t.more or '', f.solo }
+  return { id, t.path, t.start, t['end'], t.fmt, t.injected_ms, f.attempts, t.more or '', f.solo, t.ver or '' }
 end
 
 -- Bytes of a task: its own range, plus those of the small files packed with it (`more` starts with
@@ -235,9 +235,10 @@ local function create(keys, args)
   return { 1, run_id }
 end
 
--- enqueue(now, {seq, path, start, end, fmt, more, due}...): add tasks with ids `seq-0`; `more` is empty,
+-- enqueue(now, {seq, path, start, end, fmt, more, due, ver}...): add tasks with ids `seq-0`; `more` is empty,
 -- or the other ranges of a task that packs small files (`<their bytes>|` then path, start, end, fmt,
--- each followed by a NUL byte); `due` is empty, or when the file was due to arrive (a stream's
+-- ver, each followed by a NUL byte); `ver` is empty for a local file, or the version planned (an
+-- object's ETag, which every read of it asks for); `due` is empty, or when the file was due to arrive (a stream's
 -- schedule, ms on the coordinator's clock): latency counts from then, so a file that waited out an
 -- outage before it could be enqueued shows its whole wait. A task whose seq is not above the job's last one is already there (a re-send
 -- after a crash or rollback) and is skipped. The job's tasks are always exactly 1..last_seq: new ones
@@ -245,13 +246,13 @@ end
 -- added) and the driver re-sends from last_seq + 1. Else {'ok', added, skipped}.
 local function enqueue(keys, args)
   local now = clock(args[1])
-  if (#args - 1) % 7 ~= 0 then
-    fail('enqueue takes now and groups of seq, path, start, end, fmt, more, due')
+  if (#args - 1) % 8 ~= 0 then
+    fail('enqueue takes now and groups of seq, path, start, end, fmt, more, due, ver')
   end
   require_job(keys)
   local last_seq = meta_int(keys, 'last_seq')
   local prev, fresh = -1, {}
-  for i = 2, #args, 7 do
+  for i = 2, #args, 8 do
     local seq = int(args[i], 'seq')
     local s, e = int(args[i + 2], 'start'), int(args[i + 3], 'end')
     if seq <= prev then
@@ -291,6 +292,9 @@ local function enqueue(keys, args)
     if args[i + 6] ~= '' then
       fields[#fields + 1], fields[#fields + 2] = 'due_ms', args[i + 6]
     end
+    if args[i + 7] ~= '' then
+      fields[#fields + 1], fields[#fields + 2] = 'ver', args[i + 7]
+    end
     redis.call('XADD', keys[K_TASKS], args[i] .. '-0', unpack(fields))
     bytes = bytes + task_bytes(t)
   end
@@ -299,7 +303,7 @@ local function enqueue(keys, args)
     redis.call('HINCRBY', keys[K_META], 'bytes', bytes)
     redis.call('HSET', keys[K_META], 'last_seq', prev)
   end
-  return { 'ok', #fresh, (#args - 1) / 7 - #fresh }
+  return { 'ok', #fresh, (#args - 1) / 8 - #fresh }
 end
 
 -- seal(now, expected_tasks): no more tasks will come. expected_tasks > 0 must match the job's task count

@@ -1,6 +1,8 @@
 //! Loading the Functions library, and noticing when a server has a stale one or none at all.
 
-use redis::Connection;
+use redis::{Cmd, ConnectionLike, RedisResult};
+
+use crate::con::Con;
 
 /// Source of the library (`#!lua name=redcount`).
 pub const LIBRARY_SOURCE: &str = include_str!("library.lua");
@@ -34,18 +36,37 @@ const fn parse_version(source: &str) -> i64 {
 }
 
 /// Loads the library unless the server already has this exact version. Safe to call often.
-pub fn ensure_library(con: &mut Connection) -> redis::RedisResult<()> {
-    let loaded: redis::RedisResult<i64> =
-        redis::cmd("FCALL_RO").arg("rc_version").arg(0).query(con);
+pub fn ensure_library(con: &mut dyn ConnectionLike) -> RedisResult<()> {
+    ensure_with(|cmd| cmd.query(con))
+}
+
+/// [`ensure_library`] on every primary of a cluster (a function runs on the shard of its keys, so
+/// each needs the library; replicas get it from their primary), or on the one server.
+pub(crate) fn ensure_library_everywhere(con: &mut Con) -> RedisResult<()> {
+    match con.primaries()? {
+        None => ensure_library(con),
+        Some(nodes) => {
+            for node in nodes {
+                ensure_with(|cmd| con.query_on(&node, cmd))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Checks the version with `query`, and loads the library with it when it differs.
+fn ensure_with(mut query: impl FnMut(&Cmd) -> RedisResult<redis::Value>) -> RedisResult<()> {
+    let loaded = query(redis::cmd("FCALL_RO").arg("rc_version").arg(0))
+        .and_then(|v| Ok(<i64 as redis::FromRedisValue>::from_redis_value(v)?));
     if matches!(loaded, Ok(v) if v == LIBRARY_VERSION) {
         return Ok(());
     }
-    match redis::cmd("FUNCTION")
-        .arg("LOAD")
-        .arg("REPLACE")
-        .arg(LIBRARY_SOURCE)
-        .query::<String>(con)
-    {
+    match query(
+        redis::cmd("FUNCTION")
+            .arg("LOAD")
+            .arg("REPLACE")
+            .arg(LIBRARY_SOURCE),
+    ) {
         Ok(_) => Ok(()),
         // Redis before 7.0 has no Functions: say so rather than "unknown command".
         Err(e)

@@ -7,9 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
-use redis::{Connection, ErrorKind, RedisError, RedisResult, ServerErrorKind};
+use redis::{ErrorKind, RedisError, RedisResult, ServerErrorKind};
 
-use crate::library::{ensure_library, is_missing_library};
+use crate::con::Con;
+
+use crate::library::{ensure_library_everywhere, is_missing_library};
 use crate::target::Target;
 use crate::{Error, Result};
 
@@ -60,10 +62,11 @@ impl Default for LinkOptions {
     }
 }
 
-/// One reconnecting connection to one Redis URL (or to the primary its Sentinels name).
+/// One reconnecting connection to one Redis URL (or to the primary its Sentinels name, a Raft
+/// group's leader, or the shards of a Redis Cluster).
 pub struct Link {
     target: Target,
-    con: Option<Connection>,
+    con: Option<Con>,
     addr: String,
     options: LinkOptions,
     /// Connections made so far: a change between two calls means they went to different servers
@@ -79,8 +82,9 @@ pub struct Link {
 impl Link {
     /// Parses `url` (`redis://[:password@]host:port[/db]`, `rediss://...` for TLS (the server's
     /// certificate is checked against the system's roots, or the PEM file in `SSL_CERT_FILE`),
-    /// `redis+sentinel://[:password@]host:port[,host:port...]/name` or
-    /// `redis+raft://[:password@]host:port[,host:port...]`); does not connect yet.
+    /// `redis+sentinel://[:password@]host:port[,host:port...]/name`,
+    /// `redis+raft://[:password@]host:port[,host:port...]` or
+    /// `redis+cluster://[:password@]host:port[,host:port...]`); does not connect yet.
     pub fn open(url: &str, options: LinkOptions) -> Result<Link> {
         let addr = redact_url(url);
         let target = Target::parse(url).map_err(|cause| Error::Redis {
@@ -104,6 +108,27 @@ impl Link {
         matches!(self.target, Target::Raft { .. })
     }
 
+    /// True when this link leads to a Redis Cluster (`redis+cluster://`): a job lives on one shard.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.target, Target::Cluster(_))
+    }
+
+    /// Runs a keyless command (`INFO`, `WAIT`, `CONFIG GET`, `BGSAVE`) on the server that holds
+    /// `key` (in a cluster, the primary of its slot), with the link's retries.
+    pub fn query_at<T: redis::FromRedisValue>(
+        &mut self,
+        what: &str,
+        key: &str,
+        cmd: &redis::Cmd,
+    ) -> Result<T> {
+        self.call(what, |con| con.query_at(key, cmd))
+    }
+
+    /// Every key matching `pattern`, on every primary of a cluster (`SCAN MATCH`).
+    pub fn scan(&mut self, pattern: &str) -> Result<Vec<String>> {
+        self.call("SCAN", |con| con.scan_match(pattern))
+    }
+
     /// How many connections this link has made (see the field).
     pub fn connections(&self) -> u64 {
         self.connections
@@ -118,7 +143,7 @@ impl Link {
     pub fn call<T>(
         &mut self,
         what: &str,
-        mut f: impl FnMut(&mut Connection) -> RedisResult<T>,
+        mut f: impl FnMut(&mut Con) -> RedisResult<T>,
     ) -> Result<T> {
         let started = Instant::now();
         let mut delay = Duration::from_millis(50);
@@ -131,7 +156,7 @@ impl Link {
                     Ok(value) => return Ok(value),
                     Err(err) if is_missing_library(&err) && !reloaded => {
                         reloaded = true;
-                        ensure_library(con)
+                        ensure_library_everywhere(con)
                     }
                     Err(err) => Err(err),
                 },
@@ -224,12 +249,11 @@ impl Link {
         }
     }
 
-    fn connection(&mut self) -> RedisResult<&mut Connection> {
+    fn connection(&mut self) -> RedisResult<&mut Con> {
         if self.con.is_none() {
             let (mut con, named) = self.target.connect(self.options.connect_timeout)?;
-            con.set_read_timeout(self.options.read_timeout)?;
-            con.set_write_timeout(self.options.read_timeout)?;
-            ensure_library(&mut con)?;
+            con.set_timeouts(self.options.read_timeout)?;
+            ensure_library_everywhere(&mut con)?;
             self.con = Some(con);
             self.sentinel_named = named.map(|n| (n, Instant::now()));
             self.connections += 1;
@@ -271,6 +295,8 @@ fn is_transient(err: &RedisError) -> bool {
         || err.code() == Some("NOREPLICAS")
         || is_interrupted(err)
         || err.is_io_error()
+        // The cluster client lost every connection to the node of a slot (a shard's primary died).
+        || err.kind() == ErrorKind::ClusterConnectionNotFound
         || err.is_connection_refusal()
         || err.is_connection_dropped()
         || err.is_timeout()
@@ -280,6 +306,8 @@ fn is_transient(err: &RedisError) -> bool {
                 ServerErrorKind::BusyLoading
                     | ServerErrorKind::TryAgain
                     | ServerErrorKind::MasterDown
+                    // A cluster shard whose primary failed, before its replica is promoted.
+                    | ServerErrorKind::ClusterDown
                     // A Raft follower: the leader is elsewhere.
                     | ServerErrorKind::Moved
                     // A demoted primary refuses writes: find the new one.

@@ -7,19 +7,9 @@ use crate::keys::{job_of_meta_key, META_KEY_PATTERN};
 use crate::partials::TOP_PER_PARTITION;
 use crate::{Aggregation, Job, Link, Result};
 
-/// The names of every job in the Redis behind `link`, sorted.
+/// The names of every job in the Redis behind `link` (every shard of a cluster), sorted.
 pub fn job_names(link: &mut Link) -> Result<Vec<String>> {
-    let mut keys: Vec<String> = link.call("SCAN", |con| {
-        let iter = redis::cmd("SCAN")
-            .cursor_arg(0)
-            .arg("MATCH")
-            .arg(META_KEY_PATTERN)
-            .arg("COUNT")
-            .arg(1000)
-            .clone();
-        iter.iter::<String>(con)
-            .map(|it| it.filter_map(std::result::Result::ok).collect())
-    })?;
+    let mut keys = link.scan(META_KEY_PATTERN)?;
     keys.sort();
     Ok(keys
         .iter()

@@ -3,12 +3,17 @@
 //! primary is looked up again on every new connection, and a server that answers `ROLE` with anything
 //! but `master` (a demoted primary) is refused, so writes follow failovers. A Raft group
 //! (`redis+raft://[:password@]host:port,host:port,...`) is searched the same way: each node answers
-//! `ROLE` with `master` only while it leads, or names the leader.
+//! `ROLE` with `master` only while it leads, or names the leader. A Redis Cluster
+//! (`redis+cluster://[:password@]host:port,host:port,...`, any of its nodes) goes through redis-rs's
+//! cluster client, which routes each command to the shard holding its keys.
 
 use std::sync::Mutex;
 use std::time::Duration;
 
+use redis::cluster::ClusterClient;
 use redis::{Client, Connection, RedisError, RedisResult};
+
+use crate::con::Con;
 
 pub(crate) enum Target {
     Direct(Client),
@@ -28,12 +33,17 @@ pub(crate) enum Target {
         /// The node that led last time (or that a node named as leader): tried first.
         leader_hint: Mutex<Option<String>>,
     },
+    /// A Redis Cluster: the client learns the slot map from whichever listed node answers.
+    Cluster(ClusterClient),
 }
 
 impl Target {
     pub(crate) fn parse(url: &str) -> RedisResult<Target> {
         if let Some(rest) = url.strip_prefix("redis+raft://") {
             return parse_raft(url, rest);
+        }
+        if let Some(rest) = url.strip_prefix("redis+cluster://") {
+            return parse_cluster(url, rest);
         }
         let Some(rest) = url.strip_prefix("redis+sentinel://") else {
             return Ok(Target::Direct(Client::open(url)?));
@@ -63,9 +73,12 @@ impl Target {
 
     /// A connection to the server this target names now, with that server's `host:port` when a
     /// Sentinel named it (so the link can notice when the Sentinels name another).
-    pub(crate) fn connect(&self, timeout: Duration) -> RedisResult<(Connection, Option<String>)> {
+    pub(crate) fn connect(&self, timeout: Duration) -> RedisResult<(Con, Option<String>)> {
         match self {
-            Target::Direct(client) => Ok((client.get_connection_with_timeout(timeout)?, None)),
+            Target::Direct(client) => {
+                Ok((Con::One(client.get_connection_with_timeout(timeout)?), None))
+            }
+            Target::Cluster(client) => Ok((Con::Cluster(Box::new(client.get_connection()?)), None)),
             Target::Sentinel {
                 sentinels,
                 master,
@@ -74,7 +87,7 @@ impl Target {
                 let mut last = None;
                 for sentinel in sentinels {
                     match primary_via(sentinel, master, auth, timeout) {
-                        Ok((con, addr)) => return Ok((con, Some(addr))),
+                        Ok((con, addr)) => return Ok((Con::One(con), Some(addr))),
                         Err(err) => last = Some(err),
                     }
                 }
@@ -86,7 +99,10 @@ impl Target {
                 nodes,
                 auth,
                 leader_hint,
-            } => Ok((raft_leader(nodes, auth, leader_hint, timeout)?, None)),
+            } => Ok((
+                Con::One(raft_leader(nodes, auth, leader_hint, timeout)?),
+                None,
+            )),
         }
     }
 
@@ -123,7 +139,9 @@ impl Target {
     }
 }
 
-fn parse_raft(url: &str, rest: &str) -> RedisResult<Target> {
+/// `[auth@]host:port,host:port[/]` -> (`auth@` or empty, the `host:port`s), or an error naming
+/// the URL's form (`scheme`) when it lists no node.
+fn auth_and_nodes(url: &str, rest: &str, scheme: &str) -> RedisResult<(String, Vec<String>)> {
     let (auth, rest) = match rest.rfind('@') {
         Some(at) => (rest[..=at].to_string(), &rest[at + 1..]),
         None => (String::new(), rest),
@@ -136,15 +154,38 @@ fn parse_raft(url: &str, rest: &str) -> RedisResult<Target> {
         .collect();
     if nodes.is_empty() {
         return Err(unreachable_error(format!(
-            "'{}' names no node: use redis+raft://[:password@]host:port[,host:port...]",
+            "'{}' names no node: use {scheme}://[:password@]host:port[,host:port...]",
             crate::redact_url(url)
         )));
     }
+    Ok((auth, nodes))
+}
+
+fn parse_raft(url: &str, rest: &str) -> RedisResult<Target> {
+    let (auth, nodes) = auth_and_nodes(url, rest, "redis+raft")?;
     Ok(Target::Raft {
         nodes,
         auth,
         leader_hint: Mutex::new(None),
     })
+}
+
+/// How many times the cluster client itself retries a command (after a `MOVED` it refreshes its
+/// slot map and follows; after an error it reconnects): few, since the link retries everything
+/// transient for up to a minute with its own backoff, and a failover takes seconds.
+const CLUSTER_RETRIES: u32 = 3;
+
+fn parse_cluster(url: &str, rest: &str) -> RedisResult<Target> {
+    let (auth, nodes) = auth_and_nodes(url, rest, "redis+cluster")?;
+    let node_urls: Vec<String> = nodes.iter().map(|n| format!("redis://{auth}{n}")).collect();
+    let client = ClusterClient::builder(node_urls)
+        .connection_timeout(Duration::from_secs(2))
+        .response_timeout(Duration::from_secs(10))
+        .retries(CLUSTER_RETRIES)
+        .min_retry_wait(50)
+        .max_retry_wait(250)
+        .build()?;
+    Ok(Target::Cluster(client))
 }
 
 /// Connects to the group's leader: the hinted node first, then every node, following the leader a

@@ -16,10 +16,13 @@ pub struct Piece {
     pub end: u64,
     /// How its bytes are read.
     pub format: Format,
+    /// The version planned (an object's ETag), which every read asks for; None for local files.
+    pub version: Option<String>,
 }
 
 /// The `more` field of a packed task: `<bytes of the pieces>|` then each piece as
-/// `path NUL start NUL end NUL fmt NUL` (paths hold no NUL byte). Empty for a task of one range.
+/// `path NUL start NUL end NUL fmt NUL ver NUL` (`ver` empty for a local file; paths and versions
+/// hold no NUL byte). Empty for a task of one range.
 pub(crate) fn encode_more(more: &[Piece]) -> Vec<u8> {
     use std::os::unix::ffi::OsStrExt;
     if more.is_empty() {
@@ -31,7 +34,14 @@ pub(crate) fn encode_more(more: &[Piece]) -> Vec<u8> {
         out.extend_from_slice(p.path.as_os_str().as_bytes());
         out.push(0);
         out.extend_from_slice(
-            format!("{}\0{}\0{}\0", p.start, p.end, p.format.as_str()).as_bytes(),
+            format!(
+                "{}\0{}\0{}\0{}\0",
+                p.start,
+                p.end,
+                p.format.as_str(),
+                p.version.as_deref().unwrap_or("")
+            )
+            .as_bytes(),
         );
     }
     out
@@ -55,11 +65,13 @@ pub(crate) fn decode_more(more: &[u8]) -> Option<Vec<Piece>> {
         let start = num(fields.next())?;
         let end = num(fields.next())?;
         let format = Format::parse(std::str::from_utf8(fields.next()?).ok()?)?;
+        let version = std::str::from_utf8(fields.next()?).ok()?;
         pieces.push(Piece {
             path: PathBuf::from(std::ffi::OsString::from_vec(path.to_vec())),
             start,
             end,
             format,
+            version: (!version.is_empty()).then(|| version.to_string()),
         });
     }
 }
@@ -77,6 +89,8 @@ pub struct NewTask {
     pub end: u64,
     /// How its bytes are read.
     pub format: Format,
+    /// The version planned (an object's ETag); None for local files.
+    pub version: Option<String>,
     /// More ranges of small files packed into this task (empty for most tasks).
     pub more: Vec<Piece>,
     /// When the file was due to arrive (a stream's schedule, ms on the coordinator's clock); None:
@@ -97,6 +111,8 @@ pub struct Task {
     pub end: u64,
     /// How its bytes are read.
     pub format: Format,
+    /// The version planned (an object's ETag); None for local files.
+    pub version: Option<String>,
     /// More ranges packed into this task.
     pub more: Vec<Piece>,
     /// When the task entered the stream (ms, the coordinator's clock).
@@ -126,6 +142,7 @@ impl Task {
             start: self.start,
             end: self.end,
             format: self.format,
+            version: self.version.clone(),
         })
         .chain(self.more.iter().cloned())
     }
@@ -143,12 +160,14 @@ mod tests {
                 start: 0,
                 end: 10,
                 format: Format::Text,
+                version: None,
             },
             Piece {
-                path: PathBuf::from("/x.csv"),
+                path: PathBuf::from("s3://bucket/x.csv"),
                 start: 5,
                 end: 7,
                 format: Format::Csv,
+                version: Some("\"9b2cf535f27731c974343645a3985328\"".into()),
             },
         ];
         let wire = encode_more(&more);
@@ -156,5 +175,10 @@ mod tests {
         assert_eq!(decode_more(&wire), Some(more));
         assert_eq!(decode_more(b""), Some(Vec::new()));
         assert_eq!(decode_more(b"3|/x\0no\0"), None);
+        assert_eq!(
+            decode_more(b"3|/x\0 0\0 3\0text\0"),
+            None,
+            "a piece without its version"
+        );
     }
 }

@@ -45,6 +45,7 @@ fn setup_with(n: u64, history: u64) -> (RedisServer, Job) {
             start: 0,
             end: 10,
             format: Format::Text,
+            version: None,
             more: Vec::new(),
             due_ms: None,
         })

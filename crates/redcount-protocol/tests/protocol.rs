@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use redcount_protocol::{
     Aggregation, ClaimRequest, CommitOutcome, Deferral, Enqueued, Format, Job, JobKeys, JobSpec,
-    Link, LinkOptions, NewTask, Now, Status, STATUS_FIELDS,
+    Link, LinkOptions, NewTask, Now, Piece, Status, STATUS_FIELDS,
 };
 use redcount_server::{RedisServer, ServerOptions};
 
@@ -34,6 +34,7 @@ fn task(seq: u64, bytes: u64) -> NewTask {
         start: 0,
         end: bytes,
         format: Format::Text,
+        version: None,
         more: Vec::new(),
         due_ms: None,
     }
@@ -136,6 +137,60 @@ fn create_and_enqueue_are_idempotent() {
     assert!(err.to_string().contains("sealed"), "{err}");
     // A seal that expects another number of tasks reports what is there.
     assert_eq!(job.seal(T0 + 7, 5).expect("seal"), (false, 3));
+}
+
+#[test]
+fn a_task_comes_back_with_its_ranges_and_their_versions_as_enqueued() {
+    let server = RedisServer::start(ServerOptions::default()).expect("redis-server starts");
+    let mut job = Job::new(
+        Link::open(&server.url(), LinkOptions::default()).expect("url"),
+        "v",
+    )
+    .expect("job");
+    job.create(T0, "run1", &spec(3)).expect("create");
+    let etag = |s: &str| Some(format!("\"{s}\""));
+    let sent = vec![
+        NewTask {
+            version: etag("a1"),
+            path: PathBuf::from("s3://bucket/a.txt"),
+            more: vec![
+                Piece {
+                    path: PathBuf::from("s3://bucket/b.csv"),
+                    start: 0,
+                    end: 7,
+                    format: Format::Csv,
+                    version: etag("b2-3"),
+                },
+                Piece {
+                    path: PathBuf::from("/local/c.txt"),
+                    start: 0,
+                    end: 9,
+                    format: Format::Text,
+                    version: None,
+                },
+            ],
+            ..task(1, 100)
+        },
+        task(2, 50),
+    ];
+    job.enqueue(T0, &sent).expect("enqueue");
+    // Fair share: one at a time for one worker.
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        got.extend(
+            job.claim(T0, &req("w", 10, 1 << 30, 3, 10_000))
+                .expect("claim")
+                .tasks,
+        );
+    }
+    assert_eq!(got.len(), 2);
+    for (task, sent) in got.iter().zip(&sent) {
+        assert_eq!(
+            (&task.path, task.start, task.end, &task.version, &task.more),
+            (&sent.path, sent.start, sent.end, &sent.version, &sent.more)
+        );
+    }
+    assert_eq!(got[0].len(), 116);
 }
 
 #[test]

@@ -16,7 +16,8 @@ use crate::process::{die_with_parent, spawn_detached, stop_all, write_private};
 /// A node's id in the group (`--id`, the keys of `--peers`).
 pub type NodeId = u64;
 
-const GROUP_FILE: &str = "raft-group.json";
+/// The file a Raft group is recorded in.
+pub const GROUP_FILE: &str = "raft-group.json";
 
 /// One member of a group.
 #[derive(Debug, Clone, Serialize, Deserialize)]

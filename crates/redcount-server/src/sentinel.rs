@@ -3,16 +3,19 @@
 //! `redcount cluster up` can exit and `redcount cluster down` can find them again.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::daemon::{self, common_conf, launch, start};
 use crate::process::stop_all;
 use crate::{find_redis_server, free_port, random_hex, write_private, ServerError};
 
 /// The Sentinel name of the primary.
 pub const MASTER_NAME: &str = "redcount";
 
-/// What runs where; saved as `cluster.txt` in the directory.
+/// The file a Sentinel set is recorded in.
+pub const CLUSTER_FILE: &str = "cluster.txt";
+
+/// What runs where; saved as [`CLUSTER_FILE`] in the directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cluster {
     /// The directory holding every file.
@@ -48,7 +51,7 @@ impl Cluster {
     /// Pid of the redis-server on `port` (data node or Sentinel), from its pid file, if it still runs
     /// (a pid file left by a killed server may name a pid since reused by something else).
     pub fn pid(&self, port: u16) -> Option<i32> {
-        crate::running_pid(&self.dir.join(format!("{port}.pid")), "redis-server")
+        daemon::pid(&self.dir, port)
     }
 
     fn save(&self) -> std::io::Result<()> {
@@ -58,12 +61,12 @@ impl Cluster {
             join(&self.nodes),
             join(&self.sentinels)
         );
-        write_private(&self.dir.join("cluster.txt"), &text)
+        write_private(&self.dir.join(CLUSTER_FILE), &text)
     }
 
     /// Reads a cluster started earlier in `dir`.
     pub fn load(dir: &Path) -> Result<Cluster, ServerError> {
-        let path = dir.join("cluster.txt");
+        let path = dir.join(CLUSTER_FILE);
         let text = std::fs::read_to_string(&path).map_err(|source| ServerError::Dir {
             path: path.clone(),
             source,
@@ -100,22 +103,7 @@ fn join(ports: &[u16]) -> String {
 /// Sentinels know the primary.
 pub fn cluster_up(dir: &Path, replicas: usize, sentinels: usize) -> Result<Cluster, ServerError> {
     let program = find_redis_server().ok_or(ServerError::NotInstalled)?;
-    let dir = std::path::absolute(dir).map_err(|source| ServerError::Dir {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    std::fs::create_dir_all(&dir).map_err(|source| ServerError::Dir {
-        path: dir.clone(),
-        source,
-    })?;
-    if dir.join("cluster.txt").exists() {
-        return Err(ServerError::Dir {
-            path: dir.clone(),
-            source: std::io::Error::other(
-                "a cluster was already started here: run `redcount cluster down` first",
-            ),
-        });
-    }
+    let dir = daemon::fresh_dir(dir, crate::CLUSTER_MARKERS)?;
     let mut cluster = Cluster {
         dir: dir.clone(),
         password: random_hex(16),
@@ -151,25 +139,25 @@ fn start_processes(
 ) -> Result<(), ServerError> {
     for i in 0..=replicas {
         let port = free_port().map_err(ServerError::Spawn)?;
-        let mut conf = common_conf(cluster, port);
+        let mut conf = common_conf(&cluster.dir, port);
         conf.push_str(&data_node_conf(&cluster.password, replicas));
         if i > 0 {
             conf.push_str(&format!("replicaof 127.0.0.1 {}\n", cluster.nodes[0]));
         }
-        start(program, cluster, port, &conf, false)?;
+        start(program, &cluster.dir, port, &conf, false)?;
         cluster.nodes.push(port);
     }
     wait_streaming(cluster, replicas)?;
     let quorum = sentinels / 2 + 1;
     for _ in 0..sentinels {
         let port = free_port().map_err(ServerError::Spawn)?;
-        let mut conf = common_conf(cluster, port);
+        let mut conf = common_conf(&cluster.dir, port);
         conf.push_str(&sentinel_conf(
             &cluster.password,
             &format!("127.0.0.1 {}", cluster.nodes[0]),
             quorum,
         ));
-        start(program, cluster, port, &conf, true)?;
+        start(program, &cluster.dir, port, &conf, true)?;
         cluster.sentinels.push(port);
     }
     Ok(())
@@ -254,14 +242,6 @@ fn wait_streaming(cluster: &Cluster, replicas: usize) -> Result<(), ServerError>
     Ok(())
 }
 
-fn common_conf(cluster: &Cluster, port: u16) -> String {
-    let d = cluster.dir.display();
-    format!(
-        "port {port}\nbind 127.0.0.1\ndaemonize yes\npidfile {d}/{port}.pid\nlogfile {d}/{port}.log\ndir {d}\n\
-         dbfilename {port}.rdb\nappendfilename {port}.aof\nappenddirname aof-{port}\n"
-    )
-}
-
 /// Starts again every process of the cluster in `dir` that is not running (a killed primary comes
 /// back and its Sentinels make it a replica of the new one), from the config it had. Returns the
 /// cluster and how many were started.
@@ -276,58 +256,11 @@ pub fn cluster_restart_missing(dir: &Path) -> Result<(Cluster, usize), ServerErr
         .chain(cluster.sentinels.iter().map(|p| (p, true)))
     {
         if cluster.pid(port).is_none() {
-            launch(&program, &cluster, port, sentinel)?;
+            launch(&program, &cluster.dir, port, sentinel)?;
             started += 1;
         }
     }
     Ok((cluster, started))
-}
-
-/// Writes the node's config (Sentinel rewrites its own) and starts it; waits for its pid file.
-fn start(
-    program: &Path,
-    cluster: &Cluster,
-    port: u16,
-    conf: &str,
-    sentinel: bool,
-) -> Result<(), ServerError> {
-    let path = cluster.dir.join(format!("{port}.conf"));
-    write_private(&path, conf).map_err(|source| ServerError::Dir {
-        path: path.clone(),
-        source,
-    })?;
-    launch(program, cluster, port, sentinel)
-}
-
-/// Starts the node on `port` from its config file; waits for its pid file.
-fn launch(program: &Path, cluster: &Cluster, port: u16, sentinel: bool) -> Result<(), ServerError> {
-    let path = cluster.dir.join(format!("{port}.conf"));
-    // umask 077: a Sentinel rewrites its config (which holds the password) whenever its state
-    // changes, and would leave it readable by everyone; files it creates are now its user's only.
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg("umask 077 && exec \"$0\" \"$@\"")
-        .arg(program)
-        .arg(&path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    if sentinel {
-        cmd.arg("--sentinel");
-    }
-    let status = cmd.status().map_err(ServerError::Spawn)?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while cluster.pid(port).is_none() {
-        if !status.success() || Instant::now() > deadline {
-            return Err(ServerError::NotReady {
-                port,
-                detail: format!("it exited with {status} or wrote no pid file"),
-                log: cluster.dir.join(format!("{port}.log")),
-            });
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
 }
 
 /// Stops every process of the cluster in `dir` (SIGTERM, then SIGKILL) and forgets it.
@@ -339,11 +272,7 @@ pub fn cluster_down(dir: &Path) -> Result<Cluster, ServerError> {
         .chain(&cluster.nodes)
         .copied()
         .collect();
-    let pids: Vec<i32> = ports.iter().filter_map(|&p| cluster.pid(p)).collect();
-    stop_all(&pids, Duration::from_secs(5));
-    for port in ports {
-        let _ = std::fs::remove_file(dir.join(format!("{port}.pid")));
-    }
-    let _ = std::fs::remove_file(dir.join("cluster.txt"));
+    daemon::stop(dir, &ports);
+    let _ = std::fs::remove_file(dir.join(CLUSTER_FILE));
     Ok(cluster)
 }

@@ -1,22 +1,89 @@
-//! Counting one task: read its byte range, pick the text out (CSV column or plain), tokenize, add up.
+//! Counting one task: read its byte ranges, pick the text out (CSV column or plain), tokenize, add up.
 
 use std::collections::HashSet;
 
 use anyhow::Context;
 use redcount_count::{Tokenizer, WordCounts};
+use redcount_input::object::{is_object, read_all, RangeRequest};
 use redcount_input::{csv_text, read::read_range, split::csv_header, InputError};
 use redcount_protocol::{Format, JobSpec, Piece};
 
-/// Counts the words of one range of a task into `counts` and returns how many it had. On error `counts` is unchanged.
-/// `buf` is reused between tasks to avoid reallocating.
-pub(crate) fn count_piece(
+/// The bytes of a task's ranges, by piece: those in an object store all read at once, concurrently
+/// (each GET costs a round trip: read one at a time, a packed task of small objects would wait on
+/// the network far longer than it counts), local ones one at a time as they are counted, into a
+/// buffer reused between tasks.
+pub(crate) struct PieceBytes {
+    objects: Vec<Option<Result<Vec<u8>, InputError>>>,
+}
+
+impl PieceBytes {
+    /// Reads every object range of `pieces` now.
+    pub(crate) fn fetch(pieces: &[Piece]) -> PieceBytes {
+        let wanted: Vec<(usize, RangeRequest<'_>)> = pieces
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| is_object(&p.path))
+            .map(|(i, p)| {
+                (
+                    i,
+                    RangeRequest {
+                        url: &p.path,
+                        version: p.version.as_deref(),
+                        range: p.start..p.end,
+                    },
+                )
+            })
+            .collect();
+        let mut objects: Vec<Option<Result<Vec<u8>, InputError>>> =
+            pieces.iter().map(|_| None).collect();
+        if !wanted.is_empty() {
+            let requests: Vec<RangeRequest<'_>> = wanted.iter().map(|(_, r)| r.clone()).collect();
+            for ((i, _), bytes) in wanted.iter().zip(read_all(&requests)) {
+                objects[*i] = Some(bytes);
+            }
+        }
+        PieceBytes { objects }
+    }
+
+    /// Counts piece `index` (`piece`): its fetched bytes, or the local file's range read into `buf`.
+    pub(crate) fn count(
+        &mut self,
+        index: usize,
+        piece: &Piece,
+        tokenizer: &Tokenizer,
+        csv_column: &str,
+        buf: &mut Vec<u8>,
+        counts: &mut WordCounts,
+    ) -> Result<u64, InputError> {
+        let data = match self.objects.get_mut(index).and_then(Option::take) {
+            Some(fetched) => {
+                *buf = fetched?;
+                buf
+            }
+            None => {
+                read_range(
+                    &piece.path,
+                    piece.version.as_deref(),
+                    piece.start,
+                    piece.end,
+                    buf,
+                )?;
+                buf
+            }
+        };
+        count_bytes(piece, data, tokenizer, csv_column, counts)
+    }
+}
+
+/// Counts the words of one range of a task (its bytes `buf`) into `counts` and returns how many it
+/// had. On error `counts` is unchanged.
+fn count_bytes(
     task: &Piece,
+    buf: &[u8],
     tokenizer: &Tokenizer,
     csv_column: &str,
-    buf: &mut Vec<u8>,
     counts: &mut WordCounts,
 ) -> Result<u64, InputError> {
-    read_range(&task.path, task.start, task.end, buf)?;
     let before = counts.total();
     match task.format {
         // Text cannot fail once read: count straight into the batch, no per-task map to merge.
@@ -33,8 +100,7 @@ pub(crate) fn count_piece(
             if task.start == 0 {
                 count_fields(buf)?;
             } else {
-                let mut with_header =
-                    csv_header(&task.path).map_err(|e| InputError::from_io(&task.path, e))?;
+                let mut with_header = csv_header(&task.path, task.version.as_deref(), task.start)?;
                 with_header.extend_from_slice(buf);
                 count_fields(&with_header)?;
             }

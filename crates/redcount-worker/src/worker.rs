@@ -9,12 +9,13 @@ use redcount_count::partial;
 use redcount_count::{Tokenizer, WordCounts};
 use redcount_protocol::{
     live_window, Aggregation, ClaimRequest, Claimed, CommitOutcome, Deferral,
-    Error as ProtocolError, Job, JobSpec, Link, MergePolicy, Now, Task,
+    Error as ProtocolError, Job, JobSpec, Link, MergePolicy, Now, Piece, Task,
 };
 
-use crate::count::{build_tokenizer, count_piece};
+use crate::count::{build_tokenizer, PieceBytes};
 use crate::lease::{renew_every, Renewer};
 use crate::WorkerOptions;
+use redcount_input::object::is_object;
 use redcount_input::InputError;
 
 /// What one worker did.
@@ -48,6 +49,9 @@ pub fn run_worker(
         .lease
         .unwrap_or(spec.lease)
         .max(Duration::from_millis(1));
+    // An object store's transient errors are retried for up to a lease: the renewals keep the task
+    // meanwhile, and a store down longer than that is down (the input is reported failed).
+    redcount_input::object::set_retry_budget(lease);
     let renewer_job = Job::new(Link::open(url, options.link.clone())?, job_name)?;
     let mut worker = Worker {
         tokenizer: build_tokenizer(&spec)?,
@@ -258,8 +262,9 @@ impl Worker<'_> {
         // An input this host cannot open may be on another worker's host (workers need the inputs
         // at the same paths, and a mount can be missing on one): offer the task to the others
         // first. One stat per file, before anything is counted, so a deferred task leaves no trace.
+        // (Objects are in one store that every worker reaches alike.)
         let mut nobody_can = None;
-        if let Some(err) = task.pieces().find_map(|p| {
+        if let Some(err) = task.pieces().filter(|p| !is_object(&p.path)).find_map(|p| {
             std::fs::metadata(&p.path)
                 .err()
                 .map(|e| InputError::from_io(&p.path, e))
@@ -283,12 +288,15 @@ impl Worker<'_> {
         let mut words = 0;
         self.renewer.counting(Some(&task.id));
         let _counted = CountingGuard(&self.renewer);
-        for (index, piece) in task.pieces().enumerate() {
+        let pieces: Vec<Piece> = task.pieces().collect();
+        let mut bytes = PieceBytes::fetch(&pieces);
+        for (index, piece) in pieces.iter().enumerate() {
             // Per input file, so a slowed job takes as long whether or not small files are packed.
             burn_cpu(self.options.slow);
             crate::poison::strike(&piece.path);
-            match count_piece(
-                &piece,
+            match bytes.count(
+                index,
+                piece,
                 &self.tokenizer,
                 &self.csv_column,
                 &mut self.buf,

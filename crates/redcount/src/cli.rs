@@ -59,20 +59,26 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
-    /// Start a primary, replicas and Sentinels (or, with --raft N, a Raft group of N nodes) on free
-    /// loopback ports; prints the URL to use.
+    /// Start a primary, replicas and Sentinels (with --shards N, a Redis Cluster of N primaries;
+    /// with --raft N, a Raft group of N nodes) on free loopback ports; prints the URL to use.
     Up {
         /// Directory for the processes' config, pid, log and data files.
         #[arg(long)]
         dir: PathBuf,
-        /// Replicas of the primary. With 2 or more, a primary cut off from all of them refuses
-        /// writes after 2 s (min-replicas-to-write), so a partitioned primary cannot take commits
-        /// the failover would throw away; with 1, the promoted replica keeps taking writes alone.
-        #[arg(long, default_value_t = 2)]
-        replicas: usize,
+        /// Replicas of the primary (default 2), or of each shard's primary with --shards (default
+        /// 1). With Sentinels and 2 or more, a primary cut off from all of them refuses writes
+        /// after 2 s (min-replicas-to-write), so a partitioned primary cannot take commits the
+        /// failover would throw away; with 1, the promoted replica keeps taking writes alone.
+        #[arg(long)]
+        replicas: Option<usize>,
         /// Sentinels watching the primary; a majority of them must agree it is down.
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 3, conflicts_with = "shards")]
         sentinels: usize,
+        /// Start a Redis Cluster of this many primaries instead (`redis-server --cluster-enabled
+        /// yes`): each job lives on one shard, jobs spread over them; a failed primary's replica
+        /// takes over after 2 s.
+        #[arg(long, conflicts_with = "raft")]
+        shards: Option<usize>,
         /// Start a Raft group of this many `redcount raft-node` processes instead (odd: 3, 5, ...).
         #[arg(long, conflicts_with_all = ["replicas", "sentinels"])]
         raft: Option<usize>,
@@ -82,7 +88,8 @@ pub enum ClusterCommand {
         #[arg(long)]
         dir: PathBuf,
     },
-    /// Show each node's role and replication offset (Raft: role, term, applied index).
+    /// Show each node's role and replication offset (Raft: role, term, applied index; a Redis
+    /// Cluster: each node's slots or primary).
     Status {
         #[arg(long)]
         dir: PathBuf,

@@ -93,6 +93,7 @@ mod tests {
             start: 0,
             end: 10,
             format: Format::Text,
+            version: None,
             more: Vec::new(),
             due_ms: None,
         }

@@ -7,7 +7,6 @@ mod open;
 mod repair;
 mod result;
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use redcount_latency::Spill;
@@ -28,8 +27,8 @@ pub struct Session {
     /// What the `on_open` hook returned. First field, so it is dropped first: before the private
     /// Redis below stops (fields drop in declaration order).
     _hook_guard: Option<crate::OpenGuard>,
-    /// The input files, expanded.
-    pub files: Vec<PathBuf>,
+    /// The inputs (files and objects), expanded, with their sizes and versions.
+    pub files: Vec<redcount_input::InputFile>,
     /// The coordinator's URL (with its password: never printed, passed to workers by environment).
     pub url: String,
     /// The job, over the driver's own connection.

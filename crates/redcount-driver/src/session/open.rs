@@ -18,7 +18,7 @@ const MIN_CHAOS_EVERY: Duration = Duration::from_millis(300);
 /// Checks the inputs, starts a private Redis unless one is given, and creates the job with its spec.
 pub fn open_session(options: &JobOptions) -> anyhow::Result<Session> {
     let started = Instant::now();
-    let files = redcount_input::expand::expand(&options.inputs)?;
+    let files = redcount_input::expand::inputs(&options.inputs)?;
     if files.is_empty() {
         bail!("the inputs name no files");
     }

@@ -282,7 +282,8 @@ impl Session {
         if run != self.server_run {
             if !self.server_run.is_empty() {
                 tracing::warn!(
-                    "redis restarted; re-reading the job's commits ({} now)",
+                    "the coordinator changed (a Redis restart, a failover or a new Raft leader); \
+                     re-reading the job's commits ({} now)",
                     status.done
                 );
                 // For the dashboard's and the latency plot's markers.

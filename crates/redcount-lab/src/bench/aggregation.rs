@@ -267,6 +267,7 @@ fn capacity(rich: &Path) -> anyhow::Result<()> {
             start: 0,
             end: per_task,
             format: Format::Text,
+            version: None,
             more: Vec::new(),
             due_ms: None,
         })

@@ -124,6 +124,7 @@ fn commit_latency(url: &str, n: u64) -> anyhow::Result<(f64, f64, f64, f64)> {
             start: 0,
             end: 1000,
             format: Format::Text,
+            version: None,
             more: Vec::new(),
             due_ms: None,
         })

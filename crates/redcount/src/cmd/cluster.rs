@@ -1,8 +1,10 @@
-//! `redcount cluster up|down|status`: a local replicated Redis with Sentinel failover, or a local
-//! Raft group (`--raft N`).
+//! `redcount cluster up|down|status`: a local replicated Redis with Sentinel failover, a local
+//! Redis Cluster (`--shards N`), or a local Raft group (`--raft N`).
 
+use std::path::Path;
 use std::process::ExitCode;
 
+use redcount_server::redis_cluster::{self, NodeState, ShardedCluster};
 use redcount_server::sentinel::{cluster_down, cluster_restart_missing, cluster_up, Cluster};
 use redcount_server::LocalCluster;
 
@@ -14,17 +16,22 @@ pub fn cluster(command: ClusterCommand) -> anyhow::Result<ExitCode> {
             dir,
             replicas,
             sentinels,
+            shards,
             raft,
         } => {
             if let Some(size) = raft {
                 return super::raft::group_up(&dir, size);
             }
+            if let Some(shards) = shards {
+                return sharded_up(&dir, shards, replicas.unwrap_or(1));
+            }
+            let replicas = replicas.unwrap_or(2);
             if sentinels == 0 {
                 anyhow::bail!(
                     "a cluster needs at least one Sentinel to find its primary (--sentinels)"
                 );
             }
-            if dir.join("cluster.txt").exists() {
+            if dir.join(redcount_server::sentinel::CLUSTER_FILE).exists() {
                 // Already there: start whatever died, and say the URL again.
                 let (cluster, started) = cluster_restart_missing(&dir)?;
                 eprintln!(
@@ -45,6 +52,10 @@ pub fn cluster(command: ClusterCommand) -> anyhow::Result<ExitCode> {
         }
         ClusterCommand::Down { dir } => match LocalCluster::load(&dir)? {
             LocalCluster::Raft(_) => super::raft::group_down(&dir)?,
+            LocalCluster::Sharded(_) => {
+                let cluster = redis_cluster::cluster_down(&dir)?;
+                eprintln!("stopped {} cluster nodes", cluster.nodes.len());
+            }
             LocalCluster::Sentinel(_) => {
                 let cluster = cluster_down(&dir)?;
                 eprintln!(
@@ -56,6 +67,7 @@ pub fn cluster(command: ClusterCommand) -> anyhow::Result<ExitCode> {
         },
         ClusterCommand::Status { dir } => match LocalCluster::load(&dir)? {
             LocalCluster::Raft(group) => return super::raft::group_status(&group),
+            LocalCluster::Sharded(cluster) => sharded_status(&cluster),
             LocalCluster::Sentinel(cluster) => {
                 for &port in &cluster.nodes {
                     println!("127.0.0.1:{port}  {}", describe(&cluster, port));
@@ -72,6 +84,43 @@ pub fn cluster(command: ClusterCommand) -> anyhow::Result<ExitCode> {
         },
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `cluster up --shards N`: a new Redis Cluster, or the one already in `dir` with its stopped
+/// nodes started again.
+fn sharded_up(dir: &Path, shards: usize, replicas: usize) -> anyhow::Result<ExitCode> {
+    if ShardedCluster::exists(dir) {
+        let (cluster, started) = redis_cluster::cluster_restart_missing(dir)?;
+        eprintln!(
+            "the Redis Cluster in {} was already up; started {started} of its nodes again; use:",
+            dir.display()
+        );
+        println!("{}", cluster.url());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let cluster = redis_cluster::cluster_up(dir, shards, replicas)?;
+    eprintln!(
+        "started a Redis Cluster of {shards} shards with {replicas} replica(s) each in {} \
+         (stop it with `redcount cluster down --dir {}`); use:",
+        dir.display(),
+        dir.display()
+    );
+    println!("{}", cluster.url());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line per node: its address and role (the slots a primary serves, the primary a replica
+/// follows), or `down`.
+fn sharded_status(cluster: &ShardedCluster) {
+    for view in cluster.views() {
+        let role = match view.state {
+            Some(NodeState::Primary { slots }) if slots.is_empty() => "primary, no slots".into(),
+            Some(NodeState::Primary { slots }) => format!("primary of slots {slots}"),
+            Some(NodeState::Replica { of }) => format!("replica of {of}"),
+            None => "down".into(),
+        };
+        println!("127.0.0.1:{}  {role}", view.port);
+    }
 }
 
 /// `master offset N`, `slave of 127.0.0.1:P offset N`, or `down`.

@@ -99,20 +99,7 @@ fn table(url: &str) -> anyhow::Result<ExitCode> {
 fn count_keys(link: &mut Link, name: &str) -> Option<usize> {
     let meta = JobKeys::new(name).ok()?.meta;
     let pattern = format!("{}*", meta.strip_suffix("meta")?);
-    link.call("SCAN", |con| {
-        let found: Vec<String> = redis::cmd("SCAN")
-            .cursor_arg(0)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .clone()
-            .iter::<String>(con)?
-            .filter_map(std::result::Result::ok)
-            .collect();
-        Ok(found.len())
-    })
-    .ok()
+    link.scan(&pattern).ok().map(|keys| keys.len())
 }
 
 fn remove(url: &str, names: &[String], force: bool) -> anyhow::Result<ExitCode> {
