@@ -1,6 +1,7 @@
 //! Test support: an **independent** word count to compare results with (written separately from the
 //! product's tokenizer, on purpose naive), seeded corpora, helpers for processes tests start, and a
-//! fault-injecting TCP proxy for network faults, and hosts in network namespaces.
+//! fault-injecting TCP proxy for network faults, hosts in network namespaces, and a real
+//! S3-compatible server.
 
 #![warn(missing_docs)]
 
@@ -8,6 +9,7 @@ pub mod corpus;
 pub mod netns;
 pub mod oracle;
 pub mod proxy;
+pub mod s3;
 
 pub use corpus::{sample_corpus, Rng};
 pub use oracle::{assert_same_counts, oracle_count, oracle_csv_count, read_out_file, Counts};
