@@ -33,7 +33,7 @@ use crate::InputError;
 pub const SCHEME: &str = "s3://";
 
 /// Reads in flight at once for one task (its packed objects, or the pieces of a large range).
-pub const CONCURRENT_READS: usize = 16;
+pub const CONCURRENT_READS: usize = 64;
 
 /// A range longer than this is read as several concurrent requests of this size: one HTTP stream
 /// is slower than the network (a few tens of MB/s against a local server), several are not.
@@ -177,43 +177,55 @@ fn input_error(path: &Path, version: Option<&str>, err: object_store::Error) -> 
         },
         other => InputError::ObjectStore {
             path: path.to_path_buf(),
-            reason: other.to_string(),
+            reason: format!("{other}{}", configuration_hint(&other.to_string())),
         },
     }
 }
 
-/// The objects an input URL names: the object itself when one has exactly that key, else every
-/// object under it as a prefix (`s3://b/logs` lists `logs/...`), in key order. Names nothing: an
-/// error.
+/// What to set when an error looks like a missing setting rather than a store's failure.
+fn configuration_hint(error: &str) -> &'static str {
+    let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+    if !set("AWS_ACCESS_KEY_ID") && !set("AWS_WEB_IDENTITY_TOKEN_FILE") {
+        "; no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (without them the client \
+         asks the EC2 instance metadata service)"
+    } else if error.contains("URL scheme is not allowed")
+        || error.contains("http://") && !set("AWS_ALLOW_HTTP")
+    {
+        "; for a plain-HTTP endpoint (AWS_ENDPOINT_URL=http://...) set AWS_ALLOW_HTTP=true"
+    } else if !set("AWS_REGION") && !set("AWS_DEFAULT_REGION") {
+        "; is AWS_REGION set (and AWS_ENDPOINT_URL, for a store that is not AWS)?"
+    } else {
+        ""
+    }
+}
+
+/// The objects an input URL names: every object under it as a prefix (`s3://b/logs` lists
+/// `logs/...`), in key order, or else the one object with exactly that key. Names nothing: an
+/// error. (Listing first: some servers answer a `HEAD` of a prefix with an error, not 404.)
 pub fn list(url: &str) -> Result<Vec<ObjectInfo>, InputError> {
     let path = PathBuf::from(url);
     let (bucket, key) = split_url(&path)?;
     let client = bucket_client(&path, &bucket)?;
     let bucket_url = |location: &ObjectPath| PathBuf::from(format!("{SCHEME}{bucket}/{location}"));
-    if !key.is_empty() && !key.ends_with('/') {
-        match block_on(client.head(&ObjectPath::from(key.as_str())))? {
-            Ok(meta) => {
-                return Ok(vec![ObjectInfo {
-                    url: bucket_url(&meta.location),
-                    size: meta.size,
-                    version: meta.e_tag,
-                }])
-            }
-            Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(input_error(&path, None, e)),
-        }
-    }
+    let info = |meta: object_store::ObjectMeta| ObjectInfo {
+        url: bucket_url(&meta.location),
+        size: meta.size,
+        version: meta.e_tag,
+    };
     let prefix = ObjectPath::from(key.trim_end_matches('/'));
     let prefix = (!key.is_empty()).then_some(&prefix);
     let mut objects: Vec<ObjectInfo> = block_on(client.list(prefix).try_collect::<Vec<_>>())?
         .map_err(|e| input_error(&path, None, e))?
         .into_iter()
-        .map(|meta| ObjectInfo {
-            url: bucket_url(&meta.location),
-            size: meta.size,
-            version: meta.e_tag,
-        })
+        .map(info)
         .collect();
+    if objects.is_empty() && !key.is_empty() && !key.ends_with('/') {
+        match block_on(client.head(&ObjectPath::from(key.as_str())))? {
+            Ok(meta) => objects.push(info(meta)),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(input_error(&path, None, e)),
+        }
+    }
     if objects.is_empty() {
         return Err(InputError::NoMatch {
             pattern: url.to_string(),
@@ -225,11 +237,11 @@ pub fn list(url: &str) -> Result<Vec<ObjectInfo>, InputError> {
 
 /// One range of one object to read: its URL, version and bytes.
 #[derive(Debug, Clone)]
-pub struct RangeRequest<'a> {
+pub struct RangeRequest {
     /// `s3://BUCKET/KEY`.
-    pub url: &'a Path,
+    pub url: PathBuf,
     /// The version planned (an ETag); None reads whatever is there.
-    pub version: Option<&'a str>,
+    pub version: Option<String>,
     /// The bytes wanted.
     pub range: Range<u64>,
 }
@@ -237,7 +249,55 @@ pub struct RangeRequest<'a> {
 /// Reads every request, [`CONCURRENT_READS`] at a time (long ranges as concurrent chunks of
 /// [`READ_CHUNK`]): one result per request, in order. Each asks for its planned version, so an
 /// object deleted or replaced since planning fails alone, by name.
-pub fn read_all(requests: &[RangeRequest<'_>]) -> Vec<Result<Vec<u8>, InputError>> {
+pub fn read_all(requests: Vec<RangeRequest>) -> ReadResults {
+    read_in_background(requests).wait()
+}
+
+/// The bytes of each of a list of reads, in order.
+pub type ReadResults = Vec<Result<Vec<u8>, InputError>>;
+
+/// Reads started by [`read_in_background`]: [`Reads::wait`] for their bytes.
+pub struct Reads {
+    requests: Vec<RangeRequest>,
+    task: Result<tokio::task::JoinHandle<ReadResults>, InputError>,
+}
+
+/// Starts [`read_all`]'s reads on the object runtime and returns at once, so a worker reads its
+/// next task's objects while it counts the current one.
+pub fn read_in_background(requests: Vec<RangeRequest>) -> Reads {
+    let task = stores().map(|stores| {
+        let owned = requests.clone();
+        stores.runtime.spawn(async move { fetch_all(&owned).await })
+    });
+    Reads { requests, task }
+}
+
+impl Reads {
+    /// The bytes of every request, in order (blocks until they are all read).
+    pub fn wait(self) -> ReadResults {
+        let failed_all = |reason: String, requests: &[RangeRequest]| {
+            requests
+                .iter()
+                .map(|r| {
+                    Err(InputError::ObjectStore {
+                        path: r.url.clone(),
+                        reason: reason.clone(),
+                    })
+                })
+                .collect()
+        };
+        match self.task {
+            Err(e) => failed_all(e.to_string(), &self.requests),
+            Ok(handle) => match block_on(handle) {
+                Ok(Ok(results)) => results,
+                Ok(Err(e)) => failed_all(format!("the read was lost: {e}"), &self.requests),
+                Err(e) => failed_all(e.to_string(), &self.requests),
+            },
+        }
+    }
+}
+
+async fn fetch_all(requests: &[RangeRequest]) -> ReadResults {
     // Each request as chunks, so one large range keeps several connections busy too.
     let mut chunks: Vec<(usize, Range<u64>)> = Vec::new();
     for (i, r) in requests.iter().enumerate() {
@@ -251,51 +311,38 @@ pub fn read_all(requests: &[RangeRequest<'_>]) -> Vec<Result<Vec<u8>, InputError
             }
         }
     }
-    let fetched = block_on(
-        futures::stream::iter(chunks.iter().cloned())
-            .map(|(i, range)| async move { (i, get(&requests[i], range).await) })
-            .buffered(CONCURRENT_READS)
-            .collect::<Vec<_>>(),
-    );
-    let mut out: Vec<Result<Vec<u8>, InputError>> = requests
+    let fetched: Vec<(usize, Result<bytes::Bytes, InputError>)> = futures::stream::iter(chunks)
+        .map(|(i, range)| async move { (i, get(&requests[i], range).await) })
+        .buffered(CONCURRENT_READS)
+        .collect()
+        .await;
+    let mut out: ReadResults = requests
         .iter()
         .map(|r| Ok(Vec::with_capacity((r.range.end - r.range.start) as usize)))
         .collect();
-    match fetched {
-        Err(e) => {
-            let reason = e.to_string();
-            for (slot, r) in out.iter_mut().zip(requests) {
-                *slot = Err(InputError::ObjectStore {
-                    path: r.url.to_path_buf(),
-                    reason: reason.clone(),
-                });
-            }
-        }
-        Ok(fetched) => {
-            // Chunks come back in order, so each request's bytes are appended in order.
-            for (i, chunk) in fetched {
-                let slot = &mut out[i];
-                match (chunk, slot.as_mut()) {
-                    (Ok(bytes), Ok(buf)) => buf.extend_from_slice(&bytes),
-                    (Err(e), Ok(_)) => *slot = Err(e),
-                    (_, Err(_)) => {}
-                }
-            }
+    // Chunks come back in order, so each request's bytes are appended in order.
+    for (i, chunk) in fetched {
+        let slot = &mut out[i];
+        match (chunk, slot.as_mut()) {
+            (Ok(bytes), Ok(buf)) => buf.extend_from_slice(&bytes),
+            (Err(e), Ok(_)) => *slot = Err(e),
+            (_, Err(_)) => {}
         }
     }
     out
 }
 
 /// One ranged GET of the planned version; a short reply is a changed object.
-async fn get(request: &RangeRequest<'_>, range: Range<u64>) -> Result<bytes::Bytes, InputError> {
-    let url = request.url;
+async fn get(request: &RangeRequest, range: Range<u64>) -> Result<bytes::Bytes, InputError> {
+    let url = request.url.as_path();
     let (bucket, key) = split_url(url)?;
     if range.is_empty() {
         return Ok(bytes::Bytes::new());
     }
     let client = bucket_client(url, &bucket)?;
+    let version = request.version.as_deref();
     let options = GetOptions {
-        if_match: request.version.map(str::to_string),
+        if_match: request.version.clone(),
         range: Some(GetRange::Bounded(range.clone())),
         ..GetOptions::default()
     };
@@ -303,12 +350,12 @@ async fn get(request: &RangeRequest<'_>, range: Range<u64>) -> Result<bytes::Byt
     let result = client
         .get_opts(&ObjectPath::from(key.as_str()), options)
         .await
-        .map_err(|e| input_error(url, request.version, e))?;
+        .map_err(|e| input_error(url, version, e))?;
     let size = result.meta.size;
     let bytes = result
         .bytes()
         .await
-        .map_err(|e| input_error(url, request.version, e))?;
+        .map_err(|e| input_error(url, version, e))?;
     if bytes.len() as u64 != wanted {
         return Err(InputError::Changed {
             path: url.to_path_buf(),
@@ -328,9 +375,9 @@ pub fn read_range(
     end: u64,
     buf: &mut Vec<u8>,
 ) -> Result<(), InputError> {
-    let mut results = read_all(&[RangeRequest {
-        url,
-        version,
+    let mut results = read_all(vec![RangeRequest {
+        url: url.to_path_buf(),
+        version: version.map(str::to_string),
         range: start..end,
     }]);
     *buf = results.pop().unwrap_or_else(|| Ok(Vec::new()))?;

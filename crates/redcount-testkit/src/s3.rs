@@ -1,8 +1,10 @@
-//! A real S3-compatible HTTP server for tests and benchmarks: `moto_server` (PyPI `moto[server]`,
-//! installed into `target/test-venv` by `scripts/test-venv.sh`) on a free loopback port, stopped on
-//! drop. Buckets and objects are made with plain HTTP requests written here, independently of the
-//! `object_store` client that redcount reads them with (moto does not check request signatures).
-//! Bucket names follow S3's rules: 3 to 63 lowercase letters, digits, dots and hyphens.
+//! A real S3-compatible HTTP server for tests and benchmarks, on a free loopback port, stopped on
+//! drop: `moto_server` (PyPI `moto[server]`, installed into `target/test-venv` by
+//! `scripts/test-venv.sh`), whose buckets and objects are made with plain HTTP requests written
+//! here, independently of the `object_store` client that redcount reads them with (moto does not
+//! check request signatures); or, for benchmarks, `s3s-fs` (crates.io, a Rust S3 server over a
+//! directory, when it is on PATH), whose objects are files written into its directory. Bucket names
+//! follow S3's rules: 3 to 63 lowercase letters, digits, dots and hyphens.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -10,21 +12,30 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A running `moto_server`.
+/// A running S3-compatible server.
 pub struct S3Server {
     child: Child,
     port: u16,
+    /// Where `s3s-fs` keeps its buckets (None: moto, which keeps them in memory).
+    root: Option<PathBuf>,
 }
 
 /// `moto_server` on PATH, or in the workspace's test venv.
 pub fn find_moto_server() -> Option<PathBuf> {
     let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-venv/bin/moto_server");
+    on_path("moto_server").or_else(|| venv.is_file().then_some(venv))
+}
+
+/// `name` on PATH.
+pub fn on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
-        .map(|dir| dir.join("moto_server"))
-        .chain(std::iter::once(venv))
+        .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file())
 }
+
+/// Credentials of `s3s-fs` (which checks signatures), local and throwaway.
+const S3S_KEY: (&str, &str) = ("redcount-bench", "redcount-bench-secret");
 
 impl S3Server {
     /// Starts `moto_server` on 127.0.0.1 and waits (up to 30 s) until it answers.
@@ -35,12 +46,60 @@ impl S3Server {
                 "moto_server not found: run scripts/test-venv.sh (it installs moto[server])",
             )
         })?;
+        S3Server::spawn(
+            &program,
+            |port| {
+                vec![
+                    "-H".into(),
+                    "127.0.0.1".into(),
+                    "-p".into(),
+                    port.to_string(),
+                ]
+            },
+            None,
+        )
+    }
+
+    /// Starts `s3s-fs` (on PATH) serving the buckets that are directories of `root`.
+    pub fn start_s3s_fs(root: &Path) -> std::io::Result<S3Server> {
+        let program = on_path("s3s-fs").ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "s3s-fs not found on PATH (cargo install s3s-fs@0.14.1 --features binary)",
+            )
+        })?;
+        std::fs::create_dir_all(root)?;
+        let root_arg = root.display().to_string();
+        S3Server::spawn(
+            &program,
+            |port| {
+                vec![
+                    "--host".into(),
+                    "127.0.0.1".into(),
+                    "--port".into(),
+                    port.to_string(),
+                    "--access-key".into(),
+                    S3S_KEY.0.into(),
+                    "--secret-key".into(),
+                    S3S_KEY.1.into(),
+                    root_arg.clone(),
+                ]
+            },
+            Some(root.to_path_buf()),
+        )
+    }
+
+    fn spawn(
+        program: &Path,
+        args: impl Fn(u16) -> Vec<String>,
+        root: Option<PathBuf>,
+    ) -> std::io::Result<S3Server> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
         let mut command = Command::new(program);
         command
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .args(args(port))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -54,7 +113,7 @@ impl S3Server {
             });
         }
         let child = command.spawn()?;
-        let mut server = S3Server { child, port };
+        let mut server = S3Server { child, port, root };
         let deadline = Instant::now() + Duration::from_secs(30);
         while server.request("GET", "/", b"").is_err() {
             if let Ok(Some(status)) = server.child.try_wait() {
@@ -85,9 +144,13 @@ impl S3Server {
     /// The environment a client of this server needs (the standard AWS variables; moto takes any
     /// credentials).
     pub fn env(&self) -> Vec<(&'static str, String)> {
+        let (key, secret) = match self.root {
+            Some(_) => S3S_KEY,
+            None => ("redcount-test", "redcount-test-secret"),
+        };
         vec![
-            ("AWS_ACCESS_KEY_ID", "redcount-test".into()),
-            ("AWS_SECRET_ACCESS_KEY", "redcount-test-secret".into()),
+            ("AWS_ACCESS_KEY_ID", key.into()),
+            ("AWS_SECRET_ACCESS_KEY", secret.into()),
             ("AWS_REGION", "us-east-1".into()),
             ("AWS_ENDPOINT_URL", self.endpoint()),
             ("AWS_ALLOW_HTTP", "true".into()),
@@ -96,16 +159,29 @@ impl S3Server {
 
     /// Creates a bucket.
     pub fn create_bucket(&self, bucket: &str) -> std::io::Result<()> {
+        if let Some(root) = &self.root {
+            return std::fs::create_dir_all(root.join(bucket));
+        }
         self.expect_ok("PUT", &format!("/{bucket}"), b"")
     }
 
     /// Writes (or replaces) an object.
     pub fn put(&self, bucket: &str, key: &str, body: &[u8]) -> std::io::Result<()> {
+        if let Some(root) = &self.root {
+            let path = root.join(bucket).join(key);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            return std::fs::write(path, body);
+        }
         self.expect_ok("PUT", &format!("/{bucket}/{}", escape(key)), body)
     }
 
     /// Deletes an object.
     pub fn delete(&self, bucket: &str, key: &str) -> std::io::Result<()> {
+        if let Some(root) = &self.root {
+            return std::fs::remove_file(root.join(bucket).join(key));
+        }
         self.expect_ok("DELETE", &format!("/{bucket}/{}", escape(key)), b"")
     }
 

@@ -4,45 +4,43 @@ use std::collections::HashSet;
 
 use anyhow::Context;
 use redcount_count::{Tokenizer, WordCounts};
-use redcount_input::object::{is_object, read_all, RangeRequest};
+use redcount_input::object::{is_object, read_in_background, RangeRequest, Reads};
 use redcount_input::{csv_text, read::read_range, split::csv_header, InputError};
 use redcount_protocol::{Format, JobSpec, Piece};
 
 /// The bytes of a task's ranges, by piece: those in an object store all read at once, concurrently
 /// (each GET costs a round trip: read one at a time, a packed task of small objects would wait on
-/// the network far longer than it counts), local ones one at a time as they are counted, into a
+/// the network far longer than it counts), and started before the task is counted, while the one
+/// before it is ([`PieceBytes::start`]); local ones one at a time as they are counted, into a
 /// buffer reused between tasks.
 pub(crate) struct PieceBytes {
+    /// The object reads in flight, and the piece index of each.
+    reads: Option<(Vec<usize>, Reads)>,
+    /// Each piece's bytes once the reads are in (None for a local piece).
     objects: Vec<Option<Result<Vec<u8>, InputError>>>,
 }
 
 impl PieceBytes {
-    /// Reads every object range of `pieces` now.
-    pub(crate) fn fetch(pieces: &[Piece]) -> PieceBytes {
-        let wanted: Vec<(usize, RangeRequest<'_>)> = pieces
+    /// Starts reading every object range of `pieces` in the background.
+    pub(crate) fn start(pieces: &[Piece]) -> PieceBytes {
+        let (indexes, requests): (Vec<usize>, Vec<RangeRequest>) = pieces
             .iter()
             .enumerate()
             .filter(|(_, p)| is_object(&p.path))
             .map(|(i, p)| {
-                (
-                    i,
-                    RangeRequest {
-                        url: &p.path,
-                        version: p.version.as_deref(),
-                        range: p.start..p.end,
-                    },
-                )
+                let request = RangeRequest {
+                    url: p.path.clone(),
+                    version: p.version.clone(),
+                    range: p.start..p.end,
+                };
+                (i, request)
             })
-            .collect();
-        let mut objects: Vec<Option<Result<Vec<u8>, InputError>>> =
-            pieces.iter().map(|_| None).collect();
-        if !wanted.is_empty() {
-            let requests: Vec<RangeRequest<'_>> = wanted.iter().map(|(_, r)| r.clone()).collect();
-            for ((i, _), bytes) in wanted.iter().zip(read_all(&requests)) {
-                objects[*i] = Some(bytes);
-            }
+            .unzip();
+        let reads = (!requests.is_empty()).then(|| (indexes, read_in_background(requests)));
+        PieceBytes {
+            reads,
+            objects: pieces.iter().map(|_| None).collect(),
         }
-        PieceBytes { objects }
     }
 
     /// Counts piece `index` (`piece`): its fetched bytes, or the local file's range read into `buf`.
@@ -55,6 +53,11 @@ impl PieceBytes {
         buf: &mut Vec<u8>,
         counts: &mut WordCounts,
     ) -> Result<u64, InputError> {
+        if let Some((indexes, reads)) = self.reads.take() {
+            for (i, bytes) in indexes.into_iter().zip(reads.wait()) {
+                self.objects[i] = Some(bytes);
+            }
+        }
         let data = match self.objects.get_mut(index).and_then(Option::take) {
             Some(fetched) => {
                 *buf = fetched?;

@@ -70,6 +70,7 @@ pub fn run_worker(
         options,
         buf: Vec::new(),
         carry: VecDeque::new(),
+        read_ahead: None,
         report: WorkerReport {
             name: name.clone(),
             ..WorkerReport::default()
@@ -140,6 +141,8 @@ struct Worker<'a> {
     buf: Vec<u8>,
     /// Tasks claimed but not counted when the last batch ran out of time: they start the next one.
     carry: VecDeque<Task>,
+    /// The objects of the task next in `carry`, being read while the current task is counted.
+    read_ahead: Option<(String, PieceBytes)>,
     report: WorkerReport,
 }
 
@@ -289,7 +292,17 @@ impl Worker<'_> {
         self.renewer.counting(Some(&task.id));
         let _counted = CountingGuard(&self.renewer);
         let pieces: Vec<Piece> = task.pieces().collect();
-        let mut bytes = PieceBytes::fetch(&pieces);
+        let mut bytes = match self.read_ahead.take() {
+            Some((id, bytes)) if id == task.id => bytes,
+            _ => PieceBytes::start(&pieces),
+        };
+        // The next task's objects are read while this one is counted.
+        if let Some(next) = self.carry.front() {
+            if next.pieces().any(|p| is_object(&p.path)) {
+                let next_pieces: Vec<Piece> = next.pieces().collect();
+                self.read_ahead = Some((next.id.clone(), PieceBytes::start(&next_pieces)));
+            }
+        }
         for (index, piece) in pieces.iter().enumerate() {
             // Per input file, so a slowed job takes as long whether or not small files are packed.
             burn_cpu(self.options.slow);

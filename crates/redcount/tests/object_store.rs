@@ -338,3 +338,54 @@ fn connections_to_the_store_cut_again_and_again_are_retried_and_the_counts_stay_
     assert!(proxy.bytes() > 0, "the workers read through the proxy");
     assert_same_counts(&oracle_count(&files), &read_out_file(&out));
 }
+
+#[test]
+fn objects_injected_as_a_stream_are_counted_exactly_with_one_latency_row_each() {
+    let Some(s3) = s3_or_skip() else { return };
+    let env = s3.env();
+    let dir = tempfile::tempdir().expect("temp dir");
+    s3.create_bucket("stream").expect("bucket");
+    let input = dir.path().join("in");
+    let files = redcount_testkit::corpus::write_text_corpus(&input, 9, 300, 3_000, 97);
+    let keys = s3.upload_dir("stream", "in", &input).expect("upload");
+    let (out, lat) = (dir.path().join("out.tsv"), dir.path().join("lat.csv"));
+    let done = ok(
+        run_with(
+            &env,
+            &[
+                "stream",
+                "--rate",
+                "100",
+                "--batch",
+                "4",
+                "--files",
+                "30",
+                "-w",
+                "2",
+                "--json",
+                "--out",
+                out.to_str().expect("utf-8"),
+                "--latency-out",
+                lat.to_str().expect("utf-8"),
+                "s3://stream/in",
+            ],
+        ),
+        "stream of objects",
+    );
+    // 30 injections cycling through the 9 objects, in key order.
+    let cycle: Vec<&PathBuf> = files.iter().cycle().take(30).collect();
+    assert_same_counts(&oracle_count(&cycle), &read_out_file(&out));
+    assert_eq!(json(&done)["injected_files"], 30);
+    let rows = std::fs::read_to_string(&lat).expect("latency csv");
+    let first = format!("s3://stream/{},", keys[0]);
+    assert_eq!(
+        rows.lines().count(),
+        31,
+        "a header and a row per injected object"
+    );
+    assert_eq!(
+        rows.lines().filter(|l| l.starts_with(&first)).count(),
+        4,
+        "30 files over 9 objects: the first four times"
+    );
+}

@@ -10,14 +10,15 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use std::collections::HashMap;
-
 use anyhow::{bail, Context};
 use redcount_server::{RedisServer, ServerOptions};
 use redcount_testkit::netns::{Host, Lan};
 use redcount_testkit::Fault;
 
-use super::{corpus_dir, median, source_text, word_counts, write_large, write_small, BenchOptions};
+use super::{
+    check_counts, corpus_dir, median, source_text, word_counts, write_large, write_small,
+    BenchOptions,
+};
 
 /// Where the driver and the two workers run: the machine's own namespace, or hosts `a` and `b`
 /// (each worker's clock offset for faketime, if any).
@@ -178,30 +179,6 @@ pub fn measure_hosts(
     let _ = db_redis.kill();
     let _ = db_redis.wait();
     Ok((rows, exact))
-}
-
-/// Fails unless the `--out` file `out` holds exactly `oracle`.
-fn check_counts(out: &Path, oracle: &HashMap<Vec<u8>, u64>) -> anyhow::Result<()> {
-    let bytes = std::fs::read(out).with_context(|| format!("reading {}", out.display()))?;
-    let mut got = HashMap::new();
-    for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-        let tab = line
-            .iter()
-            .rposition(|&b| b == b'\t')
-            .with_context(|| format!("{}: a line without a tab", out.display()))?;
-        let n: u64 = std::str::from_utf8(&line[tab + 1..])?.parse()?;
-        got.insert(line[..tab].to_vec(), n);
-    }
-    if &got != oracle {
-        bail!(
-            "{}: the job's counts differ from the in-process count ({} words against {})",
-            out.display(),
-            got.len(),
-            oracle.len()
-        );
-    }
-    let _ = std::fs::remove_file(out);
-    Ok(())
 }
 
 /// One job over `corpus`: a driver with `--workers 0` and two `redcount worker`s, placed as said;

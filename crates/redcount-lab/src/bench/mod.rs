@@ -20,12 +20,14 @@ use redcount_input::FormatChoice;
 mod aggregation;
 mod coordinator;
 mod hosts;
+mod object_store;
 mod raft;
 mod seed;
 mod soak;
 pub use aggregation::bench_aggregation;
 pub use coordinator::{bench_coordinator, ModeRow};
 pub use hosts::{bench_hosts, measure_hosts, HostsPlan, HostsRow};
+pub use object_store::{bench_object_store, ObjectStoreRow};
 pub use raft::{bench_raft, bench_raft_reads};
 pub use seed::bench_seed;
 pub use soak::bench_soak;
@@ -334,6 +336,33 @@ pub(crate) fn word_counts(
         tokenizer.count(&data, &mut counts);
     }
     Ok(counts.iter().map(|(w, n)| (w.to_vec(), n)).collect())
+}
+
+/// Fails unless the `--out` file `out` holds exactly `oracle`.
+pub(crate) fn check_counts(
+    out: &Path,
+    oracle: &std::collections::HashMap<Vec<u8>, u64>,
+) -> anyhow::Result<()> {
+    let bytes = std::fs::read(out).with_context(|| format!("reading {}", out.display()))?;
+    let mut got = std::collections::HashMap::new();
+    for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let tab = line
+            .iter()
+            .rposition(|&b| b == b'\t')
+            .with_context(|| format!("{}: a line without a tab", out.display()))?;
+        let n: u64 = std::str::from_utf8(&line[tab + 1..])?.parse()?;
+        got.insert(line[..tab].to_vec(), n);
+    }
+    if &got != oracle {
+        anyhow::bail!(
+            "{}: the job's counts differ from the in-process count ({} words against {})",
+            out.display(),
+            got.len(),
+            oracle.len()
+        );
+    }
+    let _ = std::fs::remove_file(out);
+    Ok(())
 }
 
 /// Pids of the `redcount worker` children of process `parent` (a pid, or "self").
