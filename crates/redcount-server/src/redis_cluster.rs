@@ -3,13 +3,19 @@
 //! files under one directory (`redis-cluster.txt` lists them), one random password for clients and
 //! replication. The slots are split evenly by `redis-cli --cluster create`, which gets the password
 //! from its environment (`REDISCLI_AUTH`), never from a command line.
+//!
+//! The cluster bus (node to node: gossip, failure reports, failover votes) has no password in
+//! Redis; here it speaks mutual TLS (`tls-cluster yes`, `tls-auth-clients yes`) with a certificate
+//! made for this cluster and signed by a CA whose key is thrown away once it has signed, so only
+//! the cluster's own nodes can talk on it: a local process cannot join a node to the cluster or
+//! vote in a failover.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::daemon::{self, common_conf, launch, start};
-use crate::{find_redis_server, free_port, random_hex, write_private, ServerError};
+use crate::{find_redis_server, random_hex, write_private, ServerError};
 
 /// The file a Redis Cluster is recorded in.
 pub const CLUSTER_FILE: &str = "redis-cluster.txt";
@@ -31,7 +37,16 @@ pub struct ShardedCluster {
     pub replicas: usize,
     /// Every node's port (the first `shards` were created primaries; roles change on failover).
     pub nodes: Vec<u16>,
+    /// Each node's cluster bus port, in the order of `nodes` (chosen free, not `port + 10000`,
+    /// which can be taken or past 65535).
+    pub bus_ports: Vec<u16>,
+    /// Each node's TLS port, in the order of `nodes`: replicas sync from their primary there (a
+    /// cluster whose bus speaks TLS replicates over TLS too), with the bus's certificates.
+    pub tls_ports: Vec<u16>,
 }
+
+/// The certificate files of the bus, under the cluster's directory.
+const TLS_DIR: &str = "bus-tls";
 
 /// One node as it sees itself (`CLUSTER NODES`, its `myself` line).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,16 +100,21 @@ impl ShardedCluster {
     }
 
     fn save(&self) -> std::io::Result<()> {
-        let text = format!(
-            "password {}\nshards {}\nreplicas {}\nnodes {}\n",
-            self.password,
-            self.shards,
-            self.replicas,
-            self.nodes
+        let join = |ports: &[u16]| {
+            ports
                 .iter()
                 .map(u16::to_string)
                 .collect::<Vec<_>>()
                 .join(",")
+        };
+        let text = format!(
+            "password {}\nshards {}\nreplicas {}\nnodes {}\nbus {}\ntls {}\n",
+            self.password,
+            self.shards,
+            self.replicas,
+            join(&self.nodes),
+            join(&self.bus_ports),
+            join(&self.tls_ports)
         );
         write_private(&self.dir.join(CLUSTER_FILE), &text)
     }
@@ -112,16 +132,19 @@ impl ShardedCluster {
             shards: 0,
             replicas: 0,
             nodes: vec![],
+            bus_ports: vec![],
+            tls_ports: vec![],
         };
+        let ports = |value: &str| value.split(',').filter_map(|p| p.parse().ok()).collect();
         for line in text.lines() {
             let (key, value) = line.split_once(' ').unwrap_or((line, ""));
             match key {
                 "password" => cluster.password = value.to_string(),
                 "shards" => cluster.shards = value.parse().unwrap_or(0),
                 "replicas" => cluster.replicas = value.parse().unwrap_or(0),
-                "nodes" => {
-                    cluster.nodes = value.split(',').filter_map(|p| p.parse().ok()).collect()
-                }
+                "nodes" => cluster.nodes = ports(value),
+                "bus" => cluster.bus_ports = ports(value),
+                "tls" => cluster.tls_ports = ports(value),
                 _ => {}
             }
         }
@@ -203,17 +226,24 @@ fn serves(ranges: &str, slot: u16) -> bool {
 }
 
 /// The settings of every node of a cluster, after its address lines.
-fn node_conf(dir: &Path, port: u16, password: &str) -> String {
+fn node_conf(dir: &Path, [port, bus_port, tls_port]: [u16; 3], password: &str) -> String {
     let mut conf = common_conf(dir, port);
+    let tls = dir.join(TLS_DIR);
     conf.push_str(&format!(
-        "cluster-enabled yes\ncluster-config-file nodes-{port}.conf\n\
+        "cluster-enabled yes\ncluster-config-file nodes-{port}.conf\ncluster-port {bus_port}\n\
+         # The bus and replication speak mutual TLS: only holders of this cluster's certificate\n\
+         # are heard. Clients use the plain port, with the password.\n\
+         tls-port {tls_port}\ntls-cluster yes\ntls-replication yes\ntls-auth-clients yes\n\
+         tls-cert-file {t}/node.crt\n\
+         tls-key-file {t}/node.key\ntls-ca-cert-file {t}/ca.crt\n\
          cluster-node-timeout {}\n\
          # A shard without a live primary stops only its own slots: jobs on other shards go on.\n\
          cluster-require-full-coverage no\n\
          # A replica always takes over a failed primary, however long the link was down.\n\
          cluster-replica-validity-factor 0\n\
          requirepass {password}\nmasterauth {password}\nsave \"\"\nappendonly no\nrepl-diskless-sync-delay 0\n",
-        NODE_TIMEOUT.as_millis()
+        NODE_TIMEOUT.as_millis(),
+        t = tls.display()
     ));
     conf
 }
@@ -226,11 +256,13 @@ pub fn cluster_up(
     shards: usize,
     replicas: usize,
 ) -> Result<ShardedCluster, ServerError> {
-    if shards == 0 {
-        return Err(ServerError::Dir {
-            path: dir.to_path_buf(),
-            source: std::io::Error::other("a Redis Cluster needs at least one shard (--shards)"),
-        });
+    if shards < 3 {
+        // Redis's own rule (`redis-cli --cluster create` refuses fewer): with fewer than three
+        // primaries no majority is left to vote a failed one's replica in.
+        return Err(ServerError::Refused(format!(
+            "a Redis Cluster needs at least 3 primaries (--shards 3 or more), not {shards}; for \
+             one Redis with failover use `cluster up` without --shards (Sentinels)"
+        )));
     }
     let program = find_redis_server().ok_or(ServerError::NotInstalled)?;
     let dir = daemon::fresh_dir(dir, crate::CLUSTER_MARKERS)?;
@@ -240,18 +272,18 @@ pub fn cluster_up(
         shards,
         replicas,
         nodes: vec![],
+        bus_ports: vec![],
+        tls_ports: vec![],
     };
+    write_bus_certificates(&dir.join(TLS_DIR))?;
     let started = (|| {
         for _ in 0..shards * (replicas + 1) {
-            let port = free_port().map_err(ServerError::Spawn)?;
-            start(
-                &program,
-                &dir,
-                port,
-                &node_conf(&dir, port, &cluster.password),
-                false,
-            )?;
+            let [port, bus_port, tls_port] = free_ports()?;
+            let conf = node_conf(&dir, [port, bus_port, tls_port], &cluster.password);
+            start(&program, &dir, port, &conf, false)?;
             cluster.nodes.push(port);
+            cluster.bus_ports.push(bus_port);
+            cluster.tls_ports.push(tls_port);
         }
         create(&cluster)?;
         wait_ready(&cluster)
@@ -266,6 +298,56 @@ pub fn cluster_up(
         source,
     })?;
     Ok(cluster)
+}
+
+/// Three distinct free loopback ports (a node's clients', bus's and TLS replication's).
+fn free_ports() -> Result<[u16; 3], ServerError> {
+    // Held open together, so none can be another again.
+    let bind = || std::net::TcpListener::bind("127.0.0.1:0").map_err(ServerError::Spawn);
+    let held = [bind()?, bind()?, bind()?];
+    let mut ports = [0u16; 3];
+    for (port, listener) in ports.iter_mut().zip(&held) {
+        *port = listener.local_addr().map_err(ServerError::Spawn)?.port();
+    }
+    Ok(ports)
+}
+
+/// A CA, and one certificate and key for every node signed by it, in `dir` (mode 0600). The CA's
+/// key is never written: no other certificate can be made for this cluster.
+fn write_bus_certificates(dir: &Path) -> Result<(), ServerError> {
+    let failed = |detail: String| ServerError::Dir {
+        path: dir.to_path_buf(),
+        source: std::io::Error::other(detail),
+    };
+    std::fs::create_dir_all(dir).map_err(|source| ServerError::Dir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let made = (|| -> Result<(String, String, String), rcgen::Error> {
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(rcgen::DnType::CommonName, "redcount cluster bus CA");
+        let ca_key = rcgen::KeyPair::generate()?;
+        let ca_cert = ca.self_signed(&ca_key)?;
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let mut node = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])?;
+        node.distinguished_name
+            .push(rcgen::DnType::CommonName, "redcount cluster node");
+        let node_key = rcgen::KeyPair::generate()?;
+        let node_cert = node.signed_by(&node_key, &issuer)?;
+        Ok((ca_cert.pem(), node_cert.pem(), node_key.serialize_pem()))
+    })()
+    .map_err(|e| failed(format!("cannot make the cluster bus certificates: {e}")))?;
+    for (name, text) in [
+        ("ca.crt", made.0),
+        ("node.crt", made.1),
+        ("node.key", made.2),
+    ] {
+        let path = dir.join(name);
+        write_private(&path, &text).map_err(|source| ServerError::Dir { path, source })?;
+    }
+    Ok(())
 }
 
 /// `redis-cli --cluster create`: slots split evenly over the first `shards` nodes, the others
@@ -423,6 +505,7 @@ pub fn cluster_down(dir: &Path) -> Result<ShardedCluster, ServerError> {
     for port in &cluster.nodes {
         let _ = std::fs::remove_file(dir.join(format!("nodes-{port}.conf")));
     }
+    let _ = std::fs::remove_dir_all(dir.join(TLS_DIR));
     let _ = std::fs::remove_file(dir.join(CLUSTER_FILE));
     Ok(cluster)
 }

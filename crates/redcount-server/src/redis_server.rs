@@ -30,6 +30,9 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
+    /// What was asked for cannot be started (the message says why and what to ask instead).
+    #[error("{0}")]
+    Refused(String),
     /// The process could not be started.
     #[error("could not start redis-server: {0}")]
     Spawn(#[source] std::io::Error),

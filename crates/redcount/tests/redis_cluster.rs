@@ -58,6 +58,27 @@ fn start_job(url: &str, name: &str, input: &Path, out: &Path, extra: &[&str]) ->
         .expect("start driver")
 }
 
+/// Sends a cluster bus message header in the clear and expects the connection to be closed without
+/// a byte of reply (Redis answers a bus PING with a PONG; this bus wants a TLS handshake first).
+fn assert_bus_refuses_plain_peers(bus: u16) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", bus)).expect("connect to the bus");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut ping = b"RCmb".to_vec();
+    ping.resize(2256, 0);
+    let _ = s.write_all(&ping);
+    let mut reply = [0u8; 64];
+    match s.read(&mut reply) {
+        Ok(0) | Err(_) => {}
+        Ok(n) => assert!(
+            !reply[..n].starts_with(b"RCmb"),
+            "bus {bus} answered a plain-text peer: {:?}",
+            &reply[..n]
+        ),
+    }
+}
+
 #[test]
 fn six_jobs_at_once_spread_over_three_shards_and_are_exact() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -82,6 +103,10 @@ fn six_jobs_at_once_spread_over_three_shards_and_are_exact() {
     assert!(url.starts_with("redis+cluster://:"), "{url}");
     assert_eq!(url, cluster.url());
     assert_secret_files_private(&cluster_dir, &cluster.password);
+    // The bus takes only TLS with this cluster's certificate: a plain peer hears nothing back.
+    for &bus in &cluster.bus_ports {
+        assert_bus_refuses_plain_peers(bus);
+    }
 
     let jobs = corpora(dir.path(), 60);
     let shards: std::collections::BTreeSet<u16> = jobs
