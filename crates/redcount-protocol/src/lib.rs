@@ -27,7 +27,9 @@ pub use con::{Con, NodeAddr};
 pub use job::{ClaimRequest, Claimed, CommitOutcome, Deferral, Enqueued, Job};
 pub use keys::{validate_job_name, JobKeys};
 pub use library::{ensure_library, LIBRARY_SOURCE, LIBRARY_VERSION};
-pub use link::{redact_url, request_stop, stop_flag, stop_requested, Link, LinkOptions};
+pub use link::{
+    redact_url, request_stop, stop_flag, stop_requested, use_ring_for_tls, Link, LinkOptions,
+};
 pub use partials::{MergeClaim, MergePolicy, INLINE_BLOB, STAGE_PIECE, TOP_PER_PARTITION};
 pub use reads::{id_number, job_names, DeadTask, DoneRecord, HeldTask, JobEvent, WorkerView};
 pub use retention::{is_expired, prune, Expired};

@@ -86,6 +86,7 @@ impl Link {
     /// `redis+raft://[:password@]host:port[,host:port...]` or
     /// `redis+cluster://[:password@]host:port[,host:port...]`); does not connect yet.
     pub fn open(url: &str, options: LinkOptions) -> Result<Link> {
+        use_ring_for_tls();
         let addr = redact_url(url);
         let target = Target::parse(url).map_err(|cause| Error::Redis {
             addr: addr.clone(),
@@ -273,6 +274,17 @@ impl Link {
             cause: source,
         }
     }
+}
+
+/// Makes ring the process's TLS crypto provider (once; a no-op when one is already set). rustls
+/// picks one by itself only when exactly one is compiled in, and the object store's HTTP client
+/// brings aws-lc-rs beside the ring that `rediss://` links were built with: without a choice, the
+/// first TLS connection panicked.
+pub fn use_ring_for_tls() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
 }
 
 /// Longest pause between retries. Short, because a worker must be back within a fraction of a lease

@@ -141,6 +141,11 @@ impl S3Server {
         self.port
     }
 
+    /// The server's pid (a benchmark reads its CPU time from /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The environment a client of this server needs (the standard AWS variables; moto takes any
     /// credentials).
     pub fn env(&self) -> Vec<(&'static str, String)> {

@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // One TLS provider for rediss:// links and https object stores alike.
+    redcount_protocol::use_ring_for_tls();
     let cli = cli::Cli::parse();
     let default_level = match cli.verbose {
         0 => "warn",

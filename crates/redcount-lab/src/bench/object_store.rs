@@ -28,6 +28,11 @@ pub struct ObjectStoreRow {
     pub mb_per_second: f64,
     /// Throughput relative to local files (1.0 = as fast).
     pub of_local: f64,
+    /// CPU seconds of the run's child processes (the two workers and the private redis-server),
+    /// median.
+    pub workers_cpu_seconds: f64,
+    /// CPU seconds the object store's server spent on the run, median (0 for local files).
+    pub store_cpu_seconds: f64,
 }
 
 /// The bucket the corpora go into.
@@ -56,8 +61,10 @@ pub fn bench_object_store(
                 .with_context(|| format!("uploading {}", dir.display()))?;
         }
     }
-    println!("| corpus | source | MB | wall s (median of {runs}) | MB/s | of local |");
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "| corpus | source | MB | wall s (median of {runs}) | MB/s | of local | workers + Redis CPU s | store CPU s |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
     let mut rows = Vec::new();
     for (corpus, prefix, dir) in [
         ("small files", "small", &corpora.small),
@@ -66,25 +73,38 @@ pub fn bench_object_store(
         let files = redcount_input::expand::expand(&[dir.display().to_string()])?;
         let expected = word_counts(&files)?;
         // Interleaved: run i of every source, then run i + 1, so drift hits all alike.
-        let mut walls: Vec<Vec<f64>> = vec![Vec::new(); servers.len() + 1];
+        // Per source: (wall, children's CPU, store's CPU) of each run.
+        let mut measured: Vec<Vec<(f64, f64, f64)>> = vec![Vec::new(); servers.len() + 1];
         let mut mb = 0.0;
         for _ in 0..runs {
-            for (i, walls) in walls.iter_mut().enumerate() {
-                let (input, env) = match i {
-                    0 => (dir.display().to_string(), Vec::new()),
+            for (i, runs) in measured.iter_mut().enumerate() {
+                let (input, env, store) = match i {
+                    0 => (dir.display().to_string(), Vec::new(), None),
                     _ => {
                         let server = &servers[i - 1].1;
-                        (format!("s3://{BUCKET}/{prefix}"), server.env())
+                        (
+                            format!("s3://{BUCKET}/{prefix}"),
+                            server.env(),
+                            Some(server.pid()),
+                        )
                     }
                 };
+                let (children, store_cpu) = (children_cpu_seconds(), store.map(cpu_seconds));
                 let (wall, bytes) = timed_run(options, &input, &env, &expected)?;
-                walls.push(wall);
+                let store_cpu = match (store, store_cpu) {
+                    (Some(pid), Some(before)) => cpu_seconds(pid) - before,
+                    _ => 0.0,
+                };
+                runs.push((wall, children_cpu_seconds() - children, store_cpu));
                 mb = bytes as f64 / 1e6;
             }
         }
-        let local = median(walls[0].clone());
-        for (i, walls) in walls.iter().enumerate() {
-            let wall = median(walls.clone());
+        let column = |runs: &[(f64, f64, f64)], pick: fn(&(f64, f64, f64)) -> f64| {
+            median(runs.iter().map(pick).collect())
+        };
+        let local = column(&measured[0], |r| r.0);
+        for (i, runs) in measured.iter().enumerate() {
+            let wall = column(runs, |r| r.0);
             let row = ObjectStoreRow {
                 corpus: corpus.to_string(),
                 source: match i {
@@ -95,15 +115,52 @@ pub fn bench_object_store(
                 wall_seconds: wall,
                 mb_per_second: mb / wall.max(1e-9),
                 of_local: local / wall.max(1e-9),
+                workers_cpu_seconds: column(runs, |r| r.1),
+                store_cpu_seconds: column(runs, |r| r.2),
             };
             println!(
-                "| {} | {} | {:.1} | {:.3} | {:.1} | {:.2} |",
-                row.corpus, row.source, row.mb, row.wall_seconds, row.mb_per_second, row.of_local
+                "| {} | {} | {:.1} | {:.3} | {:.1} | {:.2} | {:.2} | {:.2} |",
+                row.corpus,
+                row.source,
+                row.mb,
+                row.wall_seconds,
+                row.mb_per_second,
+                row.of_local,
+                row.workers_cpu_seconds,
+                row.store_cpu_seconds
             );
             rows.push(row);
         }
     }
     Ok(rows)
+}
+
+/// CPU seconds (user + system) of process `pid` so far; 0 when it cannot be read.
+fn cpu_seconds(pid: u32) -> f64 {
+    stat_ticks(&format!("/proc/{pid}/stat"), 11, 12)
+}
+
+/// CPU seconds of this process's children that have been waited for (the workers and private
+/// redis-servers of the runs so far).
+fn children_cpu_seconds() -> f64 {
+    stat_ticks("/proc/self/stat", 13, 14)
+}
+
+/// The sum of two clock-tick fields of a /proc stat line (counted after the command name), in
+/// seconds (Linux reports 100 ticks a second to user space).
+fn stat_ticks(path: &str, a: usize, b: usize) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (tick(a) + tick(b)) / 100.0
 }
 
 /// One job over `input` with 2 workers and the store's variables in the environment the workers
