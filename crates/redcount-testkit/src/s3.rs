@@ -2,9 +2,11 @@
 //! drop: `moto_server` (PyPI `moto[server]`, installed into `target/test-venv` by
 //! `scripts/test-venv.sh`), whose buckets and objects are made with plain HTTP requests written
 //! here, independently of the `object_store` client that redcount reads them with (moto does not
-//! check request signatures); or, for benchmarks, `s3s-fs` (crates.io, a Rust S3 server over a
-//! directory, when it is on PATH), whose objects are files written into its directory. Bucket names
-//! follow S3's rules: 3 to 63 lowercase letters, digits, dots and hyphens.
+//! check request signatures); or, for benchmarks, when they are on PATH, `s3s-fs` (crates.io, a
+//! Rust S3 server over a directory, whose objects are files written into it) and Garage
+//! (crates.io, a production S3-compatible store, whose objects are uploaded signed, through the
+//! `object_store` crate). Bucket names follow S3's rules: 3 to 63 lowercase letters, digits, dots
+//! and hyphens.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -16,14 +18,30 @@ use std::time::{Duration, Instant};
 pub struct S3Server {
     child: Child,
     port: u16,
-    /// Where `s3s-fs` keeps its buckets (None: moto, which keeps them in memory).
-    root: Option<PathBuf>,
+    kind: Kind,
+}
+
+/// Which server, and what it needs to be driven.
+enum Kind {
+    /// moto: buckets in memory, any credentials, objects written with plain HTTP.
+    Moto,
+    /// s3s-fs: buckets are the directories of `root`, objects its files.
+    S3sFs { root: PathBuf },
+    /// Garage: its own CLI with `config` makes buckets; objects go through the S3 API, signed.
+    Garage { config: PathBuf },
 }
 
 /// `moto_server` on PATH, or in the workspace's test venv.
 pub fn find_moto_server() -> Option<PathBuf> {
     let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-venv/bin/moto_server");
     on_path("moto_server").or_else(|| venv.is_file().then_some(venv))
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// `name` on PATH.
@@ -37,6 +55,13 @@ pub fn on_path(name: &str) -> Option<PathBuf> {
 /// Credentials of `s3s-fs` (which checks signatures), local and throwaway.
 const S3S_KEY: (&str, &str) = ("redcount-bench", "redcount-bench-secret");
 
+/// Credentials imported into Garage (its key ids are `GK` and 24 hex digits, secrets 64 hex
+/// digits), local and throwaway.
+const GARAGE_KEY: (&str, &str) = (
+    "GK0123456789abcdef01234567",
+    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+);
+
 impl S3Server {
     /// Starts `moto_server` on 127.0.0.1 and waits (up to 30 s) until it answers.
     pub fn start() -> std::io::Result<S3Server> {
@@ -46,18 +71,9 @@ impl S3Server {
                 "moto_server not found: run scripts/test-venv.sh (it installs moto[server])",
             )
         })?;
-        S3Server::spawn(
-            &program,
-            |port| {
-                vec![
-                    "-H".into(),
-                    "127.0.0.1".into(),
-                    "-p".into(),
-                    port.to_string(),
-                ]
-            },
-            None,
-        )
+        let port = free_port()?;
+        let args = ["-H", "127.0.0.1", "-p", &port.to_string()].map(str::to_string);
+        S3Server::spawn(&program, &args, port, Kind::Moto)
     }
 
     /// Starts `s3s-fs` (on PATH) serving the buckets that are directories of `root`.
@@ -69,37 +85,105 @@ impl S3Server {
             )
         })?;
         std::fs::create_dir_all(root)?;
-        let root_arg = root.display().to_string();
-        S3Server::spawn(
-            &program,
-            |port| {
-                vec![
-                    "--host".into(),
-                    "127.0.0.1".into(),
-                    "--port".into(),
-                    port.to_string(),
-                    "--access-key".into(),
-                    S3S_KEY.0.into(),
-                    "--secret-key".into(),
-                    S3S_KEY.1.into(),
-                    root_arg.clone(),
-                ]
-            },
-            Some(root.to_path_buf()),
-        )
+        let port = free_port()?;
+        let args = [
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--access-key",
+            S3S_KEY.0,
+            "--secret-key",
+            S3S_KEY.1,
+            &root.display().to_string(),
+        ]
+        .map(str::to_string);
+        let kind = Kind::S3sFs {
+            root: root.to_path_buf(),
+        };
+        S3Server::spawn(&program, &args, port, kind)
     }
 
-    fn spawn(
-        program: &Path,
-        args: impl Fn(u16) -> Vec<String>,
-        root: Option<PathBuf>,
-    ) -> std::io::Result<S3Server> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+    /// Starts a one-node Garage (`garage` on PATH; crates.io) with its files under `dir`: its
+    /// layout applied and a key imported, ready for buckets.
+    pub fn start_garage(dir: &Path) -> std::io::Result<S3Server> {
+        let program = on_path("garage").ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "garage not found on PATH (cargo install garage@2.5.0 --locked)",
+            )
+        })?;
+        std::fs::create_dir_all(dir)?;
+        let (port, rpc, admin) = (free_port()?, free_port()?, free_port()?);
+        let hex = |n: usize| -> String {
+            let mut bytes = vec![0u8; n];
+            let mut rng = crate::Rng::new(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(1),
+            );
+            bytes.iter_mut().for_each(|b| *b = rng.next_u64() as u8);
+            bytes.iter().map(|b| format!("{b:02x}")).collect()
+        };
+        let d = dir.display();
+        let config = dir.join("garage.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "metadata_dir = \"{d}/meta\"\ndata_dir = \"{d}/data\"\ndb_engine = \"sqlite\"\n\
+                 replication_factor = 1\nrpc_bind_addr = \"127.0.0.1:{rpc}\"\n\
+                 rpc_public_addr = \"127.0.0.1:{rpc}\"\nrpc_secret = \"{}\"\n\n[s3_api]\n\
+                 s3_region = \"garage\"\napi_bind_addr = \"127.0.0.1:{port}\"\n\
+                 root_domain = \".s3.garage.localhost\"\n\n[admin]\n\
+                 api_bind_addr = \"127.0.0.1:{admin}\"\nadmin_token = \"{}\"\n",
+                hex(32),
+                hex(16)
+            ),
+        )?;
+        let args = ["-c", &config.display().to_string(), "server"].map(str::to_string);
+        let server = S3Server::spawn(&program, &args, port, Kind::Garage { config })?;
+        let id = server.garage(&["node", "id", "-q"])?;
+        let id = id.trim().split('@').next().unwrap_or("").to_string();
+        server.garage(&["layout", "assign", "-z", "dc1", "-c", "10G", &id])?;
+        server.garage(&["layout", "apply", "--version", "1"])?;
+        server.garage(&[
+            "key",
+            "import",
+            "--yes",
+            GARAGE_KEY.0,
+            GARAGE_KEY.1,
+            "-n",
+            "redcount",
+        ])?;
+        Ok(server)
+    }
+
+    /// Runs `garage -c CONFIG ARGS` for a Garage server; its stdout.
+    fn garage(&self, args: &[&str]) -> std::io::Result<String> {
+        let Kind::Garage { config } = &self.kind else {
+            return Err(std::io::Error::other("not a Garage server"));
+        };
+        let program = on_path("garage").ok_or_else(|| std::io::Error::other("garage is gone"))?;
+        let out = Command::new(program)
+            .arg("-c")
+            .arg(config)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()?;
+        if !out.status.success() {
+            return Err(std::io::Error::other(format!(
+                "garage {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn spawn(program: &Path, args: &[String], port: u16, kind: Kind) -> std::io::Result<S3Server> {
         let mut command = Command::new(program);
         command
-            .args(args(port))
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -113,18 +197,20 @@ impl S3Server {
             });
         }
         let child = command.spawn()?;
-        let mut server = S3Server { child, port, root };
+        let mut server = S3Server { child, port, kind };
         let deadline = Instant::now() + Duration::from_secs(30);
         while server.request("GET", "/", b"").is_err() {
             if let Ok(Some(status)) = server.child.try_wait() {
                 return Err(std::io::Error::other(format!(
-                    "moto_server exited: {status}"
+                    "{} exited: {status}",
+                    program.display()
                 )));
             }
             if Instant::now() > deadline {
-                return Err(std::io::Error::other(
-                    "moto_server did not answer within 30 s",
-                ));
+                return Err(std::io::Error::other(format!(
+                    "{} did not answer within 30 s",
+                    program.display()
+                )));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -149,14 +235,15 @@ impl S3Server {
     /// The environment a client of this server needs (the standard AWS variables; moto takes any
     /// credentials).
     pub fn env(&self) -> Vec<(&'static str, String)> {
-        let (key, secret) = match self.root {
-            Some(_) => S3S_KEY,
-            None => ("redcount-test", "redcount-test-secret"),
+        let (key, secret, region) = match self.kind {
+            Kind::Moto => ("redcount-test", "redcount-test-secret", "us-east-1"),
+            Kind::S3sFs { .. } => (S3S_KEY.0, S3S_KEY.1, "us-east-1"),
+            Kind::Garage { .. } => (GARAGE_KEY.0, GARAGE_KEY.1, "garage"),
         };
         vec![
             ("AWS_ACCESS_KEY_ID", key.into()),
             ("AWS_SECRET_ACCESS_KEY", secret.into()),
-            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_REGION", region.into()),
             ("AWS_ENDPOINT_URL", self.endpoint()),
             ("AWS_ALLOW_HTTP", "true".into()),
         ]
@@ -164,30 +251,63 @@ impl S3Server {
 
     /// Creates a bucket.
     pub fn create_bucket(&self, bucket: &str) -> std::io::Result<()> {
-        if let Some(root) = &self.root {
-            return std::fs::create_dir_all(root.join(bucket));
+        match &self.kind {
+            Kind::Moto => self.expect_ok("PUT", &format!("/{bucket}"), b""),
+            Kind::S3sFs { root } => std::fs::create_dir_all(root.join(bucket)),
+            Kind::Garage { .. } => {
+                self.garage(&["bucket", "create", bucket])?;
+                let key = GARAGE_KEY.0;
+                self.garage(&[
+                    "bucket", "allow", "--read", "--write", "--owner", bucket, "--key", key,
+                ])
+                .map(|_| ())
+            }
         }
-        self.expect_ok("PUT", &format!("/{bucket}"), b"")
     }
 
     /// Writes (or replaces) an object.
     pub fn put(&self, bucket: &str, key: &str, body: &[u8]) -> std::io::Result<()> {
-        if let Some(root) = &self.root {
-            let path = root.join(bucket).join(key);
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)?;
+        match &self.kind {
+            Kind::Moto => self.expect_ok("PUT", &format!("/{bucket}/{}", escape(key)), body),
+            Kind::S3sFs { root } => {
+                let path = root.join(bucket).join(key);
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                std::fs::write(path, body)
             }
-            return std::fs::write(path, body);
+            Kind::Garage { .. } => self.put_signed(bucket, key, body),
         }
-        self.expect_ok("PUT", &format!("/{bucket}/{}", escape(key)), body)
+    }
+
+    /// A signed PUT through the `object_store` crate (for a server that checks signatures).
+    fn put_signed(&self, bucket: &str, key: &str, body: &[u8]) -> std::io::Result<()> {
+        use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+        use object_store::ObjectStoreExt;
+        let mut builder = AmazonS3Builder::new().with_bucket_name(bucket);
+        for (name, value) in self.env() {
+            let config: AmazonS3ConfigKey = name
+                .to_ascii_lowercase()
+                .parse()
+                .map_err(std::io::Error::other)?;
+            builder = builder.with_config(config, value);
+        }
+        let store = builder.build().map_err(std::io::Error::other)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime
+            .block_on(store.put(&object_store::path::Path::from(key), body.to_vec().into()))
+            .map(|_| ())
+            .map_err(std::io::Error::other)
     }
 
     /// Deletes an object.
     pub fn delete(&self, bucket: &str, key: &str) -> std::io::Result<()> {
-        if let Some(root) = &self.root {
-            return std::fs::remove_file(root.join(bucket).join(key));
+        match &self.kind {
+            Kind::S3sFs { root } => std::fs::remove_file(root.join(bucket).join(key)),
+            _ => self.expect_ok("DELETE", &format!("/{bucket}/{}", escape(key)), b""),
         }
-        self.expect_ok("DELETE", &format!("/{bucket}/{}", escape(key)), b"")
     }
 
     /// Uploads every file below `dir` as `prefix/<path relative to dir>`; returns the keys.

@@ -200,6 +200,10 @@ impl Worker<'_> {
             );
             while let Some(task) = self.carry.pop_front() {
                 isolated |= task.solo;
+                if self.carry.is_empty() && !task.solo && task.pieces().any(|p| is_object(&p.path))
+                {
+                    self.claim_ahead(&batch, &task)?;
+                }
                 self.count_into(&mut batch, task)?;
                 if started.elapsed() >= self.options.batch_time || isolated {
                     break;
@@ -238,6 +242,26 @@ impl Worker<'_> {
         self.renewer
             .hold(self.carry.iter().map(|t| t.id.clone()).collect());
         Ok(false)
+    }
+
+    /// Claims one more task while `current` (the last one claimed) is about to be counted, so that
+    /// its objects are read while `current` is counted (`count_into`'s read-ahead): a batch of
+    /// large objects is one task, and without this each one's reads began only once the one before
+    /// was committed. The task waits in `carry`, leased and renewed, for the next batch.
+    fn claim_ahead(&mut self, batch: &Batch, current: &Task) -> anyhow::Result<()> {
+        let held: HashSet<String> = batch
+            .ids()
+            .chain(std::iter::once(current.id.clone()))
+            .collect();
+        let more = self.claim(1, 1)?.tasks;
+        self.carry
+            .extend(more.into_iter().filter(|t| !held.contains(&t.id)));
+        self.renewer.hold(
+            held.into_iter()
+                .chain(self.carry.iter().map(|t| t.id.clone()))
+                .collect(),
+        );
+        Ok(())
     }
 
     fn claim(&mut self, max_tasks: u64, max_bytes: u64) -> anyhow::Result<Claimed> {

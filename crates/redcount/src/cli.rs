@@ -221,9 +221,9 @@ pub struct BenchArgs {
     /// redis-py (scripts/test-venv.sh makes target/test-venv/bin/python).
     #[arg(long, value_name = "PYTHON", conflicts_with_all = ["coordinator", "raft", "raft_reads", "aggregation", "hosts", "soak"])]
     pub seed: Option<PathBuf>,
-    /// Count the small-file and large-file corpora from local files and from an S3-compatible
-    /// server on loopback (moto_server from target/test-venv, and s3s-fs when it is on PATH), 2
-    /// workers, runs interleaved: throughput from the object store against local files.
+    /// Count the small-file and large-file corpora from local files and from S3-compatible
+    /// servers on loopback (moto_server from target/test-venv; s3s-fs and garage when they are on
+    /// PATH), 2 workers, runs interleaved: throughput from the object store against local files.
     #[arg(long, conflicts_with_all = ["coordinator", "raft", "raft_reads", "aggregation", "hosts", "soak", "seed"])]
     pub object_store: bool,
     /// Minutes of the --soak stream.

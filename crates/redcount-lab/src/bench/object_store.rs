@@ -1,7 +1,7 @@
 //! `redcount bench --object-store`: the same corpora counted from local files and from objects in
-//! an S3-compatible server on loopback (moto, and s3s-fs when it is on PATH), side by side in one
-//! run, runs interleaved, medians reported with the ratio to local files. Every run's counts are
-//! checked against an independent count.
+//! S3-compatible servers on loopback (moto; s3s-fs and Garage when they are on PATH), side by side
+//! in one run, runs interleaved, medians reported with the ratio to local files and the CPU the
+//! workers and the store spent. Every run's counts are checked against an independent count.
 
 use std::path::Path;
 use std::time::Duration;
@@ -18,6 +18,8 @@ use super::{
 pub struct ObjectStoreRow {
     /// Which corpus.
     pub corpus: String,
+    /// Worker processes.
+    pub workers: usize,
     /// `local files`, or the server the objects were read from.
     pub source: String,
     /// Input MB.
@@ -53,6 +55,13 @@ pub fn bench_object_store(
         Ok(server) => servers.push(("s3s-fs (Rust)", server)),
         Err(err) => eprintln!("not measuring s3s-fs: {err}"),
     }
+    let garage_dir = tempfile::Builder::new()
+        .prefix("redcount-garage-")
+        .tempdir()?;
+    match S3Server::start_garage(garage_dir.path()) {
+        Ok(server) => servers.push(("Garage (Rust)", server)),
+        Err(err) => eprintln!("not measuring Garage: {err}"),
+    }
     for (_, server) in &servers {
         server.create_bucket(BUCKET)?;
         for (prefix, dir) in [("small", &corpora.small), ("large", &corpora.large)] {
@@ -62,9 +71,9 @@ pub fn bench_object_store(
         }
     }
     println!(
-        "| corpus | source | MB | wall s (median of {runs}) | MB/s | of local | workers + Redis CPU s | store CPU s |"
+        "| corpus | workers | source | MB | wall s (median of {runs}) | MB/s | of local | workers + Redis CPU s | store CPU s |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     let mut rows = Vec::new();
     for (corpus, prefix, dir) in [
         ("small files", "small", &corpora.small),
@@ -72,44 +81,90 @@ pub fn bench_object_store(
     ] {
         let files = redcount_input::expand::expand(&[dir.display().to_string()])?;
         let expected = word_counts(&files)?;
-        // Interleaved: run i of every source, then run i + 1, so drift hits all alike.
-        // Per source: (wall, children's CPU, store's CPU) of each run.
-        let mut measured: Vec<Vec<(f64, f64, f64)>> = vec![Vec::new(); servers.len() + 1];
-        let mut mb = 0.0;
-        for _ in 0..runs {
-            for (i, runs) in measured.iter_mut().enumerate() {
-                let (input, env, store) = match i {
-                    0 => (dir.display().to_string(), Vec::new(), None),
-                    _ => {
-                        let server = &servers[i - 1].1;
-                        (
-                            format!("s3://{BUCKET}/{prefix}"),
-                            server.env(),
-                            Some(server.pid()),
-                        )
-                    }
+        for &workers in &options.workers {
+            let sources = Sources {
+                local: dir,
+                prefix,
+                servers: &servers,
+            };
+            for row in measure(options, &sources, workers, runs, &expected)? {
+                let row = ObjectStoreRow {
+                    corpus: corpus.to_string(),
+                    ..row
                 };
-                let (children, store_cpu) = (children_cpu_seconds(), store.map(cpu_seconds));
-                let (wall, bytes) = timed_run(options, &input, &env, &expected)?;
-                let store_cpu = match (store, store_cpu) {
-                    (Some(pid), Some(before)) => cpu_seconds(pid) - before,
-                    _ => 0.0,
-                };
-                runs.push((wall, children_cpu_seconds() - children, store_cpu));
-                mb = bytes as f64 / 1e6;
+                println!(
+                    "| {} | {} | {} | {:.1} | {:.3} | {:.1} | {:.2} | {:.2} | {:.2} |",
+                    row.corpus,
+                    row.workers,
+                    row.source,
+                    row.mb,
+                    row.wall_seconds,
+                    row.mb_per_second,
+                    row.of_local,
+                    row.workers_cpu_seconds,
+                    row.store_cpu_seconds
+                );
+                rows.push(row);
             }
         }
-        let column = |runs: &[(f64, f64, f64)], pick: fn(&(f64, f64, f64)) -> f64| {
-            median(runs.iter().map(pick).collect())
-        };
-        let local = column(&measured[0], |r| r.0);
-        for (i, runs) in measured.iter().enumerate() {
+    }
+    Ok(rows)
+}
+
+/// One corpus: as local files, and as objects under `prefix` in each server.
+struct Sources<'a> {
+    local: &'a Path,
+    prefix: &'a str,
+    servers: &'a [(&'a str, S3Server)],
+}
+
+/// `runs` rounds of one job per source with `workers` workers, interleaved (round i of every
+/// source, then round i + 1, so drift hits all alike); one row per source, medians.
+fn measure(
+    options: &BenchOptions,
+    sources: &Sources<'_>,
+    workers: usize,
+    runs: usize,
+    expected: &std::collections::HashMap<Vec<u8>, u64>,
+) -> anyhow::Result<Vec<ObjectStoreRow>> {
+    // Per source: (wall, children's CPU, store's CPU) of each run.
+    let mut measured: Vec<Vec<(f64, f64, f64)>> = vec![Vec::new(); sources.servers.len() + 1];
+    let mut mb = 0.0;
+    for _ in 0..runs {
+        for (i, runs) in measured.iter_mut().enumerate() {
+            let (input, env, store) = match i {
+                0 => (sources.local.display().to_string(), Vec::new(), None),
+                _ => {
+                    let server = &sources.servers[i - 1].1;
+                    let url = format!("s3://{BUCKET}/{}", sources.prefix);
+                    (url, server.env(), Some(server.pid()))
+                }
+            };
+            let (children, store_cpu) = (children_cpu_seconds(), store.map(cpu_seconds));
+            let (wall, bytes) = timed_run(options, &input, workers, &env, expected)?;
+            let store_cpu = match (store, store_cpu) {
+                (Some(pid), Some(before)) => cpu_seconds(pid) - before,
+                _ => 0.0,
+            };
+            runs.push((wall, children_cpu_seconds() - children, store_cpu));
+            mb = bytes as f64 / 1e6;
+        }
+    }
+    let column = |runs: &[(f64, f64, f64)], pick: fn(&(f64, f64, f64)) -> f64| {
+        median(runs.iter().map(pick).collect())
+    };
+    let local = column(&measured[0], |r| r.0);
+    Ok(measured
+        .iter()
+        .enumerate()
+        .map(|(i, runs)| {
             let wall = column(runs, |r| r.0);
-            let row = ObjectStoreRow {
-                corpus: corpus.to_string(),
+            ObjectStoreRow {
+                corpus: String::new(),
+                workers,
                 source: match i {
                     0 => "local files".to_string(),
-                    _ => servers[i - 1].0.to_string(),
+                    _ => sources.servers[i - 1].0.to_string(),
                 },
                 mb,
                 wall_seconds: wall,
@@ -117,22 +172,9 @@ pub fn bench_object_store(
                 of_local: local / wall.max(1e-9),
                 workers_cpu_seconds: column(runs, |r| r.1),
                 store_cpu_seconds: column(runs, |r| r.2),
-            };
-            println!(
-                "| {} | {} | {:.1} | {:.3} | {:.1} | {:.2} | {:.2} | {:.2} |",
-                row.corpus,
-                row.source,
-                row.mb,
-                row.wall_seconds,
-                row.mb_per_second,
-                row.of_local,
-                row.workers_cpu_seconds,
-                row.store_cpu_seconds
-            );
-            rows.push(row);
-        }
-    }
-    Ok(rows)
+            }
+        })
+        .collect())
 }
 
 /// CPU seconds (user + system) of process `pid` so far; 0 when it cannot be read.
@@ -163,11 +205,12 @@ fn stat_ticks(path: &str, a: usize, b: usize) -> f64 {
     (tick(a) + tick(b)) / 100.0
 }
 
-/// One job over `input` with 2 workers and the store's variables in the environment the workers
-/// inherit; checks every count. Returns (wall seconds, bytes).
+/// One job over `input` with `workers` workers and the store's variables in the environment the
+/// workers inherit; checks every count. Returns (wall seconds, bytes).
 fn timed_run(
     options: &BenchOptions,
     input: &str,
+    workers: usize,
     env: &[(&'static str, String)],
     expected: &std::collections::HashMap<Vec<u8>, u64>,
 ) -> anyhow::Result<(f64, u64)> {
@@ -176,6 +219,7 @@ fn timed_run(
     }
     let out = tempfile::NamedTempFile::new()?;
     let mut job = two_worker_job(options, Path::new(input), Duration::from_secs(10));
+    job.workers = workers;
     job.out = Some(out.path().to_path_buf());
     let summary = run_whole(job);
     for (key, _) in env {
