@@ -114,6 +114,16 @@ fn template(func: &str) -> Vec<&'static str> {
     }
 }
 
+/// The keys of job `name`, in the order the library takes them.
+fn keys_of(name: &str) -> Vec<String> {
+    JobKeys::new(name)
+        .expect("keys")
+        .all()
+        .iter()
+        .map(|k| k.to_string())
+        .collect()
+}
+
 /// A fresh job `name` with 6 tasks, 1-0 and 2-0 leased to `w`, and one partial to merge.
 fn setup(url: &str, name: &str, aggregation: Aggregation) {
     let mut j = Job::new(Link::open(url, LinkOptions::default()).expect("url"), name).expect("job");
@@ -220,12 +230,7 @@ fn any_arguments_give_a_named_error_and_write_nothing_or_succeed() {
                 args.truncate(len.max(1));
             }
             args.extend(extra);
-            let keys: Vec<String> = JobKeys::new(&name)
-                .expect("keys")
-                .all()
-                .iter()
-                .map(|k| k.to_string())
-                .collect();
+            let keys = keys_of(&name);
             let con = &mut *con.borrow_mut();
             let before = digest(con);
             if let Err(err) = call(con, &keys, func, &args) {
@@ -269,12 +274,7 @@ fn every_template_is_a_call_the_library_takes() {
             .iter()
             .map(|a| a.as_bytes().to_vec())
             .collect();
-        let keys: Vec<String> = JobKeys::new(&name)
-            .expect("keys")
-            .all()
-            .iter()
-            .map(|k| k.to_string())
-            .collect();
+        let keys = keys_of(&name);
         if let Err(err) = call(&mut con, &keys, func, &args) {
             panic!("{func} refused its own template: {err}");
         }

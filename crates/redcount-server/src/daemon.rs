@@ -112,3 +112,58 @@ pub(crate) fn fresh_dir(dir: &Path, markers: &[&str]) -> Result<std::path::PathB
     }
     Ok(dir)
 }
+
+/// The file a cluster of daemons is recorded in: `key value` lines (password, ports ...), mode
+/// 0600, so that `cluster status`, `down` and a later `up` find it again.
+pub(crate) struct Record(std::collections::HashMap<String, String>);
+
+impl Record {
+    /// Reads the record at `path`.
+    pub(crate) fn read(path: &Path) -> Result<Record, ServerError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ServerError::Dir {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Record(
+            text.lines()
+                .map(|line| {
+                    let (key, value) = line.split_once(' ').unwrap_or((line, ""));
+                    (key.to_string(), value.to_string())
+                })
+                .collect(),
+        ))
+    }
+
+    /// Writes `fields` to `path`, privately and atomically.
+    pub(crate) fn write(path: &Path, fields: &[(&str, String)]) -> std::io::Result<()> {
+        let text: String = fields.iter().map(|(k, v)| format!("{k} {v}\n")).collect();
+        write_private(path, &text)
+    }
+
+    /// The value of `key` ("" when absent).
+    pub(crate) fn text(&self, key: &str) -> String {
+        self.0.get(key).cloned().unwrap_or_default()
+    }
+
+    /// A number (0 when absent or not one).
+    pub(crate) fn number(&self, key: &str) -> usize {
+        self.text(key).parse().unwrap_or(0)
+    }
+
+    /// A comma-separated list of ports.
+    pub(crate) fn ports(&self, key: &str) -> Vec<u16> {
+        self.text(key)
+            .split(',')
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+}
+
+/// Ports as a record writes them: `1,2,3`.
+pub(crate) fn join_ports(ports: &[u16]) -> String {
+    ports
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::daemon::{self, common_conf, launch, start};
+use crate::daemon::{self, common_conf, join_ports, launch, start, Record};
 use crate::{find_redis_server, random_hex, write_private, ServerError};
 
 /// The file a Redis Cluster is recorded in.
@@ -100,55 +100,31 @@ impl ShardedCluster {
     }
 
     fn save(&self) -> std::io::Result<()> {
-        let join = |ports: &[u16]| {
-            ports
-                .iter()
-                .map(u16::to_string)
-                .collect::<Vec<_>>()
-                .join(",")
-        };
-        let text = format!(
-            "password {}\nshards {}\nreplicas {}\nnodes {}\nbus {}\ntls {}\n",
-            self.password,
-            self.shards,
-            self.replicas,
-            join(&self.nodes),
-            join(&self.bus_ports),
-            join(&self.tls_ports)
-        );
-        write_private(&self.dir.join(CLUSTER_FILE), &text)
+        Record::write(
+            &self.dir.join(CLUSTER_FILE),
+            &[
+                ("password", self.password.clone()),
+                ("shards", self.shards.to_string()),
+                ("replicas", self.replicas.to_string()),
+                ("nodes", join_ports(&self.nodes)),
+                ("bus", join_ports(&self.bus_ports)),
+                ("tls", join_ports(&self.tls_ports)),
+            ],
+        )
     }
 
     /// Reads the cluster started earlier in `dir`.
     pub fn load(dir: &Path) -> Result<ShardedCluster, ServerError> {
-        let path = dir.join(CLUSTER_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|source| ServerError::Dir {
-            path: path.clone(),
-            source,
-        })?;
-        let mut cluster = ShardedCluster {
+        let record = Record::read(&dir.join(CLUSTER_FILE))?;
+        Ok(ShardedCluster {
             dir: dir.to_path_buf(),
-            password: String::new(),
-            shards: 0,
-            replicas: 0,
-            nodes: vec![],
-            bus_ports: vec![],
-            tls_ports: vec![],
-        };
-        let ports = |value: &str| value.split(',').filter_map(|p| p.parse().ok()).collect();
-        for line in text.lines() {
-            let (key, value) = line.split_once(' ').unwrap_or((line, ""));
-            match key {
-                "password" => cluster.password = value.to_string(),
-                "shards" => cluster.shards = value.parse().unwrap_or(0),
-                "replicas" => cluster.replicas = value.parse().unwrap_or(0),
-                "nodes" => cluster.nodes = ports(value),
-                "bus" => cluster.bus_ports = ports(value),
-                "tls" => cluster.tls_ports = ports(value),
-                _ => {}
-            }
-        }
-        Ok(cluster)
+            password: record.text("password"),
+            shards: record.number("shards"),
+            replicas: record.number("replicas"),
+            nodes: record.ports("nodes"),
+            bus_ports: record.ports("bus"),
+            tls_ports: record.ports("tls"),
+        })
     }
 
     /// Each node's role as it reports it (one `CLUSTER NODES` per node, 500 ms at most each).

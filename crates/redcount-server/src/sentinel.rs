@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::daemon::{self, common_conf, launch, start};
+use crate::daemon::{self, common_conf, join_ports, launch, start, Record};
 use crate::process::stop_all;
-use crate::{find_redis_server, free_port, random_hex, write_private, ServerError};
+use crate::{find_redis_server, free_port, random_hex, ServerError};
 
 /// The Sentinel name of the primary.
 pub const MASTER_NAME: &str = "redcount";
@@ -55,48 +55,26 @@ impl Cluster {
     }
 
     fn save(&self) -> std::io::Result<()> {
-        let text = format!(
-            "password {}\nnodes {}\nsentinels {}\n",
-            self.password,
-            join(&self.nodes),
-            join(&self.sentinels)
-        );
-        write_private(&self.dir.join(CLUSTER_FILE), &text)
+        Record::write(
+            &self.dir.join(CLUSTER_FILE),
+            &[
+                ("password", self.password.clone()),
+                ("nodes", join_ports(&self.nodes)),
+                ("sentinels", join_ports(&self.sentinels)),
+            ],
+        )
     }
 
     /// Reads a cluster started earlier in `dir`.
     pub fn load(dir: &Path) -> Result<Cluster, ServerError> {
-        let path = dir.join(CLUSTER_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|source| ServerError::Dir {
-            path: path.clone(),
-            source,
-        })?;
-        let mut cluster = Cluster {
+        let record = Record::read(&dir.join(CLUSTER_FILE))?;
+        Ok(Cluster {
             dir: dir.to_path_buf(),
-            password: String::new(),
-            nodes: vec![],
-            sentinels: vec![],
-        };
-        for line in text.lines() {
-            let (key, value) = line.split_once(' ').unwrap_or((line, ""));
-            let ports = || value.split(',').filter_map(|p| p.parse().ok()).collect();
-            match key {
-                "password" => cluster.password = value.to_string(),
-                "nodes" => cluster.nodes = ports(),
-                "sentinels" => cluster.sentinels = ports(),
-                _ => {}
-            }
-        }
-        Ok(cluster)
+            password: record.text("password"),
+            nodes: record.ports("nodes"),
+            sentinels: record.ports("sentinels"),
+        })
     }
-}
-
-fn join(ports: &[u16]) -> String {
-    ports
-        .iter()
-        .map(u16::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 /// Starts a primary, `replicas` replicas and `sentinels` Sentinels under `dir` and waits until the

@@ -239,13 +239,13 @@ fn a_file_missing_on_one_workers_host_is_counted_by_a_worker_that_has_it() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start driver");
-    let worker = |name: &str| {
-        let mut cmd = redcount();
-        cmd.args(["worker", "--job", name, "--slow", "30ms", "--redis", &url]);
-        cmd
-    };
     let mut guard = ChildGuard::default();
-    let has = worker("mounts")
+    // Slow enough (24 files x 100 ms) that `has` cannot claim every file before `lacks`, started
+    // through unshare and mount, joins even on a loaded machine (at 30 ms it once did, in CI).
+    let has = redcount()
+        .args([
+            "worker", "--job", "mounts", "--slow", "100ms", "--redis", &url,
+        ])
         .args(["--name", "has"])
         .stderr(std::process::Stdio::null())
         .spawn();

@@ -33,36 +33,14 @@ fn s3_or_skip() -> Option<S3Server> {
     }
 }
 
-/// `redcount ARGS` with the S3 server's AWS variables (and no others), to completion.
-fn run_with(s3_env: &[(&'static str, String)], args: &[&str]) -> Output {
-    let mut cmd = redcount();
-    for (key, _) in std::env::vars() {
-        if key.starts_with("AWS_") {
-            cmd.env_remove(key);
-        }
-    }
-    let child = cmd
-        .envs(s3_env.iter().map(|(k, v)| (*k, v.as_str())))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start redcount");
-    wait_output(
-        child,
-        Duration::from_secs(120),
-        &format!("redcount {args:?}"),
-    )
-}
-
-fn ok(out: Output, what: &str) -> Output {
-    assert!(
-        out.status.success(),
-        "{what} failed with {}:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+/// `redcount run --json -k 0 -w 2 --out OUT FLAGS INPUTS` with the S3 server's variables; it
+/// must succeed.
+fn count_objects(env: &[(&str, String)], out: &Path, flags: &[&str], inputs: &[&str]) -> Output {
+    let mut args = vec!["run", "--json", "-k", "0", "-w", "2", "--out"];
+    args.push(out.to_str().expect("utf-8 path"));
+    args.extend(flags);
+    args.extend(inputs);
+    run_ok_env(env, &args)
 }
 
 /// A CSV of `rows` records whose text column holds quoted commas, quotes and newlines.
@@ -107,26 +85,15 @@ fn objects_small_large_and_csv_mixed_with_local_files_are_counted_exactly() {
     let local_files = redcount_testkit::corpus::write_text_corpus(&local, 20, 100, 2_000, 83);
 
     let out = dir.path().join("out.tsv");
-    let done = ok(
-        run_with(
-            &env,
-            &[
-                "run",
-                "--json",
-                "-k",
-                "0",
-                "-w",
-                "2",
-                "--split-bytes",
-                "256KiB",
-                "--out",
-                out.to_str().expect("utf-8"),
-                "s3://corpus/small",
-                "s3://corpus/big/large.txt",
-                local.to_str().expect("utf-8"),
-            ],
-        ),
-        "run over objects",
+    let done = count_objects(
+        &env,
+        &out,
+        &["--split-bytes", "256KiB"],
+        &[
+            "s3://corpus/small",
+            "s3://corpus/big/large.txt",
+            local.to_str().expect("utf-8"),
+        ],
     );
     let mut files: Vec<PathBuf> = small_files.clone();
     files.push(large.clone());
@@ -149,26 +116,11 @@ fn objects_small_large_and_csv_mixed_with_local_files_are_counted_exactly() {
     )
     .expect("put csv");
     let out_csv = dir.path().join("csv.tsv");
-    let done = ok(
-        run_with(
-            &env,
-            &[
-                "run",
-                "--json",
-                "-k",
-                "0",
-                "-w",
-                "2",
-                "--split-bytes",
-                "32KiB",
-                "--csv-column",
-                "text",
-                "--out",
-                out_csv.to_str().expect("utf-8"),
-                "s3://corpus/csv/tweets.csv",
-            ],
-        ),
-        "run over a CSV object",
+    let done = count_objects(
+        &env,
+        &out_csv,
+        &["--split-bytes", "32KiB", "--csv-column", "text"],
+        &["s3://corpus/csv/tweets.csv"],
     );
     assert_same_counts(
         &oracle_csv_count(std::slice::from_ref(&csv), "text"),
@@ -177,7 +129,7 @@ fn objects_small_large_and_csv_mixed_with_local_files_are_counted_exactly() {
     assert!(json(&done)["tasks"].as_u64().expect("tasks") > 3, "split");
 
     // A URL that names nothing is refused up front, by name.
-    let missing = run_with(&env, &["run", "s3://corpus/nothing-here/"]);
+    let missing = run_env(&env, &["run", "s3://corpus/nothing-here/"]);
     assert!(!missing.status.success());
     let said = String::from_utf8_lossy(&missing.stderr);
     assert!(said.contains("s3://corpus/nothing-here/"), "{said}");
@@ -311,25 +263,11 @@ fn connections_to_the_store_cut_again_and_again_are_retried_and_the_counts_stay_
         })
     };
     let out = dir.path().join("out.tsv");
-    let done = ok(
-        run_with(
-            &env,
-            &[
-                "run",
-                "--json",
-                "-k",
-                "0",
-                "-w",
-                "2",
-                "--no-pack",
-                "--worker-slow",
-                "10ms",
-                "--out",
-                out.to_str().expect("utf-8"),
-                "s3://flaky/in",
-            ],
-        ),
-        "run through a flaky link",
+    let done = count_objects(
+        &env,
+        &out,
+        &["--no-pack", "--worker-slow", "10ms"],
+        &["s3://flaky/in"],
     );
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let cuts = chaos.join().expect("chaos thread");
@@ -349,28 +287,25 @@ fn objects_injected_as_a_stream_are_counted_exactly_with_one_latency_row_each() 
     let files = redcount_testkit::corpus::write_text_corpus(&input, 9, 300, 3_000, 97);
     let keys = s3.upload_dir("stream", "in", &input).expect("upload");
     let (out, lat) = (dir.path().join("out.tsv"), dir.path().join("lat.csv"));
-    let done = ok(
-        run_with(
-            &env,
-            &[
-                "stream",
-                "--rate",
-                "100",
-                "--batch",
-                "4",
-                "--files",
-                "30",
-                "-w",
-                "2",
-                "--json",
-                "--out",
-                out.to_str().expect("utf-8"),
-                "--latency-out",
-                lat.to_str().expect("utf-8"),
-                "s3://stream/in",
-            ],
-        ),
-        "stream of objects",
+    let done = run_ok_env(
+        &env,
+        &[
+            "stream",
+            "--rate",
+            "100",
+            "--batch",
+            "4",
+            "--files",
+            "30",
+            "-w",
+            "2",
+            "--json",
+            "--out",
+            out.to_str().expect("utf-8"),
+            "--latency-out",
+            lat.to_str().expect("utf-8"),
+            "s3://stream/in",
+        ],
     );
     // 30 injections cycling through the 9 objects, in key order.
     let cycle: Vec<&PathBuf> = files.iter().cycle().take(30).collect();

@@ -16,12 +16,23 @@ pub fn redcount() -> Command {
     cmd.env_remove("REDIS_URL")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null());
+    // An object store is what a test says it is, never the machine's.
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("AWS_") {
+            cmd.env_remove(key);
+        }
+    }
     cmd
 }
 
 /// Runs `redcount ARGS` to completion (bounded), returning its output.
 pub fn run_ok(args: &[&str]) -> Output {
-    let out = run(args);
+    run_ok_env(&[], args)
+}
+
+/// [`run_ok`] with these environment variables.
+pub fn run_ok_env(env: &[(&str, String)], args: &[&str]) -> Output {
+    let out = run_env(env, args);
     assert!(
         out.status.success(),
         "redcount {args:?} failed with {}:\n{}",
@@ -33,7 +44,13 @@ pub fn run_ok(args: &[&str]) -> Output {
 
 /// Runs `redcount ARGS` to completion within two minutes, whatever its exit status.
 pub fn run(args: &[&str]) -> Output {
+    run_env(&[], args)
+}
+
+/// [`run`] with these environment variables (an object store's `AWS_*`, say).
+pub fn run_env(env: &[(&str, String)], args: &[&str]) -> Output {
     let child = redcount()
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
