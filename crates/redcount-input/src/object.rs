@@ -332,7 +332,10 @@ async fn fetch_all(requests: &[RangeRequest]) -> ReadResults {
     out
 }
 
-/// One ranged GET of the planned version; a short reply is a changed object.
+/// One ranged GET of the planned version; a short reply is a changed object. The client retries
+/// what it knows to be transient; a transport error it gives up on early (a connection reset
+/// before the reply, which it classes as unknown) is tried again here, with the same backoff, until
+/// the retry budget is spent.
 async fn get(request: &RangeRequest, range: Range<u64>) -> Result<bytes::Bytes, InputError> {
     let url = request.url.as_path();
     let (bucket, key) = split_url(url)?;
@@ -341,30 +344,51 @@ async fn get(request: &RangeRequest, range: Range<u64>) -> Result<bytes::Bytes, 
     }
     let client = bucket_client(url, &bucket)?;
     let version = request.version.as_deref();
-    let options = GetOptions {
-        if_match: request.version.clone(),
-        range: Some(GetRange::Bounded(range.clone())),
-        ..GetOptions::default()
-    };
-    let wanted = range.end - range.start;
-    let result = client
-        .get_opts(&ObjectPath::from(key.as_str()), options)
-        .await
-        .map_err(|e| input_error(url, version, e))?;
-    let size = result.meta.size;
-    let bytes = result
-        .bytes()
-        .await
-        .map_err(|e| input_error(url, version, e))?;
-    if bytes.len() as u64 != wanted {
-        return Err(InputError::Changed {
-            path: url.to_path_buf(),
-            size,
-            start: range.start,
-            end: range.end,
-        });
+    let budget = Duration::from_millis(RETRY_BUDGET_MS.load(Ordering::Relaxed));
+    let deadline = tokio::time::Instant::now() + budget;
+    let mut delay = Duration::from_millis(50);
+    loop {
+        let attempt = async {
+            let options = GetOptions {
+                if_match: request.version.clone(),
+                range: Some(GetRange::Bounded(range.clone())),
+                ..GetOptions::default()
+            };
+            let result = client
+                .get_opts(&ObjectPath::from(key.as_str()), options)
+                .await?;
+            let size = result.meta.size;
+            Ok::<_, object_store::Error>((size, result.bytes().await?))
+        };
+        match attempt.await {
+            Ok((size, bytes)) => {
+                if bytes.len() as u64 != range.end - range.start {
+                    return Err(InputError::Changed {
+                        path: url.to_path_buf(),
+                        size,
+                        start: range.start,
+                        end: range.end,
+                    });
+                }
+                return Ok(bytes);
+            }
+            Err(e) if is_transport(&e) && tokio::time::Instant::now() + delay < deadline => {
+                tracing::debug!("{}: {e}; retrying in {delay:?}", url.display());
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Err(input_error(url, version, e)),
+        }
     }
-    Ok(bytes)
+}
+
+/// An error of the connection rather than an answer of the store (which says what it means:
+/// missing, changed, refused).
+fn is_transport(err: &object_store::Error) -> bool {
+    matches!(err, object_store::Error::Generic { .. }) && {
+        let text = err.to_string();
+        text.contains("HTTP error") || text.contains("error sending request")
+    }
 }
 
 /// Reads bytes `start..end` of the object at `url` (its planned `version`) into `buf`.

@@ -90,6 +90,22 @@ impl Con {
         }
     }
 
+    /// Sends `cmds` (about one job: one slot) and returns their replies in order: in one pipeline on a
+    /// single server; one at a time on a cluster, whose client's pipelines refuse some of the
+    /// commands a job sends (`MGET`).
+    pub fn pipeline(&mut self, cmds: &[Cmd]) -> RedisResult<Vec<Value>> {
+        match self {
+            Con::One(c) => {
+                let mut pipe = redis::pipe();
+                for cmd in cmds {
+                    pipe.add_command(cmd.clone());
+                }
+                pipe.query(c)
+            }
+            Con::Cluster(c) => cmds.iter().map(|cmd| cmd.query(&mut **c)).collect(),
+        }
+    }
+
     /// Every primary of a cluster as the cluster client's slot map has them, in address order;
     /// None for a single server.
     pub fn primaries(&mut self) -> RedisResult<Option<Vec<NodeAddr>>> {

@@ -173,7 +173,15 @@ impl Job {
         func: &'static str,
         args: impl AsRef<[Vec<u8>]>,
     ) -> Result<Value> {
-        let args = args.as_ref();
+        let cmd = self.fcall_cmd(func, args.as_ref());
+        match self.link.call(func, |con| cmd.query::<Value>(con)) {
+            Err(Error::Redis { cause, .. }) if cause.code() == Some("NOJOB") => Err(self.no_job()),
+            other => other,
+        }
+    }
+
+    /// The `FCALL` (or `FCALL_RO`) of `func` with the job's keys and `args`.
+    pub(crate) fn fcall_cmd(&self, func: &'static str, args: &[Vec<u8>]) -> Cmd {
         let mut cmd = redis::cmd(if crate::READ_ONLY_FUNCTIONS.contains(&func) {
             "FCALL_RO"
         } else {
@@ -181,7 +189,17 @@ impl Job {
         });
         let keys = self.keys.all();
         cmd.arg(func).arg(keys.len()).arg(&keys[..]).arg(args);
-        match self.link.call(func, |con| cmd.query::<Value>(con)) {
+        cmd
+    }
+
+    /// Sends `cmds` (calls of the library and reads of this job's keys, each its own bounded
+    /// command) in one pipeline, one round trip, and returns their replies in order. Every one is
+    /// safe to send again, as the link may after a lost reply.
+    pub(crate) fn pipeline(&mut self, what: &'static str, cmds: &[Cmd]) -> Result<Vec<Value>> {
+        if cmds.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self.link.call(what, |con| con.pipeline(cmds)) {
             Err(Error::Redis { cause, .. }) if cause.code() == Some("NOJOB") => Err(self.no_job()),
             other => other,
         }

@@ -10,7 +10,7 @@
 --   * validate every argument before the first write (Redis has no rollback).
 -- KEYS are always the nine keys of one job, in the order of `JobKeys::all` in keys.rs.
 
-local LIBRARY_VERSION = 29
+local LIBRARY_VERSION = 30
 
 local K_TASKS, K_LEASES, K_COUNTS, K_META, K_DONE, K_DEAD, K_INFLIGHT, K_WORKERS, K_EVENTS = 1, 2, 3, 4, 5, 6, 7, 8, 9
 local GROUP = 'workers'
@@ -775,16 +775,19 @@ local function commit_parts(keys, args)
   return { 'ok', n }
 end
 
--- merge_claim(now, worker, lease_ms, min_parts, min_age_ms, max_parts): a partition to merge, leased
--- to this worker: the lowest one whose lease is free and that has min_parts partials, or one older
--- than min_age_ms, or any once every task is done. Reply {p, gen, seq...} (at most max_parts of its
--- oldest partials), or {} when none is due.
+-- merge_claim(now, worker, lease_ms, min_parts, min_age_ms, max_parts, max_partitions): up to
+-- max_partitions partitions to merge, leased to this worker: the lowest ones whose lease is free (or
+-- already this worker's: a retried claim gets them again) and that have min_parts partials, or one
+-- older than min_age_ms, or any once every task is done. Reply {{p, gen, seq...}...} (each with at
+-- most max_parts of its oldest partials), {} when none is due. Several in one call, so a worker far
+-- from Redis waits one round trip for a batch of merges, not one each.
 local function merge_claim(keys, args)
   local now, worker = clock(args[1]), args[2]
   local lease_ms, min_parts = int(args[3], 'lease_ms'), int(args[4], 'min_parts')
   local min_age, max_parts = int(args[5], 'min_age_ms'), int(args[6], 'max_parts')
-  if worker == nil or worker == '' or lease_ms <= 0 or max_parts <= 0 then
-    fail('merge_claim needs a worker and positive lease_ms and max_parts')
+  local max_partitions = int(args[7], 'max_partitions')
+  if worker == nil or worker == '' or lease_ms <= 0 or max_parts <= 0 or max_partitions <= 0 then
+    fail('merge_claim needs a worker and positive lease_ms, max_parts and max_partitions')
   end
   require_job(keys)
   local lnow = lease_clock(keys, now)
@@ -794,6 +797,7 @@ local function merge_claim(keys, args)
   local m = redis.call('HMGET', keys[K_META], 'state', 'tasks', 'done', 'dead')
   local all_done = m[1] == 'sealed' and tonumber(m[3] or '0') + tonumber(m[4] or '0') == tonumber(m[2] or '0')
   local merge = job_key(keys, 'merge')
+  local claims = {}
   for p = 0, partitions(keys) - 1 do
     local index = job_key(keys, 'parts:' .. p)
     local count = redis.call('ZCARD', index)
@@ -813,11 +817,14 @@ local function merge_claim(keys, args)
         for _, seq in ipairs(redis.call('ZRANGE', index, 0, max_parts - 1)) do
           reply[#reply + 1] = seq
         end
-        return reply
+        claims[#claims + 1] = reply
+        if #claims >= max_partitions then
+          return claims
+        end
       end
     end
   end
-  return {}
+  return claims
 end
 
 -- merge_commit(now, worker, token, p, gen, distinct, n, seq * n, {p, i|s, result}, {p, i, top}): the

@@ -88,6 +88,21 @@ impl Job {
         lease: Duration,
         policy: &MergePolicy,
     ) -> Result<Option<MergeClaim>> {
+        Ok(self
+            .merge_claim_many(now, worker, lease, policy, 1)?
+            .into_iter()
+            .next())
+    }
+
+    /// Up to `max` partitions due for merging, leased to `worker` for `lease`, in one call.
+    pub fn merge_claim_many(
+        &mut self,
+        now: impl Into<Now>,
+        worker: &str,
+        lease: Duration,
+        policy: &MergePolicy,
+        max: u32,
+    ) -> Result<Vec<MergeClaim>> {
         let args = vec![
             now.into().arg(),
             worker.as_bytes().to_vec(),
@@ -95,30 +110,50 @@ impl Job {
             arg(policy.min_parts),
             arg(policy.min_age.as_millis()),
             arg(policy.max_parts.max(1)),
+            arg(max.max(1)),
         ];
         let items = self.array("rc_merge_claim", args)?;
-        if items.is_empty() {
-            return Ok(None);
-        }
-        let bad = || self.bad_reply("rc_merge_claim", format!("{items:?}"));
-        let partition = items.first().and_then(reply::uint).ok_or_else(bad)?;
-        let gen = items.get(1).and_then(reply::uint).ok_or_else(bad)?;
-        Ok(Some(MergeClaim {
-            partition: u32::try_from(partition).map_err(|_| bad())?,
-            gen,
-            seqs: items[2..].iter().filter_map(reply::string).collect(),
-        }))
+        let bad = |detail: String| self.bad_reply("rc_merge_claim", detail);
+        items
+            .into_iter()
+            .map(|claim| {
+                let fields =
+                    reply::array(claim).ok_or_else(|| bad("a claim not an array".into()))?;
+                let partition = fields.first().and_then(reply::uint);
+                let gen = fields.get(1).and_then(reply::uint);
+                match (partition.and_then(|p| u32::try_from(p).ok()), gen) {
+                    (Some(partition), Some(gen)) => Ok(MergeClaim {
+                        partition,
+                        gen,
+                        seqs: fields[2..].iter().filter_map(reply::string).collect(),
+                    }),
+                    _ => Err(bad(format!("{fields:?}"))),
+                }
+            })
+            .collect()
     }
 
     /// The partition's current result and the claimed partials (empty blobs for keys that are gone:
     /// the merge commit then finds itself stale).
     pub fn merge_inputs(&mut self, claim: &MergeClaim) -> Result<(Vec<u8>, Vec<Vec<u8>>)> {
+        let blobs: Vec<Option<Vec<u8>>> = self.read(&self.merge_inputs_cmd(claim))?;
+        self.split_merge_inputs(blobs)
+    }
+
+    /// `MGET` of a claimed partition's result and partials.
+    fn merge_inputs_cmd(&self, claim: &MergeClaim) -> redis::Cmd {
         let mut cmd = redis::cmd("MGET");
         cmd.arg(self.keys.result(claim.partition));
         for seq in &claim.seqs {
             cmd.arg(self.keys.part(claim.partition, seq));
         }
-        let mut blobs: Vec<Option<Vec<u8>>> = self.read(&cmd)?;
+        cmd
+    }
+
+    fn split_merge_inputs(
+        &self,
+        mut blobs: Vec<Option<Vec<u8>>>,
+    ) -> Result<(Vec<u8>, Vec<Vec<u8>>)> {
         if blobs.is_empty() {
             return Err(self.bad_reply("MGET partials", "an empty reply"));
         }
@@ -142,13 +177,7 @@ impl Job {
     ) -> Result<bool> {
         let now = now.into();
         let items = self.call_staged("rc_merge_commit", now, worker, |job, token, args| {
-            args.extend([
-                arg(claim.partition),
-                arg(claim.gen),
-                arg(distinct),
-                arg(claim.seqs.len()),
-            ]);
-            args.extend(claim.seqs.iter().map(|s| s.as_bytes().to_vec()));
+            args.extend(merge_head(claim, distinct));
             job.push_blob(args, now, worker, token, claim.partition, result)?;
             args.extend([arg(claim.partition), b"i".to_vec(), top.to_vec()]);
             Ok(())
@@ -169,7 +198,24 @@ impl Job {
         claim: &MergeClaim,
     ) -> Result<bool> {
         let now = now.into();
-        let (result, parts) = self.merge_inputs(claim)?;
+        let inputs = self.merge_inputs(claim)?;
+        let merged = self.merge_locally(claim, inputs)?;
+        self.merge_commit(
+            now,
+            worker,
+            claim,
+            &merged.blob,
+            merged.distinct,
+            &merged.top,
+        )
+    }
+
+    /// A partition's result and partials folded into one blob, in one pass per blob.
+    fn merge_locally(
+        &self,
+        claim: &MergeClaim,
+        (result, parts): (Vec<u8>, Vec<Vec<u8>>),
+    ) -> Result<Merged> {
         let mut inputs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
         inputs.push(&result);
         let bad = |e: partial::BadBlob| {
@@ -180,7 +226,68 @@ impl Job {
         };
         let (blob, distinct) = partial::merge(&inputs).map_err(bad)?;
         let top = partial::top_of(&blob, TOP_PER_PARTITION).map_err(bad)?;
-        self.merge_commit(now, worker, claim, &blob, distinct, &top)
+        Ok(Merged {
+            blob,
+            distinct,
+            top,
+        })
+    }
+
+    /// Merges up to `max` due partitions in three round trips however many they are, where one at a
+    /// time took three each (a worker on another host waits a round trip for every call): their
+    /// claims in one call, their inputs in one pipeline of `MGET`s, then the commits of those whose
+    /// result fits inline in one pipeline (each merge is still its own short call); a result that
+    /// must be staged is committed alone, as [`Job::merge_claimed`] does. Returns (merges
+    /// committed, merges found stale).
+    pub fn merge_due(
+        &mut self,
+        now: impl Into<Now>,
+        worker: &str,
+        lease: Duration,
+        policy: &MergePolicy,
+        max: u32,
+    ) -> Result<(u64, u64)> {
+        let now = now.into();
+        let claims = self.merge_claim_many(now, worker, lease, policy, max)?;
+        let reads: Vec<redis::Cmd> = claims.iter().map(|c| self.merge_inputs_cmd(c)).collect();
+        debug_assert!(crate::is_read("MGET"));
+        let mut merged = Vec::with_capacity(claims.len());
+        for (claim, value) in claims.iter().zip(self.pipeline("MGET partials", &reads)?) {
+            let blobs: Vec<Option<Vec<u8>>> = redis::FromRedisValue::from_redis_value(value)
+                .map_err(|e| self.bad_reply("MGET partials", e.to_string()))?;
+            let inputs = self.split_merge_inputs(blobs)?;
+            merged.push(self.merge_locally(claim, inputs)?);
+        }
+        let (mut committed, mut stale) = (0, 0);
+        let mut count = |ok: bool| {
+            if ok {
+                committed += 1
+            } else {
+                stale += 1
+            }
+        };
+        let mut commits = Vec::new();
+        for (claim, m) in claims.iter().zip(&merged) {
+            if m.blob.len() > INLINE_BLOB {
+                count(self.merge_commit(now, worker, claim, &m.blob, m.distinct, &m.top)?);
+                continue;
+            }
+            // Inline blobs take no token; one per call keeps them apart all the same.
+            let token = self.next_token();
+            let mut args = vec![now.arg(), worker.as_bytes().to_vec(), token.into_bytes()];
+            args.extend(merge_commit_args(claim, m));
+            commits.push(self.fcall_cmd("rc_merge_commit", &args));
+        }
+        let replies = self.pipeline("rc_merge_commit", &commits)?;
+        for value in replies {
+            let items = reply::array(value).unwrap_or_default();
+            match items.first().and_then(reply::string).as_deref() {
+                Some("ok") => count(true),
+                Some("stale") => count(false),
+                _ => return Err(self.bad_reply("rc_merge_commit", format!("{items:?}"))),
+            }
+        }
+        Ok((committed, stale))
     }
 
     /// Calls `func` (a commit or merge that may carry staged blobs) with `now, worker, token` and the
@@ -291,4 +398,31 @@ impl Job {
 
 fn arg(n: impl ToString) -> Vec<u8> {
     n.to_string().into_bytes()
+}
+
+/// A partition merged in memory, ready to commit.
+struct Merged {
+    blob: Vec<u8>,
+    distinct: u64,
+    top: Vec<u8>,
+}
+
+/// `p, gen, distinct, n, seq * n` of a merge commit.
+fn merge_head(claim: &MergeClaim, distinct: u64) -> Vec<Vec<u8>> {
+    let mut args = vec![
+        arg(claim.partition),
+        arg(claim.gen),
+        arg(distinct),
+        arg(claim.seqs.len()),
+    ];
+    args.extend(claim.seqs.iter().map(|s| s.as_bytes().to_vec()));
+    args
+}
+
+/// A merge commit's arguments after `now, worker, token`, its result inline.
+fn merge_commit_args(claim: &MergeClaim, merged: &Merged) -> Vec<Vec<u8>> {
+    let mut args = merge_head(claim, merged.distinct);
+    args.extend([arg(claim.partition), b"i".to_vec(), merged.blob.clone()]);
+    args.extend([arg(claim.partition), b"i".to_vec(), merged.top.clone()]);
+    args
 }

@@ -99,7 +99,7 @@ fn template(func: &str) -> Vec<&'static str> {
             "*", "w", "tok", "2", "1-0", "3", "2-0", "3", "0", "i", "", "1", "i", "",
         ],
         "rc_stage" => vec!["*", "w", "tok", "1", "piece"],
-        "rc_merge_claim" => vec!["*", "m", "1000", "1", "0", "4"],
+        "rc_merge_claim" => vec!["*", "m", "1000", "1", "0", "4", "2"],
         "rc_merge_commit" => vec![
             "*", "m", "tok", "0", "0", "1", "1", "1", "0", "i", "", "0", "i", "",
         ],

@@ -389,3 +389,66 @@ fn a_large_job_is_dropped_in_bounded_calls_by_name_never_by_scanning_the_keyspac
 fn served(job: &mut Job, now: u64) -> &mut Job {
     support::served_every(job, LEASE.as_millis() as u64, now)
 }
+
+#[test]
+fn merges_in_a_batch_fold_every_due_partition_and_skip_one_another_worker_holds() {
+    // Twelve partitions, so one batch of 8 does not reach them all.
+    let server = RedisServer::start(ServerOptions::default()).expect("redis-server starts");
+    let mut job = Job::new(
+        Link::open(&server.url(), LinkOptions::default()).expect("url"),
+        "batch",
+    )
+    .expect("job");
+    let spec = JobSpec {
+        lease: LEASE,
+        partitions: 12,
+        ..JobSpec::default()
+    };
+    job.create(T0, "run1", &spec).expect("create");
+    let task = NewTask {
+        seq: 1,
+        path: PathBuf::from("/data/1"),
+        start: 0,
+        end: 10,
+        format: Format::Text,
+        version: None,
+        more: Vec::new(),
+        due_ms: None,
+    };
+    job.enqueue(T0, &[task]).expect("enqueue");
+    job.seal(T0, 1).expect("seal");
+    let ids = claim(&mut job, T0, "w");
+    let words: Vec<(String, u64)> = (0..200).map(|i| (format!("w{i}"), 1 + i % 7)).collect();
+    let blobs = partial::partition_blobs(words.iter().map(|(w, n)| (w.as_bytes(), *n)), 12);
+    let used = blobs.len() as u64;
+    assert!(used > 9, "the words cover most partitions ({used})");
+    job.commit_parts(T0 + 1, "w", &[(ids[0].clone(), 1000)], &blobs)
+        .expect("commit");
+    let at_once = MergePolicy {
+        min_parts: 1,
+        min_age: Duration::ZERO,
+        max_parts: 64,
+    };
+    // Another worker holds the lowest partition's merge lease.
+    let held = job
+        .merge_claim(T0 + 2, "other", LEASE, &at_once)
+        .expect("claim")
+        .expect("a due partition");
+    let (first, stale) = job
+        .merge_due(T0 + 2, "w", LEASE, &at_once, 8)
+        .expect("batch");
+    assert_eq!((first, stale), (8, 0), "a full batch, none of it stale");
+    let (second, stale) = job
+        .merge_due(T0 + 2, "w", LEASE, &at_once, 8)
+        .expect("batch");
+    assert_eq!(
+        (first + second, stale),
+        (used - 1, 0),
+        "every due partition but the held one"
+    );
+    // The held one is merged by its holder, and the result is every word, exactly once.
+    assert!(job.merge_claimed(T0 + 3, "other", &held).expect("merge"));
+    let mut expected: Vec<(String, u64)> = words.clone();
+    expected.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.as_bytes().cmp(b.0.as_bytes())));
+    assert_eq!(counts(&mut job), expected);
+}

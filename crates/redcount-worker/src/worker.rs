@@ -424,7 +424,8 @@ impl Worker<'_> {
 impl Worker<'_> {
     /// Merges every partition that is due (library.lua, rc_merge_claim / rc_merge_commit): the
     /// partition's result and its claimed partials become one blob, committed in place of exactly
-    /// those. Returns how many merges were committed.
+    /// those. [`MERGE_BATCH`] partitions at a time, in three round trips a batch. Returns how many
+    /// merges were committed.
     fn merge_due(&mut self) -> anyhow::Result<u64> {
         self.last_merge_check = Instant::now();
         if self.aggregation != Aggregation::Workers {
@@ -432,25 +433,32 @@ impl Worker<'_> {
         }
         let mut merged = 0;
         // At most one round over the partitions, so counting is not starved.
-        for _ in 0..self.partitions {
+        let mut left = self.partitions;
+        while left > 0 {
             let me = self.report.name.clone();
-            let Some(claim) = self
+            let batch = left.min(MERGE_BATCH);
+            let (committed, stale) = self
                 .job
-                .merge_claim(Now::Coordinator, &me, self.lease, &self.merge_policy)
-                .context("claiming a merge")?
-            else {
-                break;
-            };
-            if self.job.merge_claimed(Now::Coordinator, &me, &claim)? {
-                merged += 1;
-                self.report.merges += 1;
-            } else {
-                tracing::info!("{me}: merge of partition {} was stale", claim.partition);
+                .merge_due(Now::Coordinator, &me, self.lease, &self.merge_policy, batch)
+                .context("merging due partitions")?;
+            if stale > 0 {
+                tracing::info!("{me}: {stale} merge(s) were stale");
             }
+            merged += committed;
+            self.report.merges += committed;
+            if committed + stale < u64::from(batch) {
+                break;
+            }
+            left -= batch;
         }
         Ok(merged)
     }
 }
+
+/// Partitions merged in one batch: its claims, reads and commits each go in one pipeline, so a
+/// worker far from Redis waits three round trips for up to this many merges instead of three each;
+/// bounded, so a batch holds at most this many partitions' results in memory.
+const MERGE_BATCH: u32 = 8;
 
 /// Clears the watchdog's "counting" when a task is done, however it ends.
 struct CountingGuard<'a>(&'a Renewer);
