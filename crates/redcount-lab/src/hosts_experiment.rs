@@ -109,8 +109,9 @@ fn report(
             let _ = writeln!(
                 r,
                 "- {corpus} files: {ratio:.2}x, {}; the {:.2} s added are about {sequential:.0} round \
-                 trips of 10 ms waited for one after another (claims, staged pieces, commits, merge \
-                 claims, status polls: none of them is pipelined).",
+                 trips of 10 ms waited for one after another (each worker's claims and commits, a \
+                 batch of merges three round trips for up to 8 partitions, the driver's status polls \
+                 one each).",
                 if ratio <= TARGET { "met" } else { "missed" },
                 far.wall - base.wall
             );
@@ -118,9 +119,11 @@ fn report(
     }
     let _ = writeln!(
         r,
-        "\nThese jobs last a few seconds, so a fixed chain of calls shows; what would hide it is \
-         claiming the next batch while the current one is counted and committing while the next is \
-         read (the round trips overlap the work instead of adding to it)."
+        "\nThese jobs last a few seconds, so a fixed chain of calls shows. Merges go in batches (one \
+         claim call, one pipeline of reads, one of commits) and a status poll is one round trip; \
+         what would hide the rest is claiming the next batch while the current one is counted and \
+         committing while the next is read (the round trips overlap the work instead of adding to \
+         it)."
     );
     r
 }

@@ -90,19 +90,29 @@ impl Con {
         }
     }
 
-    /// Sends `cmds` (about one job: one slot) and returns their replies in order: in one pipeline on a
-    /// single server; one at a time on a cluster, whose client's pipelines refuse some of the
-    /// commands a job sends (`MGET`).
-    pub fn pipeline(&mut self, cmds: &[Cmd]) -> RedisResult<Vec<Value>> {
+    /// Sends `cmds` (about one job, whose keys all hash to the slot of `key`) and returns their
+    /// replies in order: in one pipeline on a single server; on a cluster one at a time, each to the
+    /// primary of that slot (the cluster client's own pipelines refuse some of the commands a job
+    /// sends, `MGET`, and would send a keyless `INFO` to every primary).
+    pub fn pipeline(&mut self, key: &str, cmds: &[Cmd]) -> RedisResult<Vec<Value>> {
         match self {
             Con::One(c) => {
                 let mut pipe = redis::pipe();
                 for cmd in cmds {
                     pipe.add_command(cmd.clone());
                 }
-                pipe.query(c)
+                // A failed command fails the pipeline with its own error, as it would alone (a
+                // pipeline's error hides codes such as NOJOB and BUSY that callers act on).
+                let replies: Vec<Value> = pipe.ignore_errors().query(c)?;
+                match replies.iter().find_map(|v| match v {
+                    Value::ServerError(e) => Some(e.clone()),
+                    _ => None,
+                }) {
+                    Some(err) => Err(err.into()),
+                    None => Ok(replies),
+                }
             }
-            Con::Cluster(c) => cmds.iter().map(|cmd| cmd.query(&mut **c)).collect(),
+            Con::Cluster(_) => cmds.iter().map(|cmd| self.query_at(key, cmd)).collect(),
         }
     }
 

@@ -199,7 +199,8 @@ impl Job {
         if cmds.is_empty() {
             return Ok(Vec::new());
         }
-        match self.link.call(what, |con| con.pipeline(cmds)) {
+        let key = self.keys.meta.clone();
+        match self.link.call(what, |con| con.pipeline(&key, cmds)) {
             Err(Error::Redis { cause, .. }) if cause.code() == Some("NOJOB") => Err(self.no_job()),
             other => other,
         }
@@ -600,6 +601,32 @@ impl Job {
             vec![now.into().arg(), arg(millis(live_window))],
         )?;
         Ok(Status::from_pairs(&items))
+    }
+
+    /// [`Job::status`] and the server's own run id (`INFO server`, which changes on every restart or
+    /// failover), in one round trip.
+    pub fn status_and_server_run(
+        &mut self,
+        now: impl Into<Now>,
+        live_window: Duration,
+    ) -> Result<(Status, String)> {
+        let status = self.fcall_cmd("rc_status", &[now.into().arg(), arg(millis(live_window))]);
+        let mut info = redis::cmd("INFO");
+        info.arg("server");
+        let mut replies = self.pipeline("rc_status", &[status, info])?.into_iter();
+        let (Some(status), Some(info)) = (replies.next(), replies.next()) else {
+            return Err(self.bad_reply("rc_status", "a pipeline of two answered fewer"));
+        };
+        let items =
+            reply::array(status).ok_or_else(|| self.bad_reply("rc_status", "not an array"))?;
+        let info: String = redis::FromRedisValue::from_redis_value(info).unwrap_or_default();
+        let run = info
+            .lines()
+            .find_map(|l| l.strip_prefix("run_id:"))
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        Ok((Status::from_pairs(&items), run))
     }
 
     /// Calls `func` and reads its array reply (arguments by value or borrowed: a commit re-sent after

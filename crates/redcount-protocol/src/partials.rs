@@ -376,14 +376,24 @@ impl Job {
         Ok(all)
     }
 
-    /// Every word of the merged results (one partition per read), count descending then word.
+    /// Every word of the merged results, count descending then word.
     pub(crate) fn counts_from_partitions(
         &mut self,
         partitions: u32,
     ) -> Result<Vec<(Vec<u8>, u64)>> {
+        // One GET per partition (each its own bounded command), all in one round trip.
+        let gets: Vec<redis::Cmd> = (0..partitions)
+            .map(|p| {
+                let mut get = redis::cmd("GET");
+                get.arg(self.keys.result(p));
+                get
+            })
+            .collect();
+        debug_assert!(crate::is_read("GET"));
         let mut all = Vec::new();
-        for p in 0..partitions {
-            let blob: Option<Vec<u8>> = self.read(redis::cmd("GET").arg(self.keys.result(p)))?;
+        for value in self.pipeline("GET result", &gets)? {
+            let blob: Option<Vec<u8>> = redis::FromRedisValue::from_redis_value(value)
+                .map_err(|e| self.bad_reply("GET result", e.to_string()))?;
             all.extend(self.decode(&blob.unwrap_or_default())?);
         }
         redcount_count::partial::sort_by_count(&mut all);

@@ -68,14 +68,3 @@ impl Session {
         self.recreated
     }
 }
-
-/// The Redis server's own run id: it changes on every restart.
-fn server_run_id(job: &mut Job) -> anyhow::Result<String> {
-    let info: String = job.query("INFO server", redis::cmd("INFO").arg("server"))?;
-    Ok(info
-        .lines()
-        .find_map(|l| l.strip_prefix("run_id:"))
-        .unwrap_or("")
-        .trim()
-        .to_string())
-}

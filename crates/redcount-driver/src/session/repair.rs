@@ -15,7 +15,7 @@ use redcount_protocol::{
 };
 
 use super::enqueued::{EnqueuedTasks, Schedule};
-use super::{server_run_id, Session};
+use super::Session;
 
 /// Tasks enqueued per `enqueue` call.
 const ENQUEUE_CHUNK: usize = 1000;
@@ -262,11 +262,16 @@ impl Session {
     /// it, tasks re-sent when a rollback lost some, the seal renewed.
     pub fn status(&mut self) -> anyhow::Result<Status> {
         let live_window = redcount_protocol::live_window(self.spec.lease);
-        let status = match self.job.status(Now::Coordinator, live_window) {
-            Ok(s) => s,
+        // The job's state and the server's run id in one round trip: a driver far from Redis polls.
+        let (status, run) = match self
+            .job
+            .status_and_server_run(Now::Coordinator, live_window)
+        {
+            Ok(both) => both,
             Err(ProtocolError::NoJob { .. }) => {
                 self.recreate()?;
-                self.job.status(Now::Coordinator, live_window)?
+                self.job
+                    .status_and_server_run(Now::Coordinator, live_window)?
             }
             Err(e) => return Err(e.into()),
         };
@@ -278,7 +283,6 @@ impl Session {
                 status.run_id
             );
         }
-        let run = server_run_id(&mut self.job)?;
         if run != self.server_run {
             if !self.server_run.is_empty() {
                 tracing::warn!(

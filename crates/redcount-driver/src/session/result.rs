@@ -4,7 +4,7 @@
 
 use redcount_protocol::{DeadTask, Now, Status};
 
-use super::{server_run_id, Session};
+use super::Session;
 
 /// What a finished job produced, read from one consistent state.
 #[derive(Debug, Clone)]
@@ -28,7 +28,8 @@ impl Session {
         top: usize,
         every_word: bool,
     ) -> anyhow::Result<Option<JobResult>> {
-        let before = server_run_id(&mut self.job)?;
+        // The server the status check that saw the job finished was answered by.
+        let before = self.server_run.clone();
         let top = self.job.top(top)?;
         let all = match every_word {
             true => Some(self.job.all_counts()?),
@@ -36,9 +37,11 @@ impl Session {
         };
         let failed = self.job.dead_tasks()?;
         let live_window = redcount_protocol::live_window(self.spec.lease);
-        let after = self.job.status(Now::Coordinator, live_window);
-        let same = matches!(&after, Ok(s) if s.finished && s.commits == status.commits && s.run_id == status.run_id)
-            && server_run_id(&mut self.job)? == before;
+        let after = self
+            .job
+            .status_and_server_run(Now::Coordinator, live_window);
+        let same = matches!(&after, Ok((s, run)) if s.finished && s.commits == status.commits
+            && s.run_id == status.run_id && *run == before);
         if !same {
             tracing::warn!(
                 "redis restarted while the result was being read: waiting for the job again"
