@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what redcount and its tests need on Debian, when missing: redis-server (with
 # redis-sentinel and redis-cli); faketime and openssl (the clock-skew and TLS tests); tmux (an
-# interactive redis-cli test); Python's venv for target/test-venv (real Python clients); with
+# interactive redis-cli test); Python's venv for target/test-venv (real Python clients, and
+# moto_server, the S3-compatible server of the object-store tests); with
 # --browser, chromium and chromium-driver (the dashboard test). Rust must already be there.
 # Used by scripts/quickstart.sh and .ci/run, so the two cannot drift apart.
 set -euo pipefail
