@@ -128,6 +128,11 @@ impl Job {
         self.sync_replicas = replicas;
     }
 
+    /// Replicas every commit waits for (see [`Job::set_sync_replicas`]).
+    pub fn sync_replicas(&self) -> u32 {
+        self.sync_replicas
+    }
+
     /// The job's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -322,8 +327,15 @@ impl Job {
 
     /// Claims tasks for a worker (expired leases first, then new ones, then maybe a straggler's).
     pub fn claim(&mut self, now: impl Into<Now>, request: &ClaimRequest) -> Result<Claimed> {
+        let args = self.claim_args(now.into(), request);
+        let items = self.array("rc_claim", args)?;
+        self.parse_claim(&items)
+    }
+
+    /// The arguments of `rc_claim`, with this handle's next token.
+    pub(crate) fn claim_args(&mut self, now: Now, request: &ClaimRequest) -> Vec<Vec<u8>> {
         let args = vec![
-            now.into().arg(),
+            now.arg(),
             request.worker.as_bytes().to_vec(),
             arg(millis(request.lease)),
             arg(request.max_tasks.min(MAX_ARG)),
@@ -337,7 +349,11 @@ impl Job {
             self.claims.to_string().into_bytes(),
         ];
         self.claims += 1;
-        let items = self.array("rc_claim", args)?;
+        args
+    }
+
+    /// Reads `rc_claim`'s reply.
+    pub(crate) fn parse_claim(&self, items: &[Value]) -> Result<Claimed> {
         if items.len() < 4 {
             return Err(self.bad_reply("rc_claim", format!("{items:?}")));
         }

@@ -80,6 +80,51 @@ impl Job {
         self.commit_outcome("rc_commit_parts", &items)
     }
 
+    /// [`Job::commit_parts`], then a claim of the next batch in the same round trip (one pipeline of
+    /// the two calls), so a worker far from Redis does not wait a round trip for each: returns the
+    /// commit's outcome and the claim's reply. Only when the commit needs nothing else: with a
+    /// blob to stage or `--sync-replicas`, the commit goes alone, as before, and the claim is None.
+    pub fn commit_parts_and_claim(
+        &mut self,
+        now: impl Into<Now>,
+        worker: &str,
+        tasks: &[(String, u64)],
+        blobs: &[(u32, Vec<u8>)],
+        next: &crate::ClaimRequest,
+    ) -> Result<(CommitOutcome, Option<crate::Claimed>)> {
+        let now = now.into();
+        if self.sync_replicas() > 0 || blobs.iter().any(|(_, b)| b.len() > INLINE_BLOB) {
+            return Ok((self.commit_parts(now, worker, tasks, blobs)?, None));
+        }
+        let token = self.next_token();
+        let mut args = vec![now.arg(), worker.as_bytes().to_vec(), token.into_bytes()];
+        args.push(arg(tasks.len()));
+        for (id, words) in tasks {
+            args.push(id.as_bytes().to_vec());
+            args.push(arg(*words));
+        }
+        for (p, blob) in blobs {
+            args.extend([arg(p), b"i".to_vec(), blob.clone()]);
+        }
+        let claim_args = self.claim_args(now, next);
+        let commit = self.fcall_cmd("rc_commit_parts", &args);
+        let claim = self.fcall_cmd("rc_claim", &claim_args);
+        let mut replies = self
+            .pipeline("rc_commit_parts", &[commit, claim])?
+            .into_iter();
+        let (Some(committed), Some(claimed)) = (replies.next(), replies.next()) else {
+            return Err(self.bad_reply("rc_commit_parts", "a pipeline of two answered fewer"));
+        };
+        let committed = reply::array(committed)
+            .ok_or_else(|| self.bad_reply("rc_commit_parts", "not an array"))?;
+        let claimed =
+            reply::array(claimed).ok_or_else(|| self.bad_reply("rc_claim", "not an array"))?;
+        Ok((
+            self.commit_outcome("rc_commit_parts", &committed)?,
+            Some(self.parse_claim(&claimed)?),
+        ))
+    }
+
     /// A partition due for merging, leased to `worker` for `lease`; None when none is due.
     pub fn merge_claim(
         &mut self,

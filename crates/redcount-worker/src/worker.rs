@@ -237,8 +237,10 @@ impl Worker<'_> {
             self.carry
                 .extend(more.into_iter().filter(|t| !held.contains(&t.id)));
         }
-        // 3. commit, in one atomic call.
-        self.commit(batch)?;
+        // 3. commit, in one atomic call; with nothing carried over (and nothing that must be
+        // committed alone), the next batch's claim rides in the same round trip.
+        let claim_next = self.carry.is_empty() && !isolated;
+        self.commit(batch, claim_next)?;
         self.renewer
             .hold(self.carry.iter().map(|t| t.id.clone()).collect());
         Ok(false)
@@ -265,16 +267,13 @@ impl Worker<'_> {
     }
 
     fn claim(&mut self, max_tasks: u64, max_bytes: u64) -> anyhow::Result<Claimed> {
-        let request = ClaimRequest {
-            worker: &self.report.name,
-            lease: self.lease,
-            max_tasks,
-            max_bytes,
-            max_attempts: self.max_attempts,
-            live_window: live_window(self.lease),
-            speculate_factor: self.options.speculate_factor,
-            speculate_min: self.options.speculate_min,
-        };
+        let request = claim_request(
+            &self.report.name,
+            self.options,
+            self.lease,
+            self.max_attempts,
+            (max_tasks, max_bytes),
+        );
         self.job
             .claim(Now::Coordinator, &request)
             .context("claiming tasks")
@@ -376,7 +375,9 @@ impl Worker<'_> {
 
     /// Commits the batch. When some of its tasks were committed elsewhere meanwhile (a lease expired and
     /// another worker finished first), nothing was applied: recount the others and commit them alone.
-    fn commit(&mut self, mut batch: Batch) -> anyhow::Result<()> {
+    /// With `claim_next`, the next batch is claimed in the same round trip as the first commit (its
+    /// tasks wait in `carry`).
+    fn commit(&mut self, mut batch: Batch, mut claim_next: bool) -> anyhow::Result<()> {
         let me = self.report.name.clone();
         while !batch.counted.is_empty() {
             let outcome = match self.aggregation {
@@ -386,8 +387,29 @@ impl Worker<'_> {
                 }
                 Aggregation::Workers => {
                     let blobs = partial::partition_blobs(batch.merged.iter(), self.partitions);
-                    self.job
-                        .commit_parts(Now::Coordinator, &me, &batch.counted, &blobs)?
+                    if std::mem::take(&mut claim_next) {
+                        let request = claim_request(
+                            &self.report.name,
+                            self.options,
+                            self.lease,
+                            self.max_attempts,
+                            (self.options.batch_tasks, self.options.batch_bytes),
+                        );
+                        let (outcome, claimed) = self.job.commit_parts_and_claim(
+                            Now::Coordinator,
+                            &me,
+                            &batch.counted,
+                            &blobs,
+                            &request,
+                        )?;
+                        if let Some(claimed) = claimed {
+                            self.carry.extend(claimed.tasks);
+                        }
+                        outcome
+                    } else {
+                        self.job
+                            .commit_parts(Now::Coordinator, &me, &batch.counted, &blobs)?
+                    }
                 }
             };
             match outcome {
@@ -459,6 +481,26 @@ impl Worker<'_> {
 /// worker far from Redis waits three round trips for up to this many merges instead of three each;
 /// bounded, so a batch holds at most this many partitions' results in memory.
 const MERGE_BATCH: u32 = 8;
+
+/// What a worker asks of `claim`: at most `(tasks, bytes)` of new work.
+fn claim_request<'a>(
+    worker: &'a str,
+    options: &WorkerOptions,
+    lease: Duration,
+    max_attempts: u32,
+    (max_tasks, max_bytes): (u64, u64),
+) -> ClaimRequest<'a> {
+    ClaimRequest {
+        worker,
+        lease,
+        max_tasks,
+        max_bytes,
+        max_attempts,
+        live_window: live_window(lease),
+        speculate_factor: options.speculate_factor,
+        speculate_min: options.speculate_min,
+    }
+}
 
 /// Clears the watchdog's "counting" when a task is done, however it ends.
 struct CountingGuard<'a>(&'a Renewer);
