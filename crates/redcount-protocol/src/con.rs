@@ -161,24 +161,22 @@ impl Con {
                 .arg(1000)
                 .clone()
         };
-        let nodes = match self.primaries()? {
-            Some(nodes) => nodes,
-            None => {
-                let Con::One(c) = self else {
-                    return Ok(Vec::new());
-                };
-                let keys: Vec<String> = scan(0)
-                    .iter::<String>(c)?
-                    .filter_map(std::result::Result::ok)
-                    .collect();
-                return Ok(keys);
-            }
-        };
+        // Each page is its own call carrying the cursor the last one returned (redis-rs's
+        // `Cmd::iter` would resend cursor 0 forever unless told which argument is the cursor),
+        // so no call walks more than COUNT keys and Redis is never blocked by a listing.
         let mut keys = Vec::new();
-        for node in nodes {
+        let nodes = self.primaries()?;
+        let targets: Vec<Option<NodeAddr>> = match nodes {
+            Some(nodes) => nodes.into_iter().map(Some).collect(),
+            None => vec![None],
+        };
+        for node in targets {
             let mut cursor = 0u64;
             loop {
-                let (next, page): (u64, Vec<String>) = self.query_on(&node, &scan(cursor))?;
+                let (next, page): (u64, Vec<String>) = match &node {
+                    Some(node) => self.query_on(node, &scan(cursor))?,
+                    None => scan(cursor).query(self)?,
+                };
                 keys.extend(page);
                 if next == 0 {
                     break;
