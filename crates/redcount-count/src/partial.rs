@@ -192,13 +192,22 @@ impl<'a> Cursor<'a> {
 /// One pass over the blob, words borrowed, a heap of at most `k` kept (a merge calls this on every
 /// partition it writes, so it must not decode the whole result again).
 pub fn top_of(blob: &[u8], k: usize) -> Result<Vec<u8>, BadBlob> {
+    top_and_words(blob, k).map(|(top, _)| top)
+}
+
+/// [`top_of`], and the sum of the blob's counts (every word it holds, with repetitions), in the
+/// same one pass: a merge records it so that a finished job can be checked to hold every word its
+/// commits counted.
+pub fn top_and_words(blob: &[u8], k: usize) -> Result<(Vec<u8>, u64), BadBlob> {
     use std::cmp::Reverse;
     use std::collections::BinaryHeap;
     // Better = higher count, then smaller word; the heap's top is the worst entry kept.
     type Ranked<'a> = Reverse<(u64, Reverse<&'a [u8]>)>;
     let mut kept: BinaryHeap<Ranked> = BinaryHeap::with_capacity(k + 1);
     let mut cursor = Cursor::new(blob)?;
+    let mut words = 0u64;
     while let Some((word, n)) = cursor.next_entry()? {
+        words = words.saturating_add(n);
         if k == 0 {
             continue;
         }
@@ -215,7 +224,7 @@ pub fn top_of(blob: &[u8], k: usize) -> Result<Vec<u8>, BadBlob> {
         .map(|Reverse((n, Reverse(w)))| (w, n))
         .collect();
     top.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
-    Ok(encode(top.into_iter()))
+    Ok((encode(top.into_iter()), words))
 }
 
 /// Sorts by count descending, then word bytes ascending (the order of every report).

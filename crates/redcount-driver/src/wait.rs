@@ -58,8 +58,20 @@ pub fn wait_until_finished(
         bar.set_position(status.done_bytes);
         bar.set_message(format!(
             "tasks {}/{} · in flight {} · failed {} · workers {}",
-            status.done, status.tasks, status.in_flight, status.dead, status.live_workers
+            status.done,
+            status.tasks,
+            status.in_flight,
+            status.failed_inputs(),
+            status.live_workers
         ));
+        if let Some(how) = status.stopped() {
+            bail!(
+                "job '{}' at {} was {how}: {}",
+                session.name,
+                session.job.addr(),
+                status.stop_reason
+            );
+        }
         if status.finished {
             session.catch_up(status.done)?;
             if std::mem::take(&mut crash_at_finish) {
@@ -82,6 +94,19 @@ pub fn wait_until_finished(
         }
         if let Some(pool) = pool {
             let (running, failed) = pool.poll();
+            if failed
+                .iter()
+                .any(|s| s.code() == Some(redcount_worker::OUT_OF_MEMORY_EXIT))
+            {
+                bail!(
+                    "redis at {} is out of memory and refuses the job's writes (a worker's error \
+                     above says how much): raise its maxmemory (`CONFIG SET maxmemory <bytes>`) or \
+                     free memory; the job is kept as it is: then `redcount worker --job {}` with the \
+                     same --redis finishes it",
+                    session.job.addr(),
+                    session.name
+                );
+            }
             if running < pool.len() && (running == 0 || !failed.is_empty()) {
                 if restarts_left == 0 {
                     bail!(

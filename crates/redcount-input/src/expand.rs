@@ -27,12 +27,18 @@ pub fn inputs(arguments: &[String]) -> Result<Vec<InputFile>, InputError> {
         } else {
             expand(std::slice::from_ref(argument))?
                 .into_iter()
-                .map(|path| InputFile {
+                .map(|path| {
                     // A file that cannot be stat'ed now still becomes a task: its worker reports
                     // why it cannot be read (it vanished, or is unreadable).
-                    size: std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
-                    path,
-                    version: None,
+                    let meta = std::fs::metadata(&path).ok();
+                    InputFile {
+                        size: meta.as_ref().map_or(0, |m| m.len()),
+                        version: meta
+                            .as_ref()
+                            .filter(|m| m.is_file())
+                            .map(crate::read::local_version),
+                        path,
+                    }
                 })
                 .collect()
         };

@@ -24,7 +24,8 @@ pub struct InputFile {
     pub path: PathBuf,
     /// Its length when it was listed (0 for a file that could not be stat'ed: its worker says why).
     pub size: u64,
-    /// An object's ETag: every read asks for exactly this version. None for local files.
+    /// The version planned: an object's ETag (every read asks for exactly it), a local file's
+    /// size, modification time and inode (`read::local_version`: every read checks them).
     pub version: Option<String>,
 }
 
@@ -71,6 +72,17 @@ pub enum InputError {
         start: u64,
         /// One past the last byte of the range.
         end: u64,
+    },
+    /// A local file that is no longer the one planned (rewritten or replaced): counting it now
+    /// would mix two versions.
+    #[error(
+        "{path}: file changed while the job ran ({detail}); counting it now would mix two versions"
+    )]
+    Replaced {
+        /// The file.
+        path: PathBuf,
+        /// What changed.
+        detail: String,
     },
     /// An object that is not in the store (any more).
     #[error("{path}: no such object (was it deleted after the job was planned?)")]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use redis::{Cmd, Value};
 
-use crate::spec::{millis, SPEC_FIELDS};
+use crate::spec::{millis, DICTIONARY_TEXT, SPEC_FIELDS};
 use crate::task::{Format, NewTask, Task};
 use crate::{reply, Error, JobKeys, JobSpec, Link, Now, Result, Status};
 
@@ -98,6 +98,9 @@ pub struct Job {
     claims: u64,
     /// Numbers this handle's staged blobs.
     pub(crate) stages: u64,
+    /// Random, unique to this handle: it prefixes claim and staging tokens, so a process that took
+    /// over a worker's name (a restart under the same `--name`) never passes for its earlier life.
+    pub(crate) instance: String,
     /// Where the job's counts are (read from its spec the first time a result is read).
     layout: Option<(crate::Aggregation, u32)>,
 }
@@ -112,8 +115,15 @@ impl Job {
             sync_replicas: 0,
             claims: 0,
             stages: 0,
+            instance: random_instance(),
             layout: None,
         })
+    }
+
+    /// Sets the random instance that prefixes this handle's tokens: for a test that sends the
+    /// very same calls twice (two processes must never share one).
+    pub fn set_instance(&mut self, instance: &str) {
+        self.instance = instance.to_string();
     }
 
     /// The link back, to address another job over the same connection (listing many jobs costs one
@@ -179,8 +189,25 @@ impl Job {
         args: impl AsRef<[Vec<u8>]>,
     ) -> Result<Value> {
         let cmd = self.fcall_cmd(func, args.as_ref());
-        match self.link.call(func, |con| cmd.query::<Value>(con)) {
-            Err(Error::Redis { cause, .. }) if cause.code() == Some("NOJOB") => Err(self.no_job()),
+        self.link
+            .call(func, |con| cmd.query::<Value>(con))
+            .map_err(|e| self.job_error(e))
+    }
+
+    /// The library's job-level errors as this crate's: `NOJOB` (the job is not there) and
+    /// `STOPPED` (it ended without a result).
+    fn job_error(&self, err: Error) -> Error {
+        match err {
+            Error::Redis { cause, .. } if cause.code() == Some("NOJOB") => self.no_job(),
+            Error::Redis { cause, .. } if cause.code() == Some("STOPPED") => Error::Stopped {
+                job: self.name.clone(),
+                addr: self.link.addr().to_string(),
+                reason: cause
+                    .detail()
+                    .unwrap_or("")
+                    .trim_start_matches("redcount: job ")
+                    .to_string(),
+            },
             other => other,
         }
     }
@@ -205,10 +232,9 @@ impl Job {
             return Ok(Vec::new());
         }
         let key = self.keys.meta.clone();
-        match self.link.call(what, |con| con.pipeline(&key, cmds)) {
-            Err(Error::Redis { cause, .. }) if cause.code() == Some("NOJOB") => Err(self.no_job()),
-            other => other,
-        }
+        self.link
+            .call(what, |con| con.pipeline(&key, cmds))
+            .map_err(|e| self.job_error(e))
     }
 
     fn no_job(&self) -> Error {
@@ -250,13 +276,44 @@ impl Job {
         run_id: &str,
         spec: &JobSpec,
     ) -> Result<(bool, String)> {
+        self.create_with_dictionary(now, run_id, spec, None)
+    }
+
+    /// [`Job::create`], with the text of the spec's `--dictionary` file: it travels in the job,
+    /// so every worker uses the words the job was started with, whatever happens to the file
+    /// meanwhile or on other hosts.
+    pub fn create_with_dictionary(
+        &mut self,
+        now: impl Into<Now>,
+        run_id: &str,
+        spec: &JobSpec,
+        dictionary: Option<&[u8]>,
+    ) -> Result<(bool, String)> {
         let mut args = vec![now.into().arg(), run_id.as_bytes().to_vec()];
         for (field, value) in spec.to_fields() {
             args.push(field.as_bytes().to_vec());
             args.push(value);
         }
+        if let Some(text) = dictionary {
+            args.push(DICTIONARY_TEXT.as_bytes().to_vec());
+            args.push(text.to_vec());
+        }
         let items = self.array("rc_create", args)?;
         match items.as_slice() {
+            [verdict, n] if reply::string(verdict).as_deref() == Some("leftovers") => {
+                Err(Error::Stopped {
+                    job: self.name.clone(),
+                    addr: self.link.addr().to_string(),
+                    reason: format!(
+                        "has {} key(s) left but no meta hash ({}): part of it was evicted or \
+                         deleted by another client, so it cannot be counted exactly; remove what \
+                         is left with `redcount jobs rm {} --force` and run it again",
+                        reply::uint(n).unwrap_or(0),
+                        self.keys.meta,
+                        self.name
+                    ),
+                })
+            }
             [created, id] => Ok((
                 reply::int(created) == Some(1),
                 reply::string(id).unwrap_or_default(),
@@ -281,6 +338,12 @@ impl Job {
             .filter_map(|(field, value)| Some((*field, value?)))
             .collect();
         JobSpec::from_fields(&fields).map_err(|detail| self.bad_reply("HMGET spec", detail))
+    }
+
+    /// The text of the job's dictionary as it was when the job was created (None for a job
+    /// without one, or made by a version that did not keep it).
+    pub fn dictionary_text(&mut self) -> Result<Option<Vec<u8>>> {
+        self.read(redis::cmd("HGET").arg(&self.keys.meta).arg(DICTIONARY_TEXT))
     }
 
     /// Adds tasks (idempotent: tasks already there are skipped), which must continue the job's run
@@ -345,8 +408,7 @@ impl Job {
             arg(request.speculate_factor),
             arg(request.speculate_min.as_millis()),
             // Unique per call; the link re-sends the same bytes when it retries after a lost reply.
-            // (A plain counter keeps the calls, and so the dataset, deterministic.)
-            self.claims.to_string().into_bytes(),
+            format!("{}-{}", self.instance, self.claims).into_bytes(),
         ];
         self.claims += 1;
         args
@@ -586,6 +648,56 @@ impl Job {
         }
     }
 
+    /// Ends the job without a result (see [`StopKind`]). False when it had already ended (finished,
+    /// or stopped before: the first reason stays).
+    pub fn stop(&mut self, now: impl Into<Now>, kind: StopKind, reason: &str) -> Result<bool> {
+        let args = vec![
+            now.into().arg(),
+            kind.as_str().as_bytes().to_vec(),
+            reason.as_bytes().to_vec(),
+        ];
+        let items = self.array("rc_stop", args)?;
+        Ok(items.first().and_then(reply::string).as_deref() == Some("ok"))
+    }
+
+    /// Fails the job because of `reason` (a key of it found lost or spoilt) and returns the error
+    /// to stop with: the job's workers leave and its driver reports the reason.
+    pub fn fail_job(&mut self, now: Now, reason: &str) -> Error {
+        if let Err(err) = self.stop(now, StopKind::Failed, reason) {
+            tracing::warn!("could not mark job '{}' failed: {err}", self.name);
+        }
+        Error::Stopped {
+            job: self.name.clone(),
+            addr: self.link.addr().to_string(),
+            reason: format!("failed: {reason}"),
+        }
+    }
+
+    /// Takes the name `worker` for this process (see [`Joined`]); `live_window` is how recently
+    /// another process must have been heard from under that name to keep it.
+    pub fn join(
+        &mut self,
+        now: impl Into<Now>,
+        worker: &str,
+        live_window: Duration,
+    ) -> Result<Joined> {
+        let args = vec![
+            now.into().arg(),
+            worker.as_bytes().to_vec(),
+            self.instance.as_bytes().to_vec(),
+            arg(millis(live_window)),
+        ];
+        let items = self.array("rc_join", args)?;
+        match (
+            items.first().and_then(reply::string).as_deref(),
+            items.get(1).and_then(reply::uint),
+        ) {
+            (Some("ok"), _) => Ok(Joined::Yes),
+            (Some("taken"), Some(ms)) => Ok(Joined::Taken(Duration::from_millis(ms))),
+            _ => Err(self.bad_reply("rc_join", format!("{items:?}"))),
+        }
+    }
+
     /// Deletes every key of the job (refused while it runs unless `force`). Returns how many. Each
     /// `rc_drop` call deletes a bounded batch, so a large job takes several calls, with every other
     /// client of Redis served in between.
@@ -619,16 +731,17 @@ impl Job {
         Ok(Status::from_pairs(&items))
     }
 
-    /// [`Job::status`] and the server's own run id (`INFO server`, which changes on every restart or
-    /// failover), in one round trip.
-    pub fn status_and_server_run(
+    /// [`Job::status`] and what the driver watches of the server (`INFO server memory`: its run
+    /// id, which changes on every restart or failover, and whether it may evict the job's keys), in
+    /// one round trip.
+    pub fn status_and_server(
         &mut self,
         now: impl Into<Now>,
         live_window: Duration,
-    ) -> Result<(Status, String)> {
+    ) -> Result<(Status, ServerFacts)> {
         let status = self.fcall_cmd("rc_status", &[now.into().arg(), arg(millis(live_window))]);
         let mut info = redis::cmd("INFO");
-        info.arg("server");
+        info.arg("server").arg("memory");
         let mut replies = self.pipeline("rc_status", &[status, info])?.into_iter();
         let (Some(status), Some(info)) = (replies.next(), replies.next()) else {
             return Err(self.bad_reply("rc_status", "a pipeline of two answered fewer"));
@@ -636,13 +749,16 @@ impl Job {
         let items =
             reply::array(status).ok_or_else(|| self.bad_reply("rc_status", "not an array"))?;
         let info: String = redis::FromRedisValue::from_redis_value(info).unwrap_or_default();
-        let run = info
-            .lines()
-            .find_map(|l| l.strip_prefix("run_id:"))
-            .unwrap_or("")
-            .trim()
-            .to_string();
-        Ok((Status::from_pairs(&items), run))
+        Ok((Status::from_pairs(&items), ServerFacts::from_info(&info)))
+    }
+
+    /// What the driver watches of the server holding the job (see [`ServerFacts`]).
+    pub fn server_facts(&mut self) -> Result<ServerFacts> {
+        let info: String = self.query(
+            "INFO server memory",
+            redis::cmd("INFO").arg("server").arg("memory"),
+        )?;
+        Ok(ServerFacts::from_info(&info))
     }
 
     /// Calls `func` and reads its array reply (arguments by value or borrowed: a commit re-sent after
@@ -655,6 +771,113 @@ impl Job {
         let value = self.fcall(func, args)?;
         reply::array(value).ok_or_else(|| self.bad_reply(func, "not an array"))
     }
+}
+
+/// What `INFO` says of the server that holds a job, as far as the driver cares.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerFacts {
+    /// The server's run id: another one means it restarted, or another server took over.
+    pub run_id: String,
+    /// The `maxmemory-policy` when it lets the server evict any key (`allkeys-*` with a
+    /// `maxmemory`): a job's keys could vanish mid-job, so no job may run there. None when the
+    /// server never evicts the job's keys (`noeviction`, or a `volatile-*` policy: redcount's keys
+    /// have no TTL).
+    pub evicting_policy: Option<String>,
+}
+
+impl ServerFacts {
+    fn from_info(info: &str) -> ServerFacts {
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .map(|v| v.trim().to_string())
+        };
+        let maxmemory: u64 = field("maxmemory").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let policy = field("maxmemory_policy").unwrap_or_default();
+        ServerFacts {
+            run_id: field("run_id").unwrap_or_default(),
+            evicting_policy: (maxmemory > 0 && policy.starts_with("allkeys-")).then_some(policy),
+        }
+    }
+
+    /// Why a job cannot run on this server, with what to change; None when it can.
+    pub fn eviction_problem(&self, addr: &str) -> Option<String> {
+        let policy = self.evicting_policy.as_ref()?;
+        Some(format!(
+            "redis at {addr} evicts any key when it runs out of memory (maxmemory-policy \
+             {policy}): a job's keys could vanish mid-job and its counts come out short. Set \
+             `CONFIG SET maxmemory-policy noeviction` (a volatile-* policy is fine too: redcount's \
+             keys have no TTL), or use a Redis that does not evict"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ServerFacts;
+
+    #[test]
+    fn only_a_policy_that_evicts_any_key_under_a_limit_is_a_problem() {
+        let info = |limit: u64, policy: &str| {
+            format!("# Server\r\nrun_id:abc\r\n# Memory\r\nmaxmemory:{limit}\r\nmaxmemory_policy:{policy}\r\n")
+        };
+        let facts = ServerFacts::from_info(&info(1 << 20, "allkeys-lru"));
+        assert_eq!(facts.run_id, "abc");
+        assert_eq!(facts.evicting_policy.as_deref(), Some("allkeys-lru"));
+        assert!(facts
+            .eviction_problem("x")
+            .is_some_and(|p| p.contains("noeviction")));
+        for (limit, policy) in [
+            (1 << 20, "noeviction"),
+            (1 << 20, "volatile-lru"),
+            (0, "allkeys-lfu"),
+        ] {
+            assert_eq!(
+                ServerFacts::from_info(&info(limit, policy)).evicting_policy,
+                None
+            );
+        }
+    }
+}
+
+/// How a job ends without a result (`rc_stop`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopKind {
+    /// Stopped on purpose: `jobs cancel`, or a stream stopped before its end.
+    Cancelled,
+    /// Cannot give an exact result any more (a key it needs was lost).
+    Failed,
+}
+
+impl StopKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            StopKind::Cancelled => "cancelled",
+            StopKind::Failed => "failed",
+        }
+    }
+}
+
+/// Whether a worker may use its name in a job (`rc_join`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Joined {
+    /// The name is this process's now.
+    Yes,
+    /// Another live process holds the name; it was heard from this long ago.
+    Taken(Duration),
+}
+
+/// Eight random hex digits (falls back on the pid and the time where the OS gives no randomness).
+fn random_instance() -> String {
+    let mut bytes = [0u8; 4];
+    if getrandom::fill(&mut bytes).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        bytes = (std::process::id() ^ t).to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The largest integer the library takes (15 digits): budgets above it mean "no limit" anyway.

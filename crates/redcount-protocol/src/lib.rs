@@ -24,13 +24,17 @@ mod task;
 pub use clock::{now_ms, Now};
 pub use commands::{is_read, READ_COMMANDS, READ_ONLY_FUNCTIONS};
 pub use con::{Con, NodeAddr};
-pub use job::{ClaimRequest, Claimed, CommitOutcome, Deferral, Enqueued, Job};
+pub use job::{
+    ClaimRequest, Claimed, CommitOutcome, Deferral, Enqueued, Job, Joined, ServerFacts, StopKind,
+};
 pub use keys::{validate_job_name, JobKeys};
 pub use library::{ensure_library, LIBRARY_SOURCE, LIBRARY_VERSION};
 pub use link::{
     redact_url, request_stop, stop_flag, stop_requested, use_ring_for_tls, Link, LinkOptions,
 };
-pub use partials::{MergeClaim, MergePolicy, INLINE_BLOB, STAGE_PIECE, TOP_PER_PARTITION};
+pub use partials::{
+    MergeClaim, MergeInputs, MergePolicy, INLINE_BLOB, STAGE_PIECE, TOP_PER_PARTITION,
+};
 pub use reads::{id_number, job_names, DeadTask, DoneRecord, HeldTask, JobEvent, WorkerView};
 pub use retention::{is_expired, prune, Expired};
 pub use spec::{
@@ -39,6 +43,15 @@ pub use spec::{
 };
 pub use status::{Status, STATUS_FIELDS};
 pub use task::{Format, NewTask, Piece, Task};
+
+impl Error {
+    /// True when Redis refused a write because it is out of memory (`OOM`, under
+    /// `maxmemory-policy noeviction`): nothing retried will get through until memory is raised or
+    /// freed.
+    pub fn is_out_of_memory(&self) -> bool {
+        matches!(self, Error::Redis { cause, .. } if cause.code() == Some("OOM"))
+    }
+}
 
 /// Everything that can go wrong talking to a job in Redis.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +75,16 @@ pub enum Error {
         addr: String,
         /// What to check.
         hint: &'static str,
+    },
+    /// The job ended without a result: cancelled, or failed because a key it needs was lost.
+    #[error("job '{job}' at redis {addr} {reason}")]
+    Stopped {
+        /// The job's name.
+        job: String,
+        /// The Redis address, password hidden.
+        addr: String,
+        /// How it ended and why, in the library's words.
+        reason: String,
     },
     /// Redis sent a reply the protocol does not expect (a stale library or a foreign key).
     #[error("unexpected reply from redis at {addr} to {call}: {detail}")]

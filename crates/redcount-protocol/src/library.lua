@@ -10,7 +10,7 @@
 --   * validate every argument before the first write (Redis has no rollback).
 -- KEYS are always the nine keys of one job, in the order of `JobKeys::all` in keys.rs.
 
-local LIBRARY_VERSION = 30
+local LIBRARY_VERSION = 31
 
 local K_TASKS, K_LEASES, K_COUNTS, K_META, K_DONE, K_DEAD, K_INFLIGHT, K_WORKERS, K_EVENTS = 1, 2, 3, 4, 5, 6, 7, 8, 9
 local GROUP = 'workers'
@@ -61,6 +61,45 @@ local function require_job(keys)
   end
 end
 
+-- Keys beyond the nine share the job's prefix and hash tag, `rc:{J}:` .. suffix (keys.rs builds the
+-- same names): `parts:<p>` (sorted set: partial seq -> committed_ms), `part:<p>:<seq>` (one partial
+-- blob), `result:<p>` (the merged blob), `top:<p>` (its top-K blob), `merge` (hash: `lease:<p>` ->
+-- `deadline:worker`, `gen:<p>`, `distinct:<p>`, `words:<p>`), `stage:<worker>:<token>:<p>` (a blob
+-- being staged), `staged` (their names), `failed` (packed files recorded dead), `lacks:<id>`.
+local function job_key(keys, suffix)
+  return string.sub(keys[K_META], 1, -5) .. suffix
+end
+
+-- A job ends without a result when it is cancelled (`stop`, by an operator or a stopped stream) or
+-- when it failed: a key it needs vanished (evicted under memory pressure, deleted by another
+-- client), so no exact result can come out of it. Its state says which, `stop_reason` why.
+local STOPPED = { cancelled = true, failed = true }
+
+local function is_stopped(keys)
+  return STOPPED[redis.call('HGET', keys[K_META], 'state') or ''] == true
+end
+
+-- Ends the job as `kind` (cancelled or failed) with `reason`, unless it already ended: the first
+-- reason stays. Workers see it as finished and leave; the driver reports the reason.
+local function stop_job(keys, now, kind, reason)
+  if is_stopped(keys) then
+    return false
+  end
+  redis.call('HSET', keys[K_META], 'state', kind, 'stop_reason', reason)
+  redis.call('HSETNX', keys[K_META], 'finished_ms', now)
+  return true
+end
+
+-- A key the job needs is gone although the job never removes it while it runs: Redis evicted it
+-- (a maxmemory-policy other than noeviction) or another client deleted it. Counting on would give
+-- a wrong result, so the job fails, naming the key, and the call answers STOPPED.
+local function lost(keys, now, what)
+  local reason = what .. ': Redis evicted it (maxmemory-policy is not noeviction?) or another client ' ..
+    'deleted it; the counts cannot be exact, run the job again'
+  stop_job(keys, now, 'failed', reason)
+  error({ err = 'STOPPED redcount: job failed: ' .. reason })
+end
+
 local function meta_int(keys, field)
   return tonumber(redis.call('HGET', keys[K_META], field) or '0')
 end
@@ -74,13 +113,21 @@ local function entry_table(flat)
   return t
 end
 
--- A task's fields as a table, read from its stream entry.
-local function task_fields(keys, id)
+-- A task's fields as a table, read from its stream entry. Only tasks the job holds are asked for
+-- (leased, in flight, or being committed), so a missing one was lost (see `lost`).
+local function task_fields(keys, id, now)
   local found = redis.call('XRANGE', keys[K_TASKS], id, id)
   if #found == 0 then
-    fail('task ' .. id .. ' is not in ' .. keys[K_TASKS])
+    lost(keys, now, 'task ' .. id .. ' vanished from ' .. keys[K_TASKS])
   end
   return entry_table(found[1][2])
+end
+
+-- The task stream (with its consumer group) exists as long as the job does.
+local function require_tasks(keys, now)
+  if redis.call('EXISTS', keys[K_TASKS]) == 0 then
+    lost(keys, now, keys[K_TASKS] .. ' vanished')
+  end
 end
 
 -- The lease clock: the coordinator's clock with every quiet stretch taken out. When no call of the job
@@ -196,6 +243,9 @@ end
 
 local function is_finished(keys)
   local m = redis.call('HMGET', keys[K_META], 'state', 'tasks', 'delivered', 'done', 'dead')
+  if STOPPED[m[1] or ''] then
+    return true
+  end
   local tasks = tonumber(m[2] or '0')
   return m[1] == 'sealed' and tonumber(m[3] or '0') == tasks and redis.call('ZCARD', keys[K_LEASES]) == 0
     and tonumber(m[4] or '0') + tonumber(m[5] or '0') == tasks
@@ -222,9 +272,22 @@ local function create(keys, args)
   if redis.call('EXISTS', keys[K_META]) == 1 then
     return { 0, redis.call('HGET', keys[K_META], 'run_id') }
   end
-  if redis.call('EXISTS', keys[K_TASKS]) == 0 then
-    redis.call('XGROUP', 'CREATE', keys[K_TASKS], GROUP, '0', 'MKSTREAM')
+  -- The meta hash goes last when a job is dropped and first when it is made, so other keys of the
+  -- job without it were left by an eviction or another client's DEL: a job made over them would
+  -- count their stale partials and records as its own.
+  local left = 0
+  for i, key in ipairs(keys) do
+    if i ~= K_META then
+      left = left + redis.call('EXISTS', key)
+    end
   end
+  for _, suffix in ipairs({ 'merge', 'staged', 'failed', 'parts:0', 'result:0' }) do
+    left = left + redis.call('EXISTS', job_key(keys, suffix))
+  end
+  if left > 0 then
+    return { 'leftovers', left }
+  end
+  redis.call('XGROUP', 'CREATE', keys[K_TASKS], GROUP, '0', 'MKSTREAM')
   redis.call('HSET', keys[K_META], 'state', 'open', 'run_id', run_id, 'created_ms', now, 'tasks', 0, 'bytes', 0,
     'last_seq', 0, 'delivered', 0, 'delivered_id', '0-0', 'done', 0, 'done_bytes', 0, 'dead', 0, 'words', 0,
     'recomputed', 0, 'redelivered', 0, 'duplicates', 0, 'increments', 0, 'commits', 0, 'speculated', 0, 'events', 0,
@@ -316,7 +379,7 @@ local function seal(keys, args)
   if expected > 0 and tasks ~= expected then
     return { 0, tasks }
   end
-  if redis.call('HGET', keys[K_META], 'state') ~= 'sealed' then
+  if redis.call('HGET', keys[K_META], 'state') == 'open' then
     redis.call('HSET', keys[K_META], 'state', 'sealed', 'sealed_ms', now)
   end
   return { 1, tasks }
@@ -399,7 +462,7 @@ local function release_expired(keys, now, lnow, limit, max_attempts)
       remember_holder(keys, id, f)
       f.charged, f.holder = f.charged + f.solo, ''
       if f.charged >= max_attempts then
-        bury(keys, id, task_fields(keys, id), now, holder, f.attempts, 'gave up after ' .. f.charged ..
+        bury(keys, id, task_fields(keys, id, now), now, holder, f.attempts, 'gave up after ' .. f.charged ..
           ' attempts: each time, the worker counting it alone stopped renewing its lease (it crashed, was ' ..
           'killed or hung on this input)')
       else
@@ -437,6 +500,10 @@ local function claim(keys, args)
     fail('claim needs a worker name and positive lease_ms, max_tasks, max_attempts')
   end
   require_job(keys)
+  if is_stopped(keys) then
+    return { 1, -1, meta_int(keys, 'last_seq') .. '-0', meta_int(keys, 'done') .. '-0' }
+  end
+  require_tasks(keys, now)
   local lnow = lease_clock(keys, now)
   redis.call('ZADD', keys[K_WORKERS], now, worker)
 
@@ -453,7 +520,7 @@ local function claim(keys, args)
       for id in string.gmatch(string.sub(prev, sep + 1), '[^,]+') do
         local f = inflight(keys, id)
         if f.holder == worker and redis.call('ZSCORE', keys[K_LEASES], id) then
-          again[#again + 1] = task_reply(id, task_fields(keys, id), f)
+          again[#again + 1] = task_reply(id, task_fields(keys, id, now), f)
         end
       end
       return claim_reply(keys, lnow, again, note_finished(keys, now))
@@ -465,7 +532,7 @@ local function claim(keys, args)
   for _, id in ipairs(release_expired(keys, now, lnow, max_tasks, max_attempts)) do
     if not others_may_have(keys, id, worker, live) then
       redis.call('HINCRBY', keys[K_META], 'redelivered', 1)
-      out[1] = deliver(keys, id, task_fields(keys, id), now, lnow, lease_ms, inflight(keys, id), worker, 1)
+      out[1] = deliver(keys, id, task_fields(keys, id, now), now, lnow, lease_ms, inflight(keys, id), worker, 1)
       break
     end
   end
@@ -500,7 +567,7 @@ local function claim(keys, args)
     local id = straggling_task(keys, lnow, worker, spec_factor, spec_min)
     if id then
       redis.call('HINCRBY', keys[K_META], 'speculated', 1)
-      out[1] = deliver(keys, id, task_fields(keys, id), now, lnow, lease_ms, inflight(keys, id), worker, 0)
+      out[1] = deliver(keys, id, task_fields(keys, id, now), now, lnow, lease_ms, inflight(keys, id), worker, 0)
     end
   end
 
@@ -562,10 +629,10 @@ local function check_leases(keys, args, n)
 end
 
 -- The tasks' fields, read before the first write: a missing one fails the call unchanged.
-local function commit_fields(keys, args, n)
+local function commit_fields(keys, args, n, now)
   local fields = {}
   for i = 4, 3 + 2 * n, 2 do
-    fields[i] = task_fields(keys, args[i])
+    fields[i] = task_fields(keys, args[i], now)
   end
   return fields
 end
@@ -636,7 +703,7 @@ local function commit(keys, args)
   if refused then
     return refused
   end
-  local fields = commit_fields(keys, args, n)
+  local fields = commit_fields(keys, args, n, now)
   lease_clock(keys, now)
   record_done(keys, now, worker, args, n, fields, words)
   local call, counts = redis.call, keys[K_COUNTS]
@@ -651,14 +718,6 @@ local function commit(keys, args)
   redis.call('HINCRBY', keys[K_META], 'increments', increments)
   note_finished(keys, now)
   return { 'ok', n }
-end
-
--- Keys beyond the nine share the job's prefix and hash tag, `rc:{J}:` .. suffix (keys.rs builds the
--- same names): `parts:<p>` (sorted set: partial seq -> committed_ms), `part:<p>:<seq>` (one partial
--- blob), `result:<p>` (the merged blob), `top:<p>` (its top-K blob), `merge` (hash: `lease:<p>` ->
--- `deadline:worker`, `gen:<p>`, `distinct:<p>`), `stage:<worker>:<token>:<p>` (a blob being staged).
-local function job_key(keys, suffix)
-  return string.sub(keys[K_META], 1, -5) .. suffix
 end
 
 local function partitions(keys)
@@ -677,26 +736,45 @@ local function stage_key(keys, worker, token, p)
   return job_key(keys, 'stage:' .. worker .. ':' .. token .. ':' .. p)
 end
 
--- stage(now, worker, token, p, piece): append a piece of a large blob (a commit's partial or a merge's
--- result) under the worker's token, so that no single call carries more than a bounded piece. The
--- commit or merge that names the token makes it visible by renaming it. Returns its length so far.
+-- stage(now, worker, token, p, offset, piece): write a piece of a large blob (a commit's partial or a
+-- merge's result) at byte `offset` of the blob staged under the worker's token, so that no single call
+-- carries more than a bounded piece. The commit or merge that names the token makes it visible by
+-- renaming it. The first piece (offset 0) replaces whatever the key held, so nothing a killed process
+-- left there is ever appended to; a later piece is appended only where the blob ends, and a piece
+-- already there (the same call retried after a lost reply) is not appended twice. Returns the
+-- blob's length so far, or -1 when it does not end at `offset` (Redis lost it: stage it again).
 local function stage(keys, args)
   clock(args[1])
-  local worker, token, piece = args[2], args[3], args[5]
+  local worker, token, piece = args[2], args[3], args[6]
   if worker == nil or worker == '' or token == nil or token == '' or piece == nil then
-    fail('stage takes now, worker, token, partition and a piece')
+    fail('stage takes now, worker, token, partition, offset and a piece')
+  end
+  local offset = int(args[5], 'offset')
+  if offset < 0 then
+    fail('a staged piece\'s offset must be >= 0, got ' .. offset)
   end
   require_job(keys)
   local p = partition(keys, args[4])
   local key = stage_key(keys, worker, token, p)
   -- Registered, so that `drop` finds a staged blob its worker never committed without a SCAN.
   redis.call('ZADD', job_key(keys, 'staged'), 0, key)
-  return redis.call('APPEND', key, piece)
+  if offset == 0 then
+    redis.call('SET', key, piece)
+    return #piece
+  end
+  local len = redis.call('STRLEN', key)
+  if len == offset then
+    return redis.call('APPEND', key, piece)
+  elseif len == offset + #piece and redis.call('GETRANGE', key, offset, len - 1) == piece then
+    return len
+  end
+  return -1
 end
 
 -- Reads the (p, how, blob) triples of a commit or merge from args[first]: how is 'i' (the blob is
--- inline) or 's' (staged under the token). Returns the list, or nil when a staged blob is missing (Redis
--- lost it: the caller stages again).
+-- inline) or 's' (staged under the token; the third item is then the blob's length). Returns the
+-- list, or nil when a staged blob is missing or not of that length (Redis lost it, or a piece went
+-- astray: the caller stages again; a blob that is not exactly what its worker staged is never used).
 local function blob_args(keys, args, first, worker, token)
   local out = {}
   if (#args - first + 1) % 3 ~= 0 then
@@ -706,7 +784,8 @@ local function blob_args(keys, args, first, worker, token)
     local p = partition(keys, args[i])
     local how = args[i + 1]
     if how == 's' then
-      if redis.call('EXISTS', stage_key(keys, worker, token, p)) == 0 then
+      local len = int(args[i + 2], 'a staged blob\'s length')
+      if redis.call('STRLEN', stage_key(keys, worker, token, p)) ~= len or len == 0 then
         return nil
       end
     elseif how ~= 'i' then
@@ -761,7 +840,7 @@ local function commit_parts(keys, args)
   if blobs == nil then
     return { 'restage' }
   end
-  local fields = commit_fields(keys, view, n)
+  local fields = commit_fields(keys, view, n, now)
   lease_clock(keys, now)
   record_done(keys, now, worker, view, n, fields)
   local meta = keys[K_META]
@@ -773,6 +852,21 @@ local function commit_parts(keys, args)
   redis.call('HINCRBY', meta, 'partials', #blobs)
   note_finished(keys, now)
   return { 'ok', n }
+end
+
+-- A merge's inputs are the partition's result (once a merge made one: gen > 0) and the partials
+-- seqs[from..to]; they are deleted only by the merge that replaces them, so one that is missing was
+-- lost (see `lost`): checked when a merge is handed out and again when it is committed.
+local function require_merge_inputs(keys, now, p, gen, seqs, from, to)
+  if gen > 0 and redis.call('EXISTS', job_key(keys, 'result:' .. p)) == 0 then
+    lost(keys, now, job_key(keys, 'result:' .. p) .. ' (the merged counts of partition ' .. p .. ') vanished')
+  end
+  for i = from, to do
+    local key = job_key(keys, 'part:' .. p .. ':' .. seqs[i])
+    if redis.call('EXISTS', key) == 0 then
+      lost(keys, now, key .. ' (partial counts not merged yet) vanished')
+    end
+  end
 end
 
 -- merge_claim(now, worker, lease_ms, min_parts, min_age_ms, max_parts, max_partitions): up to
@@ -790,10 +884,21 @@ local function merge_claim(keys, args)
     fail('merge_claim needs a worker and positive lease_ms, max_parts and max_partitions')
   end
   require_job(keys)
-  local lnow = lease_clock(keys, now)
-  if meta_int(keys, 'partials') == 0 then
+  local partials = meta_int(keys, 'partials')
+  if partials == 0 or is_stopped(keys) then
     return {}
   end
+  -- Every partial the job counts is in one partition's index: an index that lost entries (evicted,
+  -- deleted) would leave the job waiting forever for merges that cannot come, and its counts short.
+  local indexed = 0
+  for p = 0, partitions(keys) - 1 do
+    indexed = indexed + redis.call('ZCARD', job_key(keys, 'parts:' .. p))
+  end
+  if indexed ~= partials then
+    lost(keys, now, 'the partial-counts indexes ' .. job_key(keys, 'parts:*') .. ' list ' .. indexed ..
+      ' of the job\'s ' .. partials .. ' partials')
+  end
+  local lnow = lease_clock(keys, now)
   local m = redis.call('HMGET', keys[K_META], 'state', 'tasks', 'done', 'dead')
   local all_done = m[1] == 'sealed' and tonumber(m[3] or '0') + tonumber(m[4] or '0') == tonumber(m[2] or '0')
   local merge = job_key(keys, 'merge')
@@ -811,12 +916,14 @@ local function merge_claim(keys, args)
       local free = deadline <= lnow or holder == worker
       local oldest = redis.call('ZRANGE', index, 0, 0, 'WITHSCORES')
       if free and (all_done or count >= min_parts or now - tonumber(oldest[2]) >= min_age) then
-        redis.call('ZADD', keys[K_WORKERS], now, worker)
-        redis.call('HSET', merge, 'lease:' .. p, (lnow + lease_ms) .. ':' .. worker)
-        local reply = { p, tonumber(redis.call('HGET', merge, 'gen:' .. p) or '0') }
+        local gen = tonumber(redis.call('HGET', merge, 'gen:' .. p) or '0')
+        local reply = { p, gen }
         for _, seq in ipairs(redis.call('ZRANGE', index, 0, max_parts - 1)) do
           reply[#reply + 1] = seq
         end
+        require_merge_inputs(keys, now, p, gen, reply, 3, #reply)
+        redis.call('ZADD', keys[K_WORKERS], now, worker)
+        redis.call('HSET', merge, 'lease:' .. p, (lnow + lease_ms) .. ':' .. worker)
         claims[#claims + 1] = reply
         if #claims >= max_partitions then
           return claims
@@ -827,19 +934,22 @@ local function merge_claim(keys, args)
   return claims
 end
 
--- merge_commit(now, worker, token, p, gen, distinct, n, seq * n, {p, i|s, result}, {p, i, top}): the
--- merged result of partition p replaces the result of generation `gen` and exactly the n partials it
--- was made from, never one it did not read. {'stale'} (nothing changed) when the lease went to another
--- worker or another merge came first; {'restage'} when the staged result is gone.
+-- merge_commit(now, worker, token, p, gen, distinct, words, n, seq * n, {p, i|s, result}, {p, i, top}):
+-- the merged result of partition p (`distinct` words, `words` in all) replaces the result of
+-- generation `gen` and exactly the n partials it was made from, never one it did not read. {'stale'}
+-- (nothing changed) when the lease went to another worker or another merge came first; {'restage'}
+-- when the staged result is gone. Each partition's `words` is kept, so that a finished job's
+-- partitions can be checked to hold every word its commits counted.
 local function merge_commit(keys, args)
   local now, worker, token = clock(args[1]), args[2], args[3]
-  local gen, distinct, n = int(args[5], 'gen'), int(args[6], 'distinct'), int(args[7], 'partial count')
-  if worker == nil or worker == '' or token == nil or n < 1 or #args ~= 7 + n + 6 then
-    fail('merge_commit takes now, worker, token, p, gen, distinct, n, n seqs, the result and the top blob')
+  local gen, distinct = int(args[5], 'gen'), int(args[6], 'distinct')
+  local words, n = int(args[7], 'words'), int(args[8], 'partial count')
+  if worker == nil or worker == '' or token == nil or n < 1 or #args ~= 8 + n + 6 then
+    fail('merge_commit takes now, worker, token, p, gen, distinct, words, n, n seqs, the result and the top blob')
   end
   require_job(keys)
   local p = partition(keys, args[4])
-  local blobs = blob_args(keys, args, 8 + n, worker, token)
+  local blobs = blob_args(keys, args, 9 + n, worker, token)
   if blobs ~= nil and (blobs[1].p ~= p or blobs[2].p ~= p or blobs[2].staged) then
     fail('merge_commit: the result and top blobs must be of partition ' .. p .. ', the top inline')
   end
@@ -848,7 +958,7 @@ local function merge_commit(keys, args)
   local held = redis.call('HGET', merge, 'lease:' .. p) or ''
   local _, holder = string.match(held, '^(%d+):(.*)$')
   local stale = holder ~= worker or tonumber(redis.call('HGET', merge, 'gen:' .. p) or '0') ~= gen
-  for i = 8, 7 + n do
+  for i = 9, 8 + n do
     if not redis.call('ZSCORE', index, args[i]) then
       stale = true
     end
@@ -857,12 +967,13 @@ local function merge_commit(keys, args)
     drop_staged(keys, worker, token)
     return { 'stale' }
   end
+  require_merge_inputs(keys, now, p, gen, args, 9, 8 + n)
   if blobs == nil then
     return { 'restage' }
   end
   put_blob(keys, job_key(keys, 'result:' .. p), blobs[1], worker, token)
   put_blob(keys, job_key(keys, 'top:' .. p), blobs[2], worker, token)
-  for i = 8, 7 + n do
+  for i = 9, 8 + n do
     redis.call('DEL', job_key(keys, 'part:' .. p .. ':' .. args[i]))
     redis.call('ZREM', index, args[i])
   end
@@ -870,7 +981,7 @@ local function merge_commit(keys, args)
   redis.call('HINCRBY', meta, 'partials', -n)
   local before = tonumber(redis.call('HGET', merge, 'distinct:' .. p) or '0')
   redis.call('HINCRBY', meta, 'distinct', distinct - before)
-  redis.call('HSET', merge, 'distinct:' .. p, distinct, 'gen:' .. p, gen + 1)
+  redis.call('HSET', merge, 'distinct:' .. p, distinct, 'words:' .. p, words, 'gen:' .. p, gen + 1)
   redis.call('HDEL', merge, 'lease:' .. p)
   redis.call('HINCRBY', meta, 'merges', 1)
   note_finished(keys, now)
@@ -888,7 +999,7 @@ local function fail_task(keys, args)
   if not redis.call('ZSCORE', keys[K_LEASES], id) then
     return { 'dup' }
   end
-  bury(keys, id, task_fields(keys, id), now, worker, inflight(keys, id).attempts, message)
+  bury(keys, id, task_fields(keys, id, now), now, worker, inflight(keys, id).attempts, message)
   note_finished(keys, now)
   return { 'ok' }
 end
@@ -945,6 +1056,48 @@ local function defer(keys, args)
   return { 'deferred' }
 end
 
+-- stop(now, kind, reason): end the job without a result, as `cancelled` (an operator's `jobs cancel`,
+-- a stream stopped before its end) or `failed` (a worker found a key of the job lost). Workers see it
+-- finished and leave; the driver and every view report the reason. {'ok'}; {'ended', state} when it
+-- had already stopped (the first reason stays), or finished and is asked to be cancelled.
+local function stop(keys, args)
+  local now, kind, reason = clock(args[1]), args[2], args[3]
+  if not STOPPED[kind or ''] or reason == nil or reason == '' then
+    fail('stop takes now, cancelled or failed, and a reason')
+  end
+  require_job(keys)
+  -- A finished job can still turn out failed (a key of its result lost after the end), never
+  -- cancelled.
+  if is_stopped(keys) or (kind == 'cancelled' and is_finished(keys)) then
+    return { 'ended', redis.call('HGET', keys[K_META], 'state') }
+  end
+  stop_job(keys, now, kind, reason)
+  return { 'ok' }
+end
+
+-- join(now, worker, instance, live_window_ms): a worker process starts under the name `worker`; its
+-- `instance` is random, unique to the process. Names are the holders of leases and of staged blobs,
+-- so two live processes must never share one: {'taken', ms} when another instance of that name was
+-- heard from `ms` ago, within the live window (the worker waits until the name is free, a restart of
+-- the same worker after its last life's window, or is refused); else {'ok'}.
+local function join(keys, args)
+  local now, worker, instance = clock(args[1]), args[2], args[3]
+  local live_window = int(args[4], 'live_window_ms')
+  if worker == nil or worker == '' or instance == nil or instance == '' then
+    fail('join takes now, worker, instance and live_window_ms')
+  end
+  require_job(keys)
+  local field = 'inst:' .. worker
+  local heard = redis.call('ZSCORE', keys[K_WORKERS], worker)
+  local holder = redis.call('HGET', keys[K_META], field)
+  if holder and holder ~= instance and heard and now - tonumber(heard) < live_window then
+    return { 'taken', now - tonumber(heard) }
+  end
+  redis.call('HSET', keys[K_META], field, instance)
+  redis.call('ZADD', keys[K_WORKERS], now, worker)
+  return { 'ok' }
+end
+
 -- event(now, kind, detail): note a fault or operator event (worker killed, straggler ...) in the job, so
 -- latency plots can mark it later. Returns the event's number.
 local function event(keys, args)
@@ -972,6 +1125,44 @@ local function drop(keys, args)
   clock(args[1])
   if args[2] ~= '0' and args[2] ~= '1' then
     fail('drop takes now and force (0 or 1)')
+  end
+  if redis.call('EXISTS', keys[K_META]) == 0 and args[2] == '1' then
+    -- What an eviction or another client's DEL left of a job without its meta hash: the nine keys
+    -- and the partitions found from 0 up (their number was in the lost spec).
+    local deleted = 0
+    for p = 0, 4095 do
+      local any = 0
+      for _, suffix in ipairs({ 'parts:', 'result:', 'top:' }) do
+        local key = job_key(keys, suffix .. p)
+        if suffix == 'parts:' then
+          for _, seq in ipairs(redis.call('ZRANGE', key, 0, DROP_BATCH - 1)) do
+            deleted = deleted + redis.call('UNLINK', job_key(keys, 'part:' .. p .. ':' .. seq))
+          end
+          if redis.call('ZCARD', key) > DROP_BATCH then
+            redis.call('ZREMRANGEBYRANK', key, 0, DROP_BATCH - 1)
+            return { deleted, 1 }
+          end
+        end
+        local n = redis.call('UNLINK', key)
+        deleted, any = deleted + n, any + n
+      end
+      if any == 0 and p >= 16 then
+        break
+      end
+    end
+    for _, key in ipairs(redis.call('ZRANGE', job_key(keys, 'staged'), 0, -1)) do
+      deleted = deleted + redis.call('UNLINK', key)
+    end
+    for _, id in ipairs(redis.call('ZRANGE', keys[K_LEASES], 0, -1)) do
+      deleted = deleted + redis.call('UNLINK', lacks_key(keys, id))
+    end
+    for _, suffix in ipairs({ 'merge', 'failed', 'staged' }) do
+      deleted = deleted + redis.call('UNLINK', job_key(keys, suffix))
+    end
+    for _, key in ipairs(keys) do
+      deleted = deleted + redis.call('UNLINK', key)
+    end
+    return { deleted, 0 }
   end
   require_job(keys)
   if args[2] == '0' and not is_finished(keys) then
@@ -1032,7 +1223,7 @@ end
 
 local STATUS_FIELDS = { 'state', 'tasks', 'bytes', 'delivered', 'done', 'done_bytes', 'dead', 'words',
   'recomputed', 'redelivered', 'duplicates', 'increments', 'commits', 'created_ms', 'sealed_ms', 'run_id',
-  'speculated', 'events', 'partials', 'merges', 'finished_ms' }
+  'speculated', 'events', 'partials', 'merges', 'finished_ms', 'dead_records', 'stop_reason' }
 
 -- Distinct words in the result so far: the sorted set's size, or what merges recorded.
 local function distinct_words(keys)
@@ -1113,6 +1304,8 @@ redis.register_function('rc_fail', fail_task)
 redis.register_function('rc_fail_piece', fail_piece)
 redis.register_function('rc_defer', defer)
 redis.register_function('rc_event', event)
+redis.register_function('rc_stop', stop)
+redis.register_function('rc_join', join)
 redis.register_function('rc_drop', drop)
 redis.register_function { function_name = 'rc_status', callback = status, flags = { 'no-writes' } }
 redis.register_function { function_name = 'rc_top', callback = top, flags = { 'no-writes' } }

@@ -352,7 +352,15 @@ pub(crate) fn gist(err: &RedisError) -> String {
             parts.push(part);
         }
     }
-    parts.join(": ")
+    let gist = parts.join(": ");
+    if err.code() == Some("OOM") {
+        return format!(
+            "{gist} -- redis is out of memory: raise its maxmemory (`CONFIG SET maxmemory <bytes>`, \
+             and in redis.conf), or free memory (`redcount jobs prune`, fewer jobs at once); the \
+             job is kept as it is, and `redcount worker --job NAME` finishes it afterwards"
+        );
+    }
+    gist
 }
 
 fn jitter(delay: Duration) -> Duration {

@@ -178,11 +178,12 @@ impl Job {
             .collect()
     }
 
-    /// The partition's current result and the claimed partials (empty blobs for keys that are gone:
-    /// the merge commit then finds itself stale).
-    pub fn merge_inputs(&mut self, claim: &MergeClaim) -> Result<(Vec<u8>, Vec<Vec<u8>>)> {
+    /// The partition's current result and the claimed partials; None when one of them is gone:
+    /// another merge took the partition over after this worker's lease ran out (the merge is stale),
+    /// or the key was lost, which the library finds when it next hands out or commits a merge.
+    pub fn merge_inputs(&mut self, claim: &MergeClaim) -> Result<Option<MergeInputs>> {
         let blobs: Vec<Option<Vec<u8>>> = self.read(&self.merge_inputs_cmd(claim))?;
-        self.split_merge_inputs(blobs)
+        self.split_merge_inputs(claim, blobs)
     }
 
     /// `MGET` of a claimed partition's result and partials.
@@ -197,20 +198,26 @@ impl Job {
 
     fn split_merge_inputs(
         &self,
+        claim: &MergeClaim,
         mut blobs: Vec<Option<Vec<u8>>>,
-    ) -> Result<(Vec<u8>, Vec<Vec<u8>>)> {
-        if blobs.is_empty() {
-            return Err(self.bad_reply("MGET partials", "an empty reply"));
+    ) -> Result<Option<MergeInputs>> {
+        if blobs.len() != claim.seqs.len() + 1 {
+            return Err(self.bad_reply("MGET partials", format!("{} blobs", blobs.len())));
         }
-        let result = blobs.remove(0).unwrap_or_default();
-        Ok((
-            result,
-            blobs.into_iter().map(Option::unwrap_or_default).collect(),
-        ))
+        // A partition no merge has written yet has no result: that one may be absent.
+        let result = match blobs.remove(0) {
+            Some(result) => result,
+            None if claim.gen == 0 => Vec::new(),
+            None => return Ok(None),
+        };
+        let parts: Option<Vec<Vec<u8>>> = blobs.into_iter().collect();
+        Ok(parts.map(|parts| (result, parts)))
     }
 
-    /// Commits a merge: `result` (with `distinct` words) and its `top` replace the partition's result
-    /// and exactly the claimed partials. False when it was stale (another merge came first).
+    /// Commits a merge: `result` (with `distinct` words, `words` with repetitions) and its `top`
+    /// replace the partition's result and exactly the claimed partials. False when it was stale
+    /// (another merge came first).
+    #[allow(clippy::too_many_arguments)]
     pub fn merge_commit(
         &mut self,
         now: impl Into<Now>,
@@ -218,11 +225,12 @@ impl Job {
         claim: &MergeClaim,
         result: &[u8],
         distinct: u64,
+        words: u64,
         top: &[u8],
     ) -> Result<bool> {
         let now = now.into();
         let items = self.call_staged("rc_merge_commit", now, worker, |job, token, args| {
-            args.extend(merge_head(claim, distinct));
+            args.extend(merge_head(claim, distinct, words));
             job.push_blob(args, now, worker, token, claim.partition, result)?;
             args.extend([arg(claim.partition), b"i".to_vec(), top.to_vec()]);
             Ok(())
@@ -243,37 +251,62 @@ impl Job {
         claim: &MergeClaim,
     ) -> Result<bool> {
         let now = now.into();
-        let inputs = self.merge_inputs(claim)?;
-        let merged = self.merge_locally(claim, inputs)?;
+        let Some(inputs) = self.merge_inputs(claim)? else {
+            return Ok(false);
+        };
+        let merged = self.merge_locally(now, claim, inputs)?;
         self.merge_commit(
             now,
             worker,
             claim,
             &merged.blob,
             merged.distinct,
+            merged.words,
             &merged.top,
         )
     }
 
-    /// A partition's result and partials folded into one blob, in one pass per blob.
+    /// A partition's result and partials folded into one blob, in one pass per blob. A blob that
+    /// does not parse was written by someone else (every blob redcount stores is checked to be
+    /// whole when it is committed): merged, it would spoil the result, so the job fails naming it.
     fn merge_locally(
-        &self,
+        &mut self,
+        now: Now,
         claim: &MergeClaim,
-        (result, parts): (Vec<u8>, Vec<Vec<u8>>),
+        (result, parts): MergeInputs,
     ) -> Result<Merged> {
         let mut inputs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
         inputs.push(&result);
-        let bad = |e: partial::BadBlob| {
-            self.bad_reply(
-                "MGET partials",
-                format!("partition {}: {e}", claim.partition),
-            )
+        let merged = partial::merge(&inputs).and_then(|(blob, distinct)| {
+            let (top, words) = partial::top_and_words(&blob, TOP_PER_PARTITION)?;
+            Ok((blob, distinct, top, words))
+        });
+        let (blob, distinct, top, words) = match merged {
+            Ok(merged) => merged,
+            Err(err) => {
+                let keys: Vec<String> = claim
+                    .seqs
+                    .iter()
+                    .map(|seq| self.keys.part(claim.partition, seq))
+                    .chain(std::iter::once(self.keys.result(claim.partition)))
+                    .collect();
+                let culprit = keys
+                    .iter()
+                    .zip(&inputs)
+                    .find(|(_, blob)| partial::for_each(blob, |_, _| {}).is_err())
+                    .map(|(key, _)| key.clone())
+                    .unwrap_or_else(|| format!("partition {}", claim.partition));
+                let reason = format!(
+                    "{culprit} holds bytes that are not redcount's partial counts ({err}): \
+                     another client wrote it; the counts cannot be exact, run the job again"
+                );
+                return Err(self.fail_job(now, &reason));
+            }
         };
-        let (blob, distinct) = partial::merge(&inputs).map_err(bad)?;
-        let top = partial::top_of(&blob, TOP_PER_PARTITION).map_err(bad)?;
         Ok(Merged {
             blob,
             distinct,
+            words,
             top,
         })
     }
@@ -300,8 +333,10 @@ impl Job {
         for (claim, value) in claims.iter().zip(self.pipeline("MGET partials", &reads)?) {
             let blobs: Vec<Option<Vec<u8>>> = redis::FromRedisValue::from_redis_value(value)
                 .map_err(|e| self.bad_reply("MGET partials", e.to_string()))?;
-            let inputs = self.split_merge_inputs(blobs)?;
-            merged.push(self.merge_locally(claim, inputs)?);
+            merged.push(match self.split_merge_inputs(claim, blobs)? {
+                Some(inputs) => Some(self.merge_locally(now, claim, inputs)?),
+                None => None,
+            });
         }
         let (mut committed, mut stale) = (0, 0);
         let mut count = |ok: bool| {
@@ -313,8 +348,12 @@ impl Job {
         };
         let mut commits = Vec::new();
         for (claim, m) in claims.iter().zip(&merged) {
+            let Some(m) = m else {
+                count(false);
+                continue;
+            };
             if m.blob.len() > INLINE_BLOB {
-                count(self.merge_commit(now, worker, claim, &m.blob, m.distinct, &m.top)?);
+                count(self.merge_commit(now, worker, claim, &m.blob, m.distinct, m.words, &m.top)?);
                 continue;
             }
             // Inline blobs take no token; one per call keeps them apart all the same.
@@ -380,25 +419,40 @@ impl Job {
             args.push(blob.to_vec());
             return Ok(());
         }
-        for piece in blob.chunks(STAGE_PIECE) {
-            let stage = vec![
-                now.arg(),
-                worker.as_bytes().to_vec(),
-                token.as_bytes().to_vec(),
-                arg(p),
-                piece.to_vec(),
-            ];
-            self.fcall("rc_stage", stage)?;
+        // Each piece names where it goes, so a retried piece is not appended twice and the first
+        // replaces anything left under the key; -1: the staged blob does not end where this piece
+        // starts (Redis lost it), so it is staged again from the start.
+        'again: for _ in 0..RESTAGE_TRIES {
+            for (i, piece) in blob.chunks(STAGE_PIECE).enumerate() {
+                let stage = vec![
+                    now.arg(),
+                    worker.as_bytes().to_vec(),
+                    token.as_bytes().to_vec(),
+                    arg(p),
+                    arg(i * STAGE_PIECE),
+                    piece.to_vec(),
+                ];
+                if reply::int(&self.fcall("rc_stage", stage)?) == Some(-1) {
+                    tracing::warn!(
+                        "{worker}: a staged blob was lost (redis restarted?); staging it again"
+                    );
+                    continue 'again;
+                }
+            }
+            // The commit checks the staged blob has exactly this length.
+            args.push(b"s".to_vec());
+            args.push(arg(blob.len()));
+            return Ok(());
         }
-        args.push(b"s".to_vec());
-        args.push(Vec::new());
-        Ok(())
+        Err(self.bad_reply("rc_stage", "the staged blob kept vanishing"))
     }
 
-    /// A token for staging, unique to this handle's calls (a counter keeps the dataset deterministic).
+    /// A token for staging, unique to this process's calls: a random prefix per handle, so that a
+    /// worker restarted under the same name (or a second process sharing it) never writes to a key
+    /// another life staged; then a counter.
     fn next_token(&mut self) -> String {
         self.stages += 1;
-        format!("s{}", self.stages)
+        format!("s{}-{}", self.instance, self.stages)
     }
 
     /// Every partition's top-K entries, merged: the top `k` words of the merged results.
@@ -455,19 +509,24 @@ fn arg(n: impl ToString) -> Vec<u8> {
     n.to_string().into_bytes()
 }
 
+/// A partition's result (empty before its first merge) and the partials a merge folds into it.
+pub type MergeInputs = (Vec<u8>, Vec<Vec<u8>>);
+
 /// A partition merged in memory, ready to commit.
 struct Merged {
     blob: Vec<u8>,
     distinct: u64,
+    words: u64,
     top: Vec<u8>,
 }
 
-/// `p, gen, distinct, n, seq * n` of a merge commit.
-fn merge_head(claim: &MergeClaim, distinct: u64) -> Vec<Vec<u8>> {
+/// `p, gen, distinct, words, n, seq * n` of a merge commit.
+fn merge_head(claim: &MergeClaim, distinct: u64, words: u64) -> Vec<Vec<u8>> {
     let mut args = vec![
         arg(claim.partition),
         arg(claim.gen),
         arg(distinct),
+        arg(words),
         arg(claim.seqs.len()),
     ];
     args.extend(claim.seqs.iter().map(|s| s.as_bytes().to_vec()));
@@ -476,7 +535,7 @@ fn merge_head(claim: &MergeClaim, distinct: u64) -> Vec<Vec<u8>> {
 
 /// A merge commit's arguments after `now, worker, token`, its result inline.
 fn merge_commit_args(claim: &MergeClaim, merged: &Merged) -> Vec<Vec<u8>> {
-    let mut args = merge_head(claim, merged.distinct);
+    let mut args = merge_head(claim, merged.distinct, merged.words);
     args.extend([arg(claim.partition), b"i".to_vec(), merged.blob.clone()]);
     args.extend([arg(claim.partition), b"i".to_vec(), merged.top.clone()]);
     args

@@ -231,6 +231,69 @@ impl Job {
             .collect())
     }
 
+    /// Checks that a finished job's result holds every word its commits counted (`words`, the
+    /// status's): each partition a merge wrote still has its result and top, and the words the
+    /// merges recorded add up to `words`. Anything else means a key was lost (evicted, deleted by
+    /// another client) after it was last used: the job is marked failed, naming it, and the error
+    /// says so; never a short result read as if it were whole.
+    pub fn check_result(&mut self, now: impl Into<crate::Now>, words: u64) -> Result<()> {
+        let (Aggregation::Workers, partitions) = self.layout()? else {
+            return Ok(());
+        };
+        let merge = format!("{}merge", self.keys.meta.trim_end_matches("meta"));
+        let mut hmget = redis::cmd("HMGET");
+        hmget.arg(&merge);
+        for p in 0..partitions {
+            hmget.arg(format!("gen:{p}")).arg(format!("words:{p}"));
+        }
+        let mut cmds = vec![hmget];
+        for p in 0..partitions {
+            for key in [self.keys.result(p), self.keys.top(p)] {
+                let mut exists = redis::cmd("EXISTS");
+                exists.arg(key);
+                cmds.push(exists);
+            }
+        }
+        debug_assert!(crate::is_read("HMGET") && crate::is_read("EXISTS"));
+        let mut replies = self.pipeline("check result", &cmds)?.into_iter();
+        let fields: Vec<Option<u64>> = replies
+            .next()
+            .and_then(|v| redis::FromRedisValue::from_redis_value(v).ok())
+            .ok_or_else(|| self.bad_reply("HMGET merge", "not an array of numbers"))?;
+        let exists: Vec<bool> = replies.map(|v| crate::reply::int(&v) == Some(1)).collect();
+        let mut merged_words = 0u64;
+        for p in 0..partitions {
+            let (gen, part_words) = (
+                fields.get(2 * p as usize).copied().flatten().unwrap_or(0),
+                fields
+                    .get(2 * p as usize + 1)
+                    .copied()
+                    .flatten()
+                    .unwrap_or(0),
+            );
+            merged_words += part_words;
+            for (i, key) in [self.keys.result(p), self.keys.top(p)].iter().enumerate() {
+                if gen > 0 && !exists.get(2 * p as usize + i).copied().unwrap_or(false) {
+                    let reason = format!(
+                        "{key} vanished after the job counted it: Redis evicted it \
+                         (maxmemory-policy is not noeviction?) or another client deleted it; \
+                         the counts cannot be exact, run the job again"
+                    );
+                    return Err(self.fail_job(now.into(), &reason));
+                }
+            }
+        }
+        if merged_words != words {
+            let reason = format!(
+                "the merged counts hold {merged_words} words but the commits counted {words}: \
+                 partial counts were lost before they were merged (evicted, or deleted by another \
+                 client); run the job again"
+            );
+            return Err(self.fail_job(now.into(), &reason));
+        }
+        Ok(())
+    }
+
     /// The `k` most frequent words, ties broken by the word's bytes ascending (of the merged result,
     /// while a job runs).
     pub fn top(&mut self, k: usize) -> Result<Vec<(Vec<u8>, u64)>> {

@@ -43,7 +43,8 @@ pub struct JobSpec {
     pub tokenizer: TokenizerKind,
     /// Lowercase ASCII letters before counting.
     pub lowercase: bool,
-    /// Keep only the words listed in this file (read by every worker: a shared path).
+    /// Keep only the words listed in this file (its text, read by the driver when the job starts,
+    /// travels in the job: see [`crate::Job::create_with_dictionary`]).
     pub dictionary: Option<PathBuf>,
     /// Column counted in CSV inputs.
     pub csv_column: String,
@@ -108,6 +109,10 @@ const AGGREGATION: &str = "cfg.aggregation";
 const PARTITIONS: &str = "cfg.partitions";
 const KEEP_MS: &str = "cfg.keep_ms";
 const HISTORY: &str = "cfg.history";
+
+/// The meta-hash field holding the text of the job's dictionary (not a `cfg.*` field: it can be
+/// large, and only a worker that builds its tokenizer reads it).
+pub(crate) const DICTIONARY_TEXT: &str = "dictionary";
 
 /// The meta-hash fields of a spec, in the order [`JobSpec::to_fields`] writes them.
 pub(crate) const SPEC_FIELDS: [&str; 11] = [

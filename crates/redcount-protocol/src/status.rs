@@ -29,6 +29,8 @@ pub const STATUS_FIELDS: &[&str] = &[
     "partials",
     "merges",
     "finished_ms",
+    "dead_records",
+    "stop_reason",
     // Computed by the library, not stored:
     "in_flight",
     "live_workers",
@@ -90,19 +92,44 @@ pub struct Status {
     pub finished: bool,
     /// When it became finished (ms, the coordinator's clock; 0 while it runs).
     pub finished_ms: u64,
+    /// Inputs given up, each named in the `dead` stream: whole tasks, and single files of packed
+    /// tasks (which `dead` does not count).
+    pub dead_records: u64,
+    /// Why a cancelled or failed job ended (empty otherwise).
+    pub stop_reason: String,
     /// The coordinator's clock when it answered (ms), so a driver can put its schedule on it.
     pub now_ms: u64,
 }
 
 impl Status {
     /// The job's phase in the words every command and the dashboard use: `running` until it is
-    /// finished, then `finished`, or `failed` when some of its tasks were given up.
+    /// finished, then `finished`, or `failed` when some of its inputs were given up; `cancelled`,
+    /// or `failed` when it ended without a result (see [`Status::stopped`]).
     pub fn phase(&self) -> &'static str {
-        match (self.finished, self.dead) {
+        if let Some(kind) = self.stopped() {
+            return kind;
+        }
+        match (self.finished, self.failed_inputs()) {
             (false, _) => "running",
             (true, 0) => "finished",
             (true, _) => "failed",
         }
+    }
+
+    /// `cancelled` or `failed` when the job ended without a result (`rc_stop`): no count of it is
+    /// a result, and [`Status::stop_reason`] says why.
+    pub fn stopped(&self) -> Option<&'static str> {
+        match self.state.as_str() {
+            "cancelled" => Some("cancelled"),
+            "failed" => Some("failed"),
+            _ => None,
+        }
+    }
+
+    /// Inputs given up, each named in the `dead` stream (a job written before `dead_records`
+    /// counted only whole tasks).
+    pub fn failed_inputs(&self) -> u64 {
+        self.dead_records.max(self.dead)
     }
 
     /// Sealed, and every task committed or given up: all that can be left is merging partials.
@@ -143,6 +170,8 @@ impl Status {
                 "finished" => s.finished = n == 1,
                 "now_ms" => s.now_ms = n,
                 "finished_ms" => s.finished_ms = n,
+                "dead_records" => s.dead_records = n,
+                "stop_reason" => s.stop_reason = reply::string(value).unwrap_or_default(),
                 _ => {}
             }
         }

@@ -13,7 +13,7 @@ use redcount_protocol::{
 use redcount_server::{RedisServer, ServerOptions};
 use std::time::Duration;
 
-const FUNCTIONS: [&str; 17] = [
+const FUNCTIONS: [&str; 19] = [
     "rc_create",
     "rc_enqueue",
     "rc_seal",
@@ -28,6 +28,8 @@ const FUNCTIONS: [&str; 17] = [
     "rc_fail_piece",
     "rc_defer",
     "rc_event",
+    "rc_stop",
+    "rc_join",
     "rc_drop",
     "rc_status",
     "rc_top",
@@ -98,15 +100,17 @@ fn template(func: &str) -> Vec<&'static str> {
         "rc_commit_parts" => vec![
             "*", "w", "tok", "2", "1-0", "3", "2-0", "3", "0", "i", "", "1", "i", "",
         ],
-        "rc_stage" => vec!["*", "w", "tok", "1", "piece"],
+        "rc_stage" => vec!["*", "w", "tok", "1", "0", "piece"],
         "rc_merge_claim" => vec!["*", "m", "1000", "1", "0", "4", "2"],
         "rc_merge_commit" => vec![
-            "*", "m", "tok", "0", "0", "1", "1", "1", "0", "i", "", "0", "i", "",
+            "*", "m", "tok", "0", "0", "1", "3", "1", "1", "0", "i", "", "0", "i", "",
         ],
         "rc_fail" => vec!["*", "w", "2-0", "unreadable"],
         "rc_fail_piece" => vec!["*", "w", "2-0", "0", "/d/x", "unreadable"],
         "rc_defer" => vec!["*", "w", "2-0", "10000"],
         "rc_event" => vec!["*", "kill", "detail"],
+        "rc_stop" => vec!["*", "cancelled", "asked to"],
+        "rc_join" => vec!["*", "w2", "i1", "10000"],
         // Forced: the job of the setup is still running.
         "rc_drop" => vec!["*", "1"],
         "rc_top" => vec!["3"],

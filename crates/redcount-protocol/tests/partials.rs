@@ -8,96 +8,13 @@ use std::time::Duration;
 
 use redcount_count::partial;
 use redcount_protocol::{
-    ClaimRequest, CommitOutcome, Format, Job, JobSpec, Link, LinkOptions, MergePolicy, NewTask,
-    INLINE_BLOB,
+    CommitOutcome, Format, Job, JobSpec, Link, LinkOptions, MergePolicy, NewTask, INLINE_BLOB,
 };
 use redcount_server::{RedisServer, ServerOptions};
 
 mod support;
 
-const T0: u64 = 1_700_000_000_000;
-const LEASE: Duration = Duration::from_secs(1);
-const PARTITIONS: u32 = 2;
-
-fn setup(n: u64) -> (RedisServer, Job) {
-    setup_with(n, 0)
-}
-
-/// A job of `n` tasks that keeps `history` commit records (0: all).
-fn setup_with(n: u64, history: u64) -> (RedisServer, Job) {
-    let server = RedisServer::start(ServerOptions::default()).expect("redis-server starts");
-    let mut job = Job::new(
-        Link::open(&server.url(), LinkOptions::default()).expect("url"),
-        "p",
-    )
-    .expect("job");
-    let spec = JobSpec {
-        lease: LEASE,
-        partitions: PARTITIONS,
-        history,
-        ..JobSpec::default()
-    };
-    job.create(T0, "run1", &spec).expect("create");
-    let tasks: Vec<NewTask> = (1..=n)
-        .map(|seq| NewTask {
-            seq,
-            path: PathBuf::from(format!("/data/{seq}")),
-            start: 0,
-            end: 10,
-            format: Format::Text,
-            version: None,
-            more: Vec::new(),
-            due_ms: None,
-        })
-        .collect();
-    job.enqueue(T0, &tasks).expect("enqueue");
-    job.seal(T0, n).expect("seal");
-    (server, job)
-}
-
-fn claim(job: &mut Job, now: u64, worker: &str) -> Vec<String> {
-    let request = ClaimRequest {
-        worker,
-        lease: LEASE,
-        max_tasks: 1,
-        max_bytes: u64::MAX / 4,
-        max_attempts: 3,
-        live_window: 10 * LEASE,
-        speculate_factor: 0.0,
-        speculate_min: Duration::ZERO,
-    };
-    let c = served(job, now).claim(now, &request).expect("claim");
-    c.tasks.into_iter().map(|t| t.id).collect()
-}
-
-/// The blobs of `words` split over the job's partitions.
-fn blobs(words: &[(&str, u64)]) -> Vec<(u32, Vec<u8>)> {
-    partial::partition_blobs(words.iter().map(|(w, n)| (w.as_bytes(), *n)), PARTITIONS)
-}
-
-/// Merges every due partition as a worker does; returns how many merges were committed.
-fn merge_all(job: &mut Job, now: u64, worker: &str, policy: &MergePolicy) -> u64 {
-    let mut merged = 0;
-    while let Some(claim) = served(job, now)
-        .merge_claim(now, worker, LEASE, policy)
-        .expect("merge claim")
-    {
-        assert!(
-            job.merge_claimed(now, worker, &claim).expect("merge"),
-            "a fresh merge commits"
-        );
-        merged += 1;
-    }
-    merged
-}
-
-fn counts(job: &mut Job) -> Vec<(String, u64)> {
-    job.all_counts()
-        .expect("counts")
-        .into_iter()
-        .map(|(w, n)| (String::from_utf8_lossy(&w).into_owned(), n))
-        .collect()
-}
+use support::aggregation::{blobs, claim, counts, merge_all, served, setup, setup_with, LEASE, T0};
 
 #[test]
 fn commits_store_partials_once_and_merges_fold_them_into_the_result() {
@@ -160,7 +77,10 @@ fn a_merge_replaces_exactly_what_it_read_and_a_stale_one_changes_nothing() {
         .merge_claim(T0 + 2, "m1", LEASE, &at_once)
         .expect("claim")
         .expect("a partition is due");
-    let (result, parts) = job.merge_inputs(&first).expect("inputs");
+    let (result, parts) = job
+        .merge_inputs(&first)
+        .expect("inputs")
+        .expect("all there");
     assert_eq!(parts.len(), 1);
     // A second commit lands after the merge read its inputs: the merge must leave it alone.
     let ids = claim(&mut job, T0 + 3, "b");
@@ -172,13 +92,13 @@ fn a_merge_replaces_exactly_what_it_read_and_a_stale_one_changes_nothing() {
         .expect("claim")
         .is_none());
     let (blob, distinct) = partial::merge(&[&result, &parts[0]]).expect("merge");
-    let top = partial::top_of(&blob, 10).expect("top");
+    let (top, words) = partial::top_and_words(&blob, 10).expect("top");
     assert!(job
-        .merge_commit(T0 + 6, "m1", &first, &blob, distinct, &top)
+        .merge_commit(T0 + 6, "m1", &first, &blob, distinct, words, &top)
         .expect("commit"));
     // The same merge again (a retry after a lost reply) is stale and changes nothing.
     assert!(!job
-        .merge_commit(T0 + 7, "m1", &first, &blob, distinct, &top)
+        .merge_commit(T0 + 7, "m1", &first, &blob, distinct, words, &top)
         .expect("commit"));
     assert_eq!(counts(&mut job), vec![("w".into(), 1)]);
     // A merge whose lease expired and was taken over is refused too.
@@ -186,16 +106,18 @@ fn a_merge_replaces_exactly_what_it_read_and_a_stale_one_changes_nothing() {
         .merge_claim(T0 + 8, "m1", LEASE, &at_once)
         .expect("claim")
         .expect("the second partial is due");
+    let (result, parts) = job.merge_inputs(&late).expect("inputs").expect("all there");
     let over = served(&mut job, T0 + 8 + 1001)
         .merge_claim(T0 + 8 + 1001, "m2", LEASE, &at_once)
         .expect("claim")
         .expect("an expired merge lease is free");
     assert_eq!(over.gen, late.gen);
     assert!(job.merge_claimed(T0 + 1010, "m2", &over).expect("merge"));
-    let (result, parts) = job.merge_inputs(&late).expect("inputs");
+    // Read now, the late merge's partial is gone (m2 folded it in): nothing to merge.
+    assert!(job.merge_inputs(&late).expect("inputs").is_none());
     let (blob, distinct) = partial::merge(&[&result, &parts[0]]).expect("merge");
     assert!(!job
-        .merge_commit(T0 + 1011, "m1", &late, &blob, distinct, &[])
+        .merge_commit(T0 + 1011, "m1", &late, &blob, distinct, 5, &[])
         .expect("commit"));
     assert_eq!(counts(&mut job), vec![("w".into(), 6)]);
     assert!(
@@ -348,6 +270,7 @@ fn a_large_job_is_dropped_in_bounded_calls_by_name_never_by_scanning_the_keyspac
         .arg("killed")
         .arg("t1")
         .arg(0)
+        .arg(0)
         .arg("piece")
         .query::<i64>(&mut con)
         .expect("stage");
@@ -383,11 +306,6 @@ fn a_large_job_is_dropped_in_bounded_calls_by_name_never_by_scanning_the_keyspac
         command_calls(&mut con, "fcall") - fcalls >= 3,
         "2,400 keys in batches of 1,000 take at least three calls"
     );
-}
-
-/// `job`, served up to `now` (see support::served_every).
-fn served(job: &mut Job, now: u64) -> &mut Job {
-    support::served_every(job, LEASE.as_millis() as u64, now)
 }
 
 #[test]

@@ -799,6 +799,8 @@ fn scripted_digest() -> String {
         "d",
     )
     .expect("job");
+    // The same calls twice: the same tokens too.
+    job.set_instance("i1");
     job.create(T0, "run", &spec(2)).expect("create");
     job.enqueue(T0, &(1..=14).map(|s| task(s, 100)).collect::<Vec<_>>())
         .expect("enqueue");

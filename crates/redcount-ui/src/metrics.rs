@@ -157,7 +157,7 @@ impl Metrics {
         rise(&self.words, s.words);
         rise(&self.redeliveries, s.redelivered);
         rise(&self.duplicates, s.duplicates);
-        rise(&self.failures, s.dead);
+        rise(&self.failures, s.failed_inputs());
         self.in_flight.get_or_create(&label).set(s.in_flight as i64);
         self.waiting
             .get_or_create(&label)

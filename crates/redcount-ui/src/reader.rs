@@ -60,7 +60,7 @@ struct Track {
 /// The status counters the top words, the events and the failed tasks follow: those are read again
 /// only when these moved, not on every tick.
 fn changes(s: &Status) -> [u64; 4] {
-    [s.commits, s.merges, s.events, s.dead]
+    [s.commits, s.merges, s.events, s.failed_inputs()]
 }
 
 impl Reader {
@@ -280,7 +280,7 @@ impl Track {
             stream: self.stream,
             tasks: s.tasks,
             done: s.done,
-            failed: s.dead,
+            failed: s.failed_inputs(),
             bytes: s.bytes,
             done_bytes: s.done_bytes,
             progress: if s.tasks == 0 {

@@ -113,13 +113,17 @@ fn count_bytes(
     Ok(counts.total() - before)
 }
 
-/// The tokenizer a job's spec asks for (reads the dictionary file, one word per line or per token).
-pub(crate) fn build_tokenizer(spec: &JobSpec) -> anyhow::Result<Tokenizer> {
+/// The tokenizer a job's spec asks for, with its dictionary (one word per line or per token): the
+/// text the job was created with, or, for a job made by a version that did not keep it, the file.
+pub(crate) fn build_tokenizer(spec: &JobSpec, kept: Option<Vec<u8>>) -> anyhow::Result<Tokenizer> {
     let dictionary = match &spec.dictionary {
         None => None,
         Some(path) => {
-            let text = std::fs::read(path)
-                .with_context(|| format!("cannot read the dictionary {}", path.display()))?;
+            let text = match kept {
+                Some(text) => text,
+                None => std::fs::read(path)
+                    .with_context(|| format!("cannot read the dictionary {}", path.display()))?,
+            };
             let mut words = HashSet::new();
             redcount_count::for_each_token(&text, |w| {
                 let mut w = w.to_vec();

@@ -14,6 +14,9 @@ use redcount_protocol::{Job, Now};
 
 /// Exit status of a worker that found itself hung on a task.
 pub const HUNG_EXIT: i32 = 75;
+/// A worker's exit status when Redis refused its writes for lack of memory: no worker can go on
+/// until memory is raised, so a driver stops rather than start others.
+pub const OUT_OF_MEMORY_EXIT: i32 = 74;
 
 #[derive(Default)]
 struct Held {

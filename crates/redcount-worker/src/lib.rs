@@ -10,5 +10,6 @@ mod options;
 mod poison;
 mod worker;
 
+pub use lease::{HUNG_EXIT, OUT_OF_MEMORY_EXIT};
 pub use options::WorkerOptions;
 pub use worker::{run_worker, unique_worker_name, WorkerReport};

@@ -9,7 +9,7 @@ use redcount_count::partial;
 use redcount_count::{Tokenizer, WordCounts};
 use redcount_protocol::{
     live_window, Aggregation, ClaimRequest, Claimed, CommitOutcome, Deferral,
-    Error as ProtocolError, Job, JobSpec, Link, MergePolicy, Now, Piece, Task,
+    Error as ProtocolError, Job, JobSpec, Joined, Link, MergePolicy, Now, Piece, Task,
 };
 
 use crate::count::{build_tokenizer, PieceBytes};
@@ -49,12 +49,28 @@ pub fn run_worker(
         .lease
         .unwrap_or(spec.lease)
         .max(Duration::from_millis(1));
+    match take_name(&mut job, &name, live_window(lease)) {
+        Err(err) if is_stopped(&err) => {
+            tracing::info!("{name}: job '{job_name}' {err}");
+            return Ok(WorkerReport {
+                name,
+                ..WorkerReport::default()
+            });
+        }
+        other => other?,
+    }
     // An object store's transient errors are retried for up to a lease: the renewals keep the task
     // meanwhile, and a store down longer than that is down (the input is reported failed).
     redcount_input::object::set_retry_budget(lease);
     let renewer_job = Job::new(Link::open(url, options.link.clone())?, job_name)?;
     let mut worker = Worker {
-        tokenizer: build_tokenizer(&spec)?,
+        tokenizer: build_tokenizer(
+            &spec,
+            match spec.dictionary {
+                Some(_) => job.dictionary_text()?,
+                None => None,
+            },
+        )?,
         max_attempts: options.max_attempts.unwrap_or(spec.max_attempts).max(1),
         renewer: Renewer::start(renewer_job, name.clone(), lease, options.task_timeout),
         csv_column: spec.csv_column,
@@ -90,9 +106,57 @@ pub fn run_worker(
                 worker.renewer.hold(Vec::new());
                 wait_for_spec(&mut worker.job, options.wait_for_job)?;
             }
+            // The job ended without a result (cancelled, or failed on a lost key): nothing is left
+            // for this worker to do, and the driver reports why.
+            Err(err) if is_stopped(&err) => {
+                tracing::warn!("{name}: {err:#}");
+                return Ok(worker.report);
+            }
             Err(err) => return Err(err),
         }
     }
+}
+
+/// Takes `name` in the job for this process: names hold leases and staged blobs, so two live
+/// processes must never share one. A name still held by a process heard from within the live
+/// window is waited for until that window has passed (a worker restarted under the same
+/// `--name` after its last life died); one that is still heard from then is another live
+/// worker, and this one is refused.
+fn take_name(job: &mut Job, name: &str, window: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + window + Duration::from_secs(1);
+    let mut said = false;
+    loop {
+        match job.join(Now::Coordinator, name, window)? {
+            Joined::Yes => return Ok(()),
+            Joined::Taken(ago) if Instant::now() < deadline => {
+                if !said {
+                    tracing::warn!(
+                        "worker name '{name}' was used by another process of job '{}' {:.1} s ago; \
+                         waiting up to {:.0} s for it to fall silent",
+                        job.name(),
+                        ago.as_secs_f64(),
+                        window.as_secs_f64()
+                    );
+                    said = true;
+                }
+                let left = window.saturating_sub(ago) + Duration::from_millis(50);
+                std::thread::sleep(left.min(deadline.saturating_duration_since(Instant::now())));
+            }
+            Joined::Taken(ago) => anyhow::bail!(
+                "another live worker of job '{}' is named '{name}' (heard from {:.1} s ago): \
+                 worker names must be unique; pick another --name, or leave it out for a generated one",
+                job.name(),
+                ago.as_secs_f64()
+            ),
+        }
+    }
+}
+
+fn is_stopped(err: &anyhow::Error) -> bool {
+    matches!(
+        err.downcast_ref::<ProtocolError>(),
+        Some(ProtocolError::Stopped { .. })
+    )
 }
 
 fn is_no_job(err: &anyhow::Error) -> bool {

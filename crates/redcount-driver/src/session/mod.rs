@@ -41,6 +41,8 @@ pub struct Session {
     pub server: Option<EmbeddedRedis>,
     run_id: String,
     spec: JobSpec,
+    /// The text of the spec's dictionary, read once: it travels in the job.
+    dictionary: Option<Vec<u8>>,
     /// Every task enqueued so far, to re-send after a rollback.
     tasks: EnqueuedTasks,
     sealed: bool,

@@ -23,10 +23,13 @@ pub fn open_session(options: &JobOptions) -> anyhow::Result<Session> {
         bail!("the inputs name no files");
     }
     let mut spec = options.spec.clone();
+    let mut dictionary = None;
     if let Some(d) = &spec.dictionary {
         let d = std::path::absolute(d).with_context(|| format!("dictionary {}", d.display()))?;
-        std::fs::metadata(&d)
-            .with_context(|| format!("cannot read the dictionary {}", d.display()))?;
+        dictionary = Some(
+            std::fs::read(&d)
+                .with_context(|| format!("cannot read the dictionary {}", d.display()))?,
+        );
         spec.dictionary = Some(d);
     }
     let (server, url) = match &options.redis {
@@ -63,21 +66,25 @@ pub fn open_session(options: &JobOptions) -> anyhow::Result<Session> {
         .clone()
         .unwrap_or_else(|| format!("wc-{}", redcount_server::random_hex(4)));
     let mut job = Job::new(Link::open(&url, LinkOptions::default())?, &name)?;
+    if server.is_none() {
+        if let Some(problem) = job.server_facts()?.eviction_problem(job.addr()) {
+            bail!("{problem}");
+        }
+        report_external_durability(&mut job, options.durability != Durability::None);
+        prune_expired(&url);
+    }
     if options.job.is_none() {
         // The generated name is what `status`, `top`, `counts` and extra workers need.
         eprintln!("job {name} on redis {}", job.addr());
     } else {
         tracing::info!("job '{name}' on redis {}", job.addr());
     }
-    if server.is_none() {
-        report_external_durability(&mut job, options.durability != Durability::None);
-        prune_expired(&url);
-    }
     if spec.sync_replicas > 0 {
         check_replicas(&mut job, spec.sync_replicas)?;
     }
     let run_id = redcount_server::random_hex(8);
-    let (created, existing) = job.create(Now::Coordinator, &run_id, &spec)?;
+    let (created, existing) =
+        job.create_with_dictionary(Now::Coordinator, &run_id, &spec, dictionary.as_deref())?;
     if !created {
         bail!(
             "job '{name}' already exists at {} (run {existing}); pick another --job name, \
@@ -100,6 +107,7 @@ pub fn open_session(options: &JobOptions) -> anyhow::Result<Session> {
         run_id,
         commits: CommitLog::new(spec.history),
         spec,
+        dictionary,
         tasks: Default::default(),
         sealed: false,
         recreated: 0,

@@ -211,8 +211,12 @@ impl Session {
     /// Creates the job again after Redis lost it (it restarted without its data).
     fn create_again(&mut self) -> anyhow::Result<()> {
         tracing::warn!("job '{}' is gone from redis (restarted without its data): running it again from the start", self.name);
-        self.job
-            .create(Now::Coordinator, &self.run_id, &self.spec)?;
+        self.job.create_with_dictionary(
+            Now::Coordinator,
+            &self.run_id,
+            &self.spec,
+            self.dictionary.as_deref(),
+        )?;
         self.recreated += 1;
         self.commits.reread();
         Ok(())
@@ -263,18 +267,23 @@ impl Session {
     pub fn status(&mut self) -> anyhow::Result<Status> {
         let live_window = redcount_protocol::live_window(self.spec.lease);
         // The job's state and the server's run id in one round trip: a driver far from Redis polls.
-        let (status, run) = match self
-            .job
-            .status_and_server_run(Now::Coordinator, live_window)
-        {
+        let (status, server) = match self.job.status_and_server(Now::Coordinator, live_window) {
             Ok(both) => both,
             Err(ProtocolError::NoJob { .. }) => {
                 self.recreate()?;
-                self.job
-                    .status_and_server_run(Now::Coordinator, live_window)?
+                self.job.status_and_server(Now::Coordinator, live_window)?
             }
             Err(e) => return Err(e.into()),
         };
+        // Checked when the job started; a server set to evict since then could drop any key of
+        // the job at any moment, so the job stops here, before a short result can be read.
+        if let Some(problem) = server.eviction_problem(self.job.addr()) {
+            if !status.finished {
+                let reason = format!("its maxmemory-policy changed mid-job: {problem}");
+                return Err(self.job.fail_job(Now::Coordinator, &reason).into());
+            }
+        }
+        let run = server.run_id;
         if status.run_id != self.run_id {
             bail!(
                 "job '{}' at {} now belongs to another run ({}); stopping",

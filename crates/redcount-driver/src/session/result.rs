@@ -30,18 +30,30 @@ impl Session {
     ) -> anyhow::Result<Option<JobResult>> {
         // The server the status check that saw the job finished was answered by.
         let before = self.server_run.clone();
+        self.job.check_result(Now::Coordinator, status.words)?;
         let top = self.job.top(top)?;
         let all = match every_word {
             true => Some(self.job.all_counts()?),
             false => None,
         };
+        // What goes to --out must be every word the commits counted, or nothing: a short result
+        // is a failed job, never exit 0.
+        if let Some(all) = &all {
+            let written: u64 = all.iter().map(|(_, n)| n).sum();
+            if written != status.words {
+                let reason = format!(
+                    "the result holds {written} words but the commits counted {}: part of it \
+                     was lost (evicted, or deleted by another client); run the job again",
+                    status.words
+                );
+                return Err(self.job.fail_job(Now::Coordinator, &reason).into());
+            }
+        }
         let failed = self.job.dead_tasks()?;
         let live_window = redcount_protocol::live_window(self.spec.lease);
-        let after = self
-            .job
-            .status_and_server_run(Now::Coordinator, live_window);
-        let same = matches!(&after, Ok((s, run)) if s.finished && s.commits == status.commits
-            && s.run_id == status.run_id && *run == before);
+        let after = self.job.status_and_server(Now::Coordinator, live_window);
+        let same = matches!(&after, Ok((s, server)) if s.finished && s.commits == status.commits
+            && s.run_id == status.run_id && server.run_id == before);
         if !same {
             tracing::warn!(
                 "redis restarted while the result was being read: waiting for the job again"

@@ -1,4 +1,8 @@
-//! What the protocol tests share: keeping a job served between pinned times.
+//! What the protocol tests share: keeping a job served between pinned times, and a job of the
+//! default aggregation to call.
+#![allow(dead_code)]
+
+pub mod aggregation;
 
 use redcount_protocol::{Job, JobKeys};
 

@@ -42,13 +42,16 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     };
     println!("job {name} ({state}) at {}", job.addr());
     println!(
-        "tasks: {} total, {} done, {} in flight, {} not yet delivered, {} failed",
+        "tasks: {} total, {} done, {} in flight, {} not yet delivered; {} input(s) failed",
         s.tasks,
         s.done,
         s.in_flight,
         s.tasks.saturating_sub(s.delivered),
-        s.dead
+        s.failed_inputs()
     );
+    if !s.stop_reason.is_empty() {
+        println!("ended without a result: {}", s.stop_reason);
+    }
     println!(
         "bytes: {} of {} done; {} words, {} distinct",
         human_bytes(s.done_bytes),

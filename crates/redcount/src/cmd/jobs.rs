@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use redcount_protocol::{job_names, Job, JobKeys, Link, LinkOptions, Now};
+use redcount_protocol::{job_names, Job, Link, LinkOptions, Now};
 
 use crate::cli::{JobsAction, JobsArgs};
 
@@ -67,8 +67,8 @@ fn table(url: &str) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<24} {:<9} {:>15} {:>9} {:>6}",
-        "job", "state", "tasks done", "age", "keys"
+        "{:<24} {:<9} {:>15} {:>7} {:>9}",
+        "job", "state", "tasks done", "failed", "age"
     );
     for name in names {
         let mut job = Job::new(link, &name)?;
@@ -82,24 +82,20 @@ fn table(url: &str) -> anyhow::Result<ExitCode> {
             120..=7199 => format!("{} min", age_s / 60),
             _ => format!("{} h", age_s / 3600),
         };
-        let keys = count_keys(&mut link, &name).map_or("?".to_string(), |n| n.to_string());
+        // (No key count: counting a job's keys would scan the whole keyspace once per job.)
         println!(
-            "{:<24} {:<9} {:>15} {:>9} {:>6}",
+            "{:<24} {:<9} {:>15} {:>7} {:>9}",
             name,
             state,
             format!("{}/{}", s.done, s.tasks),
+            s.failed_inputs(),
             age,
-            keys
         );
+        if !s.stop_reason.is_empty() {
+            println!("  {}", s.stop_reason);
+        }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Keys under the job's prefix (SCAN, a read every coordinator serves).
-fn count_keys(link: &mut Link, name: &str) -> Option<usize> {
-    let meta = JobKeys::new(name).ok()?.meta;
-    let pattern = format!("{}*", meta.strip_suffix("meta")?);
-    link.scan(&pattern).ok().map(|keys| keys.len())
 }
 
 fn remove(url: &str, names: &[String], force: bool) -> anyhow::Result<ExitCode> {

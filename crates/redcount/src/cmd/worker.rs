@@ -8,7 +8,21 @@ use crate::cli::WorkerArgs;
 
 pub fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let url = super::required_url(&args.redis)?;
-    let report = run_worker(&url, &args.job, &args.options())?;
+    let report = match run_worker(&url, &args.job, &args.options()) {
+        Ok(report) => report,
+        // Out of memory is not this worker's failure, and another one would fail alike: say so in
+        // the exit status, so a driver stops instead of starting workers again.
+        Err(err)
+            if err
+                .chain()
+                .filter_map(|e| e.downcast_ref::<redcount_protocol::Error>())
+                .any(redcount_protocol::Error::is_out_of_memory) =>
+        {
+            eprintln!("error: {err:#}");
+            return Ok(ExitCode::from(redcount_worker::OUT_OF_MEMORY_EXIT as u8));
+        }
+        Err(err) => return Err(err),
+    };
     tracing::info!(
         "{}: job '{}' finished; committed {} tasks in {} commits, {} duplicates, {} failed",
         report.name,
