@@ -226,14 +226,49 @@ pub fn human_bytes(n: u64) -> String {
 }
 
 /// Writes every word as `word<TAB>count` lines (raw bytes), already sorted by count descending then
-/// word ascending.
+/// word ascending: into a new file beside `path`, renamed over it once whole, so a crash or a
+/// full disk never leaves half a result under its name.
 pub fn write_out_file(path: &Path, counts: &[(Vec<u8>, u64)]) -> anyhow::Result<()> {
-    let file = std::fs::File::create(path)
+    let file = tempfile::NamedTempFile::new_in(output_dir(path))
         .with_context(|| format!("cannot create --out file {}", path.display()))?;
     let mut w = std::io::BufWriter::new(file);
     write_counts(&mut w, counts)
         .and_then(|()| w.flush())
-        .with_context(|| format!("cannot write --out file {}", path.display()))
+        .with_context(|| format!("cannot write --out file {}", path.display()))?;
+    let file = w
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .with_context(|| format!("cannot write --out file {}", path.display()))?;
+    file.persist(path)
+        .with_context(|| format!("cannot write --out file {}", path.display()))?;
+    Ok(())
+}
+
+/// The directory a file named `path` goes into.
+fn output_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
+/// Checks, before any work, that each `(flag, path)` can be written: its directory exists and
+/// takes a new file (a job's result is not worth computing when it cannot be kept).
+pub fn check_writable(outputs: &[(&str, &Path)]) -> anyhow::Result<()> {
+    for (flag, path) in outputs {
+        let dir = output_dir(path);
+        if path.is_dir() {
+            anyhow::bail!("{flag} {}: is a directory; name a file", path.display());
+        }
+        tempfile::NamedTempFile::new_in(dir).with_context(|| {
+            format!(
+                "{flag} {}: cannot write into {} (does it exist, and may you write there?)",
+                path.display(),
+                dir.display()
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// Every (word, count) as `word<TAB>count` lines, in the order given.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::plan::{default_split_bytes, pack_tasks, plan_tasks};
 use crate::pool::start_workers;
-use crate::report::{report, Summary};
+use crate::report::{check_writable, report, Summary};
 use crate::session::open_session;
 use crate::wait::{progress_bar, wait_until_finished};
 use crate::{available_cpus, ChaosPoint, JobOptions};
@@ -25,6 +25,9 @@ pub struct RunOptions {
 /// Runs a batch job and returns its summary. Errors name what failed and what to do.
 pub fn run(options: &RunOptions, interrupted: &AtomicBool) -> anyhow::Result<Summary> {
     let common = &options.common;
+    if let Some(out) = &common.out {
+        check_writable(&[("--out", out)])?;
+    }
     let mut session = open_session(common)?;
     // Workers start while tasks are being planned and enqueued.
     let pool = start_workers(&session, common)?;

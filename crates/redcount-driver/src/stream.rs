@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use redcount_latency::{Analysis, LatencyRow, Percentiles, Recovery, Spill};
-use redcount_protocol::{Job, JobEvent, Link, LinkOptions, NewTask};
+use redcount_protocol::{Job, JobEvent, Link, LinkOptions, NewTask, Now, StopKind};
 
 use crate::faults::{FaultPlan, FaultRunner};
 use crate::plan::plan_tasks;
 use crate::pool::start_workers;
-use crate::report::{report, Summary};
+use crate::report::{check_writable, report, Summary};
 use crate::session::{open_session, Schedule};
 use crate::wait::{progress_bar, wait_until_finished};
 use crate::JobOptions;
@@ -99,6 +99,34 @@ impl StreamSummary {
     }
 }
 
+/// A stream stopped before its end (Ctrl-C, SIGTERM): its job is cancelled, so its workers leave
+/// and no view shows it running, and every latency row read so far goes to `--latency-out`.
+/// Returns the error to exit with.
+fn stop_interrupted(session: &mut crate::session::Session, injected: u64) -> anyhow::Error {
+    let reason = format!("the stream was stopped after injecting {injected} files");
+    if let Err(err) = session.follow_commits(Duration::from_millis(1)) {
+        tracing::warn!("could not read the last commits: {err}");
+    }
+    if let Err(err) = session
+        .job
+        .stop(Now::Coordinator, StopKind::Cancelled, &reason)
+    {
+        tracing::warn!("could not mark job '{}' cancelled: {err}", session.name);
+    }
+    let events = session.job.events().unwrap_or_default();
+    let mut analysis = Analysis::new(&session.recent_commits(), events);
+    analysis.include_spilled(&session.spill);
+    let rows = session.spill.count() + analysis.rows.len() as u64;
+    if let Err(err) = session.spill.finish(&analysis.rows) {
+        return err.context("writing the latency rows of the stopped stream");
+    }
+    anyhow::anyhow!(
+        "interrupted: {reason}; job '{}' at {} is cancelled; {rows} files' latency written",
+        session.name,
+        session.job.addr()
+    )
+}
+
 /// Runs a stream job to the end (injection, then the tail) and measures it.
 pub fn stream(options: &StreamOptions, interrupted: &AtomicBool) -> anyhow::Result<StreamSummary> {
     let common = &options.common;
@@ -109,6 +137,15 @@ pub fn stream(options: &StreamOptions, interrupted: &AtomicBool) -> anyhow::Resu
         );
     }
     let batch = options.batch.max(1);
+    let outputs: Vec<(&str, &std::path::Path)> = [
+        ("--out", common.out.as_deref()),
+        ("--latency-out", options.latency_out.as_deref()),
+        ("--plot", options.plot.as_deref()),
+    ]
+    .into_iter()
+    .filter_map(|(flag, path)| Some((flag, path?)))
+    .collect();
+    check_writable(&outputs)?;
     let mut session = open_session(common)?;
     let pool = start_workers(&session, common)?;
     // Streamed files are not split: one file, one task, one latency.
@@ -162,11 +199,7 @@ pub fn stream(options: &StreamOptions, interrupted: &AtomicBool) -> anyhow::Resu
             break;
         }
         if interrupted.load(Ordering::Relaxed) {
-            bail!(
-                "interrupted: job '{}' left unfinished at {}",
-                session.name,
-                session.job.addr()
-            );
+            return Err(stop_interrupted(&mut session, injected));
         }
         // Keep the schedule: until the batch is due, read the commits (their records leave Redis
         // once older than the job's history); when late, inject at once.
@@ -190,7 +223,13 @@ pub fn stream(options: &StreamOptions, interrupted: &AtomicBool) -> anyhow::Resu
     }
     let injection_seconds = start.elapsed().as_secs_f64();
     session.seal()?;
-    let result = wait_until_finished(&mut session, common, pool.as_deref(), &bar, interrupted)?;
+    let result = match wait_until_finished(&mut session, common, pool.as_deref(), &bar, interrupted)
+    {
+        Err(_) if interrupted.load(Ordering::Relaxed) => {
+            return Err(stop_interrupted(&mut session, injected));
+        }
+        other => other?,
+    };
     bar.finish_and_clear();
     let summary = report(&session, common, result)?;
     if let Some(faults) = faults {

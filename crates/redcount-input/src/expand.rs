@@ -52,16 +52,30 @@ pub fn inputs(arguments: &[String]) -> Result<Vec<InputFile>, InputError> {
 }
 
 /// Files named by `inputs`: a file as is, a directory recursively (everything in it that is not a
-/// directory, in path order: what cannot be read fails alone, by name, when a worker reads it), a
-/// glob pattern by its matches. Paths are made absolute so that workers anywhere can open them.
-/// Anything that names nothing is an error, before any work starts.
+/// directory, in path order: what cannot be read fails alone, by name, when a worker reads it;
+/// symbolic links followed, a link back to a directory it is in skipped), a glob pattern by its
+/// matches. Each file once, however many times it is named or linked to (the same device and
+/// inode): counted twice, its words would be too. Paths are made absolute so that workers anywhere
+/// can open them. Anything that names nothing is an error, before any work starts.
 pub fn expand(inputs: &[String]) -> Result<Vec<PathBuf>, InputError> {
+    use std::os::unix::fs::MetadataExt;
     let mut files = Vec::new();
     let mut seen = HashSet::new();
+    let mut seen_files = HashSet::new();
+    let mut duplicates = 0u64;
     let mut push = |p: PathBuf, files: &mut Vec<PathBuf>| {
-        if seen.insert(p.clone()) {
-            files.push(p);
+        let same_file = std::fs::metadata(&p)
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| (m.dev(), m.ino()));
+        if !seen.insert(p.clone()) {
+            return;
         }
+        if same_file.is_some_and(|id| !seen_files.insert(id)) {
+            duplicates += 1;
+            return;
+        }
+        files.push(p);
     };
     for input in inputs {
         let path = Path::new(input);
@@ -79,6 +93,15 @@ pub fn expand(inputs: &[String]) -> Result<Vec<PathBuf>, InputError> {
                             push(absolute(entry.path())?, &mut files)
                         }
                         Ok(_) => {}
+                        // A link back to a directory it is in: everything under it is listed
+                        // already.
+                        Err(e) if e.loop_ancestor().is_some() => {
+                            tracing::info!(
+                                "{}: a link back to {}; skipped",
+                                e.path().unwrap_or(path).display(),
+                                e.loop_ancestor().unwrap_or(path).display()
+                            );
+                        }
                         // A dangling symlink, an entry that vanished, a directory that cannot be
                         // listed: the same, unless it is the directory given itself.
                         Err(e) if e.depth() > 0 && e.path().is_some() => {
@@ -121,6 +144,12 @@ pub fn expand(inputs: &[String]) -> Result<Vec<PathBuf>, InputError> {
             }
             Err(err) => return Err(InputError::from_io(path, err)),
         }
+    }
+    if duplicates > 0 {
+        tracing::info!(
+            "{duplicates} input(s) named a file already listed (the same file by another name or \
+             link): each file is counted once"
+        );
     }
     Ok(files)
 }

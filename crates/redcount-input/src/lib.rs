@@ -84,6 +84,15 @@ pub enum InputError {
         /// What changed.
         detail: String,
     },
+    /// A run of bytes without whitespace longer than [`read::MAX_WORD`]: not text.
+    #[error("{path}: a word of more than 64 MiB starts at byte {at}; redcount keeps every word in \
+             Redis, whose strings stop at 512 MB: is this input text?")]
+    WordTooLong {
+        /// The input.
+        path: PathBuf,
+        /// Where the word begins.
+        at: u64,
+    },
     /// An object that is not in the store (any more).
     #[error("{path}: no such object (was it deleted after the job was planned?)")]
     ObjectMissing {

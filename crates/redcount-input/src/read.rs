@@ -129,3 +129,60 @@ pub fn read_range(
     // Written to while it was read: what was read may mix the two.
     check_version(path, version, &file)
 }
+
+/// The longest word redcount counts (64 MiB). Every word is kept in Redis, in blobs of one
+/// partition's words (a Redis string stops at 512 MB), and copied a few times on the way: an input
+/// with a longer run of bytes without whitespace is not text, and is reported failed by name
+/// instead of filling a worker's memory.
+pub const MAX_WORD: u64 = 64 << 20;
+
+/// Checks that bytes `start..end` of the local file at `path` hold no word longer than
+/// [`MAX_WORD`], reading them in bounded pieces (only a range longer than that can hold one: its
+/// planner found no whitespace to cut at).
+pub fn check_word_lengths(path: &Path, start: u64, end: u64) -> Result<(), InputError> {
+    if end.saturating_sub(start) <= MAX_WORD {
+        return Ok(());
+    }
+    let file = File::open(path).map_err(|e| InputError::from_io(path, e))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut at, mut word_start) = (start, start);
+    while at < end {
+        let want = usize::try_from((end - at).min(buf.len() as u64)).unwrap_or(buf.len());
+        let n = file
+            .read_at(&mut buf[..want], at)
+            .map_err(|e| InputError::from_io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        word_start = scan_words(path, &buf[..n], at, word_start)?;
+        at += n as u64;
+    }
+    Ok(())
+}
+
+/// [`check_word_lengths`] over bytes already read (an object's), `data` starting at byte `offset`.
+pub fn check_word_lengths_in(path: &Path, data: &[u8], offset: u64) -> Result<(), InputError> {
+    if data.len() as u64 <= MAX_WORD {
+        return Ok(());
+    }
+    scan_words(path, data, offset, offset).map(|_| ())
+}
+
+/// Follows the words of `data` (at byte `offset` of the input; the word in progress began at
+/// `word_start`): where the last one begins, or an error at the first longer than [`MAX_WORD`].
+fn scan_words(path: &Path, data: &[u8], offset: u64, mut word_start: u64) -> Result<u64, InputError> {
+    for (i, &b) in data.iter().enumerate() {
+        if redcount_count::is_space(b) {
+            let at = offset + i as u64;
+            if at - word_start > MAX_WORD {
+                return Err(InputError::WordTooLong { path: path.to_path_buf(), at: word_start });
+            }
+            word_start = at + 1;
+        }
+    }
+    let end = offset + data.len() as u64;
+    if end - word_start > MAX_WORD {
+        return Err(InputError::WordTooLong { path: path.to_path_buf(), at: word_start });
+    }
+    Ok(word_start)
+}

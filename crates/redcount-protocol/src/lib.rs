@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 mod clock;
+mod escape;
 mod commands;
 mod con;
 mod job;
@@ -22,6 +23,7 @@ mod target;
 mod task;
 
 pub use clock::{now_ms, Now};
+pub use escape::{escape_bytes, unescape};
 pub use commands::{is_read, READ_COMMANDS, READ_ONLY_FUNCTIONS};
 pub use con::{Con, NodeAddr};
 pub use job::{
@@ -65,6 +67,14 @@ pub enum Error {
         addr: String,
         /// What Redis or the connection said.
         cause: redis::RedisError,
+    },
+    /// A Redis URL that cannot be used as it is written.
+    #[error("'{url}' is not a Redis URL redcount can use: {detail}")]
+    BadUrl {
+        /// The URL, password hidden.
+        url: String,
+        /// What is wrong, and the form to use.
+        detail: String,
     },
     /// The job's keys do not exist (never created, or Redis restarted without its data).
     #[error("no job '{job}' at redis {addr}: {hint}")]

@@ -87,6 +87,7 @@ impl Link {
     /// `redis+cluster://[:password@]host:port[,host:port...]`); does not connect yet.
     pub fn open(url: &str, options: LinkOptions) -> Result<Link> {
         use_ring_for_tls();
+        let url = &normalize_url(url)?;
         let addr = redact_url(url);
         let target = Target::parse(url).map_err(|cause| Error::Redis {
             addr: addr.clone(),
@@ -372,8 +373,77 @@ fn jitter(delay: Duration) -> Duration {
     delay.mul_f64(0.5 + fraction / 2.0)
 }
 
-/// `redis://user:secret@host:6379/0` -> `redis://user:***@host:6379/0`.
+/// The URL schemes a link takes.
+const SCHEMES: [&str; 5] = [
+    "redis://",
+    "rediss://",
+    "redis+sentinel://",
+    "redis+raft://",
+    "redis+cluster://",
+];
+
+/// A URL as the clients take it: a password (and user) given as `?password=...&username=...`
+/// moved into its user part, where every client reads it; a URL that is not one of
+/// [`SCHEMES`] refused with the form it should have (`localhost:6379` and `http://...` are
+/// common slips).
+pub(crate) fn normalize_url(url: &str) -> Result<String> {
+    let form = "write redis://[[user]:password@]host:port[/db] (also rediss://, \
+                redis+sentinel://, redis+raft://, redis+cluster://)";
+    if !SCHEMES.iter().any(|s| url.starts_with(s)) {
+        let shown = redact_url(url);
+        let hint = match url.split_once("://") {
+            None => format!(" (for a server at {shown}: redis://{shown})"),
+            Some((scheme, _)) => format!(" ('{scheme}://' is not a Redis URL scheme)"),
+        };
+        return Err(Error::BadUrl {
+            url: shown,
+            detail: format!("{form}{hint}"),
+        });
+    }
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok(url.to_string());
+    };
+    let (mut user, mut password, mut rest) = (None, None, Vec::new());
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("password", v)) => password = Some(v),
+            Some(("username" | "user", v)) => user = Some(v),
+            _ => rest.push(pair),
+        }
+    }
+    if user.is_none() && password.is_none() {
+        return Ok(url.to_string());
+    }
+    let (scheme, after) = base.split_at(base.find("://").map_or(0, |i| i + 3));
+    if after.contains('@') {
+        return Err(Error::BadUrl {
+            url: redact_url(url),
+            detail: "it has a password both before the host and as ?password=: give it once"
+                .into(),
+        });
+    }
+    let auth = format!("{}:{}@", user.unwrap_or(""), password.unwrap_or(""));
+    let mut out = format!("{scheme}{auth}{after}");
+    if !rest.is_empty() {
+        out.push('?');
+        out.push_str(&rest.join("&"));
+    }
+    Ok(out)
+}
+
+/// `redis://user:secret@host:6379/0` -> `redis://user:***@host:6379/0` (and a
+/// `?password=secret` hidden the same way).
 pub fn redact_url(url: &str) -> String {
+    if let Some((base, query)) = url.split_once('?') {
+        let query: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some(("password", _)) => "password=***".to_string(),
+                _ => pair.to_string(),
+            })
+            .collect();
+        return format!("{}?{}", redact_url(base), query.join("&"));
+    }
     let Some(scheme_end) = url.find("://") else {
         return url.to_string();
     };
@@ -393,10 +463,33 @@ pub fn redact_url(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redact_url;
+    use super::{normalize_url, redact_url};
+
+    #[test]
+    fn a_password_in_the_query_moves_into_the_url_and_bad_forms_are_named() {
+        assert_eq!(
+            normalize_url("redis://h:1/0?password=s3cret").expect("url"),
+            "redis://:s3cret@h:1/0"
+        );
+        assert_eq!(
+            normalize_url("redis://h:1?username=u&password=p&protocol=resp3").expect("url"),
+            "redis://u:p@h:1?protocol=resp3"
+        );
+        let err = normalize_url("localhost:6379").expect_err("no scheme");
+        assert!(err.to_string().contains("redis://localhost:6379"), "{err}");
+        let err = normalize_url("http://:s3cret@h:1").expect_err("http");
+        assert!(err.to_string().contains("'http://' is not"), "{err}");
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+        let err = normalize_url("redis://:a@h:1?password=b").expect_err("twice");
+        assert!(!err.to_string().contains('b') || !err.to_string().contains("=b"), "{err}");
+    }
 
     #[test]
     fn passwords_never_reach_messages() {
+        assert_eq!(
+            redact_url("redis://h:1/0?password=s3cret&db=1"),
+            "redis://h:1/0?password=***&db=1"
+        );
         assert_eq!(
             redact_url("redis://:s3cret@127.0.0.1:7000"),
             "redis://:***@127.0.0.1:7000"

@@ -115,13 +115,13 @@ fn parse_inflight(value: &str) -> Option<(u64, u64, &str)> {
 
 /// When a task or its commit record says it was due: its `due_ms`, or (records from before due
 /// times, and batch tasks) when it was enqueued.
-fn due_ms(f: &[(String, String)]) -> u64 {
+fn due_ms(f: &[(String, Vec<u8>)]) -> u64 {
     let injected = field(f, "injected_ms").parse().unwrap_or(0);
     field(f, "due_ms").parse().unwrap_or(injected)
 }
 
 impl DoneRecord {
-    fn from_fields(f: &[(String, String)]) -> DoneRecord {
+    fn from_fields(f: &[(String, Vec<u8>)]) -> DoneRecord {
         let num = |name: &str| field(f, name).parse().unwrap_or(0);
         DoneRecord {
             task: field(f, "task"),
@@ -152,14 +152,19 @@ pub fn id_number(id: &str, or: u64) -> u64 {
         .unwrap_or(or)
 }
 
-/// A stream entry as XREAD/XRANGE reply it: id and field/value pairs.
-type StreamEntry = (String, Vec<(String, String)>);
+/// A stream entry as XREAD/XRANGE reply it: id and field/value pairs, values as bytes (a path need
+/// not be UTF-8).
+type StreamEntry = (String, Fields);
 
-fn field(fields: &[(String, String)], name: &str) -> String {
+/// A record's field/value pairs.
+type Fields = Vec<(String, Vec<u8>)>;
+
+/// A field's value as text: escaped where it is not UTF-8 (see [`crate::escape_bytes`]).
+fn field(fields: &[(String, Vec<u8>)], name: &str) -> String {
     fields
         .iter()
         .find(|(k, _)| k == name)
-        .map(|(_, v)| v.clone())
+        .map(|(_, v)| crate::escape_bytes(v))
         .unwrap_or_default()
 }
 
@@ -479,12 +484,12 @@ impl Job {
         Ok(views)
     }
 
-    pub(crate) fn stream_records(&mut self, key: &str) -> Result<Vec<Vec<(String, String)>>> {
+    pub(crate) fn stream_records(&mut self, key: &str) -> Result<Vec<Fields>> {
         self.stream_records_upto(key, usize::MAX)
     }
 
     /// The first `max` records of stream `key`, in pages of at most 10,000 (each a short read).
-    fn stream_records_upto(&mut self, key: &str, max: usize) -> Result<Vec<Vec<(String, String)>>> {
+    fn stream_records_upto(&mut self, key: &str, max: usize) -> Result<Vec<Fields>> {
         const PAGE: usize = 10_000;
         let mut out = Vec::new();
         let mut from = "-".to_string();

@@ -161,8 +161,8 @@ function jobPage(d) {
       d.failed.map(f => el("tr", {}, el("td", {}, f.path), el("td", { class: "num" }, `${f.start}–${f.end}`),
         el("td", { class: "num" }, f.attempts), el("td", {}, f.error))))
       : el("p", { class: "muted" }, "None."),
-    d.failed.length ? el("p", { class: "muted" }, "To count them again once fixed: redcount run " +
-      [...new Set(d.failed.map(f => f.path))].join(" ")) : null,
+    d.retry_command ? el("p", { class: "muted" }, "To count them again once fixed: ",
+      el("code", {}, d.retry_command)) : null,
   ];
 }
 

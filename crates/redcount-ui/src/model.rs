@@ -81,6 +81,9 @@ pub struct JobDetail {
     pub throughput: Vec<Throughput>,
     /// Tasks given up, with their errors.
     pub failed: Vec<DeadTask>,
+    /// A shell command that counts the failed inputs again, each path quoted for a POSIX shell
+    /// (names of objects in a shared bucket are chosen by others); None when nothing failed.
+    pub retry_command: Option<String>,
     /// Per-file latency (stream jobs: from when a file was due).
     pub latency: Latency,
 }
@@ -122,4 +125,102 @@ pub struct FilePoint {
     pub wait_ms: u64,
     /// Deliveries it took.
     pub attempts: u64,
+}
+
+/// `redcount run` over the distinct inputs of `failed`, in order, each quoted for a POSIX shell.
+pub fn retry_command(failed: &[DeadTask]) -> Option<String> {
+    let mut seen = std::collections::HashSet::new();
+    let paths: Vec<String> = failed
+        .iter()
+        .filter(|f| seen.insert(f.path.clone()))
+        .map(|f| shell_quote(&redcount_protocol::unescape(&f.path)))
+        .collect();
+    (!paths.is_empty()).then(|| format!("redcount run {}", paths.join(" ")))
+}
+
+/// `bytes` as one word of a POSIX shell that means exactly those bytes: as they are when they are
+/// plain (letters, digits, `/._-+,:@%=`), else in single quotes (a quote as `'\''`), and bytes
+/// that are not printable UTF-8 in bash's `$'\xNN'`.
+pub fn shell_quote(bytes: &[u8]) -> String {
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b"/._-+,:@%=".contains(&b);
+    if !bytes.is_empty() && bytes.iter().all(|&b| plain(b)) {
+        return String::from_utf8_lossy(bytes).into_owned();
+    }
+    let mut out = String::new();
+    let mut quoted = false;
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() {
+                if quoted {
+                    out.push('\'');
+                    quoted = false;
+                }
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    out.push_str(&format!("$'\\x{b:02x}'"));
+                }
+                continue;
+            }
+            if !quoted {
+                out.push('\'');
+                quoted = true;
+            }
+            if c == '\'' {
+                out.push_str("'\\''");
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            if quoted {
+                out.push('\'');
+                quoted = false;
+            }
+            out.push_str(&format!("$'\\x{b:02x}'"));
+        }
+    }
+    if quoted {
+        out.push('\'');
+    }
+    if out.is_empty() {
+        out.push_str("''");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_quote;
+
+    /// What bash makes of `word`: the bytes of its one argument.
+    fn through_bash(word: &str) -> Option<Vec<u8>> {
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!("printf %s {word}"))
+            .output()
+            .ok()?;
+        Some(out.stdout)
+    }
+
+    #[test]
+    fn a_quoted_path_is_exactly_its_bytes_to_a_shell_and_runs_nothing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pwned = dir.path().join("PWNED");
+        let names: Vec<Vec<u8>> = vec![
+            b"/data/plain-name_1.txt".to_vec(),
+            format!("/x$(touch {})y.txt", pwned.display()).into_bytes(),
+            b"/it's `here` \\ \"now\" *.txt".to_vec(),
+            b"/caf\xe9 \n\x1b[2J.txt".to_vec(),
+            b"".to_vec(),
+        ];
+        for name in names {
+            let quoted = shell_quote(&name);
+            let Some(got) = through_bash(&quoted) else {
+                eprintln!("skipped: no bash");
+                return;
+            };
+            assert_eq!(got, name, "{quoted}");
+        }
+        assert!(!pwned.exists(), "the quoted name ran a command");
+    }
 }

@@ -219,6 +219,7 @@ impl Track {
             workers,
             events,
             throughput: self.per_second.values().cloned().collect(),
+            retry_command: crate::model::retry_command(&failed),
             failed,
             latency: Latency {
                 total: Percentiles::from_histogram(&self.total),

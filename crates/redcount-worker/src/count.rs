@@ -5,7 +5,8 @@ use std::collections::HashSet;
 use anyhow::Context;
 use redcount_count::{Tokenizer, WordCounts};
 use redcount_input::object::{is_object, read_in_background, RangeRequest, Reads};
-use redcount_input::{csv_text, read::read_range, split::csv_header, InputError};
+use redcount_input::read::{check_word_lengths, check_word_lengths_in, read_range};
+use redcount_input::{csv_text, split::csv_header, InputError};
 use redcount_protocol::{Format, JobSpec, Piece};
 
 /// The bytes of a task's ranges, by piece: those in an object store all read at once, concurrently
@@ -58,12 +59,16 @@ impl PieceBytes {
                 self.objects[i] = Some(bytes);
             }
         }
+        // A range longer than the longest word can hold one (its planner found no whitespace to
+        // cut at): checked before it is counted, in bounded memory for a file.
         let data = match self.objects.get_mut(index).and_then(Option::take) {
             Some(fetched) => {
                 *buf = fetched?;
+                check_word_lengths_in(&piece.path, buf, piece.start)?;
                 buf
             }
             None => {
+                check_word_lengths(&piece.path, piece.start, piece.end)?;
                 read_range(
                     &piece.path,
                     piece.version.as_deref(),
