@@ -187,44 +187,49 @@ pub fn stream(options: &StreamOptions, interrupted: &AtomicBool) -> anyhow::Resu
     };
     let bar = progress_bar(common.progress);
     let mut injected: u64 = 0;
-    let mut next_batch = 0u32;
-    loop {
-        let due = start + interval * next_batch;
-        if let StreamLimit::Duration(d) = options.limit {
-            if due.duration_since(start) >= d {
+    let mut injection_seconds = 0.0;
+    // Injection and the tail; stopped (Ctrl-C, SIGTERM) anywhere in it, even inside a blocking
+    // read, the job is cancelled and the latency so far written.
+    let mut inject_and_wait = || -> anyhow::Result<crate::session::JobResult> {
+        let mut next_batch = 0u32;
+        loop {
+            let due = start + interval * next_batch;
+            if let StreamLimit::Duration(d) = options.limit {
+                if due.duration_since(start) >= d {
+                    break;
+                }
+            }
+            if total_files.is_some_and(|n| injected >= n) {
                 break;
             }
-        }
-        if total_files.is_some_and(|n| injected >= n) {
-            break;
-        }
-        if interrupted.load(Ordering::Relaxed) {
-            return Err(stop_interrupted(&mut session, injected));
-        }
-        // Keep the schedule: until the batch is due, read the commits (their records leave Redis
-        // once older than the job's history); when late, inject at once.
-        while let Some(wait) = due.checked_duration_since(Instant::now()) {
-            if wait < Duration::from_millis(2) {
-                std::thread::sleep(wait);
-                break;
+            if interrupted.load(Ordering::Relaxed) {
+                bail!("interrupted");
             }
-            session.follow_commits(wait - Duration::from_millis(1))?;
+            // Keep the schedule: until the batch is due, read the commits (their records leave Redis
+            // once older than the job's history); when late, inject at once.
+            while let Some(wait) = due.checked_duration_since(Instant::now()) {
+                if wait < Duration::from_millis(2) {
+                    std::thread::sleep(wait);
+                    break;
+                }
+                session.follow_commits(wait - Duration::from_millis(1))?;
+            }
+            let count = match total_files {
+                Some(n) => (n - injected).min(batch as u64),
+                None => batch as u64,
+            };
+            session
+                .enqueue_scheduled(injected + count)
+                .context("injecting files")?;
+            injected += count;
+            next_batch += 1;
+            bar.set_message(format!("injected {injected} files"));
         }
-        let count = match total_files {
-            Some(n) => (n - injected).min(batch as u64),
-            None => batch as u64,
-        };
-        session
-            .enqueue_scheduled(injected + count)
-            .context("injecting files")?;
-        injected += count;
-        next_batch += 1;
-        bar.set_message(format!("injected {injected} files"));
-    }
-    let injection_seconds = start.elapsed().as_secs_f64();
-    session.seal()?;
-    let result = match wait_until_finished(&mut session, common, pool.as_deref(), &bar, interrupted)
-    {
+        injection_seconds = start.elapsed().as_secs_f64();
+        session.seal()?;
+        wait_until_finished(&mut session, common, pool.as_deref(), &bar, interrupted)
+    };
+    let result = match inject_and_wait() {
         Err(_) if interrupted.load(Ordering::Relaxed) => {
             return Err(stop_interrupted(&mut session, injected));
         }

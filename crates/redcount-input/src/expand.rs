@@ -12,8 +12,11 @@ use crate::{InputError, InputFile};
 /// `s3://BUCKET/PREFIX` as every object under it ([`object::list`]). Anything that names nothing
 /// is an error, before any work starts.
 pub fn inputs(arguments: &[String]) -> Result<Vec<InputFile>, InputError> {
+    use std::os::unix::fs::MetadataExt;
     let mut out = Vec::new();
     let mut seen = HashSet::new();
+    // Across arguments too: `run DIR DIR/a.txt` names a.txt twice.
+    let mut seen_files = HashSet::new();
     for argument in arguments {
         let found: Vec<InputFile> = if argument.starts_with(SCHEME) {
             object::list(argument)?
@@ -43,7 +46,12 @@ pub fn inputs(arguments: &[String]) -> Result<Vec<InputFile>, InputError> {
                 .collect()
         };
         for input in found {
-            if seen.insert(input.path.clone()) {
+            let same_file = (!object::is_object(&input.path))
+                .then(|| std::fs::metadata(&input.path).ok())
+                .flatten()
+                .filter(|m| m.is_file())
+                .map(|m| (m.dev(), m.ino()));
+            if seen.insert(input.path.clone()) && same_file.is_none_or(|id| seen_files.insert(id)) {
                 out.push(input);
             }
         }

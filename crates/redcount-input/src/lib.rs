@@ -85,8 +85,10 @@ pub enum InputError {
         detail: String,
     },
     /// A run of bytes without whitespace longer than [`read::MAX_WORD`]: not text.
-    #[error("{path}: a word of more than 64 MiB starts at byte {at}; redcount keeps every word in \
-             Redis, whose strings stop at 512 MB: is this input text?")]
+    #[error(
+        "{path}: a word of more than 64 MiB starts at byte {at}; redcount keeps every word in \
+             Redis, whose strings stop at 512 MB: is this input text?"
+    )]
     WordTooLong {
         /// The input.
         path: PathBuf,

@@ -170,19 +170,30 @@ pub fn check_word_lengths_in(path: &Path, data: &[u8], offset: u64) -> Result<()
 
 /// Follows the words of `data` (at byte `offset` of the input; the word in progress began at
 /// `word_start`): where the last one begins, or an error at the first longer than [`MAX_WORD`].
-fn scan_words(path: &Path, data: &[u8], offset: u64, mut word_start: u64) -> Result<u64, InputError> {
+fn scan_words(
+    path: &Path,
+    data: &[u8],
+    offset: u64,
+    mut word_start: u64,
+) -> Result<u64, InputError> {
     for (i, &b) in data.iter().enumerate() {
         if redcount_count::is_space(b) {
             let at = offset + i as u64;
             if at - word_start > MAX_WORD {
-                return Err(InputError::WordTooLong { path: path.to_path_buf(), at: word_start });
+                return Err(InputError::WordTooLong {
+                    path: path.to_path_buf(),
+                    at: word_start,
+                });
             }
             word_start = at + 1;
         }
     }
     let end = offset + data.len() as u64;
     if end - word_start > MAX_WORD {
-        return Err(InputError::WordTooLong { path: path.to_path_buf(), at: word_start });
+        return Err(InputError::WordTooLong {
+            path: path.to_path_buf(),
+            at: word_start,
+        });
     }
     Ok(word_start)
 }

@@ -289,7 +289,8 @@ impl Job {
         spec: &JobSpec,
         dictionary: Option<&[u8]>,
     ) -> Result<(bool, String)> {
-        let mut args = vec![now.into().arg(), run_id.as_bytes().to_vec()];
+        let now = now.into();
+        let mut args = vec![now.arg(), run_id.as_bytes().to_vec()];
         for (field, value) in spec.to_fields() {
             args.push(field.as_bytes().to_vec());
             args.push(value);
@@ -314,10 +315,14 @@ impl Job {
                     ),
                 })
             }
-            [created, id] => Ok((
-                reply::int(created) == Some(1),
-                reply::string(id).unwrap_or_default(),
-            )),
+            [created, id] => {
+                // Listed from now on (also when it was there already: made by an older version).
+                crate::register_jobs(&mut self.link, now, std::slice::from_ref(&self.name), true)?;
+                Ok((
+                    reply::int(created) == Some(1),
+                    reply::string(id).unwrap_or_default(),
+                ))
+            }
             _ => Err(self.bad_reply("rc_create", format!("{items:?}"))),
         }
     }
@@ -717,6 +722,7 @@ impl Job {
             };
             deleted += n;
             if more == 0 {
+                crate::register_jobs(&mut self.link, now, std::slice::from_ref(&self.name), false)?;
                 return Ok(deleted);
             }
         }

@@ -32,6 +32,9 @@ pub struct JobKeys {
 const PREFIX: &str = "rc:{";
 const META_SUFFIX: &str = "}:meta";
 
+/// The register of every job of a Redis (`rc_jobs`): a sorted set of job name -> when it was made.
+pub const JOBS_KEY: &str = "rc:jobs";
+
 /// A `SCAN MATCH` pattern for the meta hash of every job.
 pub(crate) const META_KEY_PATTERN: &str = "rc:{*}:meta";
 

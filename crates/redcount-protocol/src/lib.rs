@@ -6,9 +6,9 @@
 #![warn(missing_docs)]
 
 mod clock;
-mod escape;
 mod commands;
 mod con;
+mod escape;
 mod job;
 mod keys;
 mod library;
@@ -23,13 +23,13 @@ mod target;
 mod task;
 
 pub use clock::{now_ms, Now};
-pub use escape::{escape_bytes, unescape};
 pub use commands::{is_read, READ_COMMANDS, READ_ONLY_FUNCTIONS};
 pub use con::{Con, NodeAddr};
+pub use escape::{escape_bytes, unescape};
 pub use job::{
     ClaimRequest, Claimed, CommitOutcome, Deferral, Enqueued, Job, Joined, ServerFacts, StopKind,
 };
-pub use keys::{validate_job_name, JobKeys};
+pub use keys::{validate_job_name, JobKeys, JOBS_KEY};
 pub use library::{ensure_library, LIBRARY_SOURCE, LIBRARY_VERSION};
 pub use link::{
     redact_url, request_stop, stop_flag, stop_requested, use_ring_for_tls, Link, LinkOptions,
@@ -37,7 +37,10 @@ pub use link::{
 pub use partials::{
     MergeClaim, MergeInputs, MergePolicy, INLINE_BLOB, STAGE_PIECE, TOP_PER_PARTITION,
 };
-pub use reads::{id_number, job_names, DeadTask, DoneRecord, HeldTask, JobEvent, WorkerView};
+pub use reads::{
+    id_number, job_names, register_jobs, scan_job_names, DeadTask, DoneRecord, HeldTask, JobEvent,
+    WorkerView,
+};
 pub use retention::{is_expired, prune, Expired};
 pub use spec::{
     live_window, Aggregation, JobSpec, TokenizerKind, DEFAULT_HISTORY, DEFAULT_LEASE,

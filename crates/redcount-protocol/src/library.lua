@@ -10,7 +10,7 @@
 --   * validate every argument before the first write (Redis has no rollback).
 -- KEYS are always the nine keys of one job, in the order of `JobKeys::all` in keys.rs.
 
-local LIBRARY_VERSION = 31
+local LIBRARY_VERSION = 32
 
 local K_TASKS, K_LEASES, K_COUNTS, K_META, K_DONE, K_DEAD, K_INFLIGHT, K_WORKERS, K_EVENTS = 1, 2, 3, 4, 5, 6, 7, 8, 9
 local GROUP = 'workers'
@@ -1098,6 +1098,37 @@ local function join(keys, args)
   return { 'ok' }
 end
 
+-- The register of the jobs of this Redis: KEYS is the one key `rc:jobs`, a sorted set of job name ->
+-- when it was registered (its own key, outside every job's hash tag: on a Redis Cluster it lives on
+-- one shard). Listing jobs reads it instead of scanning a keyspace that other applications share.
+local JOBS_KEY = 'rc:jobs'
+
+-- jobs(now, add|rm, name...): registers jobs (a name already there keeps its time) or removes them
+-- from the register. Returns how many changed.
+local function jobs(keys, args)
+  local now, op = clock(args[1]), args[2]
+  if #keys ~= 1 or keys[1] ~= JOBS_KEY then
+    fail('jobs takes the one key ' .. JOBS_KEY)
+  end
+  if op ~= 'add' and op ~= 'rm' then
+    fail('jobs takes now, add or rm, then job names, got ' .. tostring(op))
+  end
+  for i = 3, #args do
+    if #args[i] == 0 or #args[i] > 100 or string.find(args[i], '[^%w%-_%.]') then
+      fail('not a job name: ' .. args[i])
+    end
+  end
+  local changed = 0
+  for i = 3, #args do
+    if op == 'add' then
+      changed = changed + redis.call('ZADD', JOBS_KEY, 'NX', now, args[i])
+    else
+      changed = changed + redis.call('ZREM', JOBS_KEY, args[i])
+    end
+  end
+  return changed
+end
+
 -- event(now, kind, detail): note a fault or operator event (worker killed, straggler ...) in the job, so
 -- latency plots can mark it later. Returns the event's number.
 local function event(keys, args)
@@ -1306,6 +1337,7 @@ redis.register_function('rc_defer', defer)
 redis.register_function('rc_event', event)
 redis.register_function('rc_stop', stop)
 redis.register_function('rc_join', join)
+redis.register_function('rc_jobs', jobs)
 redis.register_function('rc_drop', drop)
 redis.register_function { function_name = 'rc_status', callback = status, flags = { 'no-writes' } }
 redis.register_function { function_name = 'rc_top', callback = top, flags = { 'no-writes' } }

@@ -418,8 +418,7 @@ pub(crate) fn normalize_url(url: &str) -> Result<String> {
     if after.contains('@') {
         return Err(Error::BadUrl {
             url: redact_url(url),
-            detail: "it has a password both before the host and as ?password=: give it once"
-                .into(),
+            detail: "it has a password both before the host and as ?password=: give it once".into(),
         });
     }
     let auth = format!("{}:{}@", user.unwrap_or(""), password.unwrap_or(""));
@@ -481,7 +480,10 @@ mod tests {
         assert!(err.to_string().contains("'http://' is not"), "{err}");
         assert!(!err.to_string().contains("s3cret"), "{err}");
         let err = normalize_url("redis://:a@h:1?password=b").expect_err("twice");
-        assert!(!err.to_string().contains('b') || !err.to_string().contains("=b"), "{err}");
+        assert!(
+            !err.to_string().contains('b') || !err.to_string().contains("=b"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -3,19 +3,63 @@
 
 use std::time::Duration;
 
-use crate::keys::{job_of_meta_key, META_KEY_PATTERN};
+use crate::keys::{job_of_meta_key, JOBS_KEY, META_KEY_PATTERN};
 use crate::partials::TOP_PER_PARTITION;
 use crate::{Aggregation, Job, Link, Result};
 
-/// The names of every job in the Redis behind `link` (every shard of a cluster), sorted.
+/// The names of the jobs in the Redis behind `link`, sorted: those in its register (`rc:jobs`,
+/// one short read, however many keys other applications keep there). A Redis with no register
+/// yet (only older versions of redcount used it) is scanned once, and what is found registered.
 pub fn job_names(link: &mut Link) -> Result<Vec<String>> {
+    let mut names: Vec<String> = link.query_at(
+        "ZRANGE rc:jobs",
+        JOBS_KEY,
+        redis::cmd("ZRANGE").arg(JOBS_KEY).arg(0).arg(-1),
+    )?;
+    if names.is_empty() {
+        let exists: bool = link.query_at(
+            "EXISTS rc:jobs",
+            JOBS_KEY,
+            redis::cmd("EXISTS").arg(JOBS_KEY),
+        )?;
+        if !exists {
+            names = scan_job_names(link)?;
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// The names of every job found by scanning the whole keyspace (every shard of a cluster) for
+/// their meta hashes, sorted, and registered: `jobs --scan` finds jobs an older redcount made,
+/// or a register lost. Each page is a bounded call, but the whole walk reads every key.
+pub fn scan_job_names(link: &mut Link) -> Result<Vec<String>> {
     let mut keys = link.scan(META_KEY_PATTERN)?;
     keys.sort();
-    Ok(keys
+    let names: Vec<String> = keys
         .iter()
         .filter_map(|k| job_of_meta_key(k))
         .map(str::to_string)
-        .collect())
+        .collect();
+    for chunk in names.chunks(500) {
+        register_jobs(link, crate::Now::Coordinator, chunk, true)?;
+    }
+    Ok(names)
+}
+
+/// Adds `names` to the register of jobs (`add`), or removes them.
+pub fn register_jobs(link: &mut Link, now: crate::Now, names: &[String], add: bool) -> Result<u64> {
+    if names.is_empty() {
+        return Ok(0);
+    }
+    let mut cmd = redis::cmd("FCALL");
+    cmd.arg("rc_jobs")
+        .arg(1)
+        .arg(JOBS_KEY)
+        .arg(now.arg())
+        .arg(if add { "add" } else { "rm" })
+        .arg(names);
+    link.query_at("rc_jobs", JOBS_KEY, &cmd)
 }
 
 /// A fault or operator event noted in the job.

@@ -552,6 +552,10 @@ pub struct StatusArgs {
 pub struct JobsArgs {
     #[command(flatten)]
     pub redis: RedisArg,
+    /// Also look for jobs by scanning every key of the Redis (jobs made by redcount before it kept
+    /// a register of them), and register what is found. Reads the whole keyspace in short calls.
+    #[arg(long)]
+    pub scan: bool,
     #[command(subcommand)]
     pub action: Option<JobsAction>,
 }

@@ -16,6 +16,35 @@ fn the_sample_corpus_matches_the_oracle() {
 }
 
 #[test]
+fn the_sample_corpus_on_a_lived_in_redis_is_exact_and_leaves_the_rest_as_it_was() {
+    let server = lived_in::lived_in_redis();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let corpus = redcount_testkit::sample_corpus();
+    let expected = oracle_count(&files_below(&corpus));
+    // Twice: a second job next to the first, as back-to-back runs on one Redis do.
+    for job in ["sotu-1", "sotu-2"] {
+        let got = count_with(
+            dir.path(),
+            &[&corpus],
+            &["--workers", "2", "--redis", &server.url(), "--job", job],
+        );
+        assert_same_counts(&expected, &got);
+    }
+    let listed = run_ok(&["jobs", "--redis", &server.url()]);
+    let text = String::from_utf8_lossy(&listed.stdout);
+    for job in [
+        "sotu-1 ",
+        "sotu-2 ",
+        "old-00 ",
+        "killed-mid-run ",
+        "never-sealed ",
+    ] {
+        assert!(text.contains(job), "{job} missing from:\n{text}");
+    }
+    lived_in::assert_left_as_it_was(&server.url());
+}
+
+#[test]
 fn forced_small_splits_are_still_exact() {
     let dir = tempfile::tempdir().expect("temp dir");
     let corpus = dir.path().join("corpus");

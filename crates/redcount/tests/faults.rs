@@ -7,66 +7,8 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::*;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use redcount_protocol::{Job, Link, LinkOptions};
-
-fn signal(child: &Child, sig: Signal) {
-    kill(Pid::from_raw(child.id() as i32), sig).expect("signal a worker");
-}
-
-fn spawn_worker(url: &str, job: &str, extra: &[&str]) -> Child {
-    redcount()
-        .args(["worker", "--job", job, "--redis", url])
-        .args(extra)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start worker")
-}
-
-fn start_driver(
-    url: &str,
-    job: &str,
-    out: &std::path::Path,
-    input: &std::path::Path,
-    extra: &[&str],
-) -> Child {
-    redcount()
-        .args([
-            "run",
-            "--workers",
-            "0",
-            "--job",
-            job,
-            "--redis",
-            url,
-            "--out",
-        ])
-        .arg(out)
-        .args(extra)
-        .arg(input)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start driver")
-}
-
-fn job_status(url: &str, job: &str) -> redcount_protocol::Status {
-    try_status(url, job).expect("the job exists")
-}
-
-/// The job's status, or None while the driver has not created it yet.
-fn try_status(url: &str, job: &str) -> Option<redcount_protocol::Status> {
-    let mut j = Job::new(Link::open(url, LinkOptions::default()).expect("url"), job).expect("job");
-    match j.status(
-        redcount_protocol::now_ms(),
-        std::time::Duration::from_secs(60),
-    ) {
-        Ok(s) => Some(s),
-        Err(redcount_protocol::Error::NoJob { .. }) => None,
-        Err(e) => panic!("status of {job}: {e}"),
-    }
-}
 
 /// Three workers with `flags` on `job`; one of them SIGKILLed and replaced every `pause` ms (seeded)
 /// until `window` has passed or the job is finished; then a healthy worker joins. Returns the kills.
@@ -111,6 +53,17 @@ struct ChaosJob {
 fn start_chaos_job(job: &str, files: usize, seed: u64, extra: &[&str]) -> ChaosJob {
     let server =
         redcount_server::RedisServer::start(Default::default()).expect("redis-server starts");
+    start_chaos_job_on(server, job, files, seed, extra)
+}
+
+/// [`start_chaos_job`] on `server`.
+fn start_chaos_job_on(
+    server: redcount_server::RedisServer,
+    job: &str,
+    files: usize,
+    seed: u64,
+    extra: &[&str],
+) -> ChaosJob {
     let dir = tempfile::tempdir().expect("temp dir");
     let corpus = dir.path().join("corpus");
     let files = redcount_testkit::corpus::write_text_corpus(&corpus, files, 20_000, 80_000, seed);
@@ -130,7 +83,8 @@ fn start_chaos_job(job: &str, files: usize, seed: u64, extra: &[&str]) -> ChaosJ
 
 #[test]
 fn killing_random_workers_repeatedly_loses_and_doubles_nothing() {
-    let job = start_chaos_job("chaos", 40, 1234, &[]);
+    // On a Redis shared with others and earlier jobs, as users run it.
+    let job = start_chaos_job_on(lived_in::lived_in_redis(), "chaos", 40, 1234, &[]);
     let url = job.server.url();
     // Slow, small batches so that kills land before, during and after counting and committing.
     // No speculation: this test is about leases expiring.
@@ -157,6 +111,7 @@ fn killing_random_workers_repeatedly_loses_and_doubles_nothing() {
     assert!(kills >= 10, "the test killed {kills} workers");
     assert!(s.redelivered > 0, "kills hit workers holding tasks: {s:?}");
     assert_eq!((s.done, s.dead), (s.tasks, 0), "{s:?}");
+    lived_in::assert_left_as_it_was(&url);
 }
 
 #[test]

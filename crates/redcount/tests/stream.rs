@@ -61,6 +61,19 @@ fn cycled_oracle(files: &[std::path::PathBuf], injected: usize) -> Counts {
 
 #[test]
 fn cycled_injection_is_counted_exactly_with_one_latency_row_per_file() {
+    cycled_injection(None);
+}
+
+#[test]
+fn a_stream_on_a_lived_in_redis_is_exact_and_leaves_the_rest_as_it_was() {
+    let server = lived_in::lived_in_redis();
+    cycled_injection(Some(&server.url()));
+    lived_in::assert_left_as_it_was(&server.url());
+}
+
+/// A stream of 20 files cycling over 7, on a private Redis or on `redis`: exact counts, one
+/// latency row per file, a point per file in the plot.
+fn cycled_injection(redis: Option<&str>) {
     let dir = tempfile::tempdir().expect("temp dir");
     let corpus = dir.path().join("in");
     let files = write_text_corpus(&corpus, 7, 500, 4_000, 31);
@@ -69,7 +82,13 @@ fn cycled_injection_is_counted_exactly_with_one_latency_row_per_file() {
         dir.path().join("lat.csv"),
         dir.path().join("lat.svg"),
     );
-    let o = run_ok(&[
+    let (out_arg, lat_arg, svg_arg, corpus_arg) = (
+        out.display().to_string(),
+        lat.display().to_string(),
+        svg.display().to_string(),
+        corpus.display().to_string(),
+    );
+    let mut args = vec![
         "stream",
         "--rate",
         "100",
@@ -81,13 +100,17 @@ fn cycled_injection_is_counted_exactly_with_one_latency_row_per_file() {
         "2",
         "--json",
         "--out",
-        &out.display().to_string(),
+        &out_arg,
         "--latency-out",
-        &lat.display().to_string(),
+        &lat_arg,
         "--plot",
-        &svg.display().to_string(),
-        &corpus.display().to_string(),
-    ]);
+        &svg_arg,
+        &corpus_arg,
+    ];
+    if let Some(url) = redis {
+        args.extend(["--redis", url]);
+    }
+    let o = run_ok(&args);
     assert_same_counts(&cycled_oracle(&files, 20), &read_out_file(&out));
     let rows = latency_rows(&lat);
     assert_eq!(rows.len(), 20, "one row per injected file");

@@ -4,13 +4,13 @@
 
 use std::process::ExitCode;
 
-use redcount_protocol::{job_names, Job, Link, LinkOptions, Now};
+use redcount_protocol::{job_names, scan_job_names, Job, Link, LinkOptions, Now};
 
 use crate::cli::{JobsAction, JobsArgs};
 
 pub fn jobs(args: JobsArgs) -> anyhow::Result<ExitCode> {
     match args.action {
-        None => table(&super::required_url(&args.redis)?),
+        None => table(&super::required_url(&args.redis)?, args.scan),
         // `jobs rm J --redis U` and `jobs --redis U rm J` both work.
         Some(JobsAction::Rm { redis, jobs, force }) => {
             let given = if redis.redis.is_some() {
@@ -59,8 +59,11 @@ fn prune(
     Ok(ExitCode::SUCCESS)
 }
 
-fn table(url: &str) -> anyhow::Result<ExitCode> {
+fn table(url: &str, scan: bool) -> anyhow::Result<ExitCode> {
     let mut link = Link::open(url, LinkOptions::default())?;
+    if scan {
+        scan_job_names(&mut link)?;
+    }
     let names = job_names(&mut link)?;
     if names.is_empty() {
         println!("no redcount jobs at {}", link.addr());
@@ -74,7 +77,12 @@ fn table(url: &str) -> anyhow::Result<ExitCode> {
         let mut job = Job::new(link, &name)?;
         let status = job.status(Now::Coordinator, std::time::Duration::from_secs(15));
         link = job.into_link();
-        let s = status?;
+        let s = match status {
+            Ok(s) => s,
+            // Removed since it was registered (by another client, or an eviction).
+            Err(redcount_protocol::Error::NoJob { .. }) => continue,
+            Err(err) => return Err(err.into()),
+        };
         let state = s.phase();
         let age_s = s.now_ms.saturating_sub(s.created_ms) / 1000;
         let age = match age_s {

@@ -2,8 +2,10 @@
 //! processes the tests start, and compare results with the independent oracle.
 #![allow(dead_code, unused_imports)]
 
+pub mod lived_in;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 pub use redcount_testkit::{
@@ -208,5 +210,71 @@ pub fn lan_or_skip() -> Option<redcount_testkit::netns::Lan> {
             eprintln!("skipped: {err}");
             None
         }
+    }
+}
+
+/// Sends `sig` to a child process.
+pub fn signal(child: &Child, sig: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig)
+        .expect("signal a worker");
+}
+
+/// Starts `redcount worker` on `job` (its stderr dropped).
+pub fn spawn_worker(url: &str, job: &str, extra: &[&str]) -> Child {
+    redcount()
+        .args(["worker", "--job", job, "--redis", url])
+        .args(extra)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start worker")
+}
+
+/// Starts `redcount run` on `input` that only enqueues (`--workers 0`) and writes `--out`.
+pub fn start_driver(
+    url: &str,
+    job: &str,
+    out: &std::path::Path,
+    input: &std::path::Path,
+    extra: &[&str],
+) -> Child {
+    redcount()
+        .args([
+            "run",
+            "--workers",
+            "0",
+            "--job",
+            job,
+            "--redis",
+            url,
+            "--out",
+        ])
+        .arg(out)
+        .args(extra)
+        .arg(input)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start driver")
+}
+
+/// The job's status; it must exist.
+pub fn job_status(url: &str, job: &str) -> redcount_protocol::Status {
+    try_status(url, job).expect("the job exists")
+}
+
+/// The job's status, or None while the driver has not created it yet.
+pub fn try_status(url: &str, job: &str) -> Option<redcount_protocol::Status> {
+    let mut j = redcount_protocol::Job::new(
+        redcount_protocol::Link::open(url, redcount_protocol::LinkOptions::default()).expect("url"),
+        job,
+    )
+    .expect("job");
+    match j.status(
+        redcount_protocol::now_ms(),
+        std::time::Duration::from_secs(60),
+    ) {
+        Ok(s) => Some(s),
+        Err(redcount_protocol::Error::NoJob { .. }) => None,
+        Err(e) => panic!("status of {job}: {e}"),
     }
 }
