@@ -70,8 +70,10 @@ pub struct Summary {
     pub increments: u64,
     /// Partition merges workers committed.
     pub merges: u64,
-    /// Inputs that could not be processed.
+    /// Inputs that could not be processed (files or objects, each counted once).
     pub inputs_failed: u64,
+    /// Bytes of the input not counted: the ranges of the failed records, each once.
+    pub bytes_not_counted: u64,
     /// Tasks committed, rolled back and committed again.
     pub recomputed_after_rollback: u64,
     /// Times the job was run again from the start because Redis had lost it entirely.
@@ -106,6 +108,13 @@ impl Summary {
         let mut failed_paths: Vec<&str> = failed.iter().map(|d| d.path.as_str()).collect();
         failed_paths.sort_unstable();
         failed_paths.dedup();
+        let mut ranges: Vec<(&str, u64, u64)> = failed
+            .iter()
+            .map(|d| (d.path.as_str(), d.start, d.end))
+            .collect();
+        ranges.sort_unstable();
+        ranges.dedup();
+        let bytes_not_counted = ranges.iter().map(|(_, s, e)| e.saturating_sub(*s)).sum();
         Summary {
             job: job.to_string(),
             files,
@@ -123,6 +132,7 @@ impl Summary {
             increments: status.increments,
             merges: status.merges,
             inputs_failed: failed_paths.len() as u64,
+            bytes_not_counted,
             recomputed_after_rollback: 0,
             recreated: 0,
             redis_restarts: 0,
@@ -164,16 +174,25 @@ impl Summary {
             }
             writeln!(out)?;
         }
+        let not_counted = if self.inputs_failed > 0 {
+            format!(
+                " ({} of the input not counted)",
+                human_bytes(self.bytes_not_counted)
+            )
+        } else {
+            String::new()
+        };
         writeln!(
             out,
-            "{} files, {}, {} words, {} distinct, in {:.2} s ({:.1} MB/s); {} inputs failed",
+            "{} files, {}, {} words, {} distinct, in {:.2} s ({:.1} MB/s); {} inputs failed{}",
             self.files,
             human_bytes(self.bytes),
             self.words,
             self.distinct_words,
             self.wall_seconds,
             self.mb_per_second,
-            self.inputs_failed
+            self.inputs_failed,
+            not_counted
         )?;
         // One vocabulary for work done twice: re-delivered (a lease ran out), speculative copies (a
         // straggler's task copied), rolled back (a commit Redis lost, redone). `recomputed` in the
@@ -195,8 +214,8 @@ impl Summary {
         for d in &self.failed {
             writeln!(
                 out,
-                "failed: {} (task {}, {} attempts): {}",
-                d.path, d.task, d.attempts, d.error
+                "failed: {} bytes {}..{} (task {}, {} attempts): {}",
+                d.path, d.start, d.end, d.task, d.attempts, d.error
             )?;
         }
         Ok(())

@@ -41,8 +41,10 @@ pub fn wait_until_finished(
 ) -> anyhow::Result<JobResult> {
     let mut crash_at_finish = options.chaos_at.contains(&ChaosPoint::Finish);
     // Rounds of restarting exited workers (crashed, hung on an input, or gone after a rollback
-    // un-finished the job): enough for a poison input to be given up, bounded so a crash loop ends.
-    let mut restarts_left = 3 * options.workers.max(1) + 2 * options.spec.max_attempts as usize;
+    // un-finished the job): enough for a poison input to be narrowed down (one death per split)
+    // and given up, bounded so a crash loop ends.
+    let mut restarts_left = 3 * options.workers.max(1)
+        + 2 * (options.spec.max_attempts as usize + redcount_worker::MAX_SPLIT_DEPTH);
     loop {
         let status = session.status()?;
         tracing::debug!(
@@ -58,8 +60,8 @@ pub fn wait_until_finished(
         bar.set_position(status.done_bytes);
         bar.set_message(format!(
             "tasks {}/{} · in flight {} · failed {} · workers {}",
-            status.done,
-            status.tasks,
+            status.done + status.dead,
+            status.to_settle(),
             status.in_flight,
             status.failed_inputs(),
             status.live_workers

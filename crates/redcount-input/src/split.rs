@@ -49,6 +49,62 @@ pub fn split_file(
     Ok(ranges)
 }
 
+/// A place to cut bytes `start..end` of `path` in two, near the middle, where planning could
+/// have cut it (text: at a whitespace byte; CSV: just after a record), so each word or record
+/// lies wholly in one part; None when there is none strictly inside. For a worker narrowing
+/// down the range that kills its workers.
+pub fn cut_range(
+    path: &Path,
+    version: Option<&str>,
+    format: Format,
+    start: u64,
+    end: u64,
+) -> Result<Option<u64>, InputError> {
+    if end <= start + 1 {
+        return Ok(None);
+    }
+    let mid = start + (end - start) / 2;
+    let mut file = open(path, version, end)?;
+    let io = |e| InputError::from_io(path, e);
+    let inside = |c: u64| c > start && c < end;
+    if format == Format::Csv {
+        // Records are found by following the quotes from the start of the file.
+        let mut buf = vec![0u8; 1 << 20];
+        let (mut at, mut quoted, mut first) = (0u64, false, None);
+        file.seek(SeekFrom::Start(0)).map_err(io)?;
+        while at < end {
+            let n = file.read(&mut buf).map_err(io)?;
+            if n == 0 {
+                break;
+            }
+            for i in memchr::memchr2_iter(b'"', b'\n', &buf[..n]) {
+                if buf[i] == b'"' {
+                    quoted = !quoted;
+                    continue;
+                }
+                let cut = at + i as u64 + 1;
+                if quoted || !inside(cut) {
+                    continue;
+                }
+                if cut >= mid {
+                    return Ok(Some(cut));
+                }
+                first.get_or_insert(cut);
+            }
+            at += n as u64;
+        }
+        return Ok(first);
+    }
+    if let Some(cut) = next_space(&mut file, mid, end).map_err(io)? {
+        if inside(cut) {
+            return Ok(Some(cut));
+        }
+    }
+    Ok(next_space(&mut file, start + 1, mid)
+        .map_err(io)?
+        .filter(|&c| inside(c)))
+}
+
 /// CSV ranges: cuts just after a newline that is outside quotes, about `split_bytes` apart.
 fn csv_ranges(
     file: &mut dyn ReadSeek,

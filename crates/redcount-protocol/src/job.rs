@@ -653,6 +653,33 @@ impl Job {
         }
     }
 
+    /// Splits task `id`, which `worker` holds alone after its last holder fell silent counting it:
+    /// into files `1..=cut` and the rest (a task of several files), or at byte `cut` (a task of one
+    /// range). The parts wait to be handed out alone. None when `worker` no longer holds it.
+    pub fn split(
+        &mut self,
+        now: impl Into<Now>,
+        worker: &str,
+        id: &str,
+        cut: u64,
+    ) -> Result<Option<(String, String)>> {
+        let args = vec![
+            now.into().arg(),
+            worker.as_bytes().to_vec(),
+            id.as_bytes().to_vec(),
+            arg(cut),
+        ];
+        let items = self.array("rc_split", args)?;
+        match items.as_slice() {
+            [verdict, a, b] if reply::string(verdict).as_deref() == Some("ok") => Ok(Some((
+                reply::string(a).unwrap_or_default(),
+                reply::string(b).unwrap_or_default(),
+            ))),
+            [verdict] if reply::string(verdict).as_deref() == Some("dup") => Ok(None),
+            _ => Err(self.bad_reply("rc_split", format!("{items:?}"))),
+        }
+    }
+
     /// Ends the job without a result (see [`StopKind`]). False when it had already ended (finished,
     /// or stopped before: the first reason stays).
     pub fn stop(&mut self, now: impl Into<Now>, kind: StopKind, reason: &str) -> Result<bool> {
@@ -894,7 +921,7 @@ fn arg(n: impl ToString) -> Vec<u8> {
 }
 
 fn parse_task(f: &[Value]) -> Option<Task> {
-    let [id, path, start, end, fmt, injected, attempts, more, solo, version] = f else {
+    let [id, path, start, end, fmt, injected, attempts, more, solo, version, charged] = f else {
         return None;
     };
     let version = reply::string(version)?;
@@ -909,5 +936,6 @@ fn parse_task(f: &[Value]) -> Option<Task> {
         injected_ms: reply::uint(injected)?,
         attempts: u32::try_from(reply::uint(attempts)?).ok()?,
         solo: reply::int(solo)? == 1,
+        charged: u32::try_from(reply::uint(charged)?).ok()?,
     })
 }

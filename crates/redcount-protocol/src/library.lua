@@ -10,7 +10,7 @@
 --   * validate every argument before the first write (Redis has no rollback).
 -- KEYS are always the nine keys of one job, in the order of `JobKeys::all` in keys.rs.
 
-local LIBRARY_VERSION = 32
+local LIBRARY_VERSION = 33
 
 local K_TASKS, K_LEASES, K_COUNTS, K_META, K_DONE, K_DEAD, K_INFLIGHT, K_WORKERS, K_EVENTS = 1, 2, 3, 4, 5, 6, 7, 8, 9
 local GROUP = 'workers'
@@ -113,14 +113,89 @@ local function entry_table(flat)
   return t
 end
 
--- A task's fields as a table, read from its stream entry. Only tasks the job holds are asked for
--- (leased, in flight, or being committed), so a missing one was lost (see `lost`).
+-- A task split off another (`split`) has an id with a dot (`12-0.2.1`) and its fields in the hash
+-- `splits`; every other task is an entry of the task stream.
+local function is_split(id)
+  return string.find(id, '.', 1, true) ~= nil
+end
+
+local SPLIT_FIELDS = { 'path', 'start', 'end', 'fmt', 'ver', 'more', 'injected_ms', 'due_ms' }
+
+-- A split task's fields, each as `<length>:<bytes>` (paths and `more` may hold any byte).
+local function encode_split(t)
+  local out = {}
+  for _, name in ipairs(SPLIT_FIELDS) do
+    local v = t[name] or ''
+    out[#out + 1] = #v .. ':' .. v
+  end
+  return table.concat(out)
+end
+
+local function decode_split(s)
+  local t, at = {}, 1
+  for _, name in ipairs(SPLIT_FIELDS) do
+    local colon = string.find(s, ':', at, true)
+    local len = tonumber(string.sub(s, at, colon - 1))
+    t[name] = string.sub(s, colon + 1, colon + len)
+    at = colon + len + 1
+  end
+  if t.ver == '' then t.ver = nil end
+  if t.more == '' then t.more = nil end
+  if t.due_ms == '' then t.due_ms = nil end
+  return t
+end
+
+-- A task's fields as a table, read from its stream entry (or, split off another, from `splits`).
+-- Only tasks the job holds are asked for (leased, in flight, or being committed), so a missing one
+-- was lost (see `lost`).
 local function task_fields(keys, id, now)
+  if is_split(id) then
+    local v = redis.call('HGET', job_key(keys, 'splits'), id)
+    if not v then
+      lost(keys, now, 'task ' .. id .. ' vanished from ' .. job_key(keys, 'splits'))
+    end
+    return decode_split(v)
+  end
   local found = redis.call('XRANGE', keys[K_TASKS], id, id)
   if #found == 0 then
     lost(keys, now, 'task ' .. id .. ' vanished from ' .. keys[K_TASKS])
   end
   return entry_table(found[1][2])
+end
+
+-- The files (ranges) of a task: its own, then those packed with it (`more`: `<bytes>|` then path,
+-- start, end, fmt, ver, each followed by a NUL byte), each {path, start, end, fmt, ver}.
+local function task_pieces(t)
+  local pieces = { { path = t.path, start = t.start, ['end'] = t['end'], fmt = t.fmt, ver = t.ver or '' } }
+  local more = t.more or ''
+  local bar = string.find(more, '|', 1, true)
+  if bar then
+    local f = {}
+    for field in string.gmatch(string.sub(more, bar + 1), '([^%z]*)%z') do
+      f[#f + 1] = field
+    end
+    for i = 1, #f - 4, 5 do
+      pieces[#pieces + 1] = { path = f[i], start = f[i + 1], ['end'] = f[i + 2], fmt = f[i + 3], ver = f[i + 4] }
+    end
+  end
+  return pieces
+end
+
+-- A task's fields made of pieces[from..to] (and `injected_ms`, `due_ms` of `t`).
+local function task_of_pieces(t, pieces, from, to)
+  local first = pieces[from]
+  local child = { path = first.path, start = first.start, ['end'] = first['end'], fmt = first.fmt,
+    ver = first.ver, injected_ms = t.injected_ms, due_ms = t.due_ms }
+  if to > from then
+    local bytes, parts = 0, {}
+    for i = from + 1, to do
+      local p = pieces[i]
+      bytes = bytes + tonumber(p['end']) - tonumber(p.start)
+      parts[#parts + 1] = p.path .. '\0' .. p.start .. '\0' .. p['end'] .. '\0' .. p.fmt .. '\0' .. p.ver .. '\0'
+    end
+    child.more = bytes .. '|' .. table.concat(parts)
+  end
+  return child
 end
 
 -- The task stream (with its consumer group) exists as long as the job does.
@@ -201,25 +276,33 @@ local function retire(keys, id)
     local attempts, claimed, holder = string.match(prev, '^(%d+):(%d+):(.*)$')
     prev = { attempts = tonumber(attempts), claimed = tonumber(claimed), holder = holder }
   end
-  redis.call('XACK', keys[K_TASKS], GROUP, id)
-  redis.call('XDEL', keys[K_TASKS], id)
+  if is_split(id) then
+    redis.call('HDEL', job_key(keys, 'splits'), id)
+  else
+    redis.call('XACK', keys[K_TASKS], GROUP, id)
+    redis.call('XDEL', keys[K_TASKS], id)
+  end
   redis.call('ZREM', keys[K_LEASES], id)
-  redis.call('HDEL', keys[K_INFLIGHT], id, id .. '<')
+  redis.call('HDEL', keys[K_INFLIGHT], id, id .. '<', id .. '!')
   redis.call('DEL', lacks_key(keys, id))
   return f, prev
 end
 
 -- Give up on a delivered task `t` (its fields, read before any write): ack it, drop its lease, record it.
+-- Every file (or range) of it gets a `dead` record of its own: each input not counted is named.
 local function bury(keys, id, t, now, worker, attempts, message)
   retire(keys, id)
   redis.call('HINCRBY', keys[K_META], 'dead', 1)
-  local n = redis.call('HINCRBY', keys[K_META], 'dead_records', 1)
-  redis.call('XADD', keys[K_DEAD], n .. '-0', 'task', id, 'path', t.path, 'start', t.start, 'end', t['end'],
-    'failed_ms', now, 'worker', worker, 'attempts', attempts, 'error', message)
+  for _, p in ipairs(task_pieces(t)) do
+    local n = redis.call('HINCRBY', keys[K_META], 'dead_records', 1)
+    redis.call('XADD', keys[K_DEAD], n .. '-0', 'task', id, 'path', p.path, 'start', p.start, 'end', p['end'],
+      'failed_ms', now, 'worker', worker, 'attempts', attempts, 'error', message)
+  end
 end
 
 local function task_reply(id, t, f)
-  return { id, t.path, t.start, t['end'], t.fmt, t.injected_ms, f.attempts, t.more or '', f.solo, t.ver or '' }
+  return { id, t.path, t.start, t['end'], t.fmt, t.injected_ms, f.attempts, t.more or '', f.solo, t.ver or '',
+    f.charged }
 end
 
 -- Bytes of a task: its own range, plus those of the small files packed with it (`more` starts with
@@ -233,7 +316,9 @@ end
 -- is 1: the pending entry moves to the worker at `now` (pinned, so every replica records the same
 -- entry), the task gets a lease on the lease clock `lnow`, and the reply entry is returned.
 local function deliver(keys, id, t, now, lnow, lease_ms, f, worker, solo)
-  redis.call('XCLAIM', keys[K_TASKS], GROUP, worker, 0, id, 'TIME', now, 'JUSTID')
+  if not is_split(id) then
+    redis.call('XCLAIM', keys[K_TASKS], GROUP, worker, 0, id, 'TIME', now, 'JUSTID')
+  end
   remember_holder(keys, id, f)
   f.attempts, f.solo, f.claimed, f.lclaimed, f.holder = f.attempts + 1, solo, now, lnow, worker
   redis.call('ZADD', keys[K_LEASES], lnow + lease_ms, id)
@@ -247,8 +332,10 @@ local function is_finished(keys)
     return true
   end
   local tasks = tonumber(m[2] or '0')
+  -- A split turns one task into two: its parts are settled one by one.
+  local settled = tasks + meta_int(keys, 'splits')
   return m[1] == 'sealed' and tonumber(m[3] or '0') == tasks and redis.call('ZCARD', keys[K_LEASES]) == 0
-    and tonumber(m[4] or '0') + tonumber(m[5] or '0') == tasks
+    and tonumber(m[4] or '0') + tonumber(m[5] or '0') == settled
     and tonumber(redis.call('HGET', keys[K_META], 'partials') or '0') == 0
 end
 
@@ -281,7 +368,7 @@ local function create(keys, args)
       left = left + redis.call('EXISTS', key)
     end
   end
-  for _, suffix in ipairs({ 'merge', 'staged', 'failed', 'parts:0', 'result:0' }) do
+  for _, suffix in ipairs({ 'merge', 'staged', 'failed', 'splits', 'parts:0', 'result:0' }) do
     left = left + redis.call('EXISTS', job_key(keys, suffix))
   end
   if left > 0 then
@@ -422,8 +509,9 @@ local function straggling_task(keys, lnow, worker, factor, min_ms)
   for i = 1, #flat, 2 do
     local attempts, lclaimed, holder = string.match(flat[i + 1], '^(%d+):%d+:%d:%d+:(%d+):(.*)$')
     attempts, lclaimed = tonumber(attempts), tonumber(lclaimed)
-    -- (A previous holder's entry, `<id><`, does not match and is skipped.)
-    if attempts == 1 and holder ~= worker and holder ~= '' and lnow - lclaimed > threshold then
+    -- (A previous holder's entry, `<id><`, and a blamed worker's, `<id>!`, are skipped.)
+    local last = string.sub(flat[i], -1)
+    if attempts and last ~= '<' and last ~= '!' and attempts == 1 and holder ~= worker and holder ~= '' and lnow - lclaimed > threshold then
       if best == nil or lclaimed < best_claimed or (lclaimed == best_claimed and flat[i] < best) then
         best, best_claimed = flat[i], lclaimed
       end
@@ -453,18 +541,27 @@ end
 -- once charged max_attempts times; the others (the rest of a dead worker's batch) are charged
 -- nothing. Every released task waits, holder '', at the head of the leases, to be handed out alone.
 -- Returns the ids released, in lease order.
-local function release_expired(keys, now, lnow, limit, max_attempts)
+local function release_expired(keys, now, lnow, limit, max_attempts, lease_ms)
   local released = {}
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', keys[K_LEASES], '-inf', lnow, 'LIMIT', 0, limit)) do
     local f = inflight(keys, id)
     if f.holder ~= '' then
       local holder = f.holder
       remember_holder(keys, id, f)
-      f.charged, f.holder = f.charged + f.solo, ''
+      -- A holder heard from within half a lease is alive (a live worker calls every quarter of
+      -- one): its lease ran out for another reason, and it is not charged. One that fell silent
+      -- while counting this task alone is.
+      local heard = tonumber(redis.call('ZSCORE', keys[K_WORKERS], holder) or '0')
+      local silent = now - heard > lease_ms / 2
+      if f.solo == 1 and silent then
+        f.charged = f.charged + 1
+        redis.call('HSET', keys[K_INFLIGHT], id .. '!', holder)
+      end
+      f.holder = ''
       if f.charged >= max_attempts then
         bury(keys, id, task_fields(keys, id, now), now, holder, f.attempts, 'gave up after ' .. f.charged ..
-          ' attempts: each time, the worker counting it alone stopped renewing its lease (it crashed, was ' ..
-          'killed or hung on this input)')
+          ' attempts: each time, the worker counting it alone (the last: ' .. holder .. ') fell silent ' ..
+          'holding it (it crashed, was killed or hung on this input)')
       else
         set_inflight(keys, id, f)
         redis.call('ZADD', keys[K_LEASES], 0, id)
@@ -505,7 +602,6 @@ local function claim(keys, args)
   end
   require_tasks(keys, now)
   local lnow = lease_clock(keys, now)
-  redis.call('ZADD', keys[K_WORKERS], now, worker)
 
   -- The token, unique to this claim call of this worker: the same token again is the same call
   -- retried after its reply was lost (a dropped connection, a coordinator failover), and gets the
@@ -523,13 +619,18 @@ local function claim(keys, args)
           again[#again + 1] = task_reply(id, task_fields(keys, id, now), f)
         end
       end
+      redis.call('ZADD', keys[K_WORKERS], now, worker)
       return claim_reply(keys, lnow, again, note_finished(keys, now))
     end
   end
 
+  -- Expired leases are released before this worker is noted live, so that a worker restarted
+  -- under the name of one that died does not make its earlier life look alive.
+  local released = release_expired(keys, now, lnow, max_tasks, max_attempts, lease_ms)
+  redis.call('ZADD', keys[K_WORKERS], now, worker)
   local out = {}
   local live = redis.call('ZCOUNT', keys[K_WORKERS], now - live_window, '+inf')
-  for _, id in ipairs(release_expired(keys, now, lnow, max_tasks, max_attempts)) do
+  for _, id in ipairs(released) do
     if not others_may_have(keys, id, worker, live) then
       redis.call('HINCRBY', keys[K_META], 'redelivered', 1)
       out[1] = deliver(keys, id, task_fields(keys, id, now), now, lnow, lease_ms, inflight(keys, id), worker, 1)
@@ -592,9 +693,15 @@ local function renew(keys, args)
   redis.call('ZADD', keys[K_WORKERS], now, worker)
   local held = {}
   for i = 4, #args do
-    if inflight(keys, args[i]).holder == worker and redis.call('ZSCORE', keys[K_LEASES], args[i]) then
+    local f = inflight(keys, args[i])
+    if f.holder == worker and redis.call('ZSCORE', keys[K_LEASES], args[i]) then
       redis.call('ZADD', keys[K_LEASES], 'XX', lnow + lease_ms, args[i])
       held[#held + 1] = args[i]
+    elseif redis.call('HGET', keys[K_INFLIGHT], args[i] .. '!') == worker then
+      -- Charged for falling silent while it held this task, and yet alive: not a death after all.
+      f.charged = math.max(f.charged - 1, 0)
+      set_inflight(keys, args[i], f)
+      redis.call('HDEL', keys[K_INFLIGHT], args[i] .. '!')
     end
   end
   return held
@@ -899,8 +1006,9 @@ local function merge_claim(keys, args)
       ' of the job\'s ' .. partials .. ' partials')
   end
   local lnow = lease_clock(keys, now)
-  local m = redis.call('HMGET', keys[K_META], 'state', 'tasks', 'done', 'dead')
-  local all_done = m[1] == 'sealed' and tonumber(m[3] or '0') + tonumber(m[4] or '0') == tonumber(m[2] or '0')
+  local m = redis.call('HMGET', keys[K_META], 'state', 'tasks', 'done', 'dead', 'splits')
+  local all_done = m[1] == 'sealed'
+    and tonumber(m[3] or '0') + tonumber(m[4] or '0') == tonumber(m[2] or '0') + tonumber(m[5] or '0')
   local merge = job_key(keys, 'merge')
   local claims = {}
   for p = 0, partitions(keys) - 1 do
@@ -1017,10 +1125,15 @@ local function fail_piece(keys, args)
   if not redis.call('ZSCORE', keys[K_LEASES], id) then
     return { 'dup' }
   end
-  if redis.call('HSETNX', string.sub(keys[K_META], 1, -5) .. 'failed', id .. ':' .. index, now) == 1 then
+  local piece = task_pieces(task_fields(keys, id, now))[index + 1]
+  if piece == nil then
+    fail('task ' .. id .. ' has no file ' .. index)
+  end
+  if redis.call('HSETNX', job_key(keys, 'failed'), id .. ':' .. index, now) == 1 then
     local n = redis.call('HINCRBY', keys[K_META], 'dead_records', 1)
-    redis.call('XADD', keys[K_DEAD], n .. '-0', 'task', id, 'path', path, 'start', 0, 'end', 0,
-      'failed_ms', now, 'worker', worker, 'attempts', inflight(keys, id).attempts, 'error', message)
+    redis.call('XADD', keys[K_DEAD], n .. '-0', 'task', id, 'path', piece.path, 'start', piece.start,
+      'end', piece['end'], 'failed_ms', now, 'worker', worker, 'attempts', inflight(keys, id).attempts,
+      'error', message)
   end
   return { 'ok' }
 end
@@ -1054,6 +1167,56 @@ local function defer(keys, args)
   set_inflight(keys, id, f)
   redis.call('ZADD', keys[K_LEASES], 0, id)
   return { 'deferred' }
+end
+
+-- split(now, worker, id, cut): the worker holding task `id` alone after its last holder fell silent
+-- counting it (claim's reply says it was charged) splits it instead of counting it, so that only
+-- the input that kills workers is given up, not the files packed with it: a task of several files
+-- into files 1..cut and cut+1..n; a task of one range into start..cut and cut..end (the worker
+-- chose `cut` at whitespace, or between CSV records). The task is retired; its two parts, `<id>.1`
+-- and `<id>.2`, wait released (each to be handed out alone) with their fields in `splits`, and the
+-- job counts one task more to settle (`splits`). Exactly once: a late commit of the whole task
+-- finds it gone (a duplicate) and its parts carry every file; a split after the whole was
+-- committed finds it gone ({'dup'}). {'ok', id1, id2}.
+local function split(keys, args)
+  local now, worker, id = clock(args[1]), args[2], args[3]
+  local cut = int(args[4], 'cut')
+  if worker == nil or worker == '' or id == nil or id == '' then
+    fail('split takes now, worker, task id and a cut')
+  end
+  require_job(keys)
+  local f = inflight(keys, id)
+  if f.holder ~= worker or not redis.call('ZSCORE', keys[K_LEASES], id) then
+    return { 'dup' }
+  end
+  local t = task_fields(keys, id, now)
+  local pieces = task_pieces(t)
+  local a, b
+  if #pieces >= 2 then
+    if cut < 1 or cut >= #pieces then
+      fail('task ' .. id .. ' has ' .. #pieces .. ' files: cut ' .. cut .. ' is not between them')
+    end
+    a, b = task_of_pieces(t, pieces, 1, cut), task_of_pieces(t, pieces, cut + 1, #pieces)
+  else
+    if cut <= tonumber(t.start) or cut >= tonumber(t['end']) then
+      fail('cut ' .. cut .. ' is not inside task ' .. id .. ' (' .. t.start .. '..' .. t['end'] .. ')')
+    end
+    a, b = task_of_pieces(t, pieces, 1, 1), task_of_pieces(t, pieces, 1, 1)
+    a['end'], b.start = tostring(cut), tostring(cut)
+  end
+  lease_clock(keys, now)
+  redis.call('ZADD', keys[K_WORKERS], now, worker)
+  retire(keys, id)
+  local splits = job_key(keys, 'splits')
+  local ids = { id .. '.1', id .. '.2' }
+  for i, child in ipairs({ a, b }) do
+    redis.call('HSET', splits, ids[i], encode_split(child))
+    redis.call('ZADD', keys[K_LEASES], 0, ids[i])
+    set_inflight(keys, ids[i], { attempts = f.attempts, charged = 0, solo = 0, claimed = now, lclaimed = 0,
+      holder = '' })
+  end
+  redis.call('HINCRBY', keys[K_META], 'splits', 1)
+  return { 'ok', ids[1], ids[2] }
 end
 
 -- stop(now, kind, reason): end the job without a result, as `cancelled` (an operator's `jobs cancel`,
@@ -1187,7 +1350,7 @@ local function drop(keys, args)
     for _, id in ipairs(redis.call('ZRANGE', keys[K_LEASES], 0, -1)) do
       deleted = deleted + redis.call('UNLINK', lacks_key(keys, id))
     end
-    for _, suffix in ipairs({ 'merge', 'failed', 'staged' }) do
+    for _, suffix in ipairs({ 'merge', 'failed', 'staged', 'splits' }) do
       deleted = deleted + redis.call('UNLINK', job_key(keys, suffix))
     end
     for _, key in ipairs(keys) do
@@ -1240,7 +1403,7 @@ local function drop(keys, args)
   if not unlink_members(keys[K_LEASES], function(id) return lacks_key(keys, id) end) then
     return { deleted, 1 }
   end
-  for _, suffix in ipairs({ 'merge', 'failed' }) do
+  for _, suffix in ipairs({ 'merge', 'failed', 'splits' }) do
     unlink(job_key(keys, suffix))
   end
   for i, key in ipairs(keys) do
@@ -1254,7 +1417,7 @@ end
 
 local STATUS_FIELDS = { 'state', 'tasks', 'bytes', 'delivered', 'done', 'done_bytes', 'dead', 'words',
   'recomputed', 'redelivered', 'duplicates', 'increments', 'commits', 'created_ms', 'sealed_ms', 'run_id',
-  'speculated', 'events', 'partials', 'merges', 'finished_ms', 'dead_records', 'stop_reason' }
+  'speculated', 'events', 'partials', 'merges', 'finished_ms', 'dead_records', 'stop_reason', 'splits' }
 
 -- Distinct words in the result so far: the sorted set's size, or what merges recorded.
 local function distinct_words(keys)
@@ -1338,6 +1501,7 @@ redis.register_function('rc_event', event)
 redis.register_function('rc_stop', stop)
 redis.register_function('rc_join', join)
 redis.register_function('rc_jobs', jobs)
+redis.register_function('rc_split', split)
 redis.register_function('rc_drop', drop)
 redis.register_function { function_name = 'rc_status', callback = status, flags = { 'no-writes' } }
 redis.register_function { function_name = 'rc_top', callback = top, flags = { 'no-writes' } }

@@ -72,6 +72,9 @@ pub const DEFAULT_HISTORY: u64 = 100_000;
 
 /// Lease of a task when a job sets none.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(5);
+/// The shortest lease a job or worker may ask for: renewals go every quarter of a lease, so one
+/// of 250 ms leaves a renewal about 60 ms to reach Redis before a live worker would look dead.
+pub const MIN_LEASE: Duration = Duration::from_millis(250);
 /// Deliveries of a task before it is given up, when a job sets none.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 

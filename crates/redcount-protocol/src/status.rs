@@ -31,6 +31,7 @@ pub const STATUS_FIELDS: &[&str] = &[
     "finished_ms",
     "dead_records",
     "stop_reason",
+    "splits",
     // Computed by the library, not stored:
     "in_flight",
     "live_workers",
@@ -97,6 +98,9 @@ pub struct Status {
     pub dead_records: u64,
     /// Why a cancelled or failed job ended (empty otherwise).
     pub stop_reason: String,
+    /// Tasks split in two because their workers fell silent counting them alone: each is one
+    /// more task to settle (see [`Status::to_settle`]).
+    pub splits: u64,
     /// The coordinator's clock when it answered (ms), so a driver can put its schedule on it.
     pub now_ms: u64,
 }
@@ -134,7 +138,13 @@ impl Status {
 
     /// Sealed, and every task committed or given up: all that can be left is merging partials.
     pub fn tasks_all_done(&self) -> bool {
-        self.state == "sealed" && self.done + self.dead == self.tasks
+        self.state == "sealed" && self.done + self.dead == self.to_settle()
+    }
+
+    /// Tasks to commit or give up before the job is finished: those enqueued, and one more for
+    /// every split (a task split in two is settled as two).
+    pub fn to_settle(&self) -> u64 {
+        self.tasks + self.splits
     }
 
     pub(crate) fn from_pairs(items: &[Value]) -> Status {
@@ -172,6 +182,7 @@ impl Status {
                 "finished_ms" => s.finished_ms = n,
                 "dead_records" => s.dead_records = n,
                 "stop_reason" => s.stop_reason = reply::string(value).unwrap_or_default(),
+                "splits" => s.splits = n,
                 _ => {}
             }
         }

@@ -122,6 +122,9 @@ pub struct Task {
     /// Handed out alone after its last holder stopped renewing it: count it, then commit it before
     /// taking anything else, so that if it kills this worker too it alone is charged for that.
     pub solo: bool,
+    /// Times a holder fell silent while counting it alone. Handed out alone with a charge, a task
+    /// of several files or of a range longer than the smallest is split (`Job::split`), not counted.
+    pub charged: u32,
 }
 
 impl Task {

@@ -287,7 +287,7 @@ impl Track {
             progress: if s.tasks == 0 {
                 0.0
             } else {
-                (s.done + s.dead) as f64 / s.tasks as f64
+                (s.done + s.dead) as f64 / s.to_settle() as f64
             },
             bytes_per_second: if s.finished {
                 0.0

@@ -6,10 +6,12 @@
 
 mod count;
 mod lease;
+mod narrow;
 mod options;
 mod poison;
 mod worker;
 
 pub use lease::{HUNG_EXIT, OUT_OF_MEMORY_EXIT};
+pub use narrow::{MAX_SPLIT_DEPTH, SMALLEST_SPLIT};
 pub use options::WorkerOptions;
 pub use worker::{run_worker, unique_worker_name, WorkerReport};

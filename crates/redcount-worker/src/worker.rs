@@ -263,6 +263,13 @@ impl Worker<'_> {
                     .collect(),
             );
             while let Some(task) = self.carry.pop_front() {
+                // Its last holder fell silent counting it alone: split it (its parts are handed
+                // out alone in turn) rather than count it all and maybe die with it.
+                if let Some(cut) = crate::narrow::cut_for(&task) {
+                    self.split(&task, cut)?;
+                    isolated = true;
+                    break;
+                }
                 isolated |= task.solo;
                 if self.carry.is_empty() && !task.solo && task.pieces().any(|p| is_object(&p.path))
                 {
@@ -330,6 +337,24 @@ impl Worker<'_> {
         Ok(())
     }
 
+    /// Splits `task` at `cut` (see [`crate::narrow`]); its parts wait for the next claims.
+    fn split(&mut self, task: &Task, cut: u64) -> anyhow::Result<()> {
+        let me = self.report.name.clone();
+        match self.job.split(Now::Coordinator, &me, &task.id, cut)? {
+            Some((a, b)) => tracing::warn!(
+                "{me}: task {} ({}) was being counted alone when its worker fell silent: split \
+                 into {a} and {b} to find the input that stops workers",
+                task.id,
+                task.path.display()
+            ),
+            None => tracing::info!(
+                "{me}: task {} was no longer this worker's to split",
+                task.id
+            ),
+        }
+        Ok(())
+    }
+
     fn claim(&mut self, max_tasks: u64, max_bytes: u64) -> anyhow::Result<Claimed> {
         let request = claim_request(
             &self.report.name,
@@ -393,7 +418,7 @@ impl Worker<'_> {
         for (index, piece) in pieces.iter().enumerate() {
             // Per input file, so a slowed job takes as long whether or not small files are packed.
             burn_cpu(self.options.slow);
-            crate::poison::strike(&piece.path);
+            crate::poison::strike(&piece.path, piece.start, piece.end);
             match bytes.count(
                 index,
                 piece,

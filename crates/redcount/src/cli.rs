@@ -226,6 +226,11 @@ pub struct BenchArgs {
     /// PATH), 2 workers, runs interleaved: throughput from the object store against local files.
     #[arg(long, conflicts_with_all = ["coordinator", "raft", "raft_reads", "aggregation", "hosts", "soak", "seed"])]
     pub object_store: bool,
+    /// Time a job of 1,000 small files packed into large tasks, three workers at 25 ms a file,
+    /// with one SIGKILLed every 0.2-0.7 s, against the same job without kills (runs interleaved,
+    /// counts checked).
+    #[arg(long, conflicts_with_all = ["coordinator", "raft", "raft_reads", "aggregation", "hosts", "soak", "seed", "object_store"])]
+    pub churn: bool,
     /// Minutes of the --soak stream.
     #[arg(long, default_value_t = 10.0, requires = "soak")]
     pub minutes: f64,
@@ -271,7 +276,7 @@ pub struct JobArgs {
     #[arg(long)]
     pub job: Option<String>,
     /// How long a task may go without a commit or renewal before another worker takes it over.
-    #[arg(long, alias = "lease-ms", value_name = "TIME", value_parser = parse_duration, default_value = "5s")]
+    #[arg(long, alias = "lease-ms", value_name = "TIME", value_parser = parse_lease, default_value = "5s")]
     pub lease: Duration,
     /// Times a task may be the one a worker was counting when that worker died (crashed, killed,
     /// hung) before it is given up and reported as failed. Other tasks the worker held are not
@@ -427,7 +432,7 @@ pub struct WorkerArgs {
     #[arg(long)]
     pub job: String,
     /// Lease per task (default: the job's).
-    #[arg(long, alias = "lease-ms", value_name = "TIME", value_parser = parse_duration)]
+    #[arg(long, alias = "lease-ms", value_name = "TIME", value_parser = parse_lease)]
     pub lease: Option<Duration>,
     /// Deaths of its worker while counting a task before it is given up (default: the job's).
     #[arg(long)]
@@ -636,6 +641,21 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     }
     humantime::parse_duration(s)
         .map_err(|e| format!("'{s}' is not a duration like 500ms or 3s: {e}"))
+}
+
+/// A lease: a duration of at least [`redcount_protocol::MIN_LEASE`].
+pub fn parse_lease(s: &str) -> Result<Duration, String> {
+    let lease = parse_duration(s)?;
+    if lease < redcount_protocol::MIN_LEASE {
+        return Err(format!(
+            "a lease of {} is too short: a worker renews its leases every quarter of a lease, and a \
+             renewal slower than that (a busy Redis, a slow link) would take a live worker's tasks \
+             away and count it dead; use at least {} ms",
+            humantime::format_duration(lease),
+            redcount_protocol::MIN_LEASE.as_millis()
+        ));
+    }
+    Ok(lease)
 }
 
 /// A positive, finite number of files per second.

@@ -110,7 +110,7 @@ fn killing_random_workers_repeatedly_loses_and_doubles_nothing() {
     eprintln!("chaos: {kills} workers killed; {s:?}");
     assert!(kills >= 10, "the test killed {kills} workers");
     assert!(s.redelivered > 0, "kills hit workers holding tasks: {s:?}");
-    assert_eq!((s.done, s.dead), (s.tasks, 0), "{s:?}");
+    assert_eq!((s.done, s.dead), (s.to_settle(), 0), "{s:?}");
     lived_in::assert_left_as_it_was(&url);
 }
 
@@ -144,7 +144,7 @@ fn killing_workers_while_they_merge_loses_and_doubles_nothing() {
     eprintln!("merging: {kills} workers killed; {s:?}");
     assert!(kills >= 15, "the test killed {kills} workers");
     assert!(s.merges >= 30, "workers merged throughout: {s:?}");
-    assert_eq!((s.done, s.dead, s.partials), (s.tasks, 0, 0), "{s:?}");
+    assert_eq!((s.done, s.dead, s.partials), (s.to_settle(), 0, 0), "{s:?}");
 }
 
 #[test]
@@ -238,7 +238,7 @@ fn forty_random_worker_kills_bury_no_good_file() {
     assert!(s.redelivered > 0, "kills hit workers holding tasks: {s:?}");
     assert_eq!(
         (s.done, s.dead),
-        (s.tasks, 0),
+        (s.to_settle(), 0),
         "a good file was given up: {}",
         String::from_utf8_lossy(&out.stdout)
     );
@@ -385,5 +385,156 @@ fn workers_with_clocks_30s_ahead_and_behind_take_nothing_from_each_other() {
             r.injected_ms + 1_000 >= started_ms && r.committed_ms <= finished_ms + 1_000,
             "a stamp off the coordinator's clock: {r:?}"
         );
+    }
+}
+
+/// Runs `run -w 2` over `corpus` with `REDCOUNT_TEST_POISON=<poison>` and `extra` flags; returns
+/// the driver's output and the counts it wrote.
+fn run_poisoned(
+    corpus: &std::path::Path,
+    poison: &str,
+    extra: &[&str],
+) -> (std::process::Output, Counts) {
+    let out = corpus.with_extension("out.tsv");
+    let child = redcount()
+        .args(["run", "-w", "2", "--lease", "1s", "--task-timeout", "1s"])
+        .args(["--speculate-factor", "0", "--json", "--out"])
+        .arg(&out)
+        .args(extra)
+        .arg(corpus)
+        .env("REDCOUNT_TEST_POISON", poison)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start run");
+    let output = wait_output(child, Duration::from_secs(120), "run");
+    (output, read_out_file(&out))
+}
+
+#[test]
+fn a_poison_file_packed_with_500_good_ones_is_the_only_input_given_up() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let corpus = dir.path().join("in");
+    let good = redcount_testkit::corpus::write_text_corpus(&corpus, 500, 500, 3_000, 78);
+    std::fs::write(
+        corpus.join("doc-00250-poison.txt"),
+        "this input kills workers\n",
+    )
+    .expect("write");
+    let (output, counts) = run_poisoned(
+        &corpus,
+        "crash:doc-00250-poison.txt",
+        &["--max-attempts", "3"],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    let v = json(&output);
+    assert_eq!(v["tasks"], 1, "the 501 files are packed into one task");
+    let failed = v["failed"].as_array().expect("failed");
+    assert_eq!(
+        failed.len(),
+        1,
+        "exactly the poison file is named: {failed:?}"
+    );
+    assert!(failed[0]["path"]
+        .as_str()
+        .unwrap_or("")
+        .ends_with("doc-00250-poison.txt"));
+    assert!(failed[0]["error"]
+        .as_str()
+        .unwrap_or("")
+        .contains("gave up after 3 attempts"));
+    assert_same_counts(&oracle_count(&good), &counts);
+}
+
+#[test]
+fn a_poison_range_in_a_large_split_file_loses_at_most_64_kib_named_by_offsets() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let corpus = dir.path().join("in");
+    std::fs::create_dir_all(&corpus).expect("mkdir");
+    let mut rng = redcount_testkit::Rng::new(91);
+    let data = redcount_testkit::corpus::text(&mut rng, 20 << 20);
+    let big = corpus.join("big.txt");
+    std::fs::write(&big, &data).expect("write");
+    let at: u64 = 10_000_000;
+    let (output, counts) = run_poisoned(
+        &corpus,
+        &format!("crash:big.txt@{at}"),
+        &["--max-attempts", "2", "--split-bytes", "4MiB"],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    let v = json(&output);
+    let failed = v["failed"].as_array().expect("failed");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let (start, end) = (
+        failed[0]["start"].as_u64().expect("start"),
+        failed[0]["end"].as_u64().expect("end"),
+    );
+    assert!(
+        start <= at && at < end,
+        "the range {start}..{end} holds the poison at {at}"
+    );
+    assert!(
+        end - start <= 64 << 10,
+        "only {} bytes may be lost",
+        end - start
+    );
+    assert_eq!(v["bytes_not_counted"], end - start);
+    // Everything else is counted: the file without that range (cut at whitespace, so no word is
+    // split by leaving it out).
+    let rest = dir.path().join("rest");
+    std::fs::create_dir_all(&rest).expect("mkdir");
+    std::fs::write(rest.join("before.txt"), &data[..start as usize]).expect("write");
+    std::fs::write(rest.join("after.txt"), &data[end as usize..]).expect("write");
+    assert_same_counts(
+        &oracle_count(&[rest.join("before.txt"), rest.join("after.txt")]),
+        &counts,
+    );
+}
+
+#[test]
+fn a_kill_storm_on_packed_tasks_shrinks_them_and_gives_nothing_up() {
+    // Issue 24's scenario: an external Redis, a driver that only enqueues, three workers kept
+    // alive with one SIGKILLed every 0.2-0.7 s and replaced, 1 s leases, every file costing 25 ms,
+    // ~1,000 small files packed into bags that take longer than a worker lives.
+    let server =
+        redcount_server::RedisServer::start(Default::default()).expect("redis-server starts");
+    let url = server.url();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let corpus = dir.path().join("corpus");
+    let files = redcount_testkit::corpus::write_text_corpus(&corpus, 1_000, 20_000, 32_000, 2424);
+    let out = dir.path().join("out.tsv");
+    let driver = start_driver(&url, "storm", &out, &corpus, &["--lease", "1s"]);
+    let (_workers, kills) = kill_workers_repeatedly(
+        &url,
+        "storm",
+        &["--slow", "25ms", "--speculate-factor", "0"],
+        24,
+        (200, 700),
+        Duration::from_secs(60),
+    );
+    let output = wait_success(driver, Duration::from_secs(120), "driver");
+    assert_same_counts(&oracle_count(&files), &read_out_file(&out));
+    let s = job_status(&url, "storm");
+    eprintln!("storm: {kills} kills; {s:?}");
+    assert!(kills >= 40, "the job ended after only {kills} kills");
+    assert!(s.tasks < 100, "files were packed: {} tasks", s.tasks);
+    assert!(s.splits > 0, "churn split bags: {s:?}");
+    assert_eq!(
+        (s.dead, s.dead_records),
+        (0, 0),
+        "a good file was given up: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}
+
+#[test]
+fn a_lease_too_short_to_renew_is_refused_naming_the_floor() {
+    for flag in ["0", "100ms"] {
+        let out = run(&["run", "--lease", flag, "corpus"]);
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("at least 250 ms"), "{err}");
     }
 }

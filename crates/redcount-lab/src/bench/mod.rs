@@ -18,6 +18,7 @@ use redcount_driver::{JobOptions, RunOptions};
 use redcount_input::FormatChoice;
 
 mod aggregation;
+mod churn;
 mod coordinator;
 mod hosts;
 mod object_store;
@@ -25,6 +26,7 @@ mod raft;
 mod seed;
 mod soak;
 pub use aggregation::bench_aggregation;
+pub use churn::bench_churn;
 pub use coordinator::{bench_coordinator, ModeRow};
 pub use hosts::{bench_hosts, measure_hosts, HostsPlan, HostsRow};
 pub use object_store::{bench_object_store, ObjectStoreRow};

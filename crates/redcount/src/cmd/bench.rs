@@ -4,8 +4,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use redcount_lab::bench::{
-    bench as run_bench, bench_aggregation, bench_coordinator, bench_hosts, bench_object_store,
-    bench_raft, bench_raft_reads, bench_seed, bench_soak, BenchOptions,
+    bench as run_bench, bench_aggregation, bench_churn, bench_coordinator, bench_hosts,
+    bench_object_store, bench_raft, bench_raft_reads, bench_seed, bench_soak, BenchOptions,
 };
 
 use crate::cli::BenchArgs;
@@ -25,7 +25,9 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         worker_exe: std::env::current_exe()
             .context("cannot find the redcount executable to start workers")?,
     };
-    if args.object_store {
+    if args.churn {
+        bench_churn(&options, args.runs.max(1))?;
+    } else if args.object_store {
         bench_object_store(&options, args.runs.max(1))?;
     } else if let Some(python) = &args.seed {
         bench_seed(&options, args.runs.max(1), python)?;

@@ -95,7 +95,7 @@ fn table(url: &str, scan: bool) -> anyhow::Result<ExitCode> {
             "{:<24} {:<9} {:>15} {:>7} {:>9}",
             name,
             state,
-            format!("{}/{}", s.done, s.tasks),
+            format!("{}/{}", s.done + s.dead, s.to_settle()),
             s.failed_inputs(),
             age,
         );
