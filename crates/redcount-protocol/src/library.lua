@@ -240,6 +240,16 @@ local function inflight(keys, id)
     claimed = tonumber(claimed), lclaimed = tonumber(lclaimed), holder = holder }
 end
 
+-- The inflight record of task `id` when `worker` still holds it (leased to it, not released), else
+-- nil: the task was committed, given up or handed to another worker meanwhile.
+local function held_by(keys, id, worker)
+  local f = inflight(keys, id)
+  if f.holder ~= worker or not redis.call('ZSCORE', keys[K_LEASES], id) then
+    return nil
+  end
+  return f
+end
+
 local function set_inflight(keys, id, f)
   redis.call('HSET', keys[K_INFLIGHT], id,
     f.attempts .. ':' .. f.charged .. ':' .. f.solo .. ':' .. f.claimed .. ':' .. f.lclaimed .. ':' .. f.holder)
@@ -1150,8 +1160,8 @@ local function defer(keys, args)
     fail('defer takes now, worker, task id and live_window_ms')
   end
   require_job(keys)
-  local f = inflight(keys, id)
-  if f.holder ~= worker or not redis.call('ZSCORE', keys[K_LEASES], id) then
+  local f = held_by(keys, id, worker)
+  if not f then
     return { 'dup' }
   end
   redis.call('ZADD', keys[K_WORKERS], now, worker)
@@ -1185,8 +1195,8 @@ local function split(keys, args)
     fail('split takes now, worker, task id and a cut')
   end
   require_job(keys)
-  local f = inflight(keys, id)
-  if f.holder ~= worker or not redis.call('ZSCORE', keys[K_LEASES], id) then
+  local f = held_by(keys, id, worker)
+  if not f then
     return { 'dup' }
   end
   local t = task_fields(keys, id, now)

@@ -43,24 +43,24 @@ fn is_stopped<T: std::fmt::Debug>(r: &Result<T, Error>) -> bool {
     matches!(r, Err(Error::Stopped { .. }))
 }
 
-#[test]
-fn a_partial_deleted_before_its_merge_fails_the_job_by_name() {
-    let (server, mut job) = setup(2);
-    let mut c = con(&server.url());
-    let ids = claim(&mut job, T0, "a");
-    job.commit_parts(T0 + 1, "a", &[(ids[0].clone(), 1)], &blobs(&[("w", 1)]))
+/// One task claimed at `now` and committed by worker `a` with one `word`, as a worker does.
+fn commit_one(job: &mut Job, now: u64, word: &str) {
+    let ids = claim(job, now, "a");
+    job.commit_parts(now + 1, "a", &[(ids[0].clone(), 1)], &blobs(&[(word, 1)]))
         .expect("commit");
-    let part: Vec<String> = redis::cmd("KEYS")
-        .arg("rc:{p}:part:*")
-        .query(&mut c)
-        .expect("KEYS");
-    del(&mut c, &part[0]);
-    let merge = served(&mut job, T0 + 2).merge_claim(T0 + 2, "m", LEASE, &at_once());
-    assert!(is_stopped(&merge), "{merge:?}");
-    assert_failed_naming(&mut job, T0 + 3, &part[0]);
-    // Workers see a failed job as finished, and leave.
-    let request = redcount_protocol::ClaimRequest {
-        worker: "b",
+}
+
+/// The keys of the Redis behind `con` matching `pattern`, sorted.
+fn keys(con: &mut redis::Connection, pattern: &str) -> Vec<String> {
+    let mut keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query(con).expect("KEYS");
+    keys.sort();
+    keys
+}
+
+/// A claim of `worker` that may take 5 tasks.
+fn request(worker: &str) -> redcount_protocol::ClaimRequest<'_> {
+    redcount_protocol::ClaimRequest {
+        worker,
         lease: LEASE,
         max_tasks: 5,
         max_bytes: 1 << 30,
@@ -68,8 +68,21 @@ fn a_partial_deleted_before_its_merge_fails_the_job_by_name() {
         live_window: LEASE * 3,
         speculate_factor: 0.0,
         speculate_min: Duration::ZERO,
-    };
-    let c2 = job.claim(T0 + 4, &request).expect("claim");
+    }
+}
+
+#[test]
+fn a_partial_deleted_before_its_merge_fails_the_job_by_name() {
+    let (server, mut job) = setup(2);
+    let mut c = con(&server.url());
+    commit_one(&mut job, T0, "w");
+    let part = keys(&mut c, "rc:{p}:part:*");
+    del(&mut c, &part[0]);
+    let merge = served(&mut job, T0 + 2).merge_claim(T0 + 2, "m", LEASE, &at_once());
+    assert!(is_stopped(&merge), "{merge:?}");
+    assert_failed_naming(&mut job, T0 + 3, &part[0]);
+    // Workers see a failed job as finished, and leave.
+    let c2 = job.claim(T0 + 4, &request("b")).expect("claim");
     assert!(c2.finished && c2.tasks.is_empty());
 }
 
@@ -77,13 +90,8 @@ fn a_partial_deleted_before_its_merge_fails_the_job_by_name() {
 fn an_index_of_partials_deleted_fails_the_job_instead_of_waiting_forever() {
     let (server, mut job) = setup(1);
     let mut c = con(&server.url());
-    let ids = claim(&mut job, T0, "a");
-    job.commit_parts(T0 + 1, "a", &[(ids[0].clone(), 1)], &blobs(&[("w", 1)]))
-        .expect("commit");
-    let index: Vec<String> = redis::cmd("KEYS")
-        .arg("rc:{p}:parts:*")
-        .query(&mut c)
-        .expect("KEYS");
+    commit_one(&mut job, T0, "w");
+    let index = keys(&mut c, "rc:{p}:parts:*");
     del(&mut c, &index[0]);
     let merge = served(&mut job, T0 + 2).merge_claim(T0 + 2, "m", LEASE, &at_once());
     assert!(is_stopped(&merge), "{merge:?}");
@@ -95,18 +103,11 @@ fn a_result_deleted_mid_job_or_after_it_fails_the_job_by_name() {
     // Mid-job: the next merge of that partition finds it gone.
     let (server, mut job) = setup(2);
     let mut c = con(&server.url());
-    let ids = claim(&mut job, T0, "a");
-    job.commit_parts(T0 + 1, "a", &[(ids[0].clone(), 1)], &blobs(&[("w", 1)]))
-        .expect("commit");
+    commit_one(&mut job, T0, "w");
     assert_eq!(merge_all(&mut job, T0 + 2, "m", &at_once()), 1);
-    let results: Vec<String> = redis::cmd("KEYS")
-        .arg("rc:{p}:result:*")
-        .query(&mut c)
-        .expect("KEYS");
+    let results = keys(&mut c, "rc:{p}:result:*");
     del(&mut c, &results[0]);
-    let ids = claim(&mut job, T0 + 3, "a");
-    job.commit_parts(T0 + 4, "a", &[(ids[0].clone(), 2)], &blobs(&[("w", 2)]))
-        .expect("commit");
+    commit_one(&mut job, T0 + 3, "w");
     let merge = served(&mut job, T0 + 5).merge_claim(T0 + 5, "m", LEASE, &at_once());
     assert!(is_stopped(&merge), "{merge:?}");
     assert_failed_naming(&mut job, T0 + 6, &results[0]);
@@ -126,10 +127,7 @@ fn a_result_deleted_mid_job_or_after_it_fails_the_job_by_name() {
     let s = job.status(T0 + 3, LEASE).expect("status");
     assert!(s.finished);
     job.check_result(T0 + 3, s.words).expect("a whole result");
-    let tops: Vec<String> = redis::cmd("KEYS")
-        .arg("rc:{p}:result:*")
-        .query(&mut c)
-        .expect("KEYS");
+    let tops = keys(&mut c, "rc:{p}:result:*");
     del(&mut c, &tops[0]);
     assert!(is_stopped(&job.check_result(T0 + 4, s.words)));
     assert_failed_naming(&mut job, T0 + 5, &tops[0]);
@@ -141,18 +139,8 @@ fn a_task_stream_deleted_fails_the_job_at_the_next_claim() {
     let mut c = con(&server.url());
     claim(&mut job, T0, "a");
     del(&mut c, "rc:{p}:tasks");
-    let request = redcount_protocol::ClaimRequest {
-        worker: "b",
-        lease: LEASE,
-        max_tasks: 5,
-        max_bytes: 1 << 30,
-        max_attempts: 3,
-        live_window: LEASE * 3,
-        speculate_factor: 0.0,
-        speculate_min: Duration::ZERO,
-    };
     assert!(is_stopped(
-        &served(&mut job, T0 + 1).claim(T0 + 1, &request)
+        &served(&mut job, T0 + 1).claim(T0 + 1, &request("b"))
     ));
     assert_failed_naming(&mut job, T0 + 2, "rc:{p}:tasks");
 }
@@ -161,9 +149,7 @@ fn a_task_stream_deleted_fails_the_job_at_the_next_claim() {
 fn a_job_is_not_made_again_over_what_is_left_of_it_and_can_be_removed() {
     let (server, mut job) = setup(2);
     let mut c = con(&server.url());
-    let ids = claim(&mut job, T0, "a");
-    job.commit_parts(T0 + 1, "a", &[(ids[0].clone(), 1)], &blobs(&[("w", 1)]))
-        .expect("commit");
+    commit_one(&mut job, T0, "w");
     del(&mut c, "rc:{p}:meta");
     let again = job.create(T0 + 2, "run2", &Default::default());
     assert!(
@@ -171,10 +157,7 @@ fn a_job_is_not_made_again_over_what_is_left_of_it_and_can_be_removed() {
         "{again:?}"
     );
     assert!(job.drop_job(T0 + 3, true).expect("drop") > 3);
-    let left: Vec<String> = redis::cmd("KEYS")
-        .arg("rc:{p}:*")
-        .query(&mut c)
-        .expect("KEYS");
+    let left = keys(&mut c, "rc:{p}:*");
     assert!(left.is_empty(), "{left:?}");
     assert!(
         job.create(T0 + 4, "run3", &Default::default())
