@@ -54,15 +54,38 @@ pub fn partition_blobs<'a>(
 
 /// Encodes entries sorted by word (each word once).
 pub fn encode<'a>(entries: impl ExactSizeIterator<Item = (&'a [u8], u64)>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + entries.len() * 10);
-    out.extend_from_slice(MAGIC);
-    put_varint(&mut out, entries.len() as u64);
+    let mut out = Encoder::new(entries.len(), entries.len() * 10);
     for (word, n) in entries {
-        put_varint(&mut out, word.len() as u64);
-        out.extend_from_slice(word);
-        put_varint(&mut out, n);
+        out.push(word, n);
     }
-    out
+    out.finish()
+}
+
+/// Writes a blob entry by entry, the caller giving them sorted by word (each word once) and their
+/// number up front.
+pub struct Encoder(Vec<u8>);
+
+impl Encoder {
+    /// A blob of `entries` entries, about `bytes` long.
+    pub fn new(entries: usize, bytes: usize) -> Encoder {
+        let mut out = Vec::with_capacity(14 + bytes);
+        out.extend_from_slice(MAGIC);
+        put_varint(&mut out, entries as u64);
+        Encoder(out)
+    }
+
+    /// Appends one entry.
+    #[inline]
+    pub fn push(&mut self, word: &[u8], count: u64) {
+        put_varint(&mut self.0, word.len() as u64);
+        self.0.extend_from_slice(word);
+        put_varint(&mut self.0, count);
+    }
+
+    /// The blob.
+    pub fn finish(self) -> Vec<u8> {
+        self.0
+    }
 }
 
 /// Calls `f` with each entry of a blob, in order. An empty input is an empty blob.
@@ -232,6 +255,7 @@ pub fn sort_by_count(entries: &mut Entries) {
     entries.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
 }
 
+#[inline]
 fn put_varint(out: &mut Vec<u8>, mut n: u64) {
     while n >= 0x80 {
         out.push((n as u8) | 0x80);

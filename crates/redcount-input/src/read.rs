@@ -122,7 +122,7 @@ pub fn read_range(
         return Err(changed());
     }
     let len = usize::try_from(end - start).map_err(|_| changed())?;
-    buf.clear();
+    // Every byte is overwritten by the read: no need to zero what the buffer already holds.
     buf.resize(len, 0);
     file.read_exact_at(buf, start)
         .map_err(|e| InputError::from_io(path, e))?;
@@ -137,27 +137,17 @@ pub fn read_range(
 pub const MAX_WORD: u64 = 64 << 20;
 
 /// Checks that bytes `start..end` of the local file at `path` hold no word longer than
-/// [`MAX_WORD`], reading them in bounded pieces (only a range longer than that can hold one: its
-/// planner found no whitespace to cut at).
+/// [`MAX_WORD`] (only a range longer than that can hold one: its planner found no whitespace to
+/// cut at).
 pub fn check_word_lengths(path: &Path, start: u64, end: u64) -> Result<(), InputError> {
     if end.saturating_sub(start) <= MAX_WORD {
         return Ok(());
     }
     let file = File::open(path).map_err(|e| InputError::from_io(path, e))?;
-    let mut buf = vec![0u8; 1 << 20];
-    let (mut at, mut word_start) = (start, start);
-    while at < end {
-        let want = usize::try_from((end - at).min(buf.len() as u64)).unwrap_or(buf.len());
-        let n = file
-            .read_at(&mut buf[..want], at)
-            .map_err(|e| InputError::from_io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        word_start = scan_words(path, &buf[..n], at, word_start)?;
-        at += n as u64;
-    }
-    Ok(())
+    check_around_grid(path, start, end, MAX_WORD, &mut |at, buf| {
+        file.read_at(buf, at)
+            .map_err(|e| InputError::from_io(path, e))
+    })
 }
 
 /// [`check_word_lengths`] over bytes already read (an object's), `data` starting at byte `offset`.
@@ -165,35 +155,110 @@ pub fn check_word_lengths_in(path: &Path, data: &[u8], offset: u64) -> Result<()
     if data.len() as u64 <= MAX_WORD {
         return Ok(());
     }
-    scan_words(path, data, offset, offset).map(|_| ())
+    let end = offset + data.len() as u64;
+    check_around_grid(path, offset, end, MAX_WORD, &mut |at, buf| {
+        let from = (at - offset) as usize;
+        let n = buf.len().min(data.len() - from);
+        buf[..n].copy_from_slice(&data[from..from + n]);
+        Ok(n)
+    })
 }
 
-/// Follows the words of `data` (at byte `offset` of the input; the word in progress began at
-/// `word_start`): where the last one begins, or an error at the first longer than [`MAX_WORD`].
-fn scan_words(
+/// Reads up to `buf.len()` bytes at an offset (of a file, or of bytes in memory).
+type ReadAt<'a> = dyn FnMut(u64, &mut [u8]) -> Result<usize, InputError> + 'a;
+
+/// Bytes read at a time while looking for whitespace around a grid point.
+const PROBE: usize = 64 << 10;
+
+/// A word longer than `limit` ([`MAX_WORD`]) covers one of the points `start + k * limit / 2`: so the
+/// word at each such point is measured, looking back and ahead from it for whitespace, instead of
+/// reading the whole range once more before it is counted (on text, a few bytes per point: that
+/// read cost a third of a worker's time on a job of large files).
+fn check_around_grid(
     path: &Path,
-    data: &[u8],
-    offset: u64,
-    mut word_start: u64,
-) -> Result<u64, InputError> {
-    for (i, &b) in data.iter().enumerate() {
-        if redcount_count::is_space(b) {
-            let at = offset + i as u64;
-            if at - word_start > MAX_WORD {
-                return Err(InputError::WordTooLong {
-                    path: path.to_path_buf(),
-                    at: word_start,
-                });
+    start: u64,
+    end: u64,
+    limit: u64,
+    read_at: &mut ReadAt<'_>,
+) -> Result<(), InputError> {
+    let mut buf = vec![0u8; PROBE];
+    let mut point = start;
+    while point < end {
+        // The first whitespace at or after the point (or the range's end)...
+        let mut after = point;
+        'ahead: while after < end && after - point <= limit {
+            let want = ((end - after) as usize).min(PROBE);
+            let n = read_at(after, &mut buf[..want])?;
+            if n == 0 {
+                break;
             }
-            word_start = at + 1;
+            if let Some(i) = buf[..n].iter().position(|&b| redcount_count::is_space(b)) {
+                after += i as u64;
+                break 'ahead;
+            }
+            after += n as u64;
+        }
+        // ...and the last one before it (or the range's start).
+        let mut begin = point;
+        'back: while begin > start && point - begin <= limit {
+            let from = begin.saturating_sub(PROBE as u64).max(start);
+            let want = (begin - from) as usize;
+            let n = read_at(from, &mut buf[..want])?;
+            if let Some(i) = buf[..n].iter().rposition(|&b| redcount_count::is_space(b)) {
+                begin = from + i as u64 + 1;
+                break 'back;
+            }
+            begin = from;
+        }
+        if after - begin > limit {
+            return Err(InputError::WordTooLong {
+                path: path.to_path_buf(),
+                at: begin,
+            });
+        }
+        point += limit / 2;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every run of non-whitespace longer than `limit`, whatever its place, and none shorter.
+    #[test]
+    fn the_grid_check_finds_exactly_the_words_over_the_limit() {
+        let path = Path::new("t.txt");
+        let limit = 1_000u64;
+        for len in [999usize, 1_000, 1_001, 2_500, 70_000, 140_000] {
+            for at in [0usize, 1, 499, 500, 501, 1_234, 150_000 - len.min(150_000)] {
+                let mut data = vec![b' '; 150_000];
+                for (i, b) in data.iter_mut().enumerate() {
+                    *b = if i % 7 == 6 { b'\n' } else { b'a' };
+                }
+                let at = at.min(data.len() - len);
+                data[at..at + len].fill(b'x');
+                // Whitespace right around the run, so it is one word of exactly `len` bytes.
+                if at > 0 {
+                    data[at - 1] = b' ';
+                }
+                if at + len < data.len() {
+                    data[at + len] = b' ';
+                }
+                let got = check_around_grid(path, 0, data.len() as u64, limit, &mut |o, buf| {
+                    let n = buf.len().min(data.len() - o as usize);
+                    buf[..n].copy_from_slice(&data[o as usize..o as usize + n]);
+                    Ok(n)
+                });
+                match got {
+                    Err(InputError::WordTooLong { at: found, .. }) => {
+                        assert!(len as u64 > limit, "len {len} at {at}: refused");
+                        assert_eq!(found, at as u64, "len {len} at {at}");
+                    }
+                    Ok(()) => assert!(len as u64 <= limit, "len {len} at {at}: missed"),
+                    Err(e) => panic!("{e}"),
+                }
+            }
         }
     }
-    let end = offset + data.len() as u64;
-    if end - word_start > MAX_WORD {
-        return Err(InputError::WordTooLong {
-            path: path.to_path_buf(),
-            at: word_start,
-        });
-    }
-    Ok(word_start)
 }

@@ -84,3 +84,56 @@ pub fn text(rng: &mut Rng, size: u64) -> Vec<u8> {
     out.truncate(size as usize);
     out
 }
+
+/// About `size` bytes of English-like text over a vocabulary of `vocab` words (seeded): word
+/// lengths like English (2-12 letters, a few longer), drawn with Zipf-like frequencies, capitalised
+/// after a full stop, some followed by a comma or a full stop, lines of about 70 bytes. Lowercased,
+/// it has about `vocab` distinct words; the shape of a book such as the Bible for word counters.
+pub fn english_like(seed: u64, size: usize, vocab: usize) -> Vec<u8> {
+    let mut rng = Rng::new(seed);
+    let words: Vec<Vec<u8>> = (0..vocab.max(1))
+        .map(|_| {
+            let len = match rng.range(0, 100) {
+                0..=14 => rng.range(1, 3),
+                15..=84 => rng.range(3, 8),
+                85..=97 => rng.range(8, 13),
+                _ => rng.range(13, 20),
+            };
+            (0..len).map(|_| b'a' + rng.range(0, 26) as u8).collect()
+        })
+        .collect();
+    let mut out = Vec::with_capacity(size + 64);
+    let mut line = 0usize;
+    let mut capital = true;
+    while out.len() < size {
+        // Zipf-like: the rank is vocab^u for u uniform in [0, 1), so rank r is drawn ~1/r often.
+        let u = rng.next_u64() as f64 / u64::MAX as f64;
+        let rank = ((vocab as f64).powf(u) as usize)
+            .saturating_sub(1)
+            .min(vocab - 1);
+        let word = &words[rank];
+        let start = out.len();
+        out.extend_from_slice(word);
+        if capital {
+            out[start] = out[start].to_ascii_uppercase();
+        }
+        capital = false;
+        match rng.range(0, 100) {
+            0..=5 => out.push(b','),
+            6..=9 => {
+                out.push(b'.');
+                capital = true;
+            }
+            _ => {}
+        }
+        line += out.len() - start + 1;
+        if line > 70 {
+            out.push(b'\n');
+            line = 0;
+        } else {
+            out.push(b' ');
+        }
+    }
+    out.truncate(size);
+    out
+}

@@ -99,7 +99,7 @@ fn count_bytes(
         // CSV can turn out malformed halfway: count aside and merge only a clean parse. A piece after
         // the first gets the file's header record in front, so columns are found by name.
         Format::Csv => {
-            let mut own = WordCounts::new();
+            let mut own = tokenizer.new_counts();
             let mut count_fields = |data: &[u8]| {
                 csv_text::for_each_field(&task.path, data, csv_column, |field| {
                     tokenizer.count(field, &mut own)
@@ -112,7 +112,7 @@ fn count_bytes(
                 with_header.extend_from_slice(buf);
                 count_fields(&with_header)?;
             }
-            counts.merge(own);
+            counts.merge(&own);
         }
     }
     Ok(counts.total() - before)

@@ -5,7 +5,6 @@ use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use redcount_count::partial;
 use redcount_count::{Tokenizer, WordCounts};
 use redcount_protocol::{
     live_window, Aggregation, ClaimRequest, Claimed, CommitOutcome, Deferral,
@@ -64,6 +63,7 @@ pub fn run_worker(
     redcount_input::object::set_retry_budget(lease);
     let renewer_job = Job::new(Link::open(url, options.link.clone())?, job_name)?;
     let mut worker = Worker {
+        spare: None,
         tokenizer: build_tokenizer(
             &spec,
             match spec.dictionary {
@@ -194,6 +194,9 @@ struct Worker<'a> {
     options: &'a WorkerOptions,
     renewer: Renewer,
     tokenizer: Tokenizer,
+    /// The counts table of the last committed batch, cleared and reused by the next one (its
+    /// memory is sized for this job's vocabulary already).
+    spare: Option<WordCounts>,
     csv_column: String,
     aggregation: Aggregation,
     partitions: u32,
@@ -211,6 +214,21 @@ struct Worker<'a> {
 }
 
 impl Worker<'_> {
+    /// An empty batch, counting into the spare table when there is one.
+    fn new_batch(&mut self) -> Batch {
+        let merged = match self.spare.take() {
+            Some(mut table) => {
+                table.clear();
+                table
+            }
+            None => self.tokenizer.new_counts(),
+        };
+        Batch {
+            merged,
+            ..Batch::default()
+        }
+    }
+
     /// One round: claim, count, commit. True when the job is finished.
     fn step(&mut self) -> anyhow::Result<bool> {
         // 0. merge the partitions that are due, now and then while counting (so the live result
@@ -250,7 +268,7 @@ impl Worker<'_> {
         // 2. count. While more work is waiting and the batch is under budget, claim and count more:
         // Redis pays per distinct word of every commit, so fewer, larger commits cost it far less.
         let started = Instant::now();
-        let mut batch = Batch::default();
+        let mut batch = self.new_batch();
         // A task handed out alone (its last holder died holding it) is counted and committed before
         // anything else is taken: if it kills this worker too, it alone is charged for that.
         let mut isolated = false;
@@ -475,7 +493,7 @@ impl Worker<'_> {
                         .commit(Now::Coordinator, &me, &batch.counted, batch.merged.iter())?
                 }
                 Aggregation::Workers => {
-                    let blobs = partial::partition_blobs(batch.merged.iter(), self.partitions);
+                    let blobs = batch.merged.partition_blobs(self.partitions);
                     if std::mem::take(&mut claim_next) {
                         let request = claim_request(
                             &self.report.name,
@@ -505,6 +523,7 @@ impl Worker<'_> {
                 CommitOutcome::Applied => {
                     self.report.commits += 1;
                     self.report.tasks_committed += batch.counted.len() as u64;
+                    self.spare = Some(batch.merged);
                     return Ok(());
                 }
                 CommitOutcome::Duplicate => {
@@ -513,11 +532,12 @@ impl Worker<'_> {
                         batch.counted.len()
                     );
                     self.report.duplicates += batch.counted.len() as u64;
+                    self.spare = Some(batch.merged);
                     return Ok(());
                 }
                 CommitOutcome::Partial(gone) => {
                     self.report.duplicates += gone.len() as u64;
-                    let mut rest = Batch::default();
+                    let mut rest = self.new_batch();
                     for task in std::mem::take(&mut batch.tasks)
                         .into_iter()
                         .filter(|t| !gone.contains(&t.id))

@@ -231,6 +231,15 @@ pub struct BenchArgs {
     /// counts checked).
     #[arg(long, conflicts_with_all = ["coordinator", "raft", "raft_reads", "aggregation", "hosts", "soak", "seed", "object_store"])]
     pub churn: bool,
+    /// Measure the counting kernel on one core (tokenize, count, build the partition blobs), the
+    /// new loop against the old one for each tokenizer on English-like text, large files, a rich
+    /// vocabulary and 2.2 M distinct ids; then 1 GB in 4 files and 43 MB --lowercase end to end
+    /// with 2 workers, against --compare-exe when given.
+    #[arg(long, conflicts_with_all = ["coordinator", "raft", "raft_reads", "aggregation", "hosts", "soak", "seed", "object_store", "churn"])]
+    pub kernel: bool,
+    /// Another redcount executable (an older build) to run --kernel's whole jobs with, side by side.
+    #[arg(long, value_name = "EXE", requires = "kernel")]
+    pub compare_exe: Option<PathBuf>,
     /// Minutes of the --soak stream.
     #[arg(long, default_value_t = 10.0, requires = "soak")]
     pub minutes: f64,

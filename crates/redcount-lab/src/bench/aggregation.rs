@@ -220,7 +220,7 @@ fn in_process_count(dir: &Path) -> anyhow::Result<f64> {
         (ta.join().unwrap_or_else(|_| Ok(WordCounts::new())), cb)
     });
     let mut counts = ca?;
-    counts.merge(cb?);
+    counts.merge(&cb?);
     let mut all: Vec<(Vec<u8>, u64)> = counts.iter().map(|(w, n)| (w.to_vec(), n)).collect();
     partial::sort_by_count(&mut all);
     let out = dir.with_extension("floor.tsv");
@@ -433,7 +433,7 @@ fn write_tiny(dir: &Path, text: &[u8], n: usize, seed: u64) -> anyhow::Result<()
 }
 
 /// One file of `tokens` ids drawn from `distinct` (the shape of "count by user id").
-fn write_ids(dir: &Path, tokens: u64, distinct: u64, seed: u64) -> anyhow::Result<()> {
+pub(super) fn write_ids(dir: &Path, tokens: u64, distinct: u64, seed: u64) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     let mut rng = Rng(seed);
     let mut f = std::io::BufWriter::new(std::fs::File::create(dir.join("ids.txt"))?);

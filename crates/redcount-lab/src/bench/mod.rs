@@ -21,6 +21,7 @@ mod aggregation;
 mod churn;
 mod coordinator;
 mod hosts;
+mod kernel;
 mod object_store;
 mod raft;
 mod seed;
@@ -29,6 +30,7 @@ pub use aggregation::bench_aggregation;
 pub use churn::bench_churn;
 pub use coordinator::{bench_coordinator, ModeRow};
 pub use hosts::{bench_hosts, measure_hosts, HostsPlan, HostsRow};
+pub use kernel::bench_kernel;
 pub use object_store::{bench_object_store, ObjectStoreRow};
 pub use raft::{bench_raft, bench_raft_reads};
 pub use seed::bench_seed;
@@ -49,6 +51,8 @@ pub struct BenchOptions {
     pub dir: Option<PathBuf>,
     /// The redcount executable, to start workers with.
     pub worker_exe: PathBuf,
+    /// Another redcount executable to run the same jobs with, side by side (`--compare-exe`).
+    pub compare_exe: Option<PathBuf>,
 }
 
 /// One measured run.

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use redcount_lab::bench::{
     bench as run_bench, bench_aggregation, bench_churn, bench_coordinator, bench_hosts,
-    bench_object_store, bench_raft, bench_raft_reads, bench_seed, bench_soak, BenchOptions,
+    bench_kernel, bench_object_store, bench_raft, bench_raft_reads, bench_seed, bench_soak,
+    BenchOptions,
 };
 
 use crate::cli::BenchArgs;
@@ -24,8 +25,11 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         dir: args.dir,
         worker_exe: std::env::current_exe()
             .context("cannot find the redcount executable to start workers")?,
+        compare_exe: args.compare_exe,
     };
-    if args.churn {
+    if args.kernel {
+        bench_kernel(&options, args.runs.max(1))?;
+    } else if args.churn {
         bench_churn(&options, args.runs.max(1))?;
     } else if args.object_store {
         bench_object_store(&options, args.runs.max(1))?;

@@ -56,6 +56,7 @@ pub fn hosts(args: HostsExperimentArgs) -> anyhow::Result<ExitCode> {
         large_mb: args.large_mb,
         dir: None,
         worker_exe: std::env::current_exe().context("cannot find the redcount executable")?,
+        compare_exe: None,
     };
     let report = redcount_lab::hosts_experiment::hosts_experiment(
         &options,
