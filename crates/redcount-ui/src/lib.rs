@@ -36,7 +36,7 @@ impl Dashboard {
     /// once when the address is taken or Redis cannot be reached.
     pub fn start(url: &str, listen: SocketAddr, only: Option<String>) -> anyhow::Result<Dashboard> {
         let listener = std::net::TcpListener::bind(listen).with_context(|| {
-            format!("cannot listen on {listen} for the dashboard: pick another address with --listen or --ui ADDR")
+            format!("cannot listen on {listen} for the dashboard: pick another address (`redcount ui --listen ADDR`, or `--ui=ADDR` on `run` and `stream`)")
         })?;
         listener
             .set_nonblocking(true)

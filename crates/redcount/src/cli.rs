@@ -366,9 +366,10 @@ pub struct JobArgs {
     /// --latency-out before it leaves Redis.
     #[arg(long, value_name = "RECORDS", default_value_t = redcount_protocol::DEFAULT_HISTORY)]
     pub history: u64,
-    /// Serve the live dashboard of this job while it runs, on ADDR (default 127.0.0.1:7377); the
-    /// URL is printed. It stops with the job: `redcount ui --redis URL` serves any Redis for longer.
-    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = redcount_ui::DEFAULT_LISTEN)]
+    /// Serve the live dashboard of this job while it runs, on 127.0.0.1:7377 or --ui=ADDR (with
+    /// `=`: a word after a bare --ui is an input); the URL is printed. It stops with the job:
+    /// `redcount ui --redis URL` serves any Redis for longer.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, require_equals = true, default_missing_value = redcount_ui::DEFAULT_LISTEN)]
     pub ui: Option<std::net::SocketAddr>,
 }
 
@@ -722,6 +723,27 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The README's `redcount run --ui corpus/`: the directory is an input, not the dashboard's
+    /// address (an optional value is taken only as `--ui=ADDR`).
+    #[test]
+    fn ui_without_an_address_leaves_the_next_word_an_input() {
+        let cli = Cli::try_parse_from(["redcount", "run", "--ui", "corpus/"]).expect("parses");
+        let Command::Run(run) = cli.command else {
+            panic!("not a run")
+        };
+        assert_eq!(run.job.inputs, vec!["corpus/".to_string()]);
+        assert_eq!(
+            run.job.ui.map(|a| a.to_string()).as_deref(),
+            Some(redcount_ui::DEFAULT_LISTEN)
+        );
+        let cli = Cli::try_parse_from(["redcount", "run", "--ui=127.0.0.1:9", "corpus/"])
+            .expect("parses");
+        let Command::Run(run) = cli.command else {
+            panic!("not a run")
+        };
+        assert_eq!(run.job.ui.map(|a| a.port()), Some(9));
+    }
 
     #[test]
     fn durations_and_sizes_parse_as_documented() {

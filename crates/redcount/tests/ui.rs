@@ -102,7 +102,7 @@ async fn the_job_page_follows_a_stream_job_to_finished_without_reloading() {
             "--kill-worker",
             "1500ms",
         ])
-        .args(["--ui", &format!("127.0.0.1:{ui_port}"), "--out"])
+        .args([&format!("--ui=127.0.0.1:{ui_port}"), "--out"])
         .arg(&out)
         .arg(&corpus)
         .stdout(Stdio::piped())
