@@ -3,7 +3,8 @@
 //! crashed on purpose (`--chaos-redis`): SIGKILL, never a clean shutdown, so recovery really starts
 //! from the last checkpoint.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -41,7 +42,8 @@ pub struct EmbeddedRedis {
     url: String,
     url_file: std::path::PathBuf,
     restarts: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
+    /// Dropped to stop the watcher at once (it waits on the channel between looks).
+    stop: Option<Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -62,12 +64,14 @@ impl EmbeddedRedis {
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", url_file.display()))?;
         let server = Arc::new(Mutex::new(server));
         let restarts = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (srv, count, flag) = (server.clone(), restarts.clone(), stop.clone());
+        let (stop, stopped) = channel::<()>();
+        let (srv, count) = (server.clone(), restarts.clone());
         let thread = std::thread::spawn(move || {
             let mut last_chaos = Instant::now();
-            while !flag.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(20));
+            // Looks every 20 ms until the channel says stop (or its sender is dropped).
+            while let Err(RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(Duration::from_millis(20))
+            {
                 let mut s = lock(&srv);
                 if let Some(status) = s.exited() {
                     tracing::warn!(
@@ -90,7 +94,7 @@ impl EmbeddedRedis {
             url,
             url_file,
             restarts,
-            stop,
+            stop: Some(stop),
             thread: Some(thread),
         })
     }
@@ -123,7 +127,7 @@ impl EmbeddedRedis {
 
 impl Drop for EmbeddedRedis {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        drop(self.stop.take());
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }

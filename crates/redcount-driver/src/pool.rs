@@ -4,8 +4,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::Context;
 use nix::sys::signal::{kill, Signal};
@@ -23,7 +24,7 @@ pub const REDIS_URL_ENV: &str = "REDIS_URL";
 pub fn start_workers(
     session: &Session,
     options: &JobOptions,
-) -> anyhow::Result<Option<std::sync::Arc<WorkerPool>>> {
+) -> anyhow::Result<Option<Arc<WorkerPool>>> {
     if options.workers == 0 {
         match &session.server {
             // The private Redis has a random password: its URL is in a file only this user reads.
@@ -47,7 +48,7 @@ pub fn start_workers(
         options.workers,
         &options.worker,
     )?;
-    Ok(Some(std::sync::Arc::new(pool)))
+    Ok(Some(Arc::new(pool)))
 }
 
 /// A set of worker processes, killed when dropped.
@@ -170,12 +171,35 @@ impl WorkerPool {
         (running, failed)
     }
 
-    /// Waits up to `grace` for workers to exit on their own (they do once the job is finished).
+    /// Waits up to `grace` for workers to exit on their own (they do the moment the job ends),
+    /// then kills any that are left. A thread blocks in `wait` for them, so the driver learns of
+    /// each exit when it happens instead of polling for it (a one-file job's last milliseconds).
     pub fn finish(self, grace: Duration) {
-        let deadline = Instant::now() + grace;
-        while self.poll().0 > 0 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
+        let children = std::mem::take(&mut *self.lock());
+        let reaped: Arc<Vec<AtomicBool>> =
+            Arc::new(children.iter().map(|_| AtomicBool::new(false)).collect());
+        let pids: Vec<u32> = children.iter().map(Child::id).collect();
+        let (done, all_exited) = std::sync::mpsc::channel();
+        let waiter = {
+            let reaped = Arc::clone(&reaped);
+            std::thread::spawn(move || {
+                for (i, mut child) in children.into_iter().enumerate() {
+                    let _ = child.wait();
+                    reaped[i].store(true, Ordering::SeqCst);
+                }
+                let _ = done.send(());
+            })
+        };
+        if all_exited.recv_timeout(grace).is_err() {
+            for (i, pid) in pids.iter().enumerate() {
+                if !reaped[i].load(Ordering::SeqCst) {
+                    let pid = Pid::from_raw(*pid as i32);
+                    let _ = kill(pid, Signal::SIGCONT);
+                    let _ = kill(pid, Signal::SIGKILL);
+                }
+            }
         }
+        let _ = waiter.join();
     }
 }
 

@@ -192,7 +192,7 @@ pub fn stream(options: &StreamOptions, interrupted: &AtomicBool) -> anyhow::Resu
     // read, the job is cancelled and the latency so far written.
     let mut inject_and_wait = || -> anyhow::Result<crate::session::JobResult> {
         let mut next_batch = 0u32;
-        loop {
+        'inject: loop {
             let due = start + interval * next_batch;
             if let StreamLimit::Duration(d) = options.limit {
                 if due.duration_since(start) >= d {
@@ -212,7 +212,11 @@ pub fn stream(options: &StreamOptions, interrupted: &AtomicBool) -> anyhow::Resu
                     std::thread::sleep(wait);
                     break;
                 }
-                session.follow_commits(wait - Duration::from_millis(1))?;
+                // A job that ended before its stream did (cancelled by an operator, failed on a
+                // lost key) takes no more files: the wait below says why.
+                if session.follow_commits(wait - Duration::from_millis(1))? {
+                    break 'inject;
+                }
             }
             let count = match total_files {
                 Some(n) => (n - injected).min(batch as u64),

@@ -132,17 +132,8 @@ pub fn wait_until_finished(
                 pool.replace_exited()?;
             }
         }
-        // Once every task is committed or given up only merges are left, which write no commit
-        // record to wake on: look again soon rather than at the next 200 ms wake-up (measured: that
-        // wait was a large share of a short job's tail).
-        let wait = if status.tasks_all_done() {
-            MERGE_POLL
-        } else {
-            Duration::from_millis(200)
-        };
-        session.follow_commits(wait)?;
+        // Woken by the next commit or by the job's end (the last merge, a stop); the timeout only
+        // bounds how late an exited worker is noticed.
+        session.follow_commits(Duration::from_millis(200))?;
     }
 }
-
-/// How often the driver looks at a job whose tasks are all done while its partials are merged.
-const MERGE_POLL: Duration = Duration::from_millis(20);

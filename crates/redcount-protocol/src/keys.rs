@@ -72,6 +72,12 @@ impl JobKeys {
         format!("{}top:{p}", self.prefix)
     }
 
+    /// Stream: one entry (`1-0`), added when the job ends (finished, cancelled or failed); every
+    /// blocking read also reads it from `0-0`, so waiting ends with the job.
+    pub fn end(&self) -> String {
+        format!("{}end", self.prefix)
+    }
+
     /// String: partial blob `seq` of partition `p`, committed and not yet merged.
     pub fn part(&self, p: u32, seq: &str) -> String {
         format!("{}part:{p}:{seq}", self.prefix)

@@ -10,7 +10,7 @@
 --   * validate every argument before the first write (Redis has no rollback).
 -- KEYS are always the nine keys of one job, in the order of `JobKeys::all` in keys.rs.
 
-local LIBRARY_VERSION = 33
+local LIBRARY_VERSION = 34
 
 local K_TASKS, K_LEASES, K_COUNTS, K_META, K_DONE, K_DEAD, K_INFLIGHT, K_WORKERS, K_EVENTS = 1, 2, 3, 4, 5, 6, 7, 8, 9
 local GROUP = 'workers'
@@ -65,9 +65,27 @@ end
 -- same names): `parts:<p>` (sorted set: partial seq -> committed_ms), `part:<p>:<seq>` (one partial
 -- blob), `result:<p>` (the merged blob), `top:<p>` (its top-K blob), `merge` (hash: `lease:<p>` ->
 -- `deadline:worker`, `gen:<p>`, `distinct:<p>`, `words:<p>`), `stage:<worker>:<token>:<p>` (a blob
--- being staged), `staged` (their names), `failed` (packed files recorded dead), `lacks:<id>`.
+-- being staged), `staged` (their names), `failed` (packed files recorded dead), `lacks:<id>`,
+-- `end` (a stream of one entry, written when the job ends: see note_end).
 local function job_key(keys, suffix)
   return string.sub(keys[K_META], 1, -5) .. suffix
+end
+
+-- The keys beyond the nine that hold the job's own state (not per partition, task or worker): made
+-- by the job's calls, refused as leftovers when a job is made, removed with the job.
+local AUX_SUFFIXES = { 'merge', 'staged', 'failed', 'splits', 'end' }
+
+-- A job's end (finished, cancelled or failed) is announced once, as the one entry `1-0` of its
+-- `end` stream, when `finished_ms` is first set. Every blocking read of a worker or a driver reads
+-- that stream from `0-0` beside what it waits for, so it wakes the moment the job ends (and at
+-- once when it already has) instead of finding out at its next poll.
+local function note_end(keys, now)
+  if redis.call('HSETNX', keys[K_META], 'finished_ms', now) == 1 then
+    local stream = job_key(keys, 'end')
+    if redis.call('EXISTS', stream) == 0 then
+      redis.call('XADD', stream, '1-0', 'at', now)
+    end
+  end
 end
 
 -- A job ends without a result when it is cancelled (`stop`, by an operator or a stopped stream) or
@@ -86,7 +104,7 @@ local function stop_job(keys, now, kind, reason)
     return false
   end
   redis.call('HSET', keys[K_META], 'state', kind, 'stop_reason', reason)
-  redis.call('HSETNX', keys[K_META], 'finished_ms', now)
+  note_end(keys, now)
   return true
 end
 
@@ -354,7 +372,7 @@ end
 local function note_finished(keys, now)
   local finished = is_finished(keys)
   if finished then
-    redis.call('HSETNX', keys[K_META], 'finished_ms', now)
+    note_end(keys, now)
   end
   return finished
 end
@@ -378,7 +396,10 @@ local function create(keys, args)
       left = left + redis.call('EXISTS', key)
     end
   end
-  for _, suffix in ipairs({ 'merge', 'staged', 'failed', 'splits', 'parts:0', 'result:0' }) do
+  for _, suffix in ipairs(AUX_SUFFIXES) do
+    left = left + redis.call('EXISTS', job_key(keys, suffix))
+  end
+  for _, suffix in ipairs({ 'parts:0', 'result:0' }) do
     left = left + redis.call('EXISTS', job_key(keys, suffix))
   end
   if left > 0 then
@@ -1360,7 +1381,7 @@ local function drop(keys, args)
     for _, id in ipairs(redis.call('ZRANGE', keys[K_LEASES], 0, -1)) do
       deleted = deleted + redis.call('UNLINK', lacks_key(keys, id))
     end
-    for _, suffix in ipairs({ 'merge', 'failed', 'staged', 'splits' }) do
+    for _, suffix in ipairs(AUX_SUFFIXES) do
       deleted = deleted + redis.call('UNLINK', job_key(keys, suffix))
     end
     for _, key in ipairs(keys) do
@@ -1413,7 +1434,8 @@ local function drop(keys, args)
   if not unlink_members(keys[K_LEASES], function(id) return lacks_key(keys, id) end) then
     return { deleted, 1 }
   end
-  for _, suffix in ipairs({ 'merge', 'failed', 'splits' }) do
+  -- (`staged` went with its last member above: unlinking it again finds nothing.)
+  for _, suffix in ipairs(AUX_SUFFIXES) do
     unlink(job_key(keys, suffix))
   end
   for i, key in ipairs(keys) do

@@ -250,34 +250,51 @@ impl Job {
         Ok(reply.unwrap_or_default())
     }
 
-    /// Blocks up to `timeout` until a task is added after `task_id` or a commit after `done_id`.
-    /// Read-only, so it is a safe wake-up signal on replicas too; the caller re-checks with `claim`.
+    /// Blocks up to `timeout` until a task is added after `task_id`, a commit after `done_id`, or
+    /// the job ends. Read-only, so it is a safe wake-up signal on replicas too; the caller
+    /// re-checks with `claim`.
     pub fn wait_for_change(
         &mut self,
         task_id: &str,
         done_id: &str,
         timeout: Duration,
     ) -> Result<()> {
-        let (tasks, done) = (self.keys.tasks.clone(), self.keys.done.clone());
-        self.read_blocking(&[(&tasks, task_id), (&done, done_id)], 1, timeout)
-            .map(|_| ())
+        let (tasks, done, end) = (
+            self.keys.tasks.clone(),
+            self.keys.done.clone(),
+            self.keys.end(),
+        );
+        self.read_blocking(
+            &[(&tasks, task_id), (&done, done_id), (&end, "0-0")],
+            1,
+            timeout,
+        )
+        .map(|_| ())
     }
 
     /// Blocks up to `timeout` for commit records after record `after` (ids are `n-0`; records the
-    /// job's history no longer holds are skipped), and returns each as (n, record), in order: the
-    /// driver's wake-up, and its record of what was committed when.
+    /// job's history no longer holds are skipped) or for the job's end, and returns each record as
+    /// (n, record), in order, and whether the job has ended: the driver's wake-up, and its record
+    /// of what was committed when.
     pub fn commits_after(
         &mut self,
         after: u64,
         timeout: Duration,
-    ) -> Result<Vec<(u64, DoneRecord)>> {
-        let key = self.keys.done.clone();
-        let entries = self.read_blocking(&[(&key, &format!("{after}-0"))], 1000, timeout)?;
-        Ok(entries
+    ) -> Result<(Vec<(u64, DoneRecord)>, bool)> {
+        let (key, end) = (self.keys.done.clone(), self.keys.end());
+        let entries = self.read_blocking(
+            &[(&key, &format!("{after}-0")), (&end, "0-0")],
+            1000,
+            timeout,
+        )?;
+        let ended = entries.iter().any(|(stream, _)| *stream == end);
+        let records = entries
             .into_iter()
+            .filter(|(stream, _)| *stream == key)
             .flat_map(|(_, entries)| entries)
             .map(|(id, fields)| (id_number(&id, after), DoneRecord::from_fields(&fields)))
-            .collect())
+            .collect();
+        Ok((records, ended))
     }
 
     /// Checks that a finished job's result holds every word its commits counted (`words`, the

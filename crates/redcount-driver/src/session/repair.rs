@@ -327,9 +327,11 @@ impl Session {
         }
     }
 
-    /// Waits up to `timeout` for commits and records which tasks they were.
-    pub fn follow_commits(&mut self, timeout: Duration) -> anyhow::Result<()> {
-        for (n, record) in self.job.commits_after(self.commits.cursor, timeout)? {
+    /// Waits up to `timeout` for commits or the job's end, and records which tasks they were.
+    /// True when the job has ended (finished, cancelled or failed): waiting longer is pointless.
+    pub fn follow_commits(&mut self, timeout: Duration) -> anyhow::Result<bool> {
+        let (records, ended) = self.job.commits_after(self.commits.cursor, timeout)?;
+        for (n, record) in records {
             let skipped = n.saturating_sub(self.commits.cursor + 1);
             if self.commits.cursor > 0 && skipped > 0 {
                 tracing::warn!(
@@ -342,7 +344,7 @@ impl Session {
                 self.spill.push(&LatencyRow::from(&old))?;
             }
         }
-        Ok(())
+        Ok(ended)
     }
 
     /// Reads the `done` stream up to its first `done` records (the job's count), so that no commit
