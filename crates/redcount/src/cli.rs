@@ -237,6 +237,14 @@ pub struct BenchArgs {
     /// with 2 workers, against --compare-exe when given.
     #[arg(long, conflicts_with_all = ["coordinator", "raft", "raft_reads", "aggregation", "hosts", "soak", "seed", "object_store", "churn"])]
     pub kernel: bool,
+    /// Measure what a job costs beyond counting: a one-file job with an external and a private
+    /// Redis, then --small-files rich-vocabulary files and --tiny-files files of ~140 bytes against
+    /// the in-process 2-thread count (first commit, driver RSS, counts checked).
+    #[arg(long, conflicts_with_all = ["coordinator", "raft", "raft_reads", "aggregation", "hosts", "soak", "seed", "object_store", "churn", "kernel"])]
+    pub instant: bool,
+    /// Number of ~140-byte files of --instant.
+    #[arg(long, default_value_t = 500_000, requires = "instant")]
+    pub tiny_files: usize,
     /// Another redcount executable (an older build) to run --kernel's whole jobs with, side by side.
     #[arg(long, value_name = "EXE", requires = "kernel")]
     pub compare_exe: Option<PathBuf>,

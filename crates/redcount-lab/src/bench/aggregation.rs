@@ -38,7 +38,7 @@ pub fn bench_aggregation(options: &BenchOptions, runs: usize) -> anyhow::Result<
     eprintln!("bench: writing corpora in {}", dir.display());
     write_rich(&rich, &text, options.small_files, 7)?;
     write_large(&large, &text, options.large_mb * 1_000_000)?;
-    write_tiny(&tiny, &text, 50_000, 11)?;
+    write_tiny(&tiny, &text, 50_000, 11, 60, 80)?;
     write_ids(&ids, 4_000_000, 2_200_000, 13)?;
 
     println!("| corpus | MB | distinct words | aggregation | wall s | x in-process | Redis CPU s/GB | longest call ms | Redis peak MB | worker max RSS MB |");
@@ -200,7 +200,7 @@ impl WorkerRss {
 
 /// The floor: read and count every file in this process with two threads, then write every word
 /// sorted, as `--out` does. Returns seconds.
-fn in_process_count(dir: &Path) -> anyhow::Result<f64> {
+pub(super) fn in_process_count(dir: &Path) -> anyhow::Result<f64> {
     let started = Instant::now();
     let files = redcount_input::expand::expand(&[dir.display().to_string()])?;
     let half = files.len().div_ceil(2);
@@ -408,13 +408,21 @@ pub(super) fn write_rich(dir: &Path, text: &[u8], n: usize, seed: u64) -> anyhow
     Ok(())
 }
 
-/// `n` files of ~100 bytes from the source text.
-fn write_tiny(dir: &Path, text: &[u8], n: usize, seed: u64) -> anyhow::Result<()> {
+/// `n` files of `min` to `min + spread` bytes (and to the end of a word) from the source text,
+/// 1,000 to a directory.
+pub(super) fn write_tiny(
+    dir: &Path,
+    text: &[u8],
+    n: usize,
+    seed: u64,
+    min: usize,
+    spread: u64,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     let mut rng = Rng(seed);
     let mut pos = 0usize;
     for i in 0..n {
-        let size = 60 + (rng.next() % 80) as usize;
+        let size = min + (rng.next() % spread) as usize;
         if pos + size + 64 >= text.len() {
             pos = 0;
         }

@@ -263,7 +263,7 @@ fn end_to_end(
 }
 
 /// One `run` of `exe` under `/usr/bin/time` (wall seconds, peak RSS MB of its largest process).
-fn timed_run(
+pub(super) fn timed_run(
     exe: &Path,
     url: &str,
     input: &Path,

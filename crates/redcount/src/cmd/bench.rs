@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use redcount_lab::bench::{
     bench as run_bench, bench_aggregation, bench_churn, bench_coordinator, bench_hosts,
-    bench_kernel, bench_object_store, bench_raft, bench_raft_reads, bench_seed, bench_soak,
-    BenchOptions,
+    bench_instant, bench_kernel, bench_object_store, bench_raft, bench_raft_reads, bench_seed,
+    bench_soak, BenchOptions,
 };
 
 use crate::cli::BenchArgs;
@@ -27,7 +27,9 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             .context("cannot find the redcount executable to start workers")?,
         compare_exe: args.compare_exe,
     };
-    if args.kernel {
+    if args.instant {
+        bench_instant(&options, args.runs.max(1), args.tiny_files)?;
+    } else if args.kernel {
         bench_kernel(&options, args.runs.max(1))?;
     } else if args.churn {
         bench_churn(&options, args.runs.max(1))?;
