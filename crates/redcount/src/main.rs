@@ -32,6 +32,9 @@ fn main() -> ExitCode {
     }
     match cmd::dispatch(cli.command) {
         Ok(code) => code,
+        // The reader of our output went away (`redcount counts | head`): its choice, not an
+        // error. Everything else (an --out file, the job) is done by the time anything is printed.
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
             // 128 + the signal, as a shell reports a process stopped by Ctrl-C (130) or SIGTERM (143).
@@ -42,4 +45,13 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// True when `err` comes from writing to a pipe whose reader has closed it.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

@@ -15,6 +15,52 @@ fn the_sample_corpus_matches_the_oracle() {
     assert_same_counts(&expected, &got);
 }
 
+/// `redcount run ... | head` closes the pipe before everything is printed: that is the reader's
+/// choice, not an error (it printed `error: Broken pipe (os error 32)` and exited 1), and the
+/// `--out` file is written whole all the same.
+#[test]
+fn a_reader_that_stops_early_is_not_an_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let corpus = redcount_testkit::sample_corpus();
+    let out = dir.path().join("counts.tsv");
+    // The reader is gone before anything is written.
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let mut child = redcount()
+        .args([
+            "run",
+            "--workers",
+            "1",
+            "--no-progress",
+            "--top",
+            "1000",
+            "--out",
+        ])
+        .arg(&out)
+        .arg(&corpus)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start redcount");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
+    let status = redcount_testkit::wait_with_timeout(
+        &mut child,
+        std::time::Duration::from_secs(120),
+        "run with a closed stdout",
+    );
+    let stderr = errors.join().unwrap_or_default();
+    assert!(
+        status.success() && !stderr.contains("Broken pipe"),
+        "{status}: {stderr}"
+    );
+    assert_same_counts(&oracle_count(&files_below(&corpus)), &read_out_file(&out));
+}
+
 #[test]
 fn the_sample_corpus_on_a_lived_in_redis_is_exact_and_leaves_the_rest_as_it_was() {
     let server = lived_in::lived_in_redis();
