@@ -174,10 +174,12 @@ fn wait_for_spec(job: &mut Job, patience: Duration) -> anyhow::Result<JobSpec> {
         match job.spec() {
             Err(ProtocolError::NoJob { .. }) if Instant::now() < deadline => {
                 if !said {
-                    tracing::info!(
-                        "waiting for job '{}' to appear at {}",
+                    tracing::warn!(
+                        "there is no job '{}' at {} yet: waiting up to {:.0} s for a driver to \
+                         make it (`redcount jobs` lists the jobs there; check --job and --redis)",
                         job.name(),
-                        job.addr()
+                        job.addr(),
+                        patience.as_secs_f64()
                     );
                     said = true;
                 }

@@ -397,3 +397,33 @@ fn a_password_in_the_url_query_works_and_is_never_printed() {
     assert!(!out.status.success());
     assert!(!stderr(&out).contains("wrong-s3cret"), "{}", stderr(&out));
 }
+
+/// A worker started by hand says at once what it waits for (a mistyped `--job` waited 60 s in
+/// silence), and when the job is over, what it did (it printed nothing); the job is exact.
+#[test]
+fn a_worker_started_by_hand_says_what_it_waits_for_and_what_it_did() {
+    let server = server_with(&[]);
+    let url = server.url();
+    let env = [("REDIS_URL", url.clone())];
+    let mistyped = run_env(&env, &["worker", "--job", "nope", "--wait-for-job", "1s"]);
+    assert!(!mistyped.status.success());
+    let said = stderr(&mistyped);
+    assert!(
+        said.contains("there is no job 'nope'") && said.contains("redcount jobs"),
+        "{said}"
+    );
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = dir.path().join("in");
+    let files = write_text_corpus(&input, 20, 100, 5_000, 11);
+    let out = dir.path().join("out.tsv");
+    let driver = start_driver(&url, "by-hand", &out, &input, &[]);
+    let worker = run_ok_env(&env, &["worker", "--job", "by-hand"]);
+    let printed = String::from_utf8_lossy(&worker.stdout);
+    assert!(
+        printed.contains("job 'by-hand' is over; this worker committed"),
+        "{printed}"
+    );
+    wait_success(driver, Duration::from_secs(60), "the driver");
+    assert_same_counts(&oracle_count(&files), &read_out_file(&out));
+}

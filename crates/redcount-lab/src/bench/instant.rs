@@ -56,13 +56,14 @@ pub fn bench_instant(options: &BenchOptions, runs: usize, tiny_files: usize) -> 
     write_tiny(&tiny, &text, tiny_files, 11, 80, 120)?;
     println!("| corpus | MB | in-process 2 threads s | job s (external Redis, 2 workers, --out) | job / in-process | first commit after s | largest process peak RSS MB |");
     println!("|---|---|---|---|---|---|---|");
-    for (name, path) in [
+    let corpora = [
         (
             format!("{} small files, rich vocabulary", options.small_files),
             &rich,
         ),
         (format!("{tiny_files} files of ~140 bytes"), &tiny),
-    ] {
+    ];
+    for (corpus, (name, path)) in corpora.into_iter().enumerate() {
         let mb = dir_bytes(path)? as f64 / 1e6;
         let files = redcount_input::expand::expand(&[path.display().to_string()])?;
         let expected = word_counts(&files)?;
@@ -73,7 +74,7 @@ pub fn bench_instant(options: &BenchOptions, runs: usize, tiny_files: usize) -> 
         for run in 0..runs {
             floors.push(in_process_count(path)?);
             let out = dir.join("instant-out.tsv");
-            let job = format!("instant-{}-{run}", name.len());
+            let job = format!("instant-{corpus}-{run}");
             let started_ms = unix_ms();
             let (wall, peak) = timed_run(exe, &url, path, &[], &out, &job)?;
             check_counts(&out, &expected).with_context(|| name.clone())?;

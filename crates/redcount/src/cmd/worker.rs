@@ -1,5 +1,6 @@
 //! `redcount worker`.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use redcount_worker::run_worker;
@@ -23,8 +24,12 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         }
         Err(err) => return Err(err),
     };
-    tracing::info!(
-        "{}: job '{}' finished; committed {} tasks in {} commits, {} duplicates, {} failed",
+    // On stdout: the one line a person who started this worker gets (a driver's workers have
+    // their stdout closed, so `run` prints nothing extra).
+    let _ = writeln!(
+        std::io::stdout(),
+        "worker {}: job '{}' is over; this worker committed {} tasks in {} commits ({} already \
+         committed by another worker, {} inputs failed)",
         report.name,
         args.job,
         report.tasks_committed,
