@@ -12,51 +12,68 @@ use crate::{InputError, InputFile};
 /// `s3://BUCKET/PREFIX` as every object under it ([`object::list`]). Anything that names nothing
 /// is an error, before any work starts.
 pub fn inputs(arguments: &[String]) -> Result<Vec<InputFile>, InputError> {
-    use std::os::unix::fs::MetadataExt;
     let mut out = Vec::new();
-    let mut seen = HashSet::new();
-    // Across arguments too: `run DIR DIR/a.txt` names a.txt twice.
-    let mut seen_files = HashSet::new();
+    // Across arguments too: `run DIR DIR/a.txt` names a.txt twice (within one, [`expand`] does).
+    let mut seen = Seen::default();
     for argument in arguments {
-        let found: Vec<InputFile> = if argument.starts_with(SCHEME) {
-            object::list(argument)?
-                .into_iter()
-                .map(|o| InputFile {
-                    path: o.url,
-                    size: o.size,
-                    version: o.version,
-                })
-                .collect()
-        } else {
-            expand(std::slice::from_ref(argument))?
-                .into_iter()
-                .map(|path| {
-                    // A file that cannot be stat'ed now still becomes a task: its worker reports
-                    // why it cannot be read (it vanished, or is unreadable).
-                    let meta = std::fs::metadata(&path).ok();
-                    InputFile {
-                        size: meta.as_ref().map_or(0, |m| m.len()),
-                        version: meta
-                            .as_ref()
-                            .filter(|m| m.is_file())
-                            .map(crate::read::local_version),
-                        path,
-                    }
-                })
-                .collect()
-        };
-        for input in found {
-            let same_file = (!object::is_object(&input.path))
-                .then(|| std::fs::metadata(&input.path).ok())
-                .flatten()
-                .filter(|m| m.is_file())
-                .map(|m| (m.dev(), m.ino()));
-            if seen.insert(input.path.clone()) && same_file.is_none_or(|id| seen_files.insert(id)) {
-                out.push(input);
+        if argument.starts_with(SCHEME) {
+            for o in object::list(argument)? {
+                if seen.others.insert(o.url.clone()) {
+                    out.push(InputFile {
+                        path: o.url,
+                        size: o.size,
+                        version: o.version,
+                    });
+                }
+            }
+            continue;
+        }
+        // The one `stat` the listing made of each file gives its size and version. A file that
+        // could not be stat'ed still becomes a task: its worker reports why it cannot be read (it
+        // vanished, or is unreadable).
+        for (path, meta) in listed(std::slice::from_ref(argument))? {
+            if seen.first(&path, meta.as_ref()) {
+                out.push(InputFile {
+                    size: meta.as_ref().map_or(0, |m| m.len()),
+                    version: meta
+                        .as_ref()
+                        .filter(|m| m.is_file())
+                        .map(crate::read::local_version),
+                    path,
+                });
             }
         }
     }
     Ok(out)
+}
+
+/// Inputs already listed: a file is counted once however many times it is named or linked to
+/// (the same device and inode). A file is known by its device and inode alone (a path names one
+/// file, so this also catches a path given twice, and hashing 16 bytes is far cheaper than
+/// hashing a path, which std does component by component: that was the largest cost of listing
+/// 500,000 files); what is not a file that could be stat'ed (a FIFO, a dangling link) by its path.
+#[derive(Default)]
+struct Seen {
+    files: HashSet<(u64, u64)>,
+    others: HashSet<PathBuf>,
+    /// Paths skipped because they named a file already listed.
+    duplicates: u64,
+}
+
+impl Seen {
+    /// True the first time the input at `path` (with its metadata) is seen.
+    fn first(&mut self, path: &Path, meta: Option<&std::fs::Metadata>) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let new = match meta.filter(|m| m.is_file()) {
+            Some(m) => self.files.insert((m.dev(), m.ino())),
+            None => self.others.insert(path.to_path_buf()),
+        };
+        // (A path given twice is counted here too: both are a file named again.)
+        if !new && meta.is_some_and(|m| m.is_file()) {
+            self.duplicates += 1;
+        }
+        new
+    }
 }
 
 /// Files named by `inputs`: a file as is, a directory recursively (everything in it that is not a
@@ -66,24 +83,20 @@ pub fn inputs(arguments: &[String]) -> Result<Vec<InputFile>, InputError> {
 /// inode): counted twice, its words would be too. Paths are made absolute so that workers anywhere
 /// can open them. Anything that names nothing is an error, before any work starts.
 pub fn expand(inputs: &[String]) -> Result<Vec<PathBuf>, InputError> {
-    use std::os::unix::fs::MetadataExt;
+    Ok(listed(inputs)?.into_iter().map(|(path, _)| path).collect())
+}
+
+/// [`expand`], with each file's metadata from the one `stat` the listing made of it (None when
+/// it could not be stat'ed): a second and third `stat` per file were most of listing 500,000
+/// small files.
+fn listed(inputs: &[String]) -> Result<Vec<(PathBuf, Option<std::fs::Metadata>)>, InputError> {
     let mut files = Vec::new();
-    let mut seen = HashSet::new();
-    let mut seen_files = HashSet::new();
-    let mut duplicates = 0u64;
-    let mut push = |p: PathBuf, files: &mut Vec<PathBuf>| {
-        let same_file = std::fs::metadata(&p)
-            .ok()
-            .filter(|m| m.is_file())
-            .map(|m| (m.dev(), m.ino()));
-        if !seen.insert(p.clone()) {
-            return;
+    let mut seen = Seen::default();
+    let mut push = |p: PathBuf, files: &mut Vec<(PathBuf, Option<std::fs::Metadata>)>| {
+        let meta = std::fs::metadata(&p).ok();
+        if seen.first(&p, meta.as_ref()) {
+            files.push((p, meta));
         }
-        if same_file.is_some_and(|id| !seen_files.insert(id)) {
-            duplicates += 1;
-            return;
-        }
-        files.push(p);
     };
     for input in inputs {
         let path = Path::new(input);
@@ -153,10 +166,11 @@ pub fn expand(inputs: &[String]) -> Result<Vec<PathBuf>, InputError> {
             Err(err) => return Err(InputError::from_io(path, err)),
         }
     }
-    if duplicates > 0 {
+    if seen.duplicates > 0 {
         tracing::info!(
-            "{duplicates} input(s) named a file already listed (the same file by another name or \
-             link): each file is counted once"
+            "{} input(s) named a file already listed (the same file by another name or link): \
+             each file is counted once",
+            seen.duplicates
         );
     }
     Ok(files)
