@@ -31,7 +31,15 @@ pub fn is_expired(status: &Status, keep: Option<Duration>, older_than: Option<Du
 pub fn prune(url: &str, older_than: Option<Duration>, dry_run: bool) -> Result<Vec<Expired>> {
     let mut link = Link::open(url, LinkOptions::default())?;
     let mut expired = Vec::new();
-    for name in job_names(&mut link)? {
+    let names = job_names(&mut link)?;
+    // Every driver prunes on start: only jobs with a --keep can expire on their own, and which
+    // those are is asked in one round trip (one per job was most of a small job's start on a
+    // Redis of a hundred old jobs).
+    let candidates = match older_than {
+        None if !link.is_cluster() => with_keep(&mut link, names)?,
+        _ => names,
+    };
+    for name in candidates {
         let mut job = Job::new(link, &name)?;
         let found = prune_one(&mut job, older_than, dry_run);
         link = job.into_link();
@@ -73,4 +81,33 @@ fn prune_one(
         finished_ago: Duration::from_millis(status.now_ms.saturating_sub(status.finished_ms)),
         keys,
     }))
+}
+
+/// The jobs among `names` whose spec has a `--keep`, read with one pipeline of `HGET`s (a single
+/// server: a cluster's jobs live on different shards).
+fn with_keep(link: &mut Link, names: Vec<String>) -> Result<Vec<String>> {
+    let mut cmds = Vec::with_capacity(names.len());
+    for name in &names {
+        let mut cmd = redis::cmd("HGET");
+        cmd.arg(crate::JobKeys::new(name)?.meta)
+            .arg(crate::spec::KEEP_MS);
+        cmds.push(cmd);
+    }
+    if cmds.is_empty() {
+        return Ok(names);
+    }
+    let replies = link.call("HGET cfg.keep_ms", |con| {
+        con.pipeline(crate::JOBS_KEY, &cmds)
+    })?;
+    Ok(names
+        .into_iter()
+        .zip(replies)
+        .filter(|(_, keep)| match keep {
+            redis::Value::BulkString(bytes) => !bytes.is_empty(),
+            redis::Value::Nil => false,
+            // Anything else: read it the long way.
+            _ => true,
+        })
+        .map(|(name, _)| name)
+        .collect())
 }

@@ -110,7 +110,7 @@ const MAX_ATTEMPTS: &str = "cfg.max_attempts";
 const SYNC_REPLICAS: &str = "cfg.sync_replicas";
 const AGGREGATION: &str = "cfg.aggregation";
 const PARTITIONS: &str = "cfg.partitions";
-const KEEP_MS: &str = "cfg.keep_ms";
+pub(crate) const KEEP_MS: &str = "cfg.keep_ms";
 const HISTORY: &str = "cfg.history";
 
 /// The meta-hash field holding the text of the job's dictionary (not a `cfg.*` field: it can be
