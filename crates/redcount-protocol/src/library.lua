@@ -1392,8 +1392,10 @@ local function drop(keys, args)
   require_job(keys)
   if args[2] == '0' and not is_finished(keys) then
     local m = redis.call('HMGET', keys[K_META], 'done', 'tasks')
-    fail('job at ' .. keys[K_META] .. ' is still running (' .. (m[1] or '0') .. ' of ' .. (m[2] or '0') ..
-      ' tasks done); wait for it, or remove it with --force')
+    local name = string.match(keys[K_META], '^rc:{(.*)}:meta$') or keys[K_META]
+    fail('job \'' .. name .. '\' is still running (' .. (m[1] or '0') .. ' of ' .. (m[2] or '0') ..
+      ' tasks done): wait for it to finish, or remove it while it runs with `redcount jobs rm ' .. name ..
+      ' --force`')
   end
   local deleted, work = 0, 0
   local function unlink(key)

@@ -347,6 +347,17 @@ fn is_interrupted(err: &RedisError) -> bool {
 /// The gist of an error, each part once (redis-rs repeats its cause in its message).
 pub(crate) fn gist(err: &RedisError) -> String {
     let text = err.to_string();
+    // The library's own refusals are written for the user; Redis's wrapping of them (the error
+    // kind, and the function and line that raised it) is noise there.
+    if let Some(at) = text.find("redcount: ") {
+        let own = &text[at + "redcount: ".len()..];
+        return own
+            .split(" script: ")
+            .next()
+            .unwrap_or(own)
+            .trim_end()
+            .to_string();
+    }
     let mut parts: Vec<&str> = Vec::new();
     for part in text.split(": ") {
         if !parts.contains(&part) {
