@@ -112,10 +112,10 @@ pub fn wait_until_finished(
             if running < pool.len() && (running == 0 || !failed.is_empty()) {
                 if restarts_left == 0 {
                     bail!(
-                        "workers kept exiting before job '{}' finished ({} failed: {:?}); their errors are above",
+                        "workers kept exiting before job '{}' finished ({} failed: {}); their errors are above",
                         session.name,
                         failed.len(),
-                        failed
+                        describe_exits(&failed)
                     );
                 }
                 // A worker that crashed (or found itself hung on an input) is replaced, so one
@@ -123,10 +123,15 @@ pub fn wait_until_finished(
                 // --max-attempts. Workers also leave once they see the job finished, and a
                 // rollback can un-finish it.
                 tracing::warn!(
-                    "job '{}' is not finished but {} of {} workers exited ({failed:?}): starting them again",
+                    "job '{}' is not finished but {} of {} workers exited ({}): starting them again",
                     session.name,
                     pool.len() - running,
-                    pool.len()
+                    pool.len(),
+                    if failed.is_empty() {
+                        "each on its own".to_string()
+                    } else {
+                        describe_exits(&failed)
+                    }
                 );
                 restarts_left -= 1;
                 pool.replace_exited()?;
@@ -135,5 +140,39 @@ pub fn wait_until_finished(
         // Woken by the next commit or by the job's end (the last merge, a stop); the timeout only
         // bounds how late an exited worker is noticed.
         session.follow_commits(Duration::from_millis(200))?;
+    }
+}
+
+/// How workers ended, in words: "killed by signal 9 (SIGKILL)", "exit code 3" (Debug printed
+/// `ExitStatus(unix_wait_status(9))`).
+fn describe_exits(exits: &[std::process::ExitStatus]) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    exits
+        .iter()
+        .map(|status| match (status.code(), status.signal()) {
+            (Some(code), _) => format!("exit code {code}"),
+            (None, Some(signal)) => match nix::sys::signal::Signal::try_from(signal) {
+                Ok(name) => format!("killed by signal {signal} ({name})"),
+                Err(_) => format!("killed by signal {signal}"),
+            },
+            (None, None) => status.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe_exits;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::ExitStatus;
+
+    #[test]
+    fn worker_exits_are_described_in_words() {
+        let exits = [ExitStatus::from_raw(9), ExitStatus::from_raw(3 << 8)];
+        assert_eq!(
+            describe_exits(&exits),
+            "killed by signal 9 (SIGKILL), exit code 3"
+        );
     }
 }
