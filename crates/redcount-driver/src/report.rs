@@ -10,18 +10,20 @@ use crate::embedded::EmbeddedRedis;
 use crate::session::{JobResult, Session};
 use crate::JobOptions;
 
-/// Writes `--out` if asked for and sums the job up.
+/// Writes `--out` if asked for and sums the job up; `files` is how many files it counted (a
+/// stream: the files it injected, its inputs cycled through).
 pub fn report(
     session: &Session,
     options: &JobOptions,
     result: JobResult,
+    files: u64,
 ) -> anyhow::Result<Summary> {
     if let (Some(out), Some(all)) = (&options.out, &result.all) {
         write_out_file(out, all)?;
     }
     let mut summary = Summary::new(
         &session.name,
-        session.files.len() as u64,
+        files,
         &result.status,
         session.started.elapsed().as_secs_f64(),
         result.failed,

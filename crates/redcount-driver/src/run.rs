@@ -59,5 +59,6 @@ pub fn run(options: &RunOptions, interrupted: &AtomicBool) -> anyhow::Result<Sum
     if let Some(pool) = pool.and_then(|p| std::sync::Arc::try_unwrap(p).ok()) {
         pool.finish(Duration::from_secs(5));
     }
-    report(&session, common, result)
+    let files = session.files.len() as u64;
+    report(&session, common, result, files)
 }

@@ -240,7 +240,8 @@ pub fn stream(options: &StreamOptions, interrupted: &AtomicBool) -> anyhow::Resu
         other => other?,
     };
     bar.finish_and_clear();
-    let summary = report(&session, common, result)?;
+    // A stream's files are the ones it injected (its inputs, cycled through), not its inputs.
+    let summary = report(&session, common, result, injected)?;
     if let Some(faults) = faults {
         faults.stop();
     }

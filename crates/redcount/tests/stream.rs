@@ -116,6 +116,16 @@ fn cycled_injection(redis: Option<&str>) {
     assert_eq!(rows.len(), 20, "one row per injected file");
     let v = json(&o);
     assert_eq!(v["injected_files"], 20);
+    // The summary speaks of the files injected (20), not of the 7 it cycled over.
+    assert_eq!(v["files"], 20, "{v}");
+    let injected_bytes: u64 = (0..20)
+        .map(|i| {
+            std::fs::metadata(&files[i % files.len()])
+                .expect("stat")
+                .len()
+        })
+        .sum();
+    assert_eq!(v["bytes"], injected_bytes, "{v}");
     assert_eq!(v["latency"]["count"], 20);
     let svg_text = std::fs::read_to_string(&svg).expect("read svg");
     assert!(svg_text.starts_with("<svg"));
