@@ -33,9 +33,10 @@ pub fn stop_requested() -> bool {
     STOP.load(Ordering::SeqCst)
 }
 
-/// How long a link keeps trying a single Redis it has never reached: a wrong URL should say so
-/// within seconds (the minute of patience is for a Redis that was there and went away).
-const FIRST_CONTACT: Duration = Duration::from_secs(5);
+/// How long a link keeps trying a single Redis it has never reached: a wrong URL or port should
+/// say so within seconds, in one line (the minute of patience is for a Redis that was there and
+/// went away); long enough for a Redis that is still starting, or restarting from its files.
+const FIRST_CONTACT: Duration = Duration::from_millis(2500);
 
 /// How patient a [`Link`] is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,7 +206,9 @@ impl Link {
                 continue;
             }
             let wait = jitter(delay);
-            if warned {
+            // A Redis never reached yet gets one line, the error above, when first contact fails.
+            let first_contact = self.connections == 0 && self.target.is_single();
+            if warned || first_contact {
                 tracing::debug!("{what}: still retrying ({err})");
             } else {
                 tracing::warn!(

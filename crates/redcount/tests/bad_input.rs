@@ -436,3 +436,30 @@ fn a_word_longer_than_redcount_keeps_fails_its_input_fast_and_the_rest_is_exact(
     }
     assert_same_counts(&expected, &got);
 }
+
+/// A Redis URL with the wrong port fails in one line that names the address and what to check
+/// (it printed a retry warning, then the error, after 5 s).
+#[test]
+fn a_redis_that_is_not_there_is_one_line() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = dir.path().join("a.txt");
+    std::fs::write(&input, "hello world\n").expect("write");
+    let url = format!("redis://127.0.0.1:{port}");
+    let out = run_env(
+        &[("REDIS_URL", url.clone())],
+        &["run", "--no-progress", &input.display().to_string()],
+    );
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = said.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{said}");
+    assert!(
+        lines[0].contains(&format!("cannot reach redis at {url}")) && lines[0].contains("--redis"),
+        "{said}"
+    );
+}
