@@ -4,9 +4,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use nix::sys::signal::{kill, Signal};
@@ -176,39 +175,42 @@ impl WorkerPool {
     /// each exit when it happens instead of polling for it (a one-file job's last milliseconds).
     pub fn finish(self, grace: Duration) {
         let children = std::mem::take(&mut *self.lock());
-        let reaped: Arc<Vec<AtomicBool>> =
-            Arc::new(children.iter().map(|_| AtomicBool::new(false)).collect());
         let pids: Vec<u32> = children.iter().map(Child::id).collect();
-        let (done, all_exited) = std::sync::mpsc::channel();
-        let waiter = {
-            let reaped = Arc::clone(&reaped);
-            std::thread::spawn(move || {
-                for (i, mut child) in children.into_iter().enumerate() {
-                    let _ = child.wait();
-                    reaped[i].store(true, Ordering::SeqCst);
-                }
-                let _ = done.send(());
-            })
-        };
-        if all_exited.recv_timeout(grace).is_err() {
-            for (i, pid) in pids.iter().enumerate() {
-                if !reaped[i].load(Ordering::SeqCst) {
-                    let pid = Pid::from_raw(*pid as i32);
-                    let _ = kill(pid, Signal::SIGCONT);
-                    let _ = kill(pid, Signal::SIGKILL);
-                }
+        // The waiter says which slot exited, as each does.
+        let (exited, exits) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            for (i, mut child) in children.into_iter().enumerate() {
+                let _ = child.wait();
+                let _ = exited.send(i);
             }
+        });
+        let deadline = Instant::now() + grace;
+        let mut left: Vec<Option<u32>> = pids.into_iter().map(Some).collect();
+        while left.iter().any(Option::is_some) {
+            match exits.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(i) => left[i] = None,
+                Err(_) => break,
+            }
+        }
+        for pid in left.into_iter().flatten() {
+            stop_now(pid);
         }
         let _ = waiter.join();
     }
+}
+
+/// Kills a worker, stopped (SIGSTOP by a fault test) or not.
+fn stop_now(pid: u32) {
+    let pid = Pid::from_raw(pid as i32);
+    let _ = kill(pid, Signal::SIGCONT);
+    let _ = kill(pid, Signal::SIGKILL);
 }
 
 impl Drop for WorkerPool {
     fn drop(&mut self) {
         for child in self.lock().iter_mut() {
             if matches!(child.try_wait(), Ok(None)) {
-                let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGCONT);
-                let _ = child.kill();
+                stop_now(child.id());
             }
             let _ = child.wait();
         }

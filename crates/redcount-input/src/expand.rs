@@ -13,12 +13,12 @@ use crate::{InputError, InputFile};
 /// is an error, before any work starts.
 pub fn inputs(arguments: &[String]) -> Result<Vec<InputFile>, InputError> {
     let mut out = Vec::new();
-    // Across arguments too: `run DIR DIR/a.txt` names a.txt twice (within one, [`expand`] does).
+    // One record across arguments: `run DIR DIR/a.txt` names a.txt twice.
     let mut seen = Seen::default();
     for argument in arguments {
         if argument.starts_with(SCHEME) {
             for o in object::list(argument)? {
-                if seen.others.insert(o.url.clone()) {
+                if seen.first(&o.url, None) {
                     out.push(InputFile {
                         path: o.url,
                         size: o.size,
@@ -31,19 +31,18 @@ pub fn inputs(arguments: &[String]) -> Result<Vec<InputFile>, InputError> {
         // The one `stat` the listing made of each file gives its size and version. A file that
         // could not be stat'ed still becomes a task: its worker reports why it cannot be read (it
         // vanished, or is unreadable).
-        for (path, meta) in listed(std::slice::from_ref(argument))? {
-            if seen.first(&path, meta.as_ref()) {
-                out.push(InputFile {
-                    size: meta.as_ref().map_or(0, |m| m.len()),
-                    version: meta
-                        .as_ref()
-                        .filter(|m| m.is_file())
-                        .map(crate::read::local_version),
-                    path,
-                });
-            }
+        for (path, meta) in listed(std::slice::from_ref(argument), &mut seen)? {
+            out.push(InputFile {
+                size: meta.as_ref().map_or(0, |m| m.len()),
+                version: meta
+                    .as_ref()
+                    .filter(|m| m.is_file())
+                    .map(crate::read::local_version),
+                path,
+            });
         }
     }
+    seen.note_duplicates();
     Ok(out)
 }
 
@@ -74,6 +73,17 @@ impl Seen {
         }
         new
     }
+
+    /// Says (once, at info level) how many inputs named a file already listed.
+    fn note_duplicates(&self) {
+        if self.duplicates > 0 {
+            tracing::info!(
+                "{} input(s) named a file already listed (the same file by another name or link): \
+                 each file is counted once",
+                self.duplicates
+            );
+        }
+    }
 }
 
 /// Files named by `inputs`: a file as is, a directory recursively (everything in it that is not a
@@ -83,15 +93,20 @@ impl Seen {
 /// inode): counted twice, its words would be too. Paths are made absolute so that workers anywhere
 /// can open them. Anything that names nothing is an error, before any work starts.
 pub fn expand(inputs: &[String]) -> Result<Vec<PathBuf>, InputError> {
-    Ok(listed(inputs)?.into_iter().map(|(path, _)| path).collect())
+    let mut seen = Seen::default();
+    let files = listed(inputs, &mut seen)?;
+    seen.note_duplicates();
+    Ok(files.into_iter().map(|(path, _)| path).collect())
 }
 
-/// [`expand`], with each file's metadata from the one `stat` the listing made of it (None when
-/// it could not be stat'ed): a second and third `stat` per file were most of listing 500,000
-/// small files.
-fn listed(inputs: &[String]) -> Result<Vec<(PathBuf, Option<std::fs::Metadata>)>, InputError> {
+/// [`expand`] of the inputs not in `seen` (which records them), with each file's metadata from
+/// the one `stat` the listing made of it (None when it could not be stat'ed): a second and third
+/// `stat` per file were most of listing 500,000 small files.
+fn listed(
+    inputs: &[String],
+    seen: &mut Seen,
+) -> Result<Vec<(PathBuf, Option<std::fs::Metadata>)>, InputError> {
     let mut files = Vec::new();
-    let mut seen = Seen::default();
     let mut push = |p: PathBuf, files: &mut Vec<(PathBuf, Option<std::fs::Metadata>)>| {
         let meta = std::fs::metadata(&p).ok();
         if seen.first(&p, meta.as_ref()) {
@@ -165,13 +180,6 @@ fn listed(inputs: &[String]) -> Result<Vec<(PathBuf, Option<std::fs::Metadata>)>
             }
             Err(err) => return Err(InputError::from_io(path, err)),
         }
-    }
-    if seen.duplicates > 0 {
-        tracing::info!(
-            "{} input(s) named a file already listed (the same file by another name or link): \
-             each file is counted once",
-            seen.duplicates
-        );
     }
     Ok(files)
 }

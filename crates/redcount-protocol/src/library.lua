@@ -71,6 +71,11 @@ local function job_key(keys, suffix)
   return string.sub(keys[K_META], 1, -5) .. suffix
 end
 
+-- The job's name, `J` of `rc:{J}:meta` (for messages a user reads).
+local function job_name(keys)
+  return string.sub(keys[K_META], 5, -7)
+end
+
 -- The keys beyond the nine that hold the job's own state (not per partition, task or worker): made
 -- by the job's calls, refused as leftovers when a job is made, removed with the job.
 local AUX_SUFFIXES = { 'merge', 'staged', 'failed', 'splits', 'end' }
@@ -1392,7 +1397,7 @@ local function drop(keys, args)
   require_job(keys)
   if args[2] == '0' and not is_finished(keys) then
     local m = redis.call('HMGET', keys[K_META], 'done', 'tasks')
-    local name = string.match(keys[K_META], '^rc:{(.*)}:meta$') or keys[K_META]
+    local name = job_name(keys)
     fail('job \'' .. name .. '\' is still running (' .. (m[1] or '0') .. ' of ' .. (m[2] or '0') ..
       ' tasks done): wait for it to finish, or remove it while it runs with `redcount jobs rm ' .. name ..
       ' --force`')

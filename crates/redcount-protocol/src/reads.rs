@@ -200,6 +200,9 @@ pub fn id_number(id: &str, or: u64) -> u64 {
 /// not be UTF-8).
 type StreamEntry = (String, Fields);
 
+/// One stream's entries as XREAD replies them: its key and its entries.
+type StreamEntries = (String, Vec<StreamEntry>);
+
 /// A record's field/value pairs.
 type Fields = Vec<(String, Vec<u8>)>;
 
@@ -227,13 +230,16 @@ impl Job {
             .collect())
     }
 
-    /// One blocking `XREAD` (read-only) over `streams` given as (key, last id seen).
+    /// One blocking `XREAD` (read-only) over `streams` given as (key, last id seen), and over the
+    /// job's `end` stream from `0-0`, so that every wait ends when the job does (at once when it
+    /// already has). Returns the entries of `streams`, and whether the job has ended.
     fn read_blocking(
         &mut self,
         streams: &[(&str, &str)],
         count: usize,
         timeout: Duration,
-    ) -> Result<Vec<(String, Vec<StreamEntry>)>> {
+    ) -> Result<(Vec<StreamEntries>, bool)> {
+        let end = self.keys.end();
         let mut cmd = redis::cmd("XREAD");
         cmd.arg("COUNT")
             .arg(count)
@@ -243,11 +249,17 @@ impl Job {
         for (key, _) in streams {
             cmd.arg(*key);
         }
+        cmd.arg(&end);
         for (_, id) in streams {
             cmd.arg(*id);
         }
-        let reply: Option<Vec<(String, Vec<StreamEntry>)>> = self.read(&cmd)?;
-        Ok(reply.unwrap_or_default())
+        cmd.arg("0-0");
+        let reply: Option<Vec<StreamEntries>> = self.read(&cmd)?;
+        let (ended, entries): (Vec<_>, Vec<_>) = reply
+            .unwrap_or_default()
+            .into_iter()
+            .partition(|(stream, _)| *stream == end);
+        Ok((entries, !ended.is_empty()))
     }
 
     /// Blocks up to `timeout` until a task is added after `task_id`, a commit after `done_id`, or
@@ -259,17 +271,9 @@ impl Job {
         done_id: &str,
         timeout: Duration,
     ) -> Result<()> {
-        let (tasks, done, end) = (
-            self.keys.tasks.clone(),
-            self.keys.done.clone(),
-            self.keys.end(),
-        );
-        self.read_blocking(
-            &[(&tasks, task_id), (&done, done_id), (&end, "0-0")],
-            1,
-            timeout,
-        )
-        .map(|_| ())
+        let (tasks, done) = (self.keys.tasks.clone(), self.keys.done.clone());
+        self.read_blocking(&[(&tasks, task_id), (&done, done_id)], 1, timeout)
+            .map(|_| ())
     }
 
     /// Blocks up to `timeout` for commit records after record `after` (ids are `n-0`; records the
@@ -281,16 +285,11 @@ impl Job {
         after: u64,
         timeout: Duration,
     ) -> Result<(Vec<(u64, DoneRecord)>, bool)> {
-        let (key, end) = (self.keys.done.clone(), self.keys.end());
-        let entries = self.read_blocking(
-            &[(&key, &format!("{after}-0")), (&end, "0-0")],
-            1000,
-            timeout,
-        )?;
-        let ended = entries.iter().any(|(stream, _)| *stream == end);
+        let key = self.keys.done.clone();
+        let (entries, ended) =
+            self.read_blocking(&[(&key, &format!("{after}-0"))], 1000, timeout)?;
         let records = entries
             .into_iter()
-            .filter(|(stream, _)| *stream == key)
             .flat_map(|(_, entries)| entries)
             .map(|(id, fields)| (id_number(&id, after), DoneRecord::from_fields(&fields)))
             .collect();

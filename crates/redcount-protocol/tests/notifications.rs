@@ -24,6 +24,19 @@ fn at_once() -> MergePolicy {
     }
 }
 
+/// A plain connection, to look at the keys.
+fn connect(url: &str) -> redis::Connection {
+    redis::Client::open(url)
+        .expect("url")
+        .get_connection()
+        .expect("connect")
+}
+
+/// Job "p" on a link of its own (a waiter in another thread).
+fn job_p(url: &str) -> Job {
+    Job::new(Link::open(url, LinkOptions::default()).expect("url"), "p").expect("job")
+}
+
 fn end_entries(con: &mut redis::Connection, job: &str) -> u64 {
     let key = JobKeys::new(job).expect("name").end();
     redis::cmd("XLEN").arg(&key).query(con).expect("XLEN")
@@ -32,10 +45,7 @@ fn end_entries(con: &mut redis::Connection, job: &str) -> u64 {
 #[test]
 fn waiters_wake_when_the_last_merge_ends_the_job() {
     let (server, mut job) = setup(1);
-    let mut con = redis::Client::open(server.url())
-        .expect("url")
-        .get_connection()
-        .expect("connect");
+    let mut con = connect(&server.url());
     let ids = claim(&mut job, T0, "a");
     assert_eq!(
         job.commit_parts(T0 + 10, "a", &[(ids[0].clone(), 2)], &blobs(&[("x", 2)]))
@@ -56,8 +66,7 @@ fn waiters_wake_when_the_last_merge_ends_the_job() {
         let url = server.url();
         let told = told.clone();
         waiters.push(std::thread::spawn(move || {
-            let mut job =
-                Job::new(Link::open(&url, LinkOptions::default()).expect("url"), "p").expect("job");
+            let mut job = job_p(&url);
             match role {
                 "worker" => job
                     .wait_for_change("1-0", "1-0", WAITER_TIMEOUT)
@@ -99,14 +108,10 @@ fn waiters_wake_when_the_last_merge_ends_the_job() {
 #[test]
 fn a_stopped_job_ends_too_and_its_end_goes_with_it() {
     let (server, mut job) = setup(3);
-    let mut con = redis::Client::open(server.url())
-        .expect("url")
-        .get_connection()
-        .expect("connect");
+    let mut con = connect(&server.url());
     let url = server.url();
     let waiter = std::thread::spawn(move || {
-        let mut job =
-            Job::new(Link::open(&url, LinkOptions::default()).expect("url"), "p").expect("job");
+        let mut job = job_p(&url);
         job.wait_for_change("3-0", "0-0", WAITER_TIMEOUT)
             .expect("wait");
     });

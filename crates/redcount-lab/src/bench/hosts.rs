@@ -263,7 +263,8 @@ fn run_once(
         .context("no wall_seconds in the driver's summary")
 }
 
-fn dir_bytes(dir: &Path) -> anyhow::Result<u64> {
+/// The bytes of every file under `dir`.
+pub(super) fn dir_bytes(dir: &Path) -> anyhow::Result<u64> {
     let files = redcount_input::expand::expand(&[dir.display().to_string()])?;
     Ok(files
         .iter()

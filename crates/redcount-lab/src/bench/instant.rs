@@ -7,13 +7,14 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use redcount_protocol::{Job, Link, LinkOptions};
+use redcount_protocol::{now_ms, Job, Link, LinkOptions};
 use redcount_server::{RedisServer, ServerOptions};
 
 use super::aggregation::{in_process_count, write_rich, write_tiny};
+use super::hosts::dir_bytes;
 use super::kernel::timed_run;
 use super::{check_counts, corpus_dir, median, source_text, word_counts, BenchOptions};
 
@@ -75,7 +76,7 @@ pub fn bench_instant(options: &BenchOptions, runs: usize, tiny_files: usize) -> 
             floors.push(in_process_count(path)?);
             let out = dir.join("instant-out.tsv");
             let job = format!("instant-{corpus}-{run}");
-            let started_ms = unix_ms();
+            let started_ms = now_ms();
             let (wall, peak) = timed_run(exe, &url, path, &[], &out, &job)?;
             check_counts(&out, &expected).with_context(|| name.clone())?;
             walls.push(wall);
@@ -128,21 +129,4 @@ fn first_commit_after(url: &str, job: &str, started_ms: u64) -> anyhow::Result<f
         .min()
         .context("the job has no commit record")?;
     Ok(first.saturating_sub(started_ms) as f64 / 1000.0)
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-fn dir_bytes(dir: &Path) -> anyhow::Result<u64> {
-    Ok(
-        redcount_input::expand::expand(&[dir.display().to_string()])?
-            .iter()
-            .filter_map(|f| std::fs::metadata(f).ok())
-            .map(|m| m.len())
-            .sum(),
-    )
 }
