@@ -57,6 +57,9 @@ pub struct JobOptions {
     /// Called once the job exists, with the Redis URL and the job's name (`--ui` serves the
     /// dashboard from there); what it returns is dropped before the private Redis stops.
     pub on_open: Option<OnOpen>,
+    /// A job of the same name that is there already is removed and started over (else an
+    /// unfinished batch job is resumed, and anything else refused).
+    pub replace: bool,
 }
 
 /// A hook called with (Redis URL, job name) once the job is created.
@@ -96,6 +99,7 @@ impl JobOptions {
             chaos_every: None,
             chaos_at: Vec::new(),
             on_open: None,
+            replace: false,
         }
     }
 }

@@ -3,7 +3,7 @@
 //! every worker busy.
 
 use redcount_input::{split::split_file, FormatChoice, InputError, InputFile};
-use redcount_protocol::{NewTask, Piece};
+use redcount_protocol::{NewTask, Piece, PlanFacts};
 
 /// The split size when the user sets none: about four tasks per worker, between 1 MiB and 64 MiB.
 /// Bigger tasks mean fewer commits, and Redis pays per distinct word of every commit.
@@ -91,6 +91,46 @@ pub fn pack_tasks(tasks: Vec<NewTask>, pack_bytes: u64) -> Vec<NewTask> {
     out
 }
 
+/// The facts of a batch job's plan that a later `run` of the job checks before it resumes it:
+/// the split size and packing it was made with, and a digest of every task (numbers, ranges,
+/// formats and the versions of its inputs), so the same inputs give the same digest and any
+/// file added, removed or rewritten gives another.
+pub fn plan_facts(tasks: &[NewTask], split_bytes: u64, packed: bool, files: u64) -> PlanFacts {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::ffi::OsStrExt;
+    let mut hash = Sha256::new();
+    let mut bytes = 0;
+    for task in tasks {
+        hash.update(task.seq.to_le_bytes());
+        hash.update((task.more.len() as u64).to_le_bytes());
+        let first = (&task.path, task.start, task.end, task.format, &task.version);
+        let more = task
+            .more
+            .iter()
+            .map(|p| (&p.path, p.start, p.end, p.format, &p.version));
+        for (path, start, end, format, version) in std::iter::once(first).chain(more) {
+            let path = path.as_os_str().as_bytes();
+            hash.update((path.len() as u64).to_le_bytes());
+            hash.update(path);
+            hash.update(start.to_le_bytes());
+            hash.update(end.to_le_bytes());
+            hash.update(format.as_str().as_bytes());
+            hash.update([0]);
+            hash.update(version.as_deref().unwrap_or("").as_bytes());
+            hash.update([0]);
+            bytes += end - start;
+        }
+    }
+    PlanFacts {
+        split_bytes,
+        packed,
+        tasks: tasks.len() as u64,
+        files,
+        bytes,
+        digest: hash.finalize().iter().map(|b| format!("{b:02x}")).collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,5 +183,27 @@ mod tests {
                 .sum()
         };
         assert_eq!(bytes(&packed), bytes(&tasks));
+    }
+
+    #[test]
+    fn the_plan_digest_is_the_same_for_the_same_tasks_and_changes_with_any_of_them() {
+        let task = |seq: u64, version: Option<&str>| NewTask {
+            seq,
+            path: "/d/a.txt".into(),
+            start: 0,
+            end: 10,
+            format: redcount_protocol::Format::Text,
+            version: version.map(str::to_string),
+            more: Vec::new(),
+            due_ms: None,
+        };
+        let one = plan_facts(&[task(1, Some("v1")), task(2, None)], 1 << 20, true, 2);
+        let again = plan_facts(&[task(1, Some("v1")), task(2, None)], 1 << 20, true, 2);
+        assert_eq!(one, again);
+        assert_eq!((one.tasks, one.bytes, one.digest.len()), (2, 20, 64));
+        let rewritten = plan_facts(&[task(1, Some("v2")), task(2, None)], 1 << 20, true, 2);
+        assert_ne!(one.digest, rewritten.digest);
+        let renumbered = plan_facts(&[task(2, Some("v1")), task(3, None)], 1 << 20, true, 2);
+        assert_ne!(one.digest, renumbered.digest);
     }
 }

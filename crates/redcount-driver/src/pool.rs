@@ -58,6 +58,10 @@ pub struct WorkerPool {
     /// `redcount worker` flags of every worker ([`WorkerOptions::to_args`]).
     extra: Vec<String>,
     children: Mutex<Vec<Child>>,
+    /// The name of every worker started (`--name`), so a driver that stops them early can say
+    /// they left the job ([`redcount_protocol::Job::leave`]) instead of leaving them live for a
+    /// lease window. None when the options name the workers themselves.
+    names: Option<Mutex<Vec<String>>>,
 }
 
 impl WorkerPool {
@@ -75,6 +79,7 @@ impl WorkerPool {
             job: job.to_string(),
             extra: options.to_args(),
             children: Mutex::new(Vec::with_capacity(n)),
+            names: options.name.is_none().then(Mutex::default),
         };
         for _ in 0..n {
             let child = pool.start_one()?;
@@ -90,7 +95,14 @@ impl WorkerPool {
             .arg("worker")
             .arg("--job")
             .arg(&self.job)
-            .args(&self.extra)
+            .args(&self.extra);
+        if let Some(names) = &self.names {
+            let mut names = names.lock().unwrap_or_else(|e| e.into_inner());
+            let name = format!("{}-w{}", redcount_worker::unique_worker_name(), names.len());
+            command.arg("--name").arg(&name);
+            names.push(name);
+        }
+        command
             .env(REDIS_URL_ENV, &self.url)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -170,6 +182,24 @@ impl WorkerPool {
         (running, failed)
     }
 
+    /// The names of every worker this pool started (empty when the options named them).
+    pub fn names(&self) -> Vec<String> {
+        self.names
+            .as_ref()
+            .map(|n| n.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .unwrap_or_default()
+    }
+
+    /// Kills every worker still running and waits for it.
+    pub fn kill_all(&self) {
+        for child in self.lock().iter_mut() {
+            if matches!(child.try_wait(), Ok(None)) {
+                stop_now(child.id());
+            }
+            let _ = child.wait();
+        }
+    }
+
     /// Waits up to `grace` for workers to exit on their own (they do the moment the job ends),
     /// then kills any that are left. A thread blocks in `wait` for them, so the driver learns of
     /// each exit when it happens instead of polling for it (a one-file job's last milliseconds).
@@ -208,11 +238,6 @@ fn stop_now(pid: u32) {
 
 impl Drop for WorkerPool {
     fn drop(&mut self) {
-        for child in self.lock().iter_mut() {
-            if matches!(child.try_wait(), Ok(None)) {
-                stop_now(child.id());
-            }
-            let _ = child.wait();
-        }
+        self.kill_all();
     }
 }

@@ -16,7 +16,7 @@ use crate::faults::{FaultPlan, FaultRunner};
 use crate::plan::plan_tasks;
 use crate::pool::start_workers;
 use crate::report::{check_writable, report, Summary};
-use crate::session::{open_session, Schedule};
+use crate::session::{open_session, JobKind, Schedule};
 use crate::wait::{progress_bar, wait_until_finished};
 use crate::JobOptions;
 
@@ -146,7 +146,7 @@ pub fn stream(options: &StreamOptions, interrupted: &AtomicBool) -> anyhow::Resu
     .filter_map(|(flag, path)| Some((flag, path?)))
     .collect();
     check_writable(&outputs)?;
-    let mut session = open_session(common)?;
+    let mut session = open_session(common, JobKind::Stream)?;
     let pool = start_workers(&session, common)?;
     // Streamed files are not split: one file, one task, one latency.
     let catalogue: Vec<NewTask> = plan_tasks(&session.files, common.format, u64::MAX, 0);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use redis::{Cmd, Value};
 
-use crate::spec::{millis, DICTIONARY_TEXT, SPEC_FIELDS};
+use crate::spec::{millis, PlanFacts, DICTIONARY_TEXT, PLAN_FIELDS, SPEC_FIELDS};
 use crate::task::{Format, NewTask, Task};
 use crate::{reply, Error, JobKeys, JobSpec, Link, Now, Result, Status};
 
@@ -276,18 +276,20 @@ impl Job {
         run_id: &str,
         spec: &JobSpec,
     ) -> Result<(bool, String)> {
-        self.create_with_dictionary(now, run_id, spec, None)
+        self.create_with_dictionary(now, run_id, spec, None, None)
     }
 
     /// [`Job::create`], with the text of the spec's `--dictionary` file: it travels in the job,
     /// so every worker uses the words the job was started with, whatever happens to the file
-    /// meanwhile or on other hosts.
+    /// meanwhile or on other hosts; and with the `plan` a batch job's inputs were cut into, which
+    /// a later `run` of the same job resumes from.
     pub fn create_with_dictionary(
         &mut self,
         now: impl Into<Now>,
         run_id: &str,
         spec: &JobSpec,
         dictionary: Option<&[u8]>,
+        plan: Option<&PlanFacts>,
     ) -> Result<(bool, String)> {
         let now = now.into();
         let mut args = vec![now.arg(), run_id.as_bytes().to_vec()];
@@ -298,6 +300,10 @@ impl Job {
         if let Some(text) = dictionary {
             args.push(DICTIONARY_TEXT.as_bytes().to_vec());
             args.push(text.to_vec());
+        }
+        for (field, value) in plan.map(PlanFacts::to_fields).into_iter().flatten() {
+            args.push(field.as_bytes().to_vec());
+            args.push(value);
         }
         let items = self.array("rc_create", args)?;
         match items.as_slice() {
@@ -343,6 +349,16 @@ impl Job {
             .filter_map(|(field, value)| Some((*field, value?)))
             .collect();
         JobSpec::from_fields(&fields).map_err(|detail| self.bad_reply("HMGET spec", detail))
+    }
+
+    /// How the job's inputs were planned (None for a stream, or a job made by an older version).
+    pub fn plan_facts(&mut self) -> Result<Option<PlanFacts>> {
+        let values: Vec<Option<Vec<u8>>> = self.read(
+            redis::cmd("HMGET")
+                .arg(&self.keys.meta)
+                .arg(&PLAN_FIELDS[..]),
+        )?;
+        Ok(PlanFacts::from_values(&values))
     }
 
     /// The text of the job's dictionary as it was when the job was created (None for a job
@@ -728,6 +744,15 @@ impl Job {
             (Some("taken"), Some(ms)) => Ok(Joined::Taken(Duration::from_millis(ms))),
             _ => Err(self.bad_reply("rc_join", format!("{items:?}"))),
         }
+    }
+
+    /// Says that these workers exited: they stop counting as live at once (`rc_leave`), and their
+    /// names are free. Returns how many of them were still registered.
+    pub fn leave(&mut self, now: impl Into<Now>, workers: &[String]) -> Result<u64> {
+        let mut args = vec![now.into().arg()];
+        args.extend(workers.iter().map(|w| w.as_bytes().to_vec()));
+        let value = self.fcall("rc_leave", args)?;
+        reply::uint(&value).ok_or_else(|| self.bad_reply("rc_leave", format!("{value:?}")))
     }
 
     /// Deletes every key of the job (refused while it runs unless `force`). Returns how many. Each

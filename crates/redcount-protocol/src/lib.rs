@@ -43,7 +43,7 @@ pub use reads::{
 };
 pub use retention::{is_expired, prune, Expired};
 pub use spec::{
-    live_window, Aggregation, JobSpec, TokenizerKind, DEFAULT_HISTORY, DEFAULT_LEASE,
+    live_window, Aggregation, JobSpec, PlanFacts, TokenizerKind, DEFAULT_HISTORY, DEFAULT_LEASE,
     DEFAULT_MAX_ATTEMPTS, DEFAULT_PARTITIONS, MIN_LEASE,
 };
 pub use status::{Status, STATUS_FIELDS};
@@ -115,6 +115,14 @@ pub enum Error {
         /// The Redis address, password hidden.
         addr: String,
         /// What the connection said.
+        detail: String,
+    },
+    /// Redis wants a password the URL does not give, or refused the one it gives.
+    #[error("redis at {addr} {detail}")]
+    Auth {
+        /// The Redis address, password hidden.
+        addr: String,
+        /// What went wrong and the form of URL that gives a password.
         detail: String,
     },
     /// The user asked to stop (Ctrl-C) while a call was waiting for Redis.

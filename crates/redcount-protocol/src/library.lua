@@ -10,7 +10,7 @@
 --   * validate every argument before the first write (Redis has no rollback).
 -- KEYS are always the nine keys of one job, in the order of `JobKeys::all` in keys.rs.
 
-local LIBRARY_VERSION = 34
+local LIBRARY_VERSION = 35
 
 local K_TASKS, K_LEASES, K_COUNTS, K_META, K_DONE, K_DEAD, K_INFLIGHT, K_WORKERS, K_EVENTS = 1, 2, 3, 4, 5, 6, 7, 8, 9
 local GROUP = 'workers'
@@ -1297,6 +1297,20 @@ local function join(keys, args)
   return { 'ok' }
 end
 
+-- leave(now, worker...): workers that exited (stopped by their driver, or Ctrl-C on `redcount worker`)
+-- are no longer live at once, instead of for the live window after their last call, and their names
+-- are free. Their leases are left to expire as a dead worker's would. Returns how many were live.
+local function leave(keys, args)
+  clock(args[1])
+  require_job(keys)
+  local left = 0
+  for i = 2, #args do
+    left = left + redis.call('ZREM', keys[K_WORKERS], args[i])
+    redis.call('HDEL', keys[K_META], 'inst:' .. args[i])
+  end
+  return left
+end
+
 -- The register of the jobs of this Redis: KEYS is the one key `rc:jobs`, a sorted set of job name ->
 -- when it was registered (its own key, outside every job's hash tag: on a Redis Cluster it lives on
 -- one shard). Listing jobs reads it instead of scanning a keyspace that other applications share.
@@ -1501,6 +1515,7 @@ local function status(keys, args)
   local now, live_window = clock(args[1]), int(args[2], 'live_window_ms')
   require_job(keys)
   local values = redis.call('HMGET', keys[K_META], unpack(STATUS_FIELDS))
+  local finished = is_finished(keys)
   local reply = {}
   for i, field in ipairs(STATUS_FIELDS) do
     reply[#reply + 1] = field
@@ -1508,9 +1523,10 @@ local function status(keys, args)
   end
   local extra = {
     'in_flight', redis.call('ZCARD', keys[K_LEASES]),
-    'live_workers', redis.call('ZCOUNT', keys[K_WORKERS], now - live_window, '+inf'),
+    -- A job that is over has no live workers, whatever its workers' last calls were.
+    'live_workers', finished and 0 or redis.call('ZCOUNT', keys[K_WORKERS], now - live_window, '+inf'),
     'distinct_words', distinct_words(keys),
-    'finished', is_finished(keys) and 1 or 0,
+    'finished', finished and 1 or 0,
     'now_ms', now,
   }
   for _, v in ipairs(extra) do
@@ -1539,6 +1555,7 @@ redis.register_function('rc_defer', defer)
 redis.register_function('rc_event', event)
 redis.register_function('rc_stop', stop)
 redis.register_function('rc_join', join)
+redis.register_function('rc_leave', leave)
 redis.register_function('rc_jobs', jobs)
 redis.register_function('rc_split', split)
 redis.register_function('rc_drop', drop)

@@ -273,11 +273,38 @@ impl Link {
         if is_transient(&source) {
             self.con = None;
         }
+        if let Some(detail) = auth_problem(&source) {
+            return Error::Auth {
+                addr: self.addr.clone(),
+                detail,
+            };
+        }
         Error::Redis {
             addr: self.addr.clone(),
             cause: source,
         }
     }
+}
+
+/// What to tell a user whose URL gives no password to a Redis that wants one, or a wrong one.
+/// Redis says the first as `NOAUTH`, or, when the first command it sees is large (the library
+/// being loaded), as a protocol error about an unauthenticated bulk length.
+fn auth_problem(err: &RedisError) -> Option<String> {
+    let form = "redis://:PASSWORD@host:port, redis://USER:PASSWORD@host:port or \
+                redis://host:port?password=PASSWORD, in --redis or REDIS_URL";
+    let text = err.to_string();
+    if err.kind() == redis::ErrorKind::AuthenticationFailed
+        || text.contains("WRONGPASS")
+        || text.contains("invalid username-password")
+    {
+        return Some(format!(
+            "refused the user name or password in the URL: check them (the form: {form})"
+        ));
+    }
+    if text.contains("NOAUTH") || text.contains("unauthenticated") {
+        return Some(format!("needs a password: give it in the URL ({form})"));
+    }
+    None
 }
 
 /// Makes ring the process's TLS crypto provider (once; a no-op when one is already set). rustls

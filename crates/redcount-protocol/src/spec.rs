@@ -209,6 +209,138 @@ impl JobSpec {
     }
 }
 
+/// How a batch job's inputs were cut into tasks, kept in its meta hash (`plan.*`) when it is made:
+/// running the same `run` again plans the same tasks from it (same split size, same packing) and
+/// checks them by `digest` before it resumes the job, so a resumed job counts every input once.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PlanFacts {
+    /// The split (and packing) size of the plan, in bytes.
+    pub split_bytes: u64,
+    /// Small inputs packed together (`run` without `--no-pack`).
+    pub packed: bool,
+    /// Tasks planned.
+    pub tasks: u64,
+    /// Files planned.
+    pub files: u64,
+    /// Bytes planned.
+    pub bytes: u64,
+    /// A digest of every task (its number, ranges, format and the version of its inputs).
+    pub digest: String,
+}
+
+/// The meta-hash fields of a [`PlanFacts`], in the order [`PlanFacts::to_fields`] writes them.
+pub(crate) const PLAN_FIELDS: [&str; 6] = [
+    "plan.split_bytes",
+    "plan.packed",
+    "plan.tasks",
+    "plan.files",
+    "plan.bytes",
+    "plan.digest",
+];
+
+impl PlanFacts {
+    /// The plan as meta-hash fields and values.
+    pub(crate) fn to_fields(&self) -> [(&'static str, Vec<u8>); 6] {
+        let num = |n: u64| n.to_string().into_bytes();
+        let [split, packed, tasks, files, bytes, digest] = PLAN_FIELDS;
+        [
+            (split, num(self.split_bytes)),
+            (packed, num(u64::from(self.packed))),
+            (tasks, num(self.tasks)),
+            (files, num(self.files)),
+            (bytes, num(self.bytes)),
+            (digest, self.digest.clone().into_bytes()),
+        ]
+    }
+
+    /// The plan from its fields' values in [`PLAN_FIELDS`] order; None when the job has none (a
+    /// stream, or a job made by an older version).
+    pub(crate) fn from_values(values: &[Option<Vec<u8>>]) -> Option<PlanFacts> {
+        let text = |i: usize| -> Option<String> {
+            values
+                .get(i)?
+                .as_ref()
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        };
+        let num = |i: usize| -> Option<u64> { text(i)?.parse().ok() };
+        Some(PlanFacts {
+            split_bytes: num(0)?,
+            packed: num(1)? == 1,
+            tasks: num(2)?,
+            files: num(3)?,
+            bytes: num(4)?,
+            digest: text(5)?,
+        })
+    }
+}
+
+impl JobSpec {
+    /// The settings in which `self` (a job's) and `asked` (a new run's) differ, each as the flag
+    /// and both values, for a message that says what to change: e.g. `--lease 5s (this run: 2s)`.
+    pub fn differences(&self, asked: &JobSpec) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut compare = |flag: &str, job: String, run: String| {
+            if job != run {
+                out.push(format!("{flag} {job} (this run: {run})"));
+            }
+        };
+        let on = |b: bool| if b { "on" } else { "off" }.to_string();
+        let ms = |d: Duration| format!("{}ms", millis(d));
+        let path = |p: &Option<PathBuf>| {
+            p.as_ref()
+                .map_or_else(|| "none".to_string(), |p| p.display().to_string())
+        };
+        compare(
+            "--tokenizer",
+            self.tokenizer.as_str().into(),
+            asked.tokenizer.as_str().into(),
+        );
+        compare("--lowercase", on(self.lowercase), on(asked.lowercase));
+        compare(
+            "--dictionary",
+            path(&self.dictionary),
+            path(&asked.dictionary),
+        );
+        compare(
+            "--csv-column",
+            self.csv_column.clone(),
+            asked.csv_column.clone(),
+        );
+        compare("--lease", ms(self.lease), ms(asked.lease));
+        compare(
+            "--max-attempts",
+            self.max_attempts.to_string(),
+            asked.max_attempts.to_string(),
+        );
+        compare(
+            "--sync-replicas",
+            self.sync_replicas.to_string(),
+            asked.sync_replicas.to_string(),
+        );
+        compare(
+            "--aggregate-in",
+            self.aggregation.as_str().into(),
+            asked.aggregation.as_str().into(),
+        );
+        compare(
+            "--partitions",
+            self.partitions.to_string(),
+            asked.partitions.max(1).to_string(),
+        );
+        compare(
+            "--keep",
+            self.keep.map_or_else(|| "none".into(), ms),
+            asked.keep.map_or_else(|| "none".into(), ms),
+        );
+        compare(
+            "--history",
+            self.history.to_string(),
+            asked.history.to_string(),
+        );
+        out
+    }
+}
+
 /// A duration as the whole milliseconds the library takes (at least 1: a zero lease is no lease).
 pub(crate) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
@@ -243,6 +375,45 @@ mod tests {
         assert_eq!(round_trip(&every), every);
         let names: Vec<&str> = every.to_fields().iter().map(|(f, _)| *f).collect();
         assert_eq!(names, SPEC_FIELDS);
+    }
+
+    #[test]
+    fn differences_name_the_flag_and_both_values() {
+        let job = JobSpec::default();
+        assert!(job.differences(&job.clone()).is_empty());
+        let asked = JobSpec {
+            lowercase: true,
+            lease: Duration::from_secs(2),
+            ..JobSpec::default()
+        };
+        assert_eq!(
+            job.differences(&asked),
+            [
+                "--lowercase off (this run: on)",
+                "--lease 5000ms (this run: 2000ms)"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_plan_reads_back_as_it_was_written() {
+        let plan = PlanFacts {
+            split_bytes: 1 << 20,
+            packed: true,
+            tasks: 7,
+            files: 300,
+            bytes: 12345,
+            digest: "ab12".into(),
+        };
+        let values: Vec<Option<Vec<u8>>> =
+            plan.to_fields().into_iter().map(|(_, v)| Some(v)).collect();
+        assert_eq!(PlanFacts::from_values(&values), Some(plan.clone()));
+        let names: Vec<&str> = plan.to_fields().iter().map(|(f, _)| *f).collect();
+        assert_eq!(names, PLAN_FIELDS);
+        assert_eq!(
+            PlanFacts::from_values(&[None, None, None, None, None, None]),
+            None
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use redcount_protocol::{
 use redcount_server::{RedisServer, ServerOptions};
 use std::time::Duration;
 
-const FUNCTIONS: [&str; 20] = [
+const FUNCTIONS: [&str; 21] = [
     "rc_create",
     "rc_enqueue",
     "rc_seal",
@@ -30,6 +30,7 @@ const FUNCTIONS: [&str; 20] = [
     "rc_event",
     "rc_stop",
     "rc_join",
+    "rc_leave",
     "rc_split",
     "rc_drop",
     "rc_status",
@@ -112,6 +113,7 @@ fn template(func: &str) -> Vec<&'static str> {
         "rc_event" => vec!["*", "kill", "detail"],
         "rc_stop" => vec!["*", "cancelled", "asked to"],
         "rc_join" => vec!["*", "w2", "i1", "10000"],
+        "rc_leave" => vec!["*", "w2"],
         "rc_split" => vec!["*", "w", "2-0", "4"],
         // Forced: the job of the setup is still running.
         "rc_drop" => vec!["*", "1"],

@@ -29,6 +29,18 @@ impl MetricConstructor<Histogram> for Buckets {
     }
 }
 
+/// The labels of the job-state gauge: one series per state, 1 for the job's current one.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    /// The job's name.
+    pub job: String,
+    /// One of [`STATES`].
+    pub state: String,
+}
+
+/// Every state a job can be in, as `status` names them ([`redcount_protocol::Status::phase`]).
+pub const STATES: [&str; 4] = ["running", "finished", "failed", "cancelled"];
+
 type Counters = Family<JobLabel, Counter>;
 type Gauges = Family<JobLabel, Gauge>;
 type SecondsGauges = Family<JobLabel, Gauge<f64, AtomicU64>>;
@@ -45,6 +57,7 @@ pub struct Metrics {
     in_flight: Gauges,
     waiting: Gauges,
     live_workers: Gauges,
+    job_state: Family<StateLabel, Gauge>,
     oldest_waiting: SecondsGauges,
     task_seconds: Family<JobLabel, Histogram, Buckets>,
     latency_seconds: Family<JobLabel, Histogram, Buckets>,
@@ -101,6 +114,12 @@ impl Metrics {
         );
         let waiting = gauge(&mut registry, "tasks_waiting", "Tasks not yet delivered");
         let live_workers = gauge(&mut registry, "live_workers", "Workers heard from lately");
+        let job_state = Family::<StateLabel, Gauge>::default();
+        registry.register(
+            "job_state",
+            "1 for the job's state (running, finished, failed, cancelled), 0 for the others",
+            job_state.clone(),
+        );
         let oldest_waiting = SecondsGauges::default();
         registry.register_with_unit(
             "oldest_waiting_age",
@@ -133,6 +152,7 @@ impl Metrics {
             in_flight,
             waiting,
             live_workers,
+            job_state,
             oldest_waiting,
             task_seconds,
             latency_seconds,
@@ -165,6 +185,15 @@ impl Metrics {
         self.live_workers
             .get_or_create(&label)
             .set(s.live_workers as i64);
+        for state in STATES {
+            let series = StateLabel {
+                job: name.to_string(),
+                state: state.to_string(),
+            };
+            self.job_state
+                .get_or_create(&series)
+                .set(i64::from(s.phase() == state));
+        }
         self.oldest_waiting
             .get_or_create(&label)
             .set(detail.oldest_waiting_ms.unwrap_or(0) as f64 / 1000.0);

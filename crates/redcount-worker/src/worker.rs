@@ -93,6 +93,18 @@ pub fn run_worker(
         },
     };
     loop {
+        // Ctrl-C or SIGTERM (`redcount worker` by hand): leave the job, so it stops showing this
+        // worker as live; the tasks it held go to other workers when their leases end.
+        if redcount_protocol::stop_requested() {
+            let _ = worker
+                .job
+                .leave(Now::Coordinator, std::slice::from_ref(&name));
+            anyhow::bail!(
+                "interrupted: worker {name} left job '{job_name}'; the tasks it held go to other \
+                 workers within {:.0} s (their lease)",
+                lease.as_secs_f64()
+            );
+        }
         match worker.step() {
             Ok(true) => return Ok(worker.report),
             Ok(false) => {}

@@ -289,9 +289,14 @@ pub struct JobArgs {
     pub workers: Option<usize>,
     #[command(flatten)]
     pub redis: JobRedisArg,
-    /// Job name (default: generated and printed). Several jobs can share one Redis.
+    /// Job name (default: generated and printed). Several jobs can share one Redis. A `run` of a
+    /// name whose job an interrupted run left unfinished resumes it (same settings and inputs, or
+    /// it is refused naming the difference).
     #[arg(long)]
     pub job: Option<String>,
+    /// Remove a job of the same --job name that is there already, and start over.
+    #[arg(long, requires = "job")]
+    pub replace: bool,
     /// How long a task may go without a commit or renewal before another worker takes it over.
     #[arg(long, alias = "lease-ms", value_name = "TIME", value_parser = parse_lease, default_value = "5s")]
     pub lease: Duration,
@@ -520,6 +525,7 @@ impl JobArgs {
         );
         options.redis = self.redis.redis;
         options.job = self.job;
+        options.replace = self.replace;
         options.spec = JobSpec {
             tokenizer: self.tokenizer,
             lowercase: self.lowercase,
@@ -595,6 +601,15 @@ pub enum JobsAction {
         /// Remove a job even while it runs (its workers then find it gone).
         #[arg(long)]
         force: bool,
+    },
+    /// Stop running jobs for good: their workers exit, their state says cancelled, and what they
+    /// counted so far stays readable until `jobs rm`.
+    Cancel {
+        #[command(flatten)]
+        redis: RedisArg,
+        /// The jobs to cancel.
+        #[arg(required = true, value_name = "JOB")]
+        jobs: Vec<String>,
     },
     /// Remove the finished jobs past their --keep, or (with --older-than) every job finished longer
     /// ago than that; running jobs are never touched.

@@ -84,7 +84,7 @@ fn wait_sealed(url: &str, job: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let out = run(&["status", "--redis", url, "--job", job, "--json"]);
-        if out.status.success() && json(&out)["state"] == "sealed" {
+        if out.status.success() && json(&out)["stage"] == "sealed" {
             return;
         }
         assert!(Instant::now() < deadline, "job {job} was never sealed");
@@ -462,4 +462,40 @@ fn a_redis_that_is_not_there_is_one_line() {
         lines[0].contains(&format!("cannot reach redis at {url}")) && lines[0].contains("--redis"),
         "{said}"
     );
+}
+
+#[test]
+fn a_missing_or_wrong_password_is_one_line_with_the_url_form() {
+    // Test servers always have a (random) password.
+    let server =
+        redcount_server::RedisServer::start(Default::default()).expect("redis-server starts");
+    let port = server.port();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = dir.path().join("a.txt");
+    std::fs::write(&input, "hello world\n").expect("write");
+    for (url, expected) in [
+        (format!("redis://127.0.0.1:{port}"), "needs a password"),
+        (
+            format!("redis://:wrong@127.0.0.1:{port}"),
+            "refused the user name or password",
+        ),
+    ] {
+        for args in [
+            vec!["run", "--no-progress", &input.to_str().expect("utf-8")],
+            vec!["jobs"],
+        ] {
+            let out = run_env(&[("REDIS_URL", url.clone())], &args);
+            assert_eq!(out.status.code(), Some(1));
+            let said = String::from_utf8_lossy(&out.stderr);
+            let lines: Vec<&str> = said.lines().filter(|l| !l.trim().is_empty()).collect();
+            assert_eq!(lines.len(), 1, "{said}");
+            assert!(
+                lines[0].contains(expected)
+                    && lines[0].contains("redis://:PASSWORD@host:port")
+                    && !lines[0].contains("wrong")
+                    && !lines[0].contains("unauthenticated"),
+                "{said}"
+            );
+        }
+    }
 }

@@ -304,7 +304,11 @@ fn workers_started_elsewhere_join_a_job_on_an_external_redis() {
         &corpus.display().to_string(),
     ]);
     assert_eq!(again.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        said.contains("is already finished") && said.contains("redcount counts --job shared"),
+        "{said}"
+    );
 }
 
 #[test]

@@ -252,6 +252,10 @@ fn twenty_open_pages_add_no_redis_reads_and_metrics_are_exact() {
         format!("redcount_words_total{{job=\"m1\"}} {words}"),
         "redcount_tasks_failed_total{job=\"m1\"} 0".to_string(),
         "redcount_task_duration_seconds_count{job=\"m1\"} 12".to_string(),
+        // The finished job: its state, and no live workers.
+        "redcount_job_state{job=\"m1\",state=\"finished\"} 1".to_string(),
+        "redcount_job_state{job=\"m1\",state=\"running\"} 0".to_string(),
+        "redcount_live_workers{job=\"m1\"} 0".to_string(),
     ] {
         assert!(
             metrics.lines().any(|l| l == line),

@@ -4,19 +4,38 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use redcount_protocol::{Job, Link, LinkOptions, Now};
+use redcount_protocol::{Job, Link, LinkOptions, Now, PlanFacts};
 
 use super::repair::CommitLog;
 use super::Session;
 use crate::checkpoint::Checkpointer;
 use crate::embedded::{Durability, EmbeddedRedis};
+use crate::plan::{default_split_bytes, pack_tasks, plan_facts, plan_tasks};
 use crate::JobOptions;
 
 /// The shortest `--chaos-redis` interval: below it the private Redis spends its whole life starting.
 const MIN_CHAOS_EVERY: Duration = Duration::from_millis(300);
 
-/// Checks the inputs, starts a private Redis unless one is given, and creates the job with its spec.
-pub fn open_session(options: &JobOptions) -> anyhow::Result<Session> {
+/// What kind of job a session opens: a batch job, planned from its inputs (and resumed when a
+/// job of its name was interrupted), or a stream, whose tasks come from a schedule.
+#[derive(Debug, Clone, Copy)]
+pub enum JobKind {
+    /// `run`: inputs cut into tasks of `split_bytes` (chosen from the input size when None),
+    /// small ones packed together unless `no_pack`.
+    Batch {
+        /// `--split-bytes`.
+        split_bytes: Option<u64>,
+        /// `--no-pack`.
+        no_pack: bool,
+    },
+    /// `stream`: never resumed (its schedule is on the clock of the run that made it).
+    Stream,
+}
+
+/// Checks the inputs, starts a private Redis unless one is given, plans a batch job's tasks and
+/// creates the job with its spec and plan; or, for a batch job of that name left unfinished by an
+/// interrupted run, checks it was started with the same settings and inputs and resumes it.
+pub fn open_session(options: &JobOptions, kind: JobKind) -> anyhow::Result<Session> {
     let started = Instant::now();
     let files = redcount_input::expand::inputs(&options.inputs)?;
     if files.is_empty() {
@@ -82,16 +101,78 @@ pub fn open_session(options: &JobOptions) -> anyhow::Result<Session> {
     if spec.sync_replicas > 0 {
         check_replicas(&mut job, spec.sync_replicas)?;
     }
-    let run_id = redcount_server::random_hex(8);
-    let (created, existing) =
-        job.create_with_dictionary(Now::Coordinator, &run_id, &spec, dictionary.as_deref())?;
-    if !created {
-        bail!(
-            "job '{name}' already exists at {} (run {existing}); pick another --job name, \
-             or read its result with `redcount top --job {name}`",
-            job.addr()
-        );
+    // A job of this name that is there already: replaced, resumed, or refused with the reason.
+    let mut resume = None;
+    if options.job.is_some() && job.exists()? {
+        if options.replace {
+            let keys = job.drop_job(Now::Coordinator, true)?;
+            eprintln!(
+                "job '{name}': replaced (its {keys} keys at {} removed)",
+                job.addr()
+            );
+        } else {
+            resume = Some(resumable(&mut job, kind, &spec, dictionary.as_deref())?);
+        }
     }
+    let (planned, plan) = match kind {
+        JobKind::Batch {
+            split_bytes,
+            no_pack,
+        } => {
+            let split = match (&resume, split_bytes) {
+                (_, Some(split)) => split,
+                (Some(Resume { plan, .. }), None) => plan.split_bytes,
+                (None, None) => {
+                    let total: u64 = files.iter().map(|f| f.size).sum();
+                    let workers = match options.workers {
+                        0 => crate::available_cpus(),
+                        n => n,
+                    };
+                    default_split_bytes(total, workers)
+                }
+            };
+            let mut tasks = plan_tasks(&files, options.format, split, 1);
+            if !no_pack {
+                tasks = pack_tasks(tasks, split);
+            }
+            let facts = plan_facts(&tasks, split, !no_pack, files.len() as u64);
+            if let Some(r) = &resume {
+                same_plan(&name, job.addr(), &r.plan, &facts)?;
+            }
+            (tasks, Some(facts))
+        }
+        JobKind::Stream => (Vec::new(), None),
+    };
+    let run_id = match &resume {
+        Some(r) => {
+            eprintln!(
+                "job '{name}' at {}: resuming it ({} of {} tasks done)",
+                job.addr(),
+                r.status.done + r.status.dead,
+                r.status.tasks.max(r.plan.tasks)
+            );
+            r.status.run_id.clone()
+        }
+        None => {
+            let run_id = redcount_server::random_hex(8);
+            let (created, existing) = job.create_with_dictionary(
+                Now::Coordinator,
+                &run_id,
+                &spec,
+                dictionary.as_deref(),
+                plan.as_ref(),
+            )?;
+            if !created {
+                // Made by another run between our look and our create.
+                bail!(
+                    "job '{name}' was just made at {} by another run ({existing}); pick another \
+                     --job name",
+                    job.addr()
+                );
+            }
+            run_id
+        }
+    };
     let hook_guard = match &options.on_open {
         Some(hook) => Some((hook.0)(&url, &name)?),
         None => None,
@@ -108,6 +189,9 @@ pub fn open_session(options: &JobOptions) -> anyhow::Result<Session> {
         commits: CommitLog::new(spec.history),
         spec,
         dictionary,
+        plan,
+        planned,
+        resumed: resume.is_some(),
         tasks: Default::default(),
         sealed: false,
         recreated: 0,
@@ -115,6 +199,103 @@ pub fn open_session(options: &JobOptions) -> anyhow::Result<Session> {
         spill: redcount_latency::Spill::new(None)?,
         _checkpointer: checkpointer,
     })
+}
+
+/// A job of the run's name that an earlier run left unfinished.
+struct Resume {
+    status: redcount_protocol::Status,
+    plan: PlanFacts,
+}
+
+/// The job of this name, if this run may resume it: a batch job still running, started with the
+/// same settings. Anything else is refused with what to do instead.
+fn resumable(
+    job: &mut Job,
+    kind: JobKind,
+    spec: &redcount_protocol::JobSpec,
+    dictionary: Option<&[u8]>,
+) -> anyhow::Result<Resume> {
+    let (name, addr) = (job.name().to_string(), job.addr().to_string());
+    let status = job.status(Now::Coordinator, redcount_protocol::live_window(spec.lease))?;
+    if let Some(state) = status.stopped() {
+        bail!(
+            "job '{name}' at {addr} was {state} ({}): run with --replace to start it over, or \
+             pick another --job name",
+            status.stop_reason
+        );
+    }
+    if status.finished {
+        bail!(
+            "job '{name}' at {addr} is already finished ({} tasks, {} words): read its result with \
+             `redcount counts --job {name}` (or `top`), run with --replace to count it again, or \
+             pick another --job name",
+            status.tasks,
+            status.words
+        );
+    }
+    let plan = match (kind, job.plan_facts()?) {
+        (JobKind::Stream, _) => bail!(
+            "job '{name}' at {addr} already exists and a stream is not resumed: run with \
+             --replace to start it over, or pick another --job name"
+        ),
+        (_, None) => bail!(
+            "job '{name}' at {addr} is unfinished, but was made by another version of redcount \
+             that kept no plan to resume it from: finish it with `redcount worker --job {name}`, \
+             or run with --replace to start it over"
+        ),
+        (_, Some(plan)) => plan,
+    };
+    let mut differences = job.spec()?.differences(spec);
+    if dictionary.is_some() && job.dictionary_text()?.as_deref() != dictionary {
+        differences.push("--dictionary (the file's words changed since the job started)".into());
+    }
+    if let JobKind::Batch {
+        split_bytes,
+        no_pack,
+    } = kind
+    {
+        if let Some(split) = split_bytes.filter(|s| *s != plan.split_bytes) {
+            differences.push(format!(
+                "--split-bytes {} (this run: {split})",
+                plan.split_bytes
+            ));
+        }
+        if no_pack == plan.packed {
+            let flag = |packed: bool| if packed { "packed" } else { "--no-pack" };
+            differences.push(format!(
+                "{} (this run: {})",
+                flag(plan.packed),
+                flag(!no_pack)
+            ));
+        }
+    }
+    if !differences.is_empty() {
+        bail!(
+            "job '{name}' at {addr} is unfinished, and was started with other settings: {}; run \
+             it again with the job's settings to resume it, or with --replace to start it over",
+            differences.join(", ")
+        );
+    }
+    Ok(Resume { status, plan })
+}
+
+/// Refuses to resume a job whose inputs are not those it was planned from.
+fn same_plan(name: &str, addr: &str, job: &PlanFacts, now: &PlanFacts) -> anyhow::Result<()> {
+    if job.digest == now.digest {
+        return Ok(());
+    }
+    bail!(
+        "job '{name}' at {addr} is unfinished, but its inputs changed since it started: it \
+         planned {} files ({} bytes) into {} tasks, this run {} files ({} bytes) into {} tasks (a \
+         file added, removed or rewritten); run with --replace to count them from the start, or \
+         pick another --job name",
+        job.files,
+        job.bytes,
+        job.tasks,
+        now.files,
+        now.bytes,
+        now.tasks
+    )
 }
 
 /// `--sync-replicas N` promises that a commit counts once N replicas have it: refuse a coordinator

@@ -31,7 +31,10 @@ enum Repair {
 
 /// Decides from a job's status what a crash undid, given what the driver enqueued and sealed.
 fn repair_for(status: &Status, enqueued: usize, sealed: bool) -> Repair {
-    if status.tasks < enqueued as u64 || (sealed && status.state != "sealed") {
+    // A job stopped on purpose (`jobs cancel`) or failed is over: nothing of it is repaired.
+    if status.stopped().is_some() {
+        Repair::Nothing
+    } else if status.tasks < enqueued as u64 || (sealed && status.state != "sealed") {
         Repair::Resend
     } else {
         Repair::Nothing
@@ -216,6 +219,7 @@ impl Session {
             &self.run_id,
             &self.spec,
             self.dictionary.as_deref(),
+            self.plan.as_ref(),
         )?;
         self.recreated += 1;
         self.commits.reread();
@@ -393,6 +397,11 @@ mod tests {
         assert_eq!(repair_for(&status(10, "open"), 10, true), Repair::Resend);
         // Tasks the driver has not sent yet are not a loss.
         assert_eq!(repair_for(&status(10, "open"), 4, false), Repair::Nothing);
+        // A cancelled job is over, not a seal to renew.
+        assert_eq!(
+            repair_for(&status(10, "cancelled"), 10, true),
+            Repair::Nothing
+        );
     }
 
     fn done(task: &str, committed_ms: u64) -> DoneRecord {

@@ -21,7 +21,12 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let mut job = Job::new(Link::open(&url, LinkOptions::default())?, &name)?;
     let s = job.status(Now::Coordinator, INSPECT_LIVE_WINDOW)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
+        // `state` as the text view says it (running, finished, failed, cancelled), the
+        // library's own (open, sealed ...) as `stage`.
+        let mut value = serde_json::to_value(&s)?;
+        value["stage"] = value["state"].clone();
+        value["state"] = s.phase().into();
+        println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(ExitCode::SUCCESS);
     }
     // The run's own span on the coordinator's clock: until it finished, or until now.

@@ -4,7 +4,9 @@
 
 use std::process::ExitCode;
 
-use redcount_protocol::{job_names, scan_job_names, Job, Link, LinkOptions, Now};
+use std::time::Duration;
+
+use redcount_protocol::{job_names, scan_job_names, Job, Link, LinkOptions, Now, StopKind};
 
 use crate::cli::{JobsAction, JobsArgs};
 
@@ -19,6 +21,14 @@ pub fn jobs(args: JobsArgs) -> anyhow::Result<ExitCode> {
                 &args.redis
             };
             remove(&super::required_url(given)?, &jobs, force)
+        }
+        Some(JobsAction::Cancel { redis, jobs }) => {
+            let given = if redis.redis.is_some() {
+                &redis
+            } else {
+                &args.redis
+            };
+            cancel(&super::required_url(given)?, &jobs)
         }
         Some(JobsAction::Prune {
             redis,
@@ -104,6 +114,37 @@ fn table(url: &str, scan: bool) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Cancels each job (`rc_stop`): its workers exit at their next call, a driver waiting on it
+/// reports it cancelled. A job already over is left as it is, and said so.
+fn cancel(url: &str, names: &[String]) -> anyhow::Result<ExitCode> {
+    let mut failed = false;
+    let reason = "cancelled with `redcount jobs cancel`";
+    for name in names {
+        let mut job = Job::new(Link::open(url, LinkOptions::default())?, name)?;
+        let outcome = job
+            .stop(Now::Coordinator, StopKind::Cancelled, reason)
+            .and_then(|stopped| Ok((stopped, job.status(Now::Coordinator, Duration::ZERO)?)));
+        match outcome {
+            Ok((true, s)) => println!(
+                "cancelled job {name} at {} of {} tasks; its workers exit at their next call \
+                 (`redcount jobs rm {name}` removes its keys)",
+                s.done + s.dead,
+                s.tasks
+            ),
+            Ok((false, s)) => println!("job {name} was already over ({})", s.phase()),
+            Err(err) => {
+                eprintln!("error: {err}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn remove(url: &str, names: &[String], force: bool) -> anyhow::Result<ExitCode> {

@@ -9,6 +9,8 @@ use crate::cli::WorkerArgs;
 
 pub fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let url = super::required_url(&args.redis)?;
+    // Ctrl-C or SIGTERM: the worker leaves the job at its next step instead of dying mid-call.
+    let _ = super::run::interrupt_flag();
     let report = match run_worker(&url, &args.job, &args.options()) {
         Ok(report) => report,
         // Out of memory is not this worker's failure, and another one would fail alike: say so in
