@@ -44,6 +44,14 @@ pub enum InputError {
         /// The pattern.
         pattern: String,
     },
+    /// An object-store URL under which the bucket holds no object.
+    #[error("{url}: {detail}")]
+    NoObjects {
+        /// The URL as given.
+        url: String,
+        /// Which bucket is empty, or under which prefix, and what to check.
+        detail: String,
+    },
     /// A glob pattern cannot be parsed.
     #[error("{pattern}: invalid glob pattern: {reason}")]
     BadPattern {

@@ -177,9 +177,45 @@ fn input_error(path: &Path, version: Option<&str>, err: object_store::Error) -> 
         },
         other => InputError::ObjectStore {
             path: path.to_path_buf(),
-            reason: format!("{other}{}", configuration_hint(&other.to_string())),
+            reason: store_said(&other.to_string()),
         },
     }
+}
+
+/// An object store's error in a user's words: an S3 error document (`<Error><Code>...`) becomes
+/// its code and message with what to check (never the XML), anything else keeps its text, with
+/// the setting to check when it looks like a missing one.
+fn store_said(error: &str) -> String {
+    let tag = |name: &str| -> Option<&str> {
+        let open = format!("<{name}>");
+        let start = error.find(&open)? + open.len();
+        let len = error[start..].find(&format!("</{name}>"))?;
+        Some(&error[start..start + len])
+    };
+    let Some(code) = tag("Code") else {
+        return format!("{error}{}", configuration_hint(error));
+    };
+    let message = tag("Message").unwrap_or("");
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "AWS S3".into());
+    let what_to_do = match code {
+        "NoSuchBucket" => format!(
+            "no bucket of this name at {endpoint}: check the bucket's name (and AWS_ENDPOINT_URL, \
+             AWS_REGION for a store that is not AWS)"
+        ),
+        "AccessDenied" | "AllAccessDisabled" => {
+            "the credentials may not list or read this bucket: check its policy and \
+             AWS_ACCESS_KEY_ID"
+                .into()
+        }
+        "InvalidAccessKeyId" | "SignatureDoesNotMatch" => {
+            "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".into()
+        }
+        "PermanentRedirect" | "AuthorizationHeaderMalformed" => {
+            "the bucket is in another region: set AWS_REGION to it".into()
+        }
+        _ => format!("the store at {endpoint} refused the request"),
+    };
+    format!("{code} ({message}): {what_to_do}")
 }
 
 /// What to set when an error looks like a missing setting rather than a store's failure.
@@ -227,8 +263,17 @@ pub fn list(url: &str) -> Result<Vec<ObjectInfo>, InputError> {
         }
     }
     if objects.is_empty() {
-        return Err(InputError::NoMatch {
-            pattern: url.to_string(),
+        let detail = if key.is_empty() {
+            format!("bucket '{bucket}' is there but holds no object")
+        } else {
+            format!(
+                "bucket '{bucket}' has no object whose key is or starts with '{key}': check the \
+                 key (`s3://BUCKET/PREFIX` counts every object whose key starts with PREFIX)"
+            )
+        };
+        return Err(InputError::NoObjects {
+            url: url.to_string(),
+            detail,
         });
     }
     objects.sort_by(|a, b| a.url.cmp(&b.url));

@@ -324,3 +324,31 @@ fn objects_injected_as_a_stream_are_counted_exactly_with_one_latency_row_each() 
         "30 files over 9 objects: the first four times"
     );
 }
+
+#[test]
+fn an_empty_prefix_and_a_missing_bucket_are_said_in_words_without_the_stores_xml() {
+    let Some(s3) = s3_or_skip() else { return };
+    let env = s3.env();
+    s3.create_bucket("there").expect("bucket");
+    s3.put("there", "logs/a.txt", b"a b c\n").expect("put");
+    let cases = [
+        (
+            "s3://there/nothing-here/",
+            "bucket 'there' has no object whose key is or starts with 'nothing-here/'",
+        ),
+        ("s3://nobucket/logs", "NoSuchBucket"),
+    ];
+    for (url, expected) in cases {
+        let out = run_env(&env, &["run", "--no-progress", url]);
+        assert_eq!(out.status.code(), Some(1));
+        let said = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = said.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{said}");
+        assert!(
+            lines[0].contains(url) && lines[0].contains(expected) && !said.contains("<?xml"),
+            "{said}"
+        );
+    }
+    let missing = run_env(&env, &["run", "--no-progress", "s3://nobucket/logs"]);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("check the bucket's name"));
+}
