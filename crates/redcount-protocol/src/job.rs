@@ -841,6 +841,8 @@ pub struct ServerFacts {
     /// server never evicts the job's keys (`noeviction`, or a `volatile-*` policy: redcount's keys
     /// have no TTL).
     pub evicting_policy: Option<String>,
+    /// The server and its version, e.g. `Valkey 9.1.2` or `Redis 7.0.15`.
+    pub server: String,
 }
 
 impl ServerFacts {
@@ -855,6 +857,7 @@ impl ServerFacts {
         ServerFacts {
             run_id: field("run_id").unwrap_or_default(),
             evicting_policy: (maxmemory > 0 && policy.starts_with("allkeys-")).then_some(policy),
+            server: crate::server_name(info),
         }
     }
 

@@ -30,7 +30,7 @@ pub use job::{
     ClaimRequest, Claimed, CommitOutcome, Deferral, Enqueued, Job, Joined, ServerFacts, StopKind,
 };
 pub use keys::{validate_job_name, JobKeys, JOBS_KEY};
-pub use library::{ensure_library, LIBRARY_SOURCE, LIBRARY_VERSION};
+pub use library::{ensure_library, server_name, LIBRARY_SOURCE, LIBRARY_VERSION};
 pub use link::{
     redact_url, request_stop, stop_flag, stop_requested, use_ring_for_tls, Link, LinkOptions,
 };

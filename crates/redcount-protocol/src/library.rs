@@ -68,23 +68,73 @@ fn ensure_with(mut query: impl FnMut(&Cmd) -> RedisResult<redis::Value>) -> Redi
             .arg(LIBRARY_SOURCE),
     ) {
         Ok(_) => Ok(()),
-        // Redis before 7.0 has no Functions: say so rather than "unknown command".
-        Err(e)
-            if e.to_string()
-                .to_ascii_lowercase()
-                .contains("unknown command") =>
-        {
+        // A server without Functions (Redis before 7.0, a Valkey built without Lua): say which
+        // server it is and what redcount needs, rather than "unknown command".
+        Err(e) if lacks_functions(&e) => {
+            let info = query(redis::cmd("INFO").arg("server"))
+                .ok()
+                .and_then(|v| <String as redis::FromRedisValue>::from_redis_value(v).ok())
+                .unwrap_or_default();
             Err(redis::RedisError::from((
                 redis::ErrorKind::Client,
-                "redcount needs Redis 7.0 or newer (Redis Functions)",
-                e.to_string(),
+                "the server cannot run Lua functions",
+                format!(
+                    "it is {}, and redcount needs Redis 7.0 or newer, or Valkey 7.2 or newer, with \
+                     Lua functions (FUNCTION LOAD; the server said: {e})",
+                    server_name(&info)
+                ),
             )))
         }
         Err(e) => Err(e),
     }
 }
 
+/// True when `FUNCTION LOAD` failed because the server has no Functions or no Lua engine.
+fn lacks_functions(err: &redis::RedisError) -> bool {
+    let text = err.to_string().to_ascii_lowercase();
+    text.contains("unknown command")
+        || text.contains("unknown subcommand")
+        || (text.contains("engine") && text.contains("lua"))
+}
+
+/// The server and version an `INFO server` reply names: `Valkey 9.1.2`, `Redis 7.0.15`.
+pub fn server_name(info: &str) -> String {
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .map(|v| v.trim().to_string())
+    };
+    match (field("server_name"), field("valkey_version"), field("redis_version")) {
+        (Some(name), Some(version), _) if name.eq_ignore_ascii_case("valkey") => {
+            format!("Valkey {version}")
+        }
+        (_, _, Some(version)) => format!("Redis {version}"),
+        _ => "a server of unknown version".into(),
+    }
+}
+
 /// True when an error means the server lacks the library (a fresh or restarted Redis).
 pub(crate) fn is_missing_library(err: &redis::RedisError) -> bool {
     err.to_string().contains("Function not found")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_server_is_named_with_its_version() {
+        let valkey = "# Server\r\nredis_version:7.2.4\r\nserver_name:valkey\r\nvalkey_version:9.1.2\r\n";
+        assert_eq!(server_name(valkey), "Valkey 9.1.2");
+        assert_eq!(server_name("redis_version:7.0.15\r\n"), "Redis 7.0.15");
+        assert_eq!(server_name(""), "a server of unknown version");
+    }
+
+    #[test]
+    fn a_server_without_functions_or_lua_is_recognised() {
+        let err = |text: &str| redis::RedisError::from((redis::ErrorKind::Client, "x", text.to_string()));
+        assert!(lacks_functions(&err("ERR unknown command 'FUNCTION'")));
+        assert!(lacks_functions(&err("ERR Engine 'LUA' not found")));
+        assert!(!lacks_functions(&err("ERR Library 'redcount' already exists")));
+    }
 }

@@ -86,9 +86,11 @@ pub fn open_session(options: &JobOptions, kind: JobKind) -> anyhow::Result<Sessi
         .unwrap_or_else(|| format!("wc-{}", redcount_server::random_hex(4)));
     let mut job = Job::new(Link::open(&url, LinkOptions::default())?, &name)?;
     if server.is_none() {
-        if let Some(problem) = job.server_facts()?.eviction_problem(job.addr()) {
+        let facts = job.server_facts()?;
+        if let Some(problem) = facts.eviction_problem(job.addr()) {
             bail!("{problem}");
         }
+        tracing::info!("redis at {} is {}", job.addr(), facts.server);
         report_external_durability(&mut job, options.durability != Durability::None);
         prune_expired(&url);
     }
