@@ -104,7 +104,11 @@ pub fn server_name(info: &str) -> String {
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
             .map(|v| v.trim().to_string())
     };
-    match (field("server_name"), field("valkey_version"), field("redis_version")) {
+    match (
+        field("server_name"),
+        field("valkey_version"),
+        field("redis_version"),
+    ) {
         (Some(name), Some(version), _) if name.eq_ignore_ascii_case("valkey") => {
             format!("Valkey {version}")
         }
@@ -124,7 +128,8 @@ mod tests {
 
     #[test]
     fn the_server_is_named_with_its_version() {
-        let valkey = "# Server\r\nredis_version:7.2.4\r\nserver_name:valkey\r\nvalkey_version:9.1.2\r\n";
+        let valkey =
+            "# Server\r\nredis_version:7.2.4\r\nserver_name:valkey\r\nvalkey_version:9.1.2\r\n";
         assert_eq!(server_name(valkey), "Valkey 9.1.2");
         assert_eq!(server_name("redis_version:7.0.15\r\n"), "Redis 7.0.15");
         assert_eq!(server_name(""), "a server of unknown version");
@@ -132,9 +137,12 @@ mod tests {
 
     #[test]
     fn a_server_without_functions_or_lua_is_recognised() {
-        let err = |text: &str| redis::RedisError::from((redis::ErrorKind::Client, "x", text.to_string()));
+        let err =
+            |text: &str| redis::RedisError::from((redis::ErrorKind::Client, "x", text.to_string()));
         assert!(lacks_functions(&err("ERR unknown command 'FUNCTION'")));
         assert!(lacks_functions(&err("ERR Engine 'LUA' not found")));
-        assert!(!lacks_functions(&err("ERR Library 'redcount' already exists")));
+        assert!(!lacks_functions(&err(
+            "ERR Library 'redcount' already exists"
+        )));
     }
 }

@@ -55,6 +55,13 @@ pub enum Command {
     /// Run a standard set of experiments and write their data, plots and a report.
     #[command(subcommand)]
     Experiment(ExperimentCommand),
+    /// Print a shell completion script, e.g. `redcount completions bash >
+    /// ~/.local/share/bash-completion/completions/redcount`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -762,3 +762,56 @@ fn workers_join_a_private_redis_through_the_url_file_it_names() {
     assert!(status.success());
     assert_same_counts(&oracle_count(&files), &read_out_file(&out));
 }
+
+#[test]
+fn the_server_and_its_version_are_named_and_the_count_is_exact_on_it() {
+    // scripts/test.sh runs this file again on Valkey with REDCOUNT_TEST_SERVER=Valkey: this test
+    // makes sure that pass ran on the server it says.
+    let server = redcount_server::RedisServer::start(Default::default()).expect("server starts");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = dir.path().join("in");
+    let files = write_text_corpus(&input, 30, 500, 5_000, 5);
+    let out = dir.path().join("out.tsv");
+    let run = run_ok(&[
+        "run",
+        "-v",
+        "--no-progress",
+        "--redis",
+        &server.url(),
+        "--out",
+        &out.display().to_string(),
+        &input.display().to_string(),
+    ]);
+    let said = String::from_utf8_lossy(&run.stderr);
+    let expected = std::env::var("REDCOUNT_TEST_SERVER").unwrap_or_default();
+    let named = said
+        .lines()
+        .find_map(|l| l.split_once(" is ").filter(|(a, _)| a.contains("redis at")))
+        .map(|(_, server)| server.trim().to_string())
+        .unwrap_or_default();
+    assert!(
+        named.starts_with("Redis 7")
+            || named.starts_with("Redis 8")
+            || named.starts_with("Valkey "),
+        "{said}"
+    );
+    assert!(
+        named.starts_with(&expected),
+        "expected {expected}, ran on {named}"
+    );
+    assert_same_counts(&oracle_count(&files), &read_out_file(&out));
+}
+
+#[test]
+fn completions_are_printed_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = run_ok(&["completions", shell]);
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            script.contains("redcount") && script.contains("cancel") && script.contains("replace"),
+            "{shell}: {script}"
+        );
+    }
+    let bad = run(&["completions", "tcsh"]);
+    assert_eq!(bad.status.code(), Some(2));
+}

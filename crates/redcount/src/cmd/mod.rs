@@ -37,6 +37,16 @@ pub fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Experiment(ExperimentCommand::Latency(args)) => experiment::latency(args),
         Command::Experiment(ExperimentCommand::Partitions(args)) => experiment::partitions(args),
         Command::Experiment(ExperimentCommand::Hosts(args)) => experiment::hosts(args),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut command = crate::cli::Cli::command();
+            // Into memory first: clap_complete panics on a write error (`... | head`), while
+            // ours is a broken pipe main treats as the reader's choice.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "redcount", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout().lock(), &script)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
