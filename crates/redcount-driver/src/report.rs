@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
-use redcount_protocol::{DeadTask, Status};
+use redcount_protocol::{escape_bytes, DeadTask, Status};
 
 use crate::embedded::EmbeddedRedis;
 use crate::session::{JobResult, Session};
@@ -84,15 +84,24 @@ pub struct Summary {
     pub redis_restarts: u64,
     /// The inputs given up, with their errors.
     pub failed: Vec<DeadTask>,
+    /// How `top`'s words are written: [`WORD_ESCAPES`].
+    pub word_escapes: &'static str,
     /// The most frequent words.
     pub top: Vec<TopWord>,
 }
 
+/// How words that are not plain text are written in JSON (and in every table a person reads).
+pub const WORD_ESCAPES: &str =
+    "UTF-8 text as it is; \\\\ is a backslash; \\xNN is a byte that is not valid UTF-8, or a control byte";
+
 /// One row of the top-K table.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TopWord {
-    /// The word (bytes that are not UTF-8 escaped).
+    /// The word, escaped as [`escape_bytes`] says (the JSON's `word_escapes` says it too).
     pub word: String,
+    /// Its bytes, as counted.
+    #[serde(skip)]
+    pub bytes: Vec<u8>,
     /// How often it occurs.
     pub count: u64,
 }
@@ -139,10 +148,12 @@ impl Summary {
             recreated: 0,
             redis_restarts: 0,
             failed,
+            word_escapes: WORD_ESCAPES,
             top: top
                 .iter()
                 .map(|(w, n)| TopWord {
-                    word: display_word(w),
+                    word: escape_bytes(w),
+                    bytes: w.clone(),
                     count: *n,
                 })
                 .collect(),
@@ -171,7 +182,7 @@ impl Summary {
                     "{:>rank_width$}  {:>count_width$}  {}",
                     i + 1,
                     t.count,
-                    t.word
+                    display_word(&t.bytes)
                 )?;
             }
             writeln!(out)?;
@@ -224,11 +235,18 @@ impl Summary {
     }
 }
 
-/// A word for a terminal: valid UTF-8 as is, other bytes escaped as \xNN.
+/// The longest word a terminal table shows whole (in characters, escapes included); longer ones
+/// are cut there and their length in bytes is added, so a 40 MB token is one short line.
+pub const SHOWN_WORD_CHARS: usize = 60;
+
+/// A word for a terminal: [`escape_bytes`] (control bytes and bytes that are not UTF-8 as `\xNN`,
+/// a backslash as `\\`, so nothing reaches the terminal as a control sequence), cut to
+/// [`SHOWN_WORD_CHARS`]. `--out` keeps the raw bytes, `--json` the whole escaped word.
 pub fn display_word(word: &[u8]) -> String {
-    match std::str::from_utf8(word) {
-        Ok(s) if !s.chars().any(char::is_control) => s.to_string(),
-        _ => word.escape_ascii().to_string(),
+    let text = escape_bytes(word);
+    match text.char_indices().nth(SHOWN_WORD_CHARS) {
+        None => text,
+        Some((cut, _)) => format!("{}... ({} bytes)", &text[..cut], word.len()),
     }
 }
 

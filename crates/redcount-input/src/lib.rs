@@ -32,6 +32,12 @@ pub struct InputFile {
 /// Why an input could not be used. Every variant names the file and says what happened.
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
+    /// An input that looks binary, skipped by the job's `--binary skip`.
+    #[error("{path}: looks binary (a NUL byte in its first 8 KiB): not counted; run with `--binary count` to count it")]
+    Binary {
+        /// The file.
+        path: PathBuf,
+    },
     /// The path names nothing.
     #[error("{path}: no such file or directory")]
     Missing {

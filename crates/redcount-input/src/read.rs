@@ -85,6 +85,28 @@ fn describe_change(planned: &str, now: &str) -> String {
     what.join(", ")
 }
 
+/// Bytes at the start of an input that tell binary from text.
+pub const BINARY_PROBE: u64 = 8192;
+
+/// True when the input a range is from looks binary: a NUL byte in its first [`BINARY_PROBE`]
+/// bytes (the rule of grep and ripgrep; text in UTF-8 or any ASCII superset has none). `data` is
+/// the range's bytes, from `start`: a range at the start of its input needs no other read, any
+/// other reads the input's head, so every range of a binary input is told alike.
+pub fn looks_binary(
+    path: &Path,
+    version: Option<&str>,
+    start: u64,
+    data: &[u8],
+) -> Result<bool, InputError> {
+    if start == 0 {
+        let probe = data.len().min(BINARY_PROBE as usize);
+        return Ok(data[..probe].contains(&0));
+    }
+    let mut head = Vec::new();
+    read_range(path, version, 0, start.min(BINARY_PROBE), &mut head)?;
+    Ok(head.contains(&0))
+}
+
 /// Reads bytes `start..end` of `path` (a task's range) into `buf`, replacing its contents. An input
 /// that no longer has those bytes (or, for an object, is no longer the planned `version`) is an
 /// error: it changed after the job was planned.

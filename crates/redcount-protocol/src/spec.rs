@@ -32,6 +32,28 @@ impl Aggregation {
     }
 }
 
+/// What a job does with an input that looks binary (a NUL byte in its first 8 KiB, as grep and
+/// ripgrep decide): `--binary`, `cfg.binary`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum BinaryFiles {
+    /// Not counted, and reported by name with the reason (exit status 3).
+    #[default]
+    Skip,
+    /// Counted as any other input.
+    Count,
+}
+
+impl BinaryFiles {
+    /// The name in the job's spec.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BinaryFiles::Skip => "skip",
+            BinaryFiles::Count => "count",
+        }
+    }
+}
+
 /// Partitions of a job's counts when it sets none: merges of different partitions run in parallel,
 /// and one partition is what a merging worker holds in memory.
 pub const DEFAULT_PARTITIONS: u32 = 16;
@@ -64,6 +86,8 @@ pub struct JobSpec {
     /// Commit records (`done`) kept in Redis, the newest; older ones are trimmed by the commits
     /// themselves, so a stream that runs for days holds bounded memory. 0 keeps every record.
     pub history: u64,
+    /// Inputs that look binary: skipped (and reported) or counted.
+    pub binary: BinaryFiles,
 }
 
 /// Commit records a job keeps when it sets no `history`: about 15 MB of Redis, and the last
@@ -92,6 +116,7 @@ impl Default for JobSpec {
             partitions: DEFAULT_PARTITIONS,
             keep: None,
             history: DEFAULT_HISTORY,
+            binary: BinaryFiles::Skip,
         }
     }
 }
@@ -112,13 +137,14 @@ const AGGREGATION: &str = "cfg.aggregation";
 const PARTITIONS: &str = "cfg.partitions";
 pub(crate) const KEEP_MS: &str = "cfg.keep_ms";
 const HISTORY: &str = "cfg.history";
+const BINARY: &str = "cfg.binary";
 
 /// The meta-hash field holding the text of the job's dictionary (not a `cfg.*` field: it can be
 /// large, and only a worker that builds its tokenizer reads it).
 pub(crate) const DICTIONARY_TEXT: &str = "dictionary";
 
 /// The meta-hash fields of a spec, in the order [`JobSpec::to_fields`] writes them.
-pub(crate) const SPEC_FIELDS: [&str; 11] = [
+pub(crate) const SPEC_FIELDS: [&str; 12] = [
     TOKENIZER,
     LOWERCASE,
     DICTIONARY,
@@ -130,11 +156,12 @@ pub(crate) const SPEC_FIELDS: [&str; 11] = [
     PARTITIONS,
     KEEP_MS,
     HISTORY,
+    BINARY,
 ];
 
 impl JobSpec {
     /// The spec as meta-hash fields and values.
-    pub(crate) fn to_fields(&self) -> [(&'static str, Vec<u8>); 11] {
+    pub(crate) fn to_fields(&self) -> [(&'static str, Vec<u8>); 12] {
         let num = |n: u64| n.to_string().into_bytes();
         [
             (TOKENIZER, self.tokenizer.as_str().as_bytes().to_vec()),
@@ -157,6 +184,7 @@ impl JobSpec {
                 self.keep.map(|d| num(millis(d))).unwrap_or_default(),
             ),
             (HISTORY, num(self.history)),
+            (BINARY, self.binary.as_str().as_bytes().to_vec()),
         ]
     }
 
@@ -205,6 +233,12 @@ impl JobSpec {
             },
             // A job written before trimming kept every record.
             history: number(HISTORY, 0)?,
+            // A job written before binary inputs were told apart counted them.
+            binary: match text(BINARY).as_str() {
+                "skip" => BinaryFiles::Skip,
+                "count" | "" => BinaryFiles::Count,
+                other => return Err(format!("unknown binary policy '{other}' in {BINARY}")),
+            },
         })
     }
 }
@@ -337,6 +371,11 @@ impl JobSpec {
             self.history.to_string(),
             asked.history.to_string(),
         );
+        compare(
+            "--binary",
+            self.binary.as_str().into(),
+            asked.binary.as_str().into(),
+        );
         out
     }
 }
@@ -371,6 +410,7 @@ mod tests {
             partitions: 7,
             keep: Some(Duration::from_secs(3600)),
             history: 5,
+            binary: BinaryFiles::Count,
         };
         assert_eq!(round_trip(&every), every);
         let names: Vec<&str> = every.to_fields().iter().map(|(f, _)| *f).collect();

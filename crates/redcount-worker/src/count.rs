@@ -5,9 +5,9 @@ use std::collections::HashSet;
 use anyhow::Context;
 use redcount_count::{Tokenizer, WordCounts};
 use redcount_input::object::{is_object, read_in_background, RangeRequest, Reads};
-use redcount_input::read::{check_word_lengths, check_word_lengths_in, read_range};
+use redcount_input::read::{check_word_lengths, check_word_lengths_in, looks_binary, read_range};
 use redcount_input::{csv_text, split::csv_header, InputError};
-use redcount_protocol::{Format, JobSpec, Piece};
+use redcount_protocol::{BinaryFiles, Format, JobSpec, Piece};
 
 /// The bytes of a task's ranges, by piece: those in an object store all read at once, concurrently
 /// (each GET costs a round trip: read one at a time, a packed task of small objects would wait on
@@ -44,13 +44,16 @@ impl PieceBytes {
         }
     }
 
-    /// Counts piece `index` (`piece`): its fetched bytes, or the local file's range read into `buf`.
+    /// Counts piece `index` (`piece`): its fetched bytes, or the local file's range read into `buf`;
+    /// one that looks binary is an error unless the job counts `binary` inputs.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn count(
         &mut self,
         index: usize,
         piece: &Piece,
         tokenizer: &Tokenizer,
         csv_column: &str,
+        binary: BinaryFiles,
         buf: &mut Vec<u8>,
         counts: &mut WordCounts,
     ) -> Result<u64, InputError> {
@@ -79,6 +82,13 @@ impl PieceBytes {
                 buf
             }
         };
+        if binary == BinaryFiles::Skip
+            && looks_binary(&piece.path, piece.version.as_deref(), piece.start, data)?
+        {
+            return Err(InputError::Binary {
+                path: piece.path.clone(),
+            });
+        }
         count_bytes(piece, data, tokenizer, csv_column, counts)
     }
 }

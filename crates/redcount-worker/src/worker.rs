@@ -74,6 +74,7 @@ pub fn run_worker(
         max_attempts: options.max_attempts.unwrap_or(spec.max_attempts).max(1),
         renewer: Renewer::start(renewer_job, name.clone(), lease, options.task_timeout),
         csv_column: spec.csv_column,
+        binary: spec.binary,
         aggregation: spec.aggregation,
         partitions: spec.partitions.max(1),
         merge_policy: MergePolicy {
@@ -212,6 +213,8 @@ struct Worker<'a> {
     /// memory is sized for this job's vocabulary already).
     spare: Option<WordCounts>,
     csv_column: String,
+    /// Inputs that look binary: skipped (an error naming them) or counted.
+    binary: redcount_protocol::BinaryFiles,
     aggregation: Aggregation,
     partitions: u32,
     merge_policy: MergePolicy,
@@ -456,6 +459,7 @@ impl Worker<'_> {
                 piece,
                 &self.tokenizer,
                 &self.csv_column,
+                self.binary,
                 &mut self.buf,
                 &mut batch.merged,
             ) {

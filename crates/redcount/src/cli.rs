@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use redcount_driver::embedded::Durability;
 use redcount_driver::{ChaosPoint, JobOptions};
 use redcount_input::FormatChoice;
-use redcount_protocol::{Aggregation, JobSpec, TokenizerKind};
+use redcount_protocol::{Aggregation, BinaryFiles, JobSpec, TokenizerKind};
 use redcount_worker::WorkerOptions;
 
 /// Exact word count over Redis: stateless worker processes coordinate through one Redis (a stream of
@@ -328,6 +328,10 @@ pub struct JobArgs {
     /// Lowercase ASCII letters.
     #[arg(long)]
     pub lowercase: bool,
+    /// Inputs that look binary (a NUL byte in their first 8 KiB): skipped and reported by name
+    /// (exit status 3), or counted.
+    #[arg(long, value_enum, default_value = "skip")]
+    pub binary: BinaryFiles,
     /// Keep only the words listed in this file (whitespace-separated).
     #[arg(long, value_name = "FILE")]
     pub dictionary: Option<PathBuf>,
@@ -545,6 +549,7 @@ impl JobArgs {
             partitions: self.partitions.clamp(1, 1024),
             keep: self.keep,
             history: self.history,
+            binary: self.binary,
         };
         options.format = self.format;
         options.top = self.top;

@@ -499,3 +499,106 @@ fn a_missing_or_wrong_password_is_one_line_with_the_url_form() {
         }
     }
 }
+
+#[test]
+fn binary_inputs_are_skipped_by_name_and_words_reach_a_terminal_escaped_and_cut() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let corpus = dir.path().join("corpus");
+    std::fs::create_dir(&corpus).expect("mkdir");
+    let text = corpus.join("a.txt");
+    let long = "y".repeat(10_000);
+    let mut body = b"plain words \x1b[31mred \xff\xfe a\\b plain ".to_vec();
+    body.extend_from_slice(long.as_bytes());
+    body.extend_from_slice(b" words\n");
+    std::fs::write(&text, &body).expect("write text");
+    // A binary input (a NUL early on) large enough to be split into several tasks: every range of
+    // it is told binary by its head.
+    let binary = corpus.join("tool.bin");
+    let mut bin = b"\x7fELF\x02\x01\x01\x00\x00".to_vec();
+    while bin.len() < 40_000 {
+        bin.extend_from_slice(b"symbol table entry with words ");
+    }
+    std::fs::write(&binary, &bin).expect("write binary");
+    let input = corpus.display().to_string();
+    let out = dir.path().join("out.tsv");
+    let out_arg = out.display().to_string();
+
+    let table = run(&[
+        "run",
+        "--split-bytes",
+        "8KiB",
+        "--no-pack",
+        "--out",
+        &out_arg,
+        &input,
+    ]);
+    assert_eq!(
+        table.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&table.stderr)
+    );
+    assert_same_counts(
+        &oracle_count(std::slice::from_ref(&text)),
+        &read_out_file(&out),
+    );
+    let shown = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        !table.stdout.contains(&0x1b),
+        "an escape byte reached the terminal: {shown}"
+    );
+    assert!(
+        shown.contains("\\x1b[31mred") && shown.contains("\\xff\\xfe"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("a\\\\b"),
+        "a backslash is shown doubled: {shown}"
+    );
+    let long_line = shown
+        .lines()
+        .find(|l| l.contains("yyyy"))
+        .expect("the long word's row");
+    assert!(
+        long_line.len() < 120 && long_line.contains("(10000 bytes)"),
+        "{long_line}"
+    );
+    let failed: Vec<&str> = shown.lines().filter(|l| l.starts_with("failed:")).collect();
+    assert!(!failed.is_empty(), "{shown}");
+    for line in &failed {
+        assert!(
+            line.contains("tool.bin")
+                && line.contains("looks binary")
+                && line.contains("--binary count"),
+            "{line}"
+        );
+    }
+
+    let json_run = run(&["run", "--json", "-k", "20", &input]);
+    let v = json(&json_run);
+    let words: Vec<&str> = v["top"]
+        .as_array()
+        .expect("top")
+        .iter()
+        .filter_map(|e| e["word"].as_str())
+        .collect();
+    assert!(
+        words.contains(&"\\xff\\xfe") && words.contains(&"a\\\\b"),
+        "{words:?}"
+    );
+    assert!(words.contains(&long.as_str()), "JSON keeps the whole word");
+    assert!(
+        v["word_escapes"]
+            .as_str()
+            .is_some_and(|s| s.contains("\\xNN")),
+        "{v}"
+    );
+
+    let counted = run(&["run", "--binary", "count", "--out", &out_arg, &input]);
+    assert!(
+        counted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&counted.stderr)
+    );
+    assert_same_counts(&oracle_count(&[text, binary]), &read_out_file(&out));
+}
