@@ -40,6 +40,8 @@ pub struct JobOptions {
     pub top: usize,
     /// Write every word and its count here.
     pub out: Option<PathBuf>,
+    /// Only words seen at least this often go to `out` (1: every word).
+    pub min_count: u64,
     /// Draw a progress bar (on a terminal only).
     pub progress: bool,
     /// The `redcount` executable, to start workers with.
@@ -91,6 +93,7 @@ impl JobOptions {
             format: FormatChoice::Auto,
             top: 10,
             out: None,
+            min_count: 1,
             progress: false,
             worker_exe,
             worker: WorkerOptions::default(),

@@ -19,7 +19,7 @@ pub fn report(
     files: u64,
 ) -> anyhow::Result<Summary> {
     if let (Some(out), Some(all)) = (&options.out, &result.all) {
-        write_out_file(out, all)?;
+        write_out_file(out, at_least(all, options.min_count))?;
     }
     let mut summary = Summary::new(
         &session.name,
@@ -308,6 +308,11 @@ pub fn check_writable(outputs: &[(&str, &Path)]) -> anyhow::Result<()> {
         })?;
     }
     Ok(())
+}
+
+/// The words of `counts` (sorted by count, descending) seen at least `min_count` times.
+pub fn at_least(counts: &[(Vec<u8>, u64)], min_count: u64) -> &[(Vec<u8>, u64)] {
+    &counts[..counts.partition_point(|(_, n)| *n >= min_count)]
 }
 
 /// Every (word, count) as `word<TAB>count` lines, in the order given.

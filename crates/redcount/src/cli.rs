@@ -341,6 +341,9 @@ pub struct JobArgs {
     /// Write every word as `word<TAB>count`, by count descending then word bytes ascending.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Write only the words seen at least N times to --out.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub min_count: u64,
     /// Print the summary as JSON on stdout instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -554,6 +557,7 @@ impl JobArgs {
         options.format = self.format;
         options.top = self.top;
         options.out = self.out;
+        options.min_count = self.min_count;
         options.progress = !self.no_progress && !self.json;
         options.durability = self.durability;
         options.checkpoint = self.checkpoint_ms;
@@ -663,6 +667,9 @@ pub struct CountsArgs {
     /// Write here instead of standard output.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Only the words seen at least N times.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub min_count: u64,
 }
 
 #[derive(Debug, Args)]

@@ -815,3 +815,44 @@ fn completions_are_printed_for_each_shell() {
     let bad = run(&["completions", "tcsh"]);
     assert_eq!(bad.status.code(), Some(2));
 }
+
+#[test]
+fn min_count_writes_only_the_words_seen_that_often() {
+    let server = redcount_server::RedisServer::start(Default::default()).expect("server starts");
+    let url = server.url();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let corpus = dir.path().join("in");
+    let files = write_text_corpus(&corpus, 20, 500, 5_000, 9);
+    let mut expected = oracle_count(&files);
+    expected.retain(|_, n| *n >= 3);
+    assert!(!expected.is_empty());
+    let out = dir.path().join("out.tsv");
+    let out_arg = out.display().to_string();
+    let input = corpus.display().to_string();
+    run_ok(&[
+        "run",
+        "--redis",
+        &url,
+        "--job",
+        "mc",
+        "--min-count",
+        "3",
+        "--out",
+        &out_arg,
+        &input,
+    ]);
+    assert_same_counts(&expected, &read_out_file(&out));
+    std::fs::remove_file(&out).expect("rm");
+    run_ok(&[
+        "counts",
+        "--redis",
+        &url,
+        "--job",
+        "mc",
+        "--min-count",
+        "3",
+        "--out",
+        &out_arg,
+    ]);
+    assert_same_counts(&expected, &read_out_file(&out));
+}

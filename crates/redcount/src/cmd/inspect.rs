@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use redcount_driver::report::{display_word, human_bytes, write_counts, write_out_file};
+use redcount_driver::report::{at_least, display_word, human_bytes, write_counts, write_out_file};
 use redcount_protocol::{job_names, Job, Link, LinkOptions, Now};
 
 use redcount_latency::Analysis;
@@ -141,12 +141,13 @@ pub fn counts(args: CountsArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let all = job.all_counts()?;
+    let all = at_least(&all, args.min_count);
     match &args.out {
-        Some(path) => write_out_file(path, &all)?,
+        Some(path) => write_out_file(path, all)?,
         None => {
             use std::io::Write;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            write_counts(&mut out, &all)?;
+            write_counts(&mut out, all)?;
             out.flush()?;
         }
     }
