@@ -51,7 +51,12 @@ impl FormatChoice {
             FormatChoice::Text => Format::Text,
             FormatChoice::Csv => Format::Csv,
             FormatChoice::Auto => {
-                let csv = path
+                // `data.csv.gz` is a CSV file, compressed.
+                let plain = match crate::compressed::Compression::of(path) {
+                    Some(_) => Path::new(path.file_stem().unwrap_or_default()),
+                    None => path,
+                };
+                let csv = plain
                     .extension()
                     .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
                 if csv {

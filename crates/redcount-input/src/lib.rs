@@ -6,6 +6,7 @@
 
 #![warn(missing_docs)]
 
+pub mod compressed;
 pub mod csv_text;
 pub mod expand;
 mod format;

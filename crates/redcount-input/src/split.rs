@@ -14,6 +14,7 @@ use crate::Format;
 use crate::InputFile;
 use redcount_count::is_space;
 
+use crate::compressed::Compression;
 use crate::InputError;
 
 /// Byte ranges `[start, end)` covering the input (a file, or an object in its planned version): one
@@ -25,7 +26,8 @@ pub fn split_file(
     split_bytes: u64,
 ) -> Result<Vec<(u64, u64)>, InputError> {
     let (path, size) = (input.path.as_path(), input.size);
-    if size <= split_bytes || split_bytes == 0 {
+    // A range of a compressed stream is not text: such an input is one task, whatever its size.
+    if size <= split_bytes || split_bytes == 0 || Compression::of(path).is_some() {
         return Ok(vec![(0, size)]);
     }
     let mut file = open(path, input.version.as_deref(), size)?;

@@ -4,8 +4,11 @@ use std::collections::HashSet;
 
 use anyhow::Context;
 use redcount_count::{Tokenizer, WordCounts};
+use redcount_input::compressed::{decompress_all, for_each_block, Compression};
 use redcount_input::object::{is_object, read_in_background, RangeRequest, Reads};
-use redcount_input::read::{check_word_lengths, check_word_lengths_in, looks_binary, read_range};
+use redcount_input::read::{
+    check_word_lengths, check_word_lengths_in, looks_binary, read_range, BINARY_PROBE,
+};
 use redcount_input::{csv_text, split::csv_header, InputError};
 use redcount_protocol::{BinaryFiles, Format, JobSpec, Piece};
 
@@ -62,6 +65,26 @@ impl PieceBytes {
                 self.objects[i] = Some(bytes);
             }
         }
+        if let Some(compression) = Compression::of(&piece.path) {
+            let compressed = match self.objects.get_mut(index).and_then(Option::take) {
+                Some(fetched) => fetched?,
+                None => {
+                    let mut whole = Vec::new();
+                    let version = piece.version.as_deref();
+                    read_range(&piece.path, version, piece.start, piece.end, &mut whole)?;
+                    whole
+                }
+            };
+            return count_compressed(
+                piece,
+                compression,
+                &compressed,
+                tokenizer,
+                csv_column,
+                binary,
+                counts,
+            );
+        }
         // A range longer than the longest word can hold one (its planner found no whitespace to
         // cut at): checked before it is counted, in bounded memory for a file.
         let data = match self.objects.get_mut(index).and_then(Option::take) {
@@ -91,6 +114,50 @@ impl PieceBytes {
         }
         count_bytes(piece, data, tokenizer, csv_column, counts)
     }
+}
+
+/// Counts a compressed input (one whole piece, never split): text a decompressed block at a
+/// time into its own counts (a stream can turn out broken halfway: nothing of it is kept then), a
+/// CSV decompressed whole and parsed as any other. Its binary test is on the decompressed head.
+fn count_compressed(
+    piece: &Piece,
+    compression: Compression,
+    compressed: &[u8],
+    tokenizer: &Tokenizer,
+    csv_column: &str,
+    binary: BinaryFiles,
+    counts: &mut WordCounts,
+) -> Result<u64, InputError> {
+    let is_binary = |head: &[u8]| {
+        binary == BinaryFiles::Skip && head[..head.len().min(BINARY_PROBE as usize)].contains(&0)
+    };
+    let binary_error = || InputError::Binary {
+        path: piece.path.clone(),
+    };
+    if piece.format == Format::Csv {
+        let text = decompress_all(&piece.path, compression, compressed)?;
+        if is_binary(&text) {
+            return Err(binary_error());
+        }
+        return count_bytes(piece, &text, tokenizer, csv_column, counts);
+    }
+    let mut own = tokenizer.new_counts();
+    let mut first = true;
+    let mut looks_binary = false;
+    for_each_block(&piece.path, compression, compressed, |block| {
+        if std::mem::take(&mut first) && is_binary(block) {
+            looks_binary = true;
+        }
+        if !looks_binary {
+            tokenizer.count(block, &mut own);
+        }
+    })?;
+    if looks_binary {
+        return Err(binary_error());
+    }
+    let before = counts.total();
+    counts.merge(&own);
+    Ok(counts.total() - before)
 }
 
 /// Counts the words of one range of a task (its bytes `buf`) into `counts` and returns how many it

@@ -27,7 +27,10 @@ pub(crate) fn cut_for(task: &Task) -> Option<u64> {
     if pieces >= 2 {
         return Some(pieces / 2);
     }
-    if task.end - task.start <= SMALLEST_SPLIT {
+    // A compressed input is one stream: it cannot be cut, and is given up whole.
+    if task.end - task.start <= SMALLEST_SPLIT
+        || redcount_input::compressed::Compression::of(&task.path).is_some()
+    {
         return None;
     }
     // An input that cannot be read to find a cut is counted as it is: it fails by name there.

@@ -602,3 +602,85 @@ fn binary_inputs_are_skipped_by_name_and_words_reach_a_terminal_escaped_and_cut(
     );
     assert_same_counts(&oracle_count(&[text, binary]), &read_out_file(&out));
 }
+
+#[test]
+fn gzip_and_zstd_inputs_and_standard_input_are_counted_exactly() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plain = dir.path().join("plain");
+    let files = redcount_testkit::corpus::write_text_corpus(&plain, 4, 150_000, 300_000, 61);
+    let inputs = dir.path().join("in");
+    std::fs::create_dir(&inputs).expect("mkdir");
+    let gz = |data: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).expect("gzip");
+        e.finish().expect("gzip")
+    };
+    // Larger than --split-bytes below: a compressed input is never split.
+    std::fs::write(
+        inputs.join("a.txt.gz"),
+        gz(&std::fs::read(&files[0]).expect("read")),
+    )
+    .expect("write");
+    let zst = zstd::encode_all(&std::fs::read(&files[1]).expect("read")[..], 3).expect("zstd");
+    std::fs::write(inputs.join("b.log.zst"), zst).expect("write");
+    std::fs::copy(&files[2], inputs.join("c.txt")).expect("copy");
+    let csv = dir.path().join("d.csv");
+    std::fs::write(
+        &csv,
+        "id,text\n1,\"hello, compressed world\"\n2,hello again\n",
+    )
+    .expect("csv");
+    std::fs::write(
+        inputs.join("d.csv.gz"),
+        gz(&std::fs::read(&csv).expect("read")),
+    )
+    .expect("write");
+    let mut expected = oracle_count(&files[..4]);
+    for (w, n) in redcount_testkit::oracle_csv_count(&[&csv], "text") {
+        *expected.entry(w).or_default() += n;
+    }
+
+    let out = dir.path().join("out.tsv");
+    let mut driver = redcount()
+        .args(["run", "--no-progress", "--split-bytes", "64KiB", "--out"])
+        .arg(&out)
+        .arg(&inputs)
+        .arg("-")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start redcount");
+    let fourth = std::fs::read(&files[3]).expect("read");
+    let mut stdin = driver.stdin.take().expect("stdin");
+    stdin.write_all(&fourth).expect("pipe");
+    drop(stdin);
+    let done = wait_output(driver, Duration::from_secs(120), "run with stdin");
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert_same_counts(&expected, &read_out_file(&out));
+
+    // A broken stream fails by name; the rest is exact.
+    std::fs::write(inputs.join("broken.gz"), b"\x1f\x8b not really gzip").expect("write");
+    let broken = run(&[
+        "run",
+        "--out",
+        &out.display().to_string(),
+        &inputs.display().to_string(),
+    ]);
+    assert_eq!(broken.status.code(), Some(3));
+    let said = String::from_utf8_lossy(&broken.stdout);
+    assert!(
+        said.contains("broken.gz") && said.contains("not a valid Gzip stream"),
+        "{said}"
+    );
+    let mut without_stdin = oracle_count(&files[..3]);
+    for (w, n) in redcount_testkit::oracle_csv_count(&[&csv], "text") {
+        *without_stdin.entry(w).or_default() += n;
+    }
+    assert_same_counts(&without_stdin, &read_out_file(&out));
+}

@@ -10,9 +10,11 @@ use redcount_driver::{JobOptions, RunOptions, EXIT_INPUTS_FAILED};
 
 use crate::cli::{JobArgs, RunArgs};
 
-pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     let interrupted = interrupt_flag();
     let json = args.job.json;
+    // Kept until the job is over: its workers read the spooled standard input.
+    let _stdin = spool_stdin(&mut args.job.inputs)?;
     let options = RunOptions {
         common: job_options(args.job)?,
         split_bytes: args.split_bytes,
@@ -25,6 +27,35 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         summary.print(&mut std::io::stdout().lock())?;
     }
     Ok(exit_code(&summary))
+}
+
+/// The input `-` is standard input: copied into a temporary file (workers are other processes,
+/// and read inputs by path and byte range), which replaces `-` among the inputs and is removed
+/// when the returned guard is dropped.
+fn spool_stdin(inputs: &mut [String]) -> anyhow::Result<Option<tempfile::TempPath>> {
+    use std::io::IsTerminal;
+    if !inputs.iter().any(|i| i == "-") {
+        return Ok(None);
+    }
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        anyhow::bail!(
+            "the input '-' is standard input, which is a terminal here: pipe text in \
+             (`zcat logs.gz | redcount run -`), or name files"
+        );
+    }
+    let mut file = tempfile::Builder::new()
+        .prefix("redcount-stdin-")
+        .suffix(".txt")
+        .tempfile()
+        .context("cannot create a temporary file for standard input (is TMPDIR writable?)")?;
+    std::io::copy(&mut stdin.lock(), &mut file)
+        .context("cannot copy standard input into a temporary file (is TMPDIR full?)")?;
+    let path = file.into_temp_path();
+    for input in inputs.iter_mut().filter(|i| *i == "-") {
+        *input = path.display().to_string();
+    }
+    Ok(Some(path))
 }
 
 /// Set by SIGTERM (besides the stop flag), so the exit status can say which signal stopped us.
