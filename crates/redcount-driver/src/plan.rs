@@ -91,6 +91,30 @@ pub fn pack_tasks(tasks: Vec<NewTask>, pack_bytes: u64) -> Vec<NewTask> {
     out
 }
 
+/// A batch job's tasks and their [`PlanFacts`]: inputs cut at `split_bytes` (chosen from the
+/// input size and worker count when None), small ones packed together unless `no_pack`.
+pub fn plan_batch(
+    files: &[InputFile],
+    options: &crate::JobOptions,
+    split_bytes: Option<u64>,
+    no_pack: bool,
+) -> (Vec<NewTask>, PlanFacts) {
+    let split = split_bytes.unwrap_or_else(|| {
+        let total: u64 = files.iter().map(|f| f.size).sum();
+        let workers = match options.workers {
+            0 => crate::available_cpus(),
+            n => n,
+        };
+        default_split_bytes(total, workers)
+    });
+    let mut tasks = plan_tasks(files, options.format, split, 1);
+    if !no_pack {
+        tasks = pack_tasks(tasks, split);
+    }
+    let facts = plan_facts(&tasks, split, !no_pack, files.len() as u64);
+    (tasks, facts)
+}
+
 /// The facts of a batch job's plan that a later `run` of the job checks before it resumes it:
 /// the split size and packing it was made with, and a digest of every task (numbers, ranges,
 /// formats and the versions of its inputs), so the same inputs give the same digest and any
@@ -103,12 +127,14 @@ pub fn plan_facts(tasks: &[NewTask], split_bytes: u64, packed: bool, files: u64)
     for task in tasks {
         hash.update(task.seq.to_le_bytes());
         hash.update((task.more.len() as u64).to_le_bytes());
-        let first = (&task.path, task.start, task.end, task.format, &task.version);
-        let more = task
-            .more
-            .iter()
-            .map(|p| (&p.path, p.start, p.end, p.format, &p.version));
-        for (path, start, end, format, version) in std::iter::once(first).chain(more) {
+        for Piece {
+            path,
+            start,
+            end,
+            format,
+            version,
+        } in task.pieces()
+        {
             let path = path.as_os_str().as_bytes();
             hash.update((path.len() as u64).to_le_bytes());
             hash.update(path);

@@ -127,6 +127,25 @@ pub struct Task {
     pub charged: u32,
 }
 
+impl NewTask {
+    /// Bytes in all its ranges.
+    pub fn bytes(&self) -> u64 {
+        self.end - self.start + self.more.iter().map(|p| p.end - p.start).sum::<u64>()
+    }
+
+    /// Every range of the task, its own first.
+    pub fn pieces(&self) -> impl Iterator<Item = Piece> + '_ {
+        std::iter::once(Piece {
+            path: self.path.clone(),
+            start: self.start,
+            end: self.end,
+            format: self.format,
+            version: self.version.clone(),
+        })
+        .chain(self.more.iter().cloned())
+    }
+}
+
 impl Task {
     /// Bytes in all its ranges.
     pub fn len(&self) -> u64 {

@@ -412,6 +412,10 @@ pub struct RunArgs {
     /// about --split-bytes.
     #[arg(long)]
     pub no_pack: bool,
+    /// Only show how the inputs would be cut into tasks (with --json: every task and its ranges),
+    /// without Redis or workers.
+    #[arg(long)]
+    pub plan: bool,
 }
 
 #[derive(Debug, Args)]

@@ -856,3 +856,52 @@ fn min_count_writes_only_the_words_seen_that_often() {
     ]);
     assert_same_counts(&expected, &read_out_file(&out));
 }
+
+#[test]
+fn plan_shows_the_tasks_a_run_makes_and_they_cover_every_byte_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let corpus = dir.path().join("in");
+    let files = write_text_corpus(&corpus, 40, 1_000, 60_000, 17);
+    let input = corpus.display().to_string();
+    let flags = ["--split-bytes", "32KiB", "-w", "2"];
+    let mut args = vec!["run", "--plan", "--json"];
+    args.extend(flags);
+    args.push(&input);
+    let plan = json(&run_ok(&args));
+    let mut covered: std::collections::BTreeMap<String, Vec<(u64, u64)>> = Default::default();
+    for task in plan["tasks"].as_array().expect("tasks") {
+        for r in task["ranges"].as_array().expect("ranges") {
+            covered
+                .entry(r["path"].as_str().expect("path").to_string())
+                .or_default()
+                .push((
+                    r["start"].as_u64().expect("start"),
+                    r["end"].as_u64().expect("end"),
+                ));
+        }
+    }
+    assert_eq!(covered.len(), files.len());
+    for file in &files {
+        let mut ranges = covered[&file.display().to_string()].clone();
+        ranges.sort();
+        let size = std::fs::metadata(file).expect("size").len();
+        assert_eq!(ranges.first().map(|r| r.0), Some(0));
+        assert_eq!(ranges.last().map(|r| r.1), Some(size));
+        assert!(ranges.windows(2).all(|w| w[0].1 == w[1].0), "{ranges:?}");
+    }
+    let table = String::from_utf8_lossy(
+        &run_ok(&["run", "--plan", "--split-bytes", "32KiB", "-w", "2", &input]).stdout,
+    )
+    .into_owned();
+    let tasks = plan["tasks"].as_array().expect("tasks").len();
+    assert!(
+        table.starts_with(&format!("40 files, ")) && table.contains(&format!("-> {tasks} tasks")),
+        "{table}"
+    );
+
+    let mut args = vec!["run", "--json"];
+    args.extend(flags);
+    args.push(&input);
+    let ran = json(&run_ok(&args));
+    assert_eq!(ran["tasks"].as_u64(), Some(tasks as u64), "{ran}");
+}

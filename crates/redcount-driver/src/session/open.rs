@@ -10,7 +10,7 @@ use super::repair::CommitLog;
 use super::Session;
 use crate::checkpoint::Checkpointer;
 use crate::embedded::{Durability, EmbeddedRedis};
-use crate::plan::{default_split_bytes, pack_tasks, plan_facts, plan_tasks};
+use crate::plan::plan_batch;
 use crate::JobOptions;
 
 /// The shortest `--chaos-redis` interval: below it the private Redis spends its whole life starting.
@@ -121,23 +121,8 @@ pub fn open_session(options: &JobOptions, kind: JobKind) -> anyhow::Result<Sessi
             split_bytes,
             no_pack,
         } => {
-            let split = match (&resume, split_bytes) {
-                (_, Some(split)) => split,
-                (Some(Resume { plan, .. }), None) => plan.split_bytes,
-                (None, None) => {
-                    let total: u64 = files.iter().map(|f| f.size).sum();
-                    let workers = match options.workers {
-                        0 => crate::available_cpus(),
-                        n => n,
-                    };
-                    default_split_bytes(total, workers)
-                }
-            };
-            let mut tasks = plan_tasks(&files, options.format, split, 1);
-            if !no_pack {
-                tasks = pack_tasks(tasks, split);
-            }
-            let facts = plan_facts(&tasks, split, !no_pack, files.len() as u64);
+            let split = split_bytes.or(resume.as_ref().map(|r| r.plan.split_bytes));
+            let (tasks, facts) = plan_batch(&files, options, split, no_pack);
             if let Some(r) = &resume {
                 same_plan(&name, job.addr(), &r.plan, &facts)?;
             }

@@ -4,6 +4,8 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use std::io::Write;
+
 use anyhow::Context;
 use redcount_driver::report::Summary;
 use redcount_driver::{JobOptions, RunOptions, EXIT_INPUTS_FAILED};
@@ -15,6 +17,9 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     let json = args.job.json;
     // Kept until the job is over: its workers read the spooled standard input.
     let _stdin = spool_stdin(&mut args.job.inputs)?;
+    if args.plan {
+        return show_plan(args);
+    }
     let options = RunOptions {
         common: job_options(args.job)?,
         split_bytes: args.split_bytes,
@@ -56,6 +61,88 @@ fn spool_stdin(inputs: &mut [String]) -> anyhow::Result<Option<tempfile::TempPat
         *input = path.display().to_string();
     }
     Ok(Some(path))
+}
+
+/// `run --plan`: the tasks the inputs would be cut into, as a table (the first 40) or, with
+/// `--json`, every task with its ranges.
+fn show_plan(args: RunArgs) -> anyhow::Result<ExitCode> {
+    use redcount_driver::report::human_bytes;
+    let json = args.job.json;
+    let options = job_options(args.job)?;
+    let files = redcount_input::expand::inputs(&options.inputs)?;
+    if files.is_empty() {
+        anyhow::bail!("the inputs name no files");
+    }
+    let (tasks, facts) =
+        redcount_driver::plan::plan_batch(&files, &options, args.split_bytes, args.no_pack);
+    if json {
+        let tasks: Vec<serde_json::Value> = tasks
+            .iter()
+            .map(|t| {
+                let ranges: Vec<serde_json::Value> = t
+                    .pieces()
+                    .map(|p| {
+                        serde_json::json!({
+                            "path": redcount_protocol::escape_bytes(p.path.as_os_str().as_encoded_bytes()),
+                            "start": p.start,
+                            "end": p.end,
+                            "format": p.format.as_str(),
+                        })
+                    })
+                    .collect();
+                serde_json::json!({ "seq": t.seq, "bytes": t.bytes(), "ranges": ranges })
+            })
+            .collect();
+        let plan = serde_json::json!({
+            "files": facts.files,
+            "bytes": facts.bytes,
+            "split_bytes": facts.split_bytes,
+            "packed": facts.packed,
+            "tasks": tasks,
+        });
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{} files, {} -> {} tasks (split size {}{})",
+        facts.files,
+        human_bytes(facts.bytes),
+        facts.tasks,
+        human_bytes(facts.split_bytes),
+        if facts.packed {
+            "; small files packed up to it"
+        } else {
+            "; one task per small file"
+        }
+    )?;
+    writeln!(
+        out,
+        "{:>6}  {:>9}  {:>6}  first input",
+        "task", "bytes", "files"
+    )?;
+    const SHOWN: usize = 40;
+    for t in tasks.iter().take(SHOWN) {
+        let path = redcount_protocol::escape_bytes(t.path.as_os_str().as_encoded_bytes());
+        let first = format!("{path} (bytes {}..{})", t.start, t.end);
+        writeln!(
+            out,
+            "{:>6}  {:>9}  {:>6}  {}",
+            t.seq,
+            human_bytes(t.bytes()),
+            1 + t.more.len(),
+            first
+        )?;
+    }
+    if tasks.len() > SHOWN {
+        writeln!(
+            out,
+            "... and {} more tasks (--json lists every one)",
+            tasks.len() - SHOWN
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Set by SIGTERM (besides the stop flag), so the exit status can say which signal stopped us.
