@@ -895,7 +895,7 @@ fn plan_shows_the_tasks_a_run_makes_and_they_cover_every_byte_once() {
     .into_owned();
     let tasks = plan["tasks"].as_array().expect("tasks").len();
     assert!(
-        table.starts_with(&format!("40 files, ")) && table.contains(&format!("-> {tasks} tasks")),
+        table.starts_with("40 files, ") && table.contains(&format!("-> {tasks} tasks")),
         "{table}"
     );
 
