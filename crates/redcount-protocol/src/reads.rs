@@ -143,7 +143,16 @@ pub struct HeldTask {
     pub claimed_ms: u64,
     /// Time its lease has left (ms; negative: expired, to be released at the next claim).
     pub lease_left_ms: i64,
+    /// Its first input (escaped as [`crate::escape_bytes`]); empty when not read (a task split
+    /// off another, or past the first [`SHOWN_HOLDS`]).
+    pub input: String,
+    /// Its inputs: the first and those packed with it (0 when not read).
+    pub files: u64,
 }
+
+/// Held tasks whose inputs [`Job::workers`] reads (one pipelined `XRANGE` each): enough to show
+/// what every worker is on, bounded however many leases there are.
+pub const SHOWN_HOLDS: usize = 256;
 
 /// One inflight record, `attempts:charged:solo:claimed_ms:lease_claimed:holder` (library.lua,
 /// `inflight`): (attempts, claimed_ms, holder). None for a previous-holder entry or a bad value.
@@ -535,11 +544,48 @@ impl Job {
                     attempts,
                     claimed_ms,
                     lease_left_ms: at - lease_now,
+                    input: String::new(),
+                    files: 0,
                 });
             }
         }
         for view in &mut views {
             view.holds.sort_by(|a, b| a.task.cmp(&b.task));
+        }
+        // What each held task is reading: its first input and how many are packed with it.
+        let shown: Vec<String> = views
+            .iter()
+            .flat_map(|v| v.holds.iter().map(|h| h.task.clone()))
+            .filter(|id| !id.contains('.'))
+            .take(SHOWN_HOLDS)
+            .collect();
+        let reads: Vec<redis::Cmd> = shown
+            .iter()
+            .map(|id| {
+                let mut cmd = redis::cmd("XRANGE");
+                cmd.arg(&self.keys.tasks).arg(id).arg(id);
+                cmd
+            })
+            .collect();
+        let entries = self.pipeline("XRANGE held tasks", &reads)?;
+        let mut inputs: std::collections::HashMap<String, (String, u64)> = Default::default();
+        for (id, value) in shown.into_iter().zip(entries) {
+            let found: Vec<StreamEntry> = redis::FromRedisValue::from_redis_value(value)
+                .map_err(|e| self.bad_reply("XRANGE held tasks", e.to_string()))?;
+            if let Some((_, fields)) = found.first() {
+                let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+                let path = field("path")
+                    .map(|p| crate::escape_bytes(p))
+                    .unwrap_or_default();
+                // Each packed range is five NUL-terminated values (library.lua, `enqueue`).
+                let more = field("more").map_or(0, |m| m.iter().filter(|b| **b == 0).count() / 5);
+                inputs.insert(id, (path, 1 + more as u64));
+            }
+        }
+        for hold in views.iter_mut().flat_map(|v| v.holds.iter_mut()) {
+            if let Some((path, files)) = inputs.remove(&hold.task) {
+                (hold.input, hold.files) = (path, files);
+            }
         }
         Ok(views)
     }

@@ -191,6 +191,18 @@ fn a_task_comes_back_with_its_ranges_and_their_versions_as_enqueued() {
         );
     }
     assert_eq!(got[0].len(), 116);
+
+    // The dashboard's view of the worker: what it holds, by input, not by task id.
+    let views = job.workers(T0).expect("workers");
+    let holds: Vec<(&str, &str, u64)> = views[0]
+        .holds
+        .iter()
+        .map(|h| (h.task.as_str(), h.input.as_str(), h.files))
+        .collect();
+    assert_eq!(
+        holds,
+        [("1-0", "s3://bucket/a.txt", 3), ("2-0", "/data/f2.txt", 1)]
+    );
 }
 
 #[test]

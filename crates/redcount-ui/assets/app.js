@@ -95,6 +95,15 @@ function jobsPage(o) {
   ];
 }
 
+// A held task as the files it reads: the first one's name (its path and the task id on hover)
+// and how many more are packed with it.
+function held(h, i) {
+  const name = h.input ? h.input.split("/").pop() : "task " + h.task;
+  const more = h.files > 1 ? ` +${num(h.files - 1)} files` : "";
+  const note = ` (${ms(Math.max(0, h.lease_left_ms))}${h.attempts > 1 ? ", attempt " + h.attempts : ""})`;
+  return el("span", { class: "hold", title: `${h.input || ""} · task ${h.task}` }, (i ? ", " : "") + name + more + note);
+}
+
 function stat(label, value, id) {
   return el("div", { class: "stat" }, el("b", { id }, value), el("span", {}, label));
 }
@@ -130,8 +139,12 @@ function jobPage(d) {
         chart("input bytes committed per second", [{ points: rate, color: "#3b82f6" }], d.events,
           { x0, x1, fmt: v => bytes(v) + "/s" })),
       el("div", {}, el("h2", {}, j.stream ? "Latency (due → committed)" : "Task latency (enqueued → committed)"),
-        chart("per file, most recent " + lat.files.length + " (red: re-delivered)",
-          [{ points: lat.files.map(f => [f.due_ms, f.latency_ms, f.attempts > 1]), color: "#6366f1", dots: true }],
+        // A stream's files by when each was due; a batch job's tasks, all enqueued at its start,
+        // by when each was committed (by due time they would all stand at x = 0).
+        chart((j.stream ? "per file by due time, most recent " : "per task by commit time, most recent ")
+          + lat.files.length + " (red: re-delivered)",
+          [{ points: lat.files.map(f => [j.stream ? f.due_ms : f.due_ms + f.latency_ms, f.latency_ms, f.attempts > 1]),
+             color: "#6366f1", dots: true }],
           d.events, { x0, x1, fmt: ms }))),
     el("div", { class: "two" },
       el("div", {}, el("h2", {}, "Top words"),
@@ -145,9 +158,9 @@ function jobPage(d) {
           latencyRow("run (claimed → committed)", lat.run)))),
     el("h2", {}, "Workers"),
     d.workers.length ? el("table", { id: "workers" },
-      el("tr", {}, el("th", {}, "worker"), el("th", { class: "num" }, "last heard"), el("th", {}, "holds (lease left)")),
+      el("tr", {}, el("th", {}, "worker"), el("th", { class: "num" }, "last heard"), el("th", {}, "counting (lease left)")),
       d.workers.map(w => el("tr", {}, el("td", {}, w.name), el("td", { class: "num" }, ms(Math.max(0, now - w.heard_ms)) + " ago"),
-        el("td", {}, w.holds.length ? w.holds.map(h => `${h.task} (${ms(Math.max(0, h.lease_left_ms))}${h.attempts > 1 ? ", attempt " + h.attempts : ""})`).join(", ") : "–"))))
+        el("td", {}, w.holds.length ? w.holds.map(held) : "–"))))
       : el("p", { class: "muted" }, "No worker has been heard from."),
     el("h2", {}, "Events"),
     d.events.length ? el("table", { id: "events" },
@@ -190,4 +203,20 @@ function follow() {
   });
 }
 
+// The page arrives with the state of its moment (server.rs, `page`): shown at once, then kept
+// live by the events.
+function first() {
+  const initial = document.getElementById("initial");
+  if (!initial) return;
+  const { kind, data } = JSON.parse(initial.textContent);
+  if (kind === "overview") {
+    document.getElementById("redis").textContent = data.redis;
+    render([data.error ? el("div", { class: "error" }, "Redis: " + data.error) : null, jobsPage(data)]);
+  } else if (kind === "job") {
+    document.title = `${data.summary.name} (${data.summary.phase}) · redcount`;
+    render(jobPage(data));
+  }
+}
+
+first();
 follow();

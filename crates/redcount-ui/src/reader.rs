@@ -193,7 +193,7 @@ impl Track {
             self.job
                 .top(TOP_WORDS)?
                 .into_iter()
-                .map(|(w, n)| (String::from_utf8_lossy(&w).into_owned(), n))
+                .map(|(w, n)| (redcount_protocol::escape_bytes(&w), n))
                 .collect()
         } else {
             last.top.clone()

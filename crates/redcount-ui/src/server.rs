@@ -39,8 +39,8 @@ pub struct AppState {
 /// Every route of the dashboard.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(page))
-        .route("/jobs/{name}", get(page))
+        .route("/", get(jobs_page))
+        .route("/jobs/{name}", get(job_page))
         .route(
             "/assets/app.js",
             get(|| async { asset(APP_JS, "text/javascript") }),
@@ -78,8 +78,43 @@ async fn check_host(State(state): State<AppState>, request: Request, next: Next)
     next.run(request).await
 }
 
-async fn page() -> impl IntoResponse {
-    asset(INDEX_HTML, "text/html; charset=utf-8")
+/// The jobs page, with the overview of this moment in it: a browser (or a crawler that never runs
+/// the event stream) sees the jobs at once, not "connecting…".
+async fn jobs_page(State(state): State<AppState>) -> Response {
+    let overview = state.snapshot.borrow().overview.clone();
+    page("overview", serde_json::to_string(&*overview))
+}
+
+/// A job's page, with its detail of this moment in it (when the reader has seen the job).
+async fn job_page(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+    let detail = state.snapshot.borrow().details.get(&name).cloned();
+    match detail {
+        Some(detail) => page("job", serde_json::to_string(&*detail)),
+        None => page("none", Ok("null".into())),
+    }
+}
+
+/// The page with `data` embedded as `{"kind": KIND, "data": ...}` in a JSON script element. `<`
+/// is written `\u003c` (the same string to JSON), so no text in it can close the element.
+fn page(kind: &str, data: serde_json::Result<String>) -> Response {
+    let data = data
+        .unwrap_or_else(|_| "null".into())
+        .replace('<', "\\u003c");
+    let initial = format!(
+        "<script type=\"application/json\" id=\"initial\">{{\"kind\":\"{kind}\",\"data\":{data}}}</script>"
+    );
+    let html = INDEX_HTML.replace("<!-- initial -->", &initial);
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        html,
+    )
+        .into_response()
 }
 
 fn asset(body: &'static str, kind: &'static str) -> impl IntoResponse {

@@ -74,7 +74,7 @@ async fn the_job_page_follows_a_stream_job_to_finished_without_reloading() {
     let top_word = expected
         .iter()
         .max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0)))
-        .map(|(w, _)| String::from_utf8_lossy(w).into_owned())
+        .map(|(w, _)| redcount_protocol::escape_bytes(w))
         .expect("a word");
 
     let driver_port = redcount_server::free_port().expect("free port");
@@ -243,6 +243,18 @@ fn twenty_open_pages_add_no_redis_reads_and_metrics_are_exact() {
         assert!(Instant::now() < deadline, "the jobs page never listed m1");
         std::thread::sleep(Duration::from_millis(100));
     }
+
+    // Each page comes with the state of its moment: nothing waits for the first event.
+    let (_, job_page) = get(port, "/jobs/m1", &host);
+    assert!(
+        job_page.contains(r#"id="initial">{"kind":"job","data":{"summary":{"name":"m1""#),
+        "{job_page}"
+    );
+    let (_, jobs_page) = get(port, "/", &host);
+    assert!(
+        jobs_page.contains(r#"{"kind":"overview""#) && jobs_page.contains(r#""name":"m1""#),
+        "{jobs_page}"
+    );
 
     let (status, metrics) = get(port, "/metrics", &host);
     assert!(status.contains("200"), "{status}");
