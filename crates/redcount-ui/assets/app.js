@@ -92,6 +92,21 @@ function jobsPage(o) {
       el("tr", {}, ["job", "state", "kind", "progress", "tasks", "failed", "bytes", "rate", "age"]
         .map((h, i) => el("th", { class: i > 3 ? "num" : "" }, h))),
       rows) : el("p", { class: "muted" }, "No redcount jobs in this Redis yet."),
+    el("h2", {}, "Workers"),
+    o.workers.length ? el("table", { id: "all-workers" },
+      el("tr", {}, ["worker", "job", "state", "up", "tasks", "bytes", "words", "failed", "last heard"]
+        .map((h, i) => el("th", { class: i > 2 ? "num" : "" }, h))),
+      o.workers.map(w => el("tr", { "data-worker": w.worker },
+        el("td", {}, w.worker),
+        el("td", {}, el("a", { href: "/jobs/" + encodeURIComponent(w.job) }, w.job)),
+        el("td", {}, el("span", { class: "phase " + (w.state === "live" ? "running" : w.state === "silent" ? "failed" : "finished") }, w.state)),
+        el("td", { class: "num" }, w.first_ms ? ms(Math.max(w.heard_ms, w.last_ms) - w.first_ms) : "–"),
+        el("td", { class: "num" }, num(w.tasks)),
+        el("td", { class: "num" }, bytes(w.bytes)),
+        el("td", { class: "num" }, num(w.words)),
+        el("td", { class: "num" }, w.failed ? num(w.failed) : ""),
+        el("td", { class: "num" }, w.heard_ms ? ms(w.heard_ago_ms) + " ago" : "–"))))
+      : el("p", { class: "muted" }, "No worker has been heard from."),
   ];
 }
 

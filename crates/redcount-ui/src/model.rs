@@ -28,6 +28,39 @@ pub struct Overview {
     pub error: Option<String>,
     /// Every job, by name.
     pub jobs: Vec<JobSummary>,
+    /// The workers of every job, most recently heard first (at most [`WORKERS_LISTED`]).
+    pub workers: Vec<WorkerRow>,
+}
+
+/// Workers listed on the jobs page.
+pub const WORKERS_LISTED: usize = 100;
+
+/// One worker of one job, as the jobs page lists them (a worker process serves one job).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WorkerRow {
+    /// The worker's name.
+    pub worker: String,
+    /// Its job.
+    pub job: String,
+    /// `live` (heard from within the live window, its job running), `left` (it said it left, or
+    /// its job is over), or `silent` (not heard from: dead, hung or cut off).
+    pub state: &'static str,
+    /// When it was last heard from (ms, the coordinator's clock; 0: not known any more).
+    pub heard_ms: u64,
+    /// How long ago that was, when the reader read the job.
+    pub heard_ago_ms: u64,
+    /// When it claimed the first task of its that the reader saw committed (ms; 0: none yet).
+    pub first_ms: u64,
+    /// When its last task the reader saw was committed (ms; 0: none yet).
+    pub last_ms: u64,
+    /// Tasks, bytes and words it committed (the commit records the reader saw).
+    pub tasks: u64,
+    /// Bytes committed.
+    pub bytes: u64,
+    /// Words committed.
+    pub words: u64,
+    /// Inputs given up while it held them (of the failed inputs listed).
+    pub failed: u64,
 }
 
 /// One job in a line.

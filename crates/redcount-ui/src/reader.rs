@@ -12,7 +12,10 @@ use redcount_latency::{histogram, Percentiles};
 use redcount_protocol::{job_names, DoneRecord, Job, Link, LinkOptions, Now, Status};
 
 use crate::metrics::Metrics;
-use crate::model::{FilePoint, JobDetail, JobSummary, Latency, Overview, Snapshot, Throughput};
+use crate::model::{
+    FilePoint, JobDetail, JobSummary, Latency, Overview, Snapshot, Throughput, WorkerRow,
+    WORKERS_LISTED,
+};
 
 /// How often the reader reads Redis (and every page gets an update).
 pub const TICK: Duration = Duration::from_millis(500);
@@ -52,6 +55,8 @@ struct Track {
     wait: Histogram<u64>,
     run: Histogram<u64>,
     stream: bool,
+    /// What each worker committed, from the commit records read (bounded by the job's workers).
+    tallies: BTreeMap<String, WorkerRow>,
     /// The detail read after the job finished: nothing more to read.
     settled: bool,
     detail: Option<Arc<JobDetail>>,
@@ -86,14 +91,20 @@ impl Reader {
             generated_ms: redcount_protocol::now_ms(),
             error,
             jobs: Vec::new(),
+            workers: Vec::new(),
         };
         let mut details = BTreeMap::new();
         for (name, track) in &self.tracks {
             if let Some(detail) = &track.detail {
                 overview.jobs.push(detail.summary.clone());
+                overview.workers.extend(track.worker_rows(detail));
                 details.insert(name.clone(), detail.clone());
             }
         }
+        overview
+            .workers
+            .sort_by(|a, b| b.heard_ms.max(b.last_ms).cmp(&a.heard_ms.max(a.last_ms)));
+        overview.workers.truncate(WORKERS_LISTED);
         Snapshot {
             overview: Arc::new(overview),
             details,
@@ -148,6 +159,7 @@ impl Track {
             wait: histogram(),
             run: histogram(),
             stream: false,
+            tallies: BTreeMap::new(),
             settled: false,
             detail: None,
         }
@@ -231,8 +243,55 @@ impl Track {
         })
     }
 
+    /// The job's workers as rows of the jobs page: those it knows (heard from, with what they
+    /// hold) and those whose commits the reader saw, with what each committed and failed.
+    fn worker_rows(&self, detail: &JobDetail) -> Vec<WorkerRow> {
+        let s = &detail.status;
+        let mut rows = self.tallies.clone();
+        for w in &detail.workers {
+            let row = rows.entry(w.name.clone()).or_insert_with(|| WorkerRow {
+                worker: w.name.clone(),
+                job: self.job.name().to_string(),
+                ..WorkerRow::default()
+            });
+            row.heard_ms = w.heard_ms;
+        }
+        for f in &detail.failed {
+            if let Some(row) = rows.get_mut(&f.worker) {
+                row.failed += 1;
+            }
+        }
+        let window = LIVE_WINDOW.as_millis() as u64;
+        for row in rows.values_mut() {
+            row.heard_ago_ms = s.now_ms.saturating_sub(row.heard_ms);
+            row.state = if s.finished || row.heard_ms == 0 {
+                // Over, or removed from the job's workers (it left).
+                "left"
+            } else if s.now_ms.saturating_sub(row.heard_ms) <= window {
+                "live"
+            } else {
+                "silent"
+            };
+        }
+        rows.into_values().collect()
+    }
+
     /// Adds one commit record to the charts and histograms.
     fn record(&mut self, d: &DoneRecord) {
+        let tally = self
+            .tallies
+            .entry(d.worker.clone())
+            .or_insert_with(|| WorkerRow {
+                worker: d.worker.clone(),
+                job: self.job.name().to_string(),
+                first_ms: d.claimed_ms,
+                ..WorkerRow::default()
+            });
+        tally.first_ms = tally.first_ms.min(d.claimed_ms);
+        tally.last_ms = tally.last_ms.max(d.committed_ms);
+        tally.tasks += 1;
+        tally.bytes += d.bytes;
+        tally.words += d.words;
         self.stream |= d.due_ms != d.injected_ms;
         let second = d.committed_ms / 1000 * 1000;
         let point = self.per_second.entry(second).or_insert(Throughput {

@@ -244,6 +244,23 @@ fn twenty_open_pages_add_no_redis_reads_and_metrics_are_exact() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
+    // The workers of every job: what each committed adds up to the job, and a finished job's
+    // workers are not live.
+    let (_, api) = get(port, "/api/jobs", &host);
+    let overview: serde_json::Value = serde_json::from_str(&api).expect("overview JSON");
+    let rows: Vec<&serde_json::Value> = overview["workers"]
+        .as_array()
+        .expect("workers")
+        .iter()
+        .filter(|w| w["job"] == "m1")
+        .collect();
+    assert!(!rows.is_empty(), "{api}");
+    let tasks: u64 = rows.iter().map(|w| w["tasks"].as_u64().unwrap_or(0)).sum();
+    let words_seen: u64 = rows.iter().map(|w| w["words"].as_u64().unwrap_or(0)).sum();
+    assert_eq!(tasks, 12, "{api}");
+    assert_eq!(words_seen, expected.values().sum::<u64>(), "{api}");
+    assert!(rows.iter().all(|w| w["state"] == "left"), "{api}");
+
     // Each page comes with the state of its moment: nothing waits for the first event.
     let (_, job_page) = get(port, "/jobs/m1", &host);
     assert!(
