@@ -103,7 +103,7 @@ impl Reader {
         }
         overview
             .workers
-            .sort_by(|a, b| b.heard_ms.max(b.last_ms).cmp(&a.heard_ms.max(a.last_ms)));
+            .sort_by_key(|w| std::cmp::Reverse(w.heard_ms.max(w.last_ms)));
         overview.workers.truncate(WORKERS_LISTED);
         Snapshot {
             overview: Arc::new(overview),
