@@ -54,7 +54,7 @@ pub fn run(options: &RunOptions, interrupted: &AtomicBool) -> anyhow::Result<Sum
     if let Some(pool) = pool.and_then(|p| std::sync::Arc::try_unwrap(p).ok()) {
         pool.finish(Duration::from_secs(5));
     }
-    let files = session.files.len() as u64;
+    let files = session.file_count;
     report(&session, common, result, files)
 }
 
@@ -67,14 +67,12 @@ fn enqueue_and_wait(
     bar: &indicatif::ProgressBar,
     interrupted: &AtomicBool,
 ) -> anyhow::Result<JobResult> {
-    let tasks = std::mem::take(&mut session.planned);
-    let first = tasks.len().min(1000);
-    session.enqueue(&tasks[..first])?;
+    let planned = session.planned.len();
+    session.enqueue_planned(planned.min(1000))?;
     if common.chaos_at.contains(&ChaosPoint::Enqueue) {
         session.crash_redis();
     }
-    session.enqueue(&tasks[first..])?;
-    drop(tasks);
+    session.enqueue_planned(planned)?;
     session.seal()?;
     wait_until_finished(session, common, pool, bar, interrupted)
 }

@@ -38,15 +38,19 @@ impl Schedule {
 /// Every task enqueued so far (seqs `first..first + len`, without holes).
 #[derive(Debug)]
 pub(super) enum EnqueuedTasks {
-    /// A batch job's tasks, as planned.
-    Plan(Vec<NewTask>),
+    /// A batch job's tasks as planned (held once: the driver enqueues from here), of which the
+    /// first `sent` have been enqueued.
+    Plan { tasks: Vec<NewTask>, sent: usize },
     /// A stream's first `count` tasks of its schedule.
     Schedule { schedule: Schedule, count: u64 },
 }
 
 impl Default for EnqueuedTasks {
     fn default() -> EnqueuedTasks {
-        EnqueuedTasks::Plan(Vec::new())
+        EnqueuedTasks::Plan {
+            tasks: Vec::new(),
+            sent: 0,
+        }
     }
 }
 
@@ -54,7 +58,7 @@ impl EnqueuedTasks {
     /// Tasks enqueued.
     pub(super) fn len(&self) -> usize {
         match self {
-            EnqueuedTasks::Plan(tasks) => tasks.len(),
+            EnqueuedTasks::Plan { sent, .. } => *sent,
             EnqueuedTasks::Schedule { count, .. } => *count as usize,
         }
     }
@@ -62,7 +66,7 @@ impl EnqueuedTasks {
     /// The seq of the first task.
     pub(super) fn first_seq(&self) -> u64 {
         match self {
-            EnqueuedTasks::Plan(tasks) => tasks.first().map_or(1, |t| t.seq),
+            EnqueuedTasks::Plan { tasks, .. } => tasks.first().map_or(1, |t| t.seq),
             EnqueuedTasks::Schedule { .. } => 1,
         }
     }
@@ -70,7 +74,7 @@ impl EnqueuedTasks {
     /// Tasks `from..to` (indexes, not seqs).
     pub(super) fn range(&self, from: usize, to: usize) -> Cow<'_, [NewTask]> {
         match self {
-            EnqueuedTasks::Plan(tasks) => Cow::Borrowed(&tasks[from..to]),
+            EnqueuedTasks::Plan { tasks, .. } => Cow::Borrowed(&tasks[from..to]),
             EnqueuedTasks::Schedule { schedule, .. } => Cow::Owned(
                 (from..to)
                     .map(|i| schedule.task(i as u64 + 1))

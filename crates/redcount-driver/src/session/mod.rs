@@ -27,8 +27,11 @@ pub struct Session {
     /// What the `on_open` hook returned. First field, so it is dropped first: before the private
     /// Redis below stops (fields drop in declaration order).
     _hook_guard: Option<crate::OpenGuard>,
-    /// The inputs (files and objects), expanded, with their sizes and versions.
+    /// The inputs (files and objects), expanded, with their sizes and versions: a stream's
+    /// catalogue. Empty for a batch job, whose plan replaces them once made.
     pub files: Vec<redcount_input::InputFile>,
+    /// How many inputs the job has.
+    pub file_count: u64,
     /// The coordinator's URL (with its password: never printed, passed to workers by environment).
     pub url: String,
     /// The job, over the driver's own connection.

@@ -164,9 +164,17 @@ pub fn open_session(options: &JobOptions, kind: JobKind) -> anyhow::Result<Sessi
         Some(hook) => Some((hook.0)(&url, &name)?),
         None => None,
     };
+    let file_count = files.len() as u64;
+    // A batch job's plan holds all it needs of its inputs: the list goes (half the driver's
+    // memory with many small files).
+    let files = match kind {
+        JobKind::Batch { .. } => Vec::new(),
+        JobKind::Stream => files,
+    };
     Ok(Session {
         _hook_guard: hook_guard,
         files,
+        file_count,
         url,
         job,
         name,

@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use redcount_latency::LatencyRow;
-use redcount_protocol::{
-    id_number, DoneRecord, Enqueued, Error as ProtocolError, NewTask, Now, Status,
-};
+use redcount_protocol::{id_number, DoneRecord, Enqueued, Error as ProtocolError, Now, Status};
 
 use super::enqueued::{EnqueuedTasks, Schedule};
 use super::Session;
@@ -131,13 +129,21 @@ impl CommitLog {
 const SEND_ROUNDS: usize = 20;
 
 impl Session {
-    /// Enqueues tasks (remembered, to re-send after a rollback). The job's tasks are always an
-    /// unbroken run 1..n: when Redis lost some meanwhile (it answers with where its run ends), those
-    /// are sent again first, so no chunk ever lands above a hole.
-    pub fn enqueue(&mut self, tasks: &[NewTask]) -> anyhow::Result<()> {
+    /// Enqueues the planned tasks (`Session::planned`, from `open_session`) up to the first
+    /// `count`: the plan is held once, here, and re-sent from here after a rollback. The job's
+    /// tasks are always an unbroken run 1..n: when Redis lost some meanwhile (it answers with
+    /// where its run ends), those are sent again first, so no chunk ever lands above a hole.
+    pub fn enqueue_planned(&mut self, count: usize) -> anyhow::Result<()> {
         let from = self.tasks.len();
+        if from == 0 {
+            if let EnqueuedTasks::Plan { tasks, sent: 0 } = &mut self.tasks {
+                if tasks.is_empty() {
+                    *tasks = std::mem::take(&mut self.planned);
+                }
+            }
+        }
         match &mut self.tasks {
-            EnqueuedTasks::Plan(planned) => planned.extend_from_slice(tasks),
+            EnqueuedTasks::Plan { tasks, sent } => *sent = count.min(tasks.len()).max(*sent),
             EnqueuedTasks::Schedule { .. } => bail!("a stream's tasks come from its schedule"),
         }
         self.send_from(from)
@@ -154,7 +160,7 @@ impl Session {
         let from = self.tasks.len();
         match &mut self.tasks {
             EnqueuedTasks::Schedule { count: sent, .. } => *sent = count.max(*sent),
-            EnqueuedTasks::Plan(_) => bail!("follow_schedule first"),
+            EnqueuedTasks::Plan { .. } => bail!("follow_schedule first"),
         }
         self.send_from(from)
     }
