@@ -428,7 +428,7 @@ pub struct StreamArgs {
     /// Files per micro-batch (one batch every BATCH/RATE seconds).
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
-    /// Most time a worker counts before it commits (default 20ms: every file's latency includes it;
+    /// Most time a worker counts before it commits (default 10ms: every file's latency includes it;
     /// `run` uses 250ms, fewer and larger commits).
     #[arg(long, value_name = "TIME", value_parser = parse_duration)]
     pub batch_time: Option<Duration>,
