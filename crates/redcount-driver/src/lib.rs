@@ -10,6 +10,7 @@ pub mod embedded;
 pub mod faults;
 mod options;
 pub mod plan;
+pub mod planner;
 pub mod pool;
 pub mod report;
 pub mod run;

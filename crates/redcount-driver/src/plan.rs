@@ -3,7 +3,7 @@
 //! every worker busy.
 
 use redcount_input::{split::split_file, FormatChoice, InputError, InputFile};
-use redcount_protocol::{NewTask, Piece, PlanFacts};
+use redcount_protocol::{NewTask, PlanFacts};
 
 /// The split size when the user sets none: about four tasks per worker, between 1 MiB and 64 MiB.
 /// Bigger tasks mean fewer commits, and Redis pays per distinct word of every commit.
@@ -42,194 +42,58 @@ pub fn plan_tasks(
     tasks
 }
 
-/// Most files packed into one task: keeps every call that carries a task's ranges small.
-pub const MAX_PIECES: usize = 2000;
+/// The split size of a job whose inputs are too many to list before planning starts (more than
+/// [`LISTED_BEFORE_PLANNING`]): the largest default. So many inputs are most often many bytes, and
+/// tiny ones are packed [`crate::planner::MAX_PIECES`] to a task whatever the split.
+pub const SPLIT_OF_MANY_INPUTS: u64 = 64 << 20;
 
-/// Packs tasks smaller than `pack_bytes` together, in order, into tasks of up to `pack_bytes` and
-/// [`MAX_PIECES`] ranges (as Hadoop's CombineFileInputFormat does), so that Redis's bookkeeping is paid
-/// per task of about `pack_bytes`, not per small file; larger tasks stay alone. Renumbers from the
-/// first task's seq.
-pub fn pack_tasks(tasks: Vec<NewTask>, pack_bytes: u64) -> Vec<NewTask> {
-    let Some(first_seq) = tasks.first().map(|t| t.seq) else {
-        return tasks;
-    };
-    let size = |t: &NewTask| t.end - t.start;
-    let mut out: Vec<NewTask> = Vec::new();
-    // The packed task being filled, and its bytes so far.
-    let mut open: Option<(NewTask, u64)> = None;
-    for task in tasks {
-        let bytes = size(&task);
-        if bytes >= pack_bytes {
-            out.push(task);
-            continue;
-        }
-        match &mut open {
-            Some((packed, total))
-                if *total + bytes <= pack_bytes && packed.more.len() + 1 < MAX_PIECES =>
-            {
-                packed.more.push(Piece {
-                    path: task.path,
-                    start: task.start,
-                    end: task.end,
-                    format: task.format,
-                    version: task.version,
-                });
-                *total += bytes;
-            }
-            _ => {
-                if let Some((full, _)) = open.take() {
-                    out.push(full);
-                }
-                open = Some((task, bytes));
-            }
-        }
-    }
-    out.extend(open.map(|(packed, _)| packed));
-    for (i, task) in out.iter_mut().enumerate() {
-        task.seq = first_seq + i as u64;
-    }
-    out
-}
+/// Inputs listed before the first is planned: when the listing ends within them, the split size
+/// comes from their total ([`default_split_bytes`]); else it is [`SPLIT_OF_MANY_INPUTS`] and the
+/// rest is planned and enqueued as it is listed. A count, not a time, so the same inputs always
+/// give the same plan (a resumed job is planned again and checked by its digest).
+pub const LISTED_BEFORE_PLANNING: usize = 20_000;
 
-/// A batch job's tasks and their [`PlanFacts`]: inputs cut at `split_bytes` (chosen from the
-/// input size and worker count when None), small ones packed together unless `no_pack`.
+/// A batch job's tasks and their [`PlanFacts`], all at once (`run --plan`): inputs cut at
+/// `split_bytes` (chosen from the input size and worker count when None), small ones packed
+/// together unless `no_pack`, exactly as a job of them is planned while they are listed.
 pub fn plan_batch(
     files: &[InputFile],
     options: &crate::JobOptions,
     split_bytes: Option<u64>,
     no_pack: bool,
 ) -> (Vec<NewTask>, PlanFacts) {
-    let split = split_bytes.unwrap_or_else(|| {
-        let total: u64 = files.iter().map(|f| f.size).sum();
-        let workers = match options.workers {
-            0 => crate::available_cpus(),
-            n => n,
-        };
-        default_split_bytes(total, workers)
-    });
-    let mut tasks = plan_tasks(files, options.format, split, 1);
-    if !no_pack {
-        tasks = pack_tasks(tasks, split);
+    let split = split_bytes.unwrap_or_else(|| split_for(files, options));
+    let mut planner = crate::planner::Planner::new(options.format, split, !no_pack);
+    let mut tasks = Vec::new();
+    for file in files {
+        planner.push(file, &mut tasks);
     }
-    let facts = plan_facts(&tasks, split, !no_pack, files.len() as u64);
+    let facts = planner.finish(&mut tasks);
     (tasks, facts)
 }
 
-/// The facts of a batch job's plan that a later `run` of the job checks before it resumes it:
-/// the split size and packing it was made with, and a digest of every task (numbers, ranges,
-/// formats and the versions of its inputs), so the same inputs give the same digest and any
-/// file added, removed or rewritten gives another.
-pub fn plan_facts(tasks: &[NewTask], split_bytes: u64, packed: bool, files: u64) -> PlanFacts {
-    use sha2::{Digest, Sha256};
-    use std::os::unix::ffi::OsStrExt;
-    let mut hash = Sha256::new();
-    let mut bytes = 0;
-    for task in tasks {
-        hash.update(task.seq.to_le_bytes());
-        hash.update((task.more.len() as u64).to_le_bytes());
-        for Piece {
-            path,
-            start,
-            end,
-            format,
-            version,
-        } in task.pieces()
-        {
-            let path = path.as_os_str().as_bytes();
-            hash.update((path.len() as u64).to_le_bytes());
-            hash.update(path);
-            hash.update(start.to_le_bytes());
-            hash.update(end.to_le_bytes());
-            hash.update(format.as_str().as_bytes());
-            hash.update([0]);
-            hash.update(version.as_deref().unwrap_or("").as_bytes());
-            hash.update([0]);
-            bytes += end - start;
-        }
+/// The split size of a job whose first inputs are `listed` ([`LISTED_BEFORE_PLANNING`] of them
+/// at most, or all of them): from their total when they are all, else [`SPLIT_OF_MANY_INPUTS`].
+pub fn split_for(listed: &[InputFile], options: &crate::JobOptions) -> u64 {
+    if listed.len() > LISTED_BEFORE_PLANNING {
+        return SPLIT_OF_MANY_INPUTS;
     }
-    PlanFacts {
-        split_bytes,
-        packed,
-        tasks: tasks.len() as u64,
-        files,
-        bytes,
-        digest: hash.finalize().iter().map(|b| format!("{b:02x}")).collect(),
-    }
+    let total: u64 = listed.iter().map(|f| f.size).sum();
+    let workers = match options.workers {
+        0 => crate::available_cpus(),
+        n => n,
+    };
+    default_split_bytes(total, workers)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use redcount_protocol::Format;
-    use std::path::PathBuf;
-
-    fn task(seq: u64, bytes: u64) -> NewTask {
-        NewTask {
-            seq,
-            path: PathBuf::from(format!("/f{seq}")),
-            start: 0,
-            end: bytes,
-            format: Format::Text,
-            version: None,
-            more: Vec::new(),
-            due_ms: None,
-        }
-    }
 
     #[test]
-    fn small_files_are_packed_in_order_and_every_range_is_kept_once() {
-        let tasks: Vec<NewTask> = [10, 20, 500, 30, 40, 50, 5]
-            .iter()
-            .enumerate()
-            .map(|(i, &b)| task(i as u64 + 1, b))
-            .collect();
-        let packed = pack_tasks(tasks.clone(), 100);
-        let shape: Vec<(u64, Vec<String>)> = packed
-            .iter()
-            .map(|t| {
-                let mut paths = vec![t.path.display().to_string()];
-                paths.extend(t.more.iter().map(|p| p.path.display().to_string()));
-                (t.seq, paths)
-            })
-            .collect();
-        assert_eq!(
-            shape,
-            vec![
-                (1, vec!["/f3".to_string()]),
-                (
-                    2,
-                    vec!["/f1".into(), "/f2".into(), "/f4".into(), "/f5".into()]
-                ),
-                (3, vec!["/f6".into(), "/f7".into()]),
-            ]
-        );
-        let bytes = |ts: &[NewTask]| -> u64 {
-            ts.iter()
-                .map(|t| t.end - t.start + t.more.iter().map(|p| p.end - p.start).sum::<u64>())
-                .sum()
-        };
-        assert_eq!(bytes(&packed), bytes(&tasks));
-    }
-
-    #[test]
-    fn the_plan_digest_is_the_same_for_the_same_tasks_and_changes_with_any_of_them() {
-        let task = |seq: u64, version: Option<&str>| NewTask {
-            seq,
-            path: "/d/a.txt".into(),
-            start: 0,
-            end: 10,
-            format: redcount_protocol::Format::Text,
-            version: version.map(str::to_string),
-            more: Vec::new(),
-            due_ms: None,
-        };
-        let one = plan_facts(&[task(1, Some("v1")), task(2, None)], 1 << 20, true, 2);
-        let again = plan_facts(&[task(1, Some("v1")), task(2, None)], 1 << 20, true, 2);
-        assert_eq!(one, again);
-        assert_eq!((one.tasks, one.bytes, one.digest.len()), (2, 20, 64));
-        let rewritten = plan_facts(&[task(1, Some("v2")), task(2, None)], 1 << 20, true, 2);
-        assert_ne!(one.digest, rewritten.digest);
-        let renumbered = plan_facts(&[task(2, Some("v1")), task(3, None)], 1 << 20, true, 2);
-        assert_ne!(one.digest, renumbered.digest);
+    fn the_default_split_gives_each_worker_about_four_tasks_within_bounds() {
+        assert_eq!(default_split_bytes(0, 2), 1 << 20);
+        assert_eq!(default_split_bytes(800 << 20, 2), 64 << 20);
+        assert_eq!(default_split_bytes(64 << 20, 2), 8 << 20);
     }
 }

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path as ObjectPath;
 use object_store::{
@@ -239,6 +239,59 @@ fn configuration_hint(error: &str) -> &'static str {
 /// `logs/...`), in key order, or else the one object with exactly that key. Names nothing: an
 /// error. (Listing first: some servers answer a `HEAD` of a prefix with an error, not 404.)
 pub fn list(url: &str) -> Result<Vec<ObjectInfo>, InputError> {
+    let mut objects = Vec::new();
+    for_each(url, &mut |o| {
+        objects.push(o);
+        Ok::<(), InputError>(())
+    })?;
+    Ok(objects)
+}
+
+/// True when listing the input URL `argument` lists the object `url` (`s3://BUCKET/KEY`): the
+/// whole bucket, the key itself, or a key under it as a prefix (`logs` lists `logs/...`).
+pub fn lists(argument: &str, url: &str) -> bool {
+    let (Some(a), Some(u)) = (argument.strip_prefix(SCHEME), url.strip_prefix(SCHEME)) else {
+        return false;
+    };
+    let (a_bucket, a_key) = a.split_once('/').unwrap_or((a, ""));
+    let (u_bucket, u_key) = u.split_once('/').unwrap_or((u, ""));
+    let prefix = a_key.trim_end_matches('/');
+    a_bucket == u_bucket
+        && (prefix.is_empty()
+            || u_key == a_key
+            || u_key
+                .strip_prefix(prefix)
+                .is_some_and(|rest| rest.starts_with('/')))
+}
+
+/// Checks that `url` names at least one object, reading no more than its first listing page.
+pub fn check(url: &str) -> Result<(), InputError> {
+    // Stopped at the first object: its page is all that was read.
+    match for_each(url, &mut |_| Err(Listed::Stopped)) {
+        Ok(()) | Err(Listed::Stopped) => Ok(()),
+        Err(Listed::Failed(e)) => Err(e),
+    }
+}
+
+/// Why [`check`]'s listing ended.
+enum Listed {
+    Stopped,
+    Failed(InputError),
+}
+
+impl From<InputError> for Listed {
+    fn from(e: InputError) -> Listed {
+        Listed::Failed(e)
+    }
+}
+
+/// Hands every object `url` names to `f` as its listing page arrives, in key order (S3 lists keys
+/// in byte order): a prefix of millions of objects is planned while it is listed, and never held
+/// whole. Names nothing: an error, before `f` is called.
+pub fn for_each<E: From<InputError>>(
+    url: &str,
+    f: &mut dyn FnMut(ObjectInfo) -> Result<(), E>,
+) -> Result<(), E> {
     let path = PathBuf::from(url);
     let (bucket, key) = split_url(&path)?;
     let client = bucket_client(&path, &bucket)?;
@@ -250,19 +303,21 @@ pub fn list(url: &str) -> Result<Vec<ObjectInfo>, InputError> {
     };
     let prefix = ObjectPath::from(key.trim_end_matches('/'));
     let prefix = (!key.is_empty()).then_some(&prefix);
-    let mut objects: Vec<ObjectInfo> = block_on(client.list(prefix).try_collect::<Vec<_>>())?
-        .map_err(|e| input_error(&path, None, e))?
-        .into_iter()
-        .map(info)
-        .collect();
-    if objects.is_empty() && !key.is_empty() && !key.ends_with('/') {
+    let mut listing = client.list(prefix);
+    let mut any = false;
+    while let Some(meta) = block_on(listing.next())? {
+        let meta = meta.map_err(|e| input_error(&path, None, e))?;
+        any = true;
+        f(info(meta))?;
+    }
+    if !any && !key.is_empty() && !key.ends_with('/') {
         match block_on(client.head(&ObjectPath::from(key.as_str())))? {
-            Ok(meta) => objects.push(info(meta)),
+            Ok(meta) => return f(info(meta)),
             Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(input_error(&path, None, e)),
+            Err(e) => return Err(input_error(&path, None, e).into()),
         }
     }
-    if objects.is_empty() {
+    if !any {
         let detail = if key.is_empty() {
             format!("bucket '{bucket}' is there but holds no object")
         } else {
@@ -274,10 +329,10 @@ pub fn list(url: &str) -> Result<Vec<ObjectInfo>, InputError> {
         return Err(InputError::NoObjects {
             url: url.to_string(),
             detail,
-        });
+        }
+        .into());
     }
-    objects.sort_by(|a, b| a.url.cmp(&b.url));
-    Ok(objects)
+    Ok(())
 }
 
 /// One range of one object to read: its URL, version and bytes.
@@ -521,6 +576,19 @@ impl Seek for ObjectReader {
 
 #[cfg(test)]
 mod tests {
+    use super::lists;
+
+    #[test]
+    fn an_argument_lists_its_bucket_its_key_and_what_is_under_it_as_a_prefix() {
+        assert!(lists("s3://b", "s3://b/x/y"));
+        assert!(lists("s3://b/logs", "s3://b/logs/2024/a.txt"));
+        assert!(lists("s3://b/logs/", "s3://b/logs/a.txt"));
+        assert!(lists("s3://b/logs/a.txt", "s3://b/logs/a.txt"));
+        assert!(!lists("s3://b/logs", "s3://b/logs2/a.txt"));
+        assert!(!lists("s3://b/logs", "s3://c/logs/a.txt"));
+        assert!(!lists("/local/logs", "s3://b/logs/a.txt"));
+    }
+
     use super::*;
 
     #[test]

@@ -399,7 +399,23 @@ impl Job {
     /// Seals the job. With `expected_tasks` > 0 it refuses when the job holds a different number of
     /// tasks (a rollback lost some) and returns (false, tasks there).
     pub fn seal(&mut self, now: impl Into<Now>, expected_tasks: u64) -> Result<(bool, u64)> {
-        let items = self.array("rc_seal", vec![now.into().arg(), arg(expected_tasks)])?;
+        self.seal_with_plan(now, expected_tasks, None)
+    }
+
+    /// [`Job::seal`], writing how a batch job's inputs were planned in the same call (known only
+    /// once they are all listed): what a later `run` of the job resumes from.
+    pub fn seal_with_plan(
+        &mut self,
+        now: impl Into<Now>,
+        expected_tasks: u64,
+        plan: Option<&PlanFacts>,
+    ) -> Result<(bool, u64)> {
+        let mut args = vec![now.into().arg(), arg(expected_tasks)];
+        for (field, value) in plan.map(PlanFacts::to_fields).into_iter().flatten() {
+            args.push(field.as_bytes().to_vec());
+            args.push(value);
+        }
+        let items = self.array("rc_seal", args)?;
         match items.as_slice() {
             [sealed, tasks] => Ok((
                 reply::int(sealed) == Some(1),

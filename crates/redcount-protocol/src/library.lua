@@ -10,7 +10,7 @@
 --   * validate every argument before the first write (Redis has no rollback).
 -- KEYS are always the nine keys of one job, in the order of `JobKeys::all` in keys.rs.
 
-local LIBRARY_VERSION = 35
+local LIBRARY_VERSION = 36
 
 local K_TASKS, K_LEASES, K_COUNTS, K_META, K_DONE, K_DEAD, K_INFLIGHT, K_WORKERS, K_EVENTS = 1, 2, 3, 4, 5, 6, 7, 8, 9
 local GROUP = 'workers'
@@ -492,11 +492,21 @@ local function enqueue(keys, args)
   return { 'ok', #fresh, (#args - 1) / 8 - #fresh }
 end
 
--- seal(now, expected_tasks): no more tasks will come. expected_tasks > 0 must match the job's task count
--- (else the reply says how many are there, so the driver can re-send what a rollback lost).
+-- seal(now, expected_tasks, field, value, ...): no more tasks will come. expected_tasks > 0 must match
+-- the job's task count (else the reply says how many are there, so the driver can re-send what a
+-- rollback lost). The field/value pairs (a batch job's `plan.*`, known once its inputs are all
+-- listed) are written with the seal, in the same call.
 local function seal(keys, args)
   local now = clock(args[1])
   local expected = int(args[2] or '0', 'expected_tasks')
+  if (#args - 2) % 2 ~= 0 then
+    fail('seal takes now, expected_tasks and field/value pairs')
+  end
+  for i = 3, #args, 2 do
+    if string.sub(args[i], 1, 5) ~= 'plan.' then
+      fail('seal writes plan.* fields only, got ' .. args[i])
+    end
+  end
   require_job(keys)
   local tasks = meta_int(keys, 'tasks')
   if expected > 0 and tasks ~= expected then
@@ -504,6 +514,9 @@ local function seal(keys, args)
   end
   if redis.call('HGET', keys[K_META], 'state') == 'open' then
     redis.call('HSET', keys[K_META], 'state', 'sealed', 'sealed_ms', now)
+  end
+  for i = 3, #args, 2 do
+    redis.call('HSET', keys[K_META], args[i], args[i + 1])
   end
   return { 1, tasks }
 end

@@ -1031,7 +1031,16 @@ fn redis_py_and_an_interactive_redis_cli_speak_resp2_and_resp3_to_a_node() {
         }
     }
     let started = std::process::Command::new("tmux")
-        .args(["new-session", "-d", "-x", "200", "-y", "50", "-s", &session])
+        .args([
+            "new-session",
+            "-d",
+            "-x",
+            "200",
+            "-y",
+            "120",
+            "-s",
+            &session,
+        ])
         .args(["-e", &format!("REDISCLI_AUTH={}", g.group.password)])
         .args(["redis-cli", "-3", "-h", host, "-p", port])
         .output()

@@ -16,7 +16,7 @@ use crate::checkpoint::Checkpointer;
 use crate::embedded::EmbeddedRedis;
 
 pub use enqueued::Schedule;
-pub use open::{open_session, JobKind};
+pub use open::{open_session, JobKind, Planning};
 pub use result::JobResult;
 
 use enqueued::EnqueuedTasks;
@@ -46,10 +46,13 @@ pub struct Session {
     spec: JobSpec,
     /// The text of the spec's dictionary, read once: it travels in the job.
     dictionary: Option<Vec<u8>>,
-    /// How a batch job's inputs were planned (kept in the job, to resume it from).
+    /// How a batch job's inputs were planned, once they all are (sealed with the job, to resume
+    /// it from).
     plan: Option<redcount_protocol::PlanFacts>,
-    /// A batch job's tasks as planned, for the driver to enqueue (taken by it).
-    pub planned: Vec<redcount_protocol::NewTask>,
+    /// The plan of the job this run resumes, until this run's own plan is checked against it.
+    resume_plan: Option<redcount_protocol::PlanFacts>,
+    /// The `--split-bytes` and packing to plan with (a resumed job's own).
+    pub planning: Planning,
     /// True when this run resumes a job an earlier run left unfinished.
     pub resumed: bool,
     /// Every task enqueued so far, to re-send after a rollback.

@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use redcount_protocol::{Job, Link, LinkOptions, Now, PlanFacts};
 
+use super::enqueued::{EnqueuedTasks, TaskSpill};
 use super::repair::CommitLog;
 use super::Session;
 use crate::checkpoint::Checkpointer;
 use crate::embedded::{Durability, EmbeddedRedis};
-use crate::plan::plan_batch;
 use crate::JobOptions;
 
 /// The shortest `--chaos-redis` interval: below it the private Redis spends its whole life starting.
@@ -32,15 +32,37 @@ pub enum JobKind {
     Stream,
 }
 
-/// Checks the inputs, starts a private Redis unless one is given, plans a batch job's tasks and
-/// creates the job with its spec and plan; or, for a batch job of that name left unfinished by an
-/// interrupted run, checks it was started with the same settings and inputs and resumes it.
+/// How a batch job's inputs are to be planned: the split size (None: from the first inputs
+/// listed, [`crate::plan::split_for`]) and whether small ones are packed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Planning {
+    /// Split (and packing) size; None: chosen from the first inputs listed.
+    pub split_bytes: Option<u64>,
+    /// Small inputs packed together.
+    pub pack: bool,
+}
+
+/// Checks the inputs, starts a private Redis unless one is given, and creates the job with its
+/// spec; or, for a batch job of that name left unfinished by an interrupted run, checks it was
+/// started with the same settings and resumes it (its inputs are checked against its plan's
+/// digest once they are planned again: [`Session::finish_plan`]). A batch job's inputs are only
+/// checked here (each argument names something); they are listed, planned and enqueued as the
+/// job runs, a stream's are listed now.
 pub fn open_session(options: &JobOptions, kind: JobKind) -> anyhow::Result<Session> {
     let started = Instant::now();
-    let files = redcount_input::expand::inputs(&options.inputs)?;
-    if files.is_empty() {
-        bail!("the inputs name no files");
-    }
+    let files = match kind {
+        JobKind::Batch { .. } => {
+            redcount_input::expand::check_arguments(&options.inputs)?;
+            Vec::new()
+        }
+        JobKind::Stream => {
+            let files = redcount_input::expand::inputs(&options.inputs)?;
+            if files.is_empty() {
+                bail!("the inputs name no files");
+            }
+            files
+        }
+    };
     let mut spec = options.spec.clone();
     let mut dictionary = None;
     if let Some(d) = &spec.dictionary {
@@ -116,19 +138,15 @@ pub fn open_session(options: &JobOptions, kind: JobKind) -> anyhow::Result<Sessi
             resume = Some(resumable(&mut job, kind, &spec, dictionary.as_deref())?);
         }
     }
-    let (planned, plan) = match kind {
+    let planning = match kind {
         JobKind::Batch {
             split_bytes,
             no_pack,
-        } => {
-            let split = split_bytes.or(resume.as_ref().map(|r| r.plan.split_bytes));
-            let (tasks, facts) = plan_batch(&files, options, split, no_pack);
-            if let Some(r) = &resume {
-                same_plan(&name, job.addr(), &r.plan, &facts)?;
-            }
-            (tasks, Some(facts))
-        }
-        JobKind::Stream => (Vec::new(), None),
+        } => Planning {
+            split_bytes: split_bytes.or(resume.as_ref().map(|r| r.plan.split_bytes)),
+            pack: !no_pack,
+        },
+        JobKind::Stream => Planning::default(),
     };
     let run_id = match &resume {
         Some(r) => {
@@ -147,7 +165,7 @@ pub fn open_session(options: &JobOptions, kind: JobKind) -> anyhow::Result<Sessi
                 &run_id,
                 &spec,
                 dictionary.as_deref(),
-                plan.as_ref(),
+                None,
             )?;
             if !created {
                 // Made by another run between our look and our create.
@@ -165,12 +183,6 @@ pub fn open_session(options: &JobOptions, kind: JobKind) -> anyhow::Result<Sessi
         None => None,
     };
     let file_count = files.len() as u64;
-    // A batch job's plan holds all it needs of its inputs: the list goes (half the driver's
-    // memory with many small files).
-    let files = match kind {
-        JobKind::Batch { .. } => Vec::new(),
-        JobKind::Stream => files,
-    };
     Ok(Session {
         _hook_guard: hook_guard,
         files,
@@ -184,10 +196,11 @@ pub fn open_session(options: &JobOptions, kind: JobKind) -> anyhow::Result<Sessi
         commits: CommitLog::new(spec.history),
         spec,
         dictionary,
-        plan,
-        planned,
+        plan: None,
         resumed: resume.is_some(),
-        tasks: Default::default(),
+        resume_plan: resume.map(|r| r.plan),
+        planning,
+        tasks: EnqueuedTasks::Spilled(TaskSpill::new()?),
         sealed: false,
         recreated: 0,
         server_run: String::new(),
@@ -233,6 +246,12 @@ fn resumable(
             "job '{name}' at {addr} already exists and a stream is not resumed: run with \
              --replace to start it over, or pick another --job name"
         ),
+        (_, None) if status.state == "open" => bail!(
+            "job '{name}' at {addr} is unfinished, and was stopped while its inputs were still \
+             being listed ({} tasks enqueued), before its plan was complete: run with --replace \
+             to start it over",
+            status.tasks
+        ),
         (_, None) => bail!(
             "job '{name}' at {addr} is unfinished, but was made by another version of redcount \
              that kept no plan to resume it from: finish it with `redcount worker --job {name}`, \
@@ -275,7 +294,12 @@ fn resumable(
 }
 
 /// Refuses to resume a job whose inputs are not those it was planned from.
-fn same_plan(name: &str, addr: &str, job: &PlanFacts, now: &PlanFacts) -> anyhow::Result<()> {
+pub(super) fn same_plan(
+    name: &str,
+    addr: &str,
+    job: &PlanFacts,
+    now: &PlanFacts,
+) -> anyhow::Result<()> {
     if job.digest == now.digest {
         return Ok(());
     }

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use anyhow::bail;
 use redcount_latency::LatencyRow;
-use redcount_protocol::{id_number, DoneRecord, Enqueued, Error as ProtocolError, Now, Status};
+use redcount_protocol::{
+    id_number, DoneRecord, Enqueued, Error as ProtocolError, NewTask, Now, PlanFacts, Status,
+};
 
 use super::enqueued::{EnqueuedTasks, Schedule};
 use super::Session;
@@ -129,24 +131,33 @@ impl CommitLog {
 const SEND_ROUNDS: usize = 20;
 
 impl Session {
-    /// Enqueues the planned tasks (`Session::planned`, from `open_session`) up to the first
-    /// `count`: the plan is held once, here, and re-sent from here after a rollback. The job's
-    /// tasks are always an unbroken run 1..n: when Redis lost some meanwhile (it answers with
-    /// where its run ends), those are sent again first, so no chunk ever lands above a hole.
-    pub fn enqueue_planned(&mut self, count: usize) -> anyhow::Result<()> {
+    /// Enqueues the next tasks of a batch job's plan (seqs continuing those before), as the
+    /// planner makes them: written to the spill first, so they can be sent again after a
+    /// rollback. The job's tasks are always an unbroken run 1..n: when Redis lost some meanwhile
+    /// (it answers with where its run ends), those are sent again first, so no chunk ever lands
+    /// above a hole. While a resumed job's plan is being checked, tasks are only spilled.
+    pub fn enqueue(&mut self, tasks: &[NewTask]) -> anyhow::Result<()> {
         let from = self.tasks.len();
-        if from == 0 {
-            if let EnqueuedTasks::Plan { tasks, sent: 0 } = &mut self.tasks {
-                if tasks.is_empty() {
-                    *tasks = std::mem::take(&mut self.planned);
-                }
-            }
-        }
         match &mut self.tasks {
-            EnqueuedTasks::Plan { tasks, sent } => *sent = count.min(tasks.len()).max(*sent),
+            EnqueuedTasks::Spilled(spill) => spill.push(tasks)?,
             EnqueuedTasks::Schedule { .. } => bail!("a stream's tasks come from its schedule"),
         }
+        if self.resume_plan.is_some() {
+            return Ok(());
+        }
         self.send_from(from)
+    }
+
+    /// Ends a batch job's plan: a resumed job's is checked against the plan the job was made
+    /// with (same digest, or nothing of it is sent), then every task is sent (those already there
+    /// are skipped), and the job is sealed with the plan's facts.
+    pub fn finish_plan(&mut self, facts: PlanFacts) -> anyhow::Result<()> {
+        if let Some(job_plan) = self.resume_plan.take() {
+            super::open::same_plan(&self.name, self.job.addr(), &job_plan, &facts)?;
+            self.send_from(0)?;
+        }
+        self.plan = Some(facts);
+        self.seal()
     }
 
     /// Enqueues a stream's tasks from its schedule: from now on the driver remembers the schedule,
@@ -160,7 +171,7 @@ impl Session {
         let from = self.tasks.len();
         match &mut self.tasks {
             EnqueuedTasks::Schedule { count: sent, .. } => *sent = count.max(*sent),
-            EnqueuedTasks::Plan { .. } => bail!("follow_schedule first"),
+            EnqueuedTasks::Spilled(_) => bail!("follow_schedule first"),
         }
         self.send_from(from)
     }
@@ -171,7 +182,7 @@ impl Session {
         let mut rounds = 0;
         while next < self.tasks.len() {
             let end = (next + ENQUEUE_CHUNK).min(self.tasks.len());
-            let chunk = self.tasks.range(next, end);
+            let chunk = self.tasks.range(next, end)?;
             let back_to = match self.job.enqueue(Now::Coordinator, &chunk) {
                 Ok(Enqueued::Added { .. }) => {
                     next = end;
@@ -225,7 +236,7 @@ impl Session {
             &self.run_id,
             &self.spec,
             self.dictionary.as_deref(),
-            self.plan.as_ref(),
+            None,
         )?;
         self.recreated += 1;
         self.commits.reread();
@@ -247,15 +258,20 @@ impl Session {
     pub fn seal(&mut self) -> anyhow::Result<()> {
         self.sealed = true;
         for _ in 0..SEND_ROUNDS {
-            let (sealed, there) = match self.job.seal(Now::Coordinator, self.tasks.len() as u64) {
-                Ok(answer) => answer,
-                Err(ProtocolError::NoJob { .. }) => {
-                    self.create_again()?;
-                    self.send_from(0)?;
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            };
+            let expected = self.tasks.len() as u64;
+            let (sealed, there) =
+                match self
+                    .job
+                    .seal_with_plan(Now::Coordinator, expected, self.plan.as_ref())
+                {
+                    Ok(answer) => answer,
+                    Err(ProtocolError::NoJob { .. }) => {
+                        self.create_again()?;
+                        self.send_from(0)?;
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
             if sealed {
                 return Ok(());
             }
