@@ -111,7 +111,7 @@ impl TaskSpill {
     pub(super) fn push(&mut self, tasks: &[NewTask]) -> anyhow::Result<()> {
         let mut buf = Vec::new();
         for task in tasks {
-            if self.len % SPILL_STRIDE == 0 {
+            if self.len.is_multiple_of(SPILL_STRIDE) {
                 self.offsets.push(self.written);
             }
             self.first_seq.get_or_insert(task.seq);
