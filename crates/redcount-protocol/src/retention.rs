@@ -61,7 +61,7 @@ fn prune_one(
     if keep.is_none() && older_than.is_none() {
         return Ok(None);
     }
-    let Ok(status) = job.status(Now::Coordinator, Duration::from_secs(15)) else {
+    let Ok(status) = job.status(Now::Coordinator, crate::READER_LIVE_WINDOW) else {
         return Ok(None);
     };
     if !is_expired(&status, keep, older_than) {

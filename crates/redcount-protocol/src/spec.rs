@@ -122,9 +122,13 @@ impl Default for JobSpec {
 }
 
 /// Workers heard from within this window of a lease count as live: three renewals missed.
-pub fn live_window(lease: Duration) -> Duration {
-    3 * lease
+pub const fn live_window(lease: Duration) -> Duration {
+    Duration::from_nanos(3 * lease.as_nanos() as u64)
 }
+
+/// The live window of a reader that does not know a job's lease (`status`, `jobs`, the
+/// dashboard, retention): the default lease's.
+pub const READER_LIVE_WINDOW: Duration = live_window(DEFAULT_LEASE);
 
 const TOKENIZER: &str = "cfg.tokenizer";
 const LOWERCASE: &str = "cfg.lowercase";
@@ -415,6 +419,15 @@ mod tests {
         assert_eq!(round_trip(&every), every);
         let names: Vec<&str> = every.to_fields().iter().map(|(f, _)| *f).collect();
         assert_eq!(names, SPEC_FIELDS);
+    }
+
+    #[test]
+    fn a_reader_counts_workers_live_for_three_default_leases() {
+        assert_eq!(READER_LIVE_WINDOW, Duration::from_secs(15));
+        assert_eq!(
+            live_window(Duration::from_millis(250)),
+            Duration::from_millis(750)
+        );
     }
 
     #[test]

@@ -31,7 +31,7 @@ const TOP_WORDS: usize = 15;
 /// Tasks given up, listed with their errors.
 const FAILED_LISTED: usize = 200;
 /// Workers count as live when heard from within this window (as `status` counts them).
-const LIVE_WINDOW: Duration = Duration::from_secs(15);
+const LIVE_WINDOW: Duration = redcount_protocol::READER_LIVE_WINDOW;
 
 /// Reads one Redis for the dashboard.
 pub struct Reader {

@@ -130,7 +130,7 @@ fn one_run(
     }
     check_counts(&out, oracle)?;
     let mut job = Job::new(Link::open(&url, LinkOptions::default())?, "churn")?;
-    let s = job.status(Now::Coordinator, Duration::from_secs(15))?;
+    let s = job.status(Now::Coordinator, redcount_protocol::READER_LIVE_WINDOW)?;
     if s.failed_inputs() > 0 {
         bail!("{} inputs were given up", s.failed_inputs());
     }
@@ -140,7 +140,7 @@ fn one_run(
 /// True once the job exists and is finished.
 fn driver_done(url: &str) -> anyhow::Result<bool> {
     let mut job = Job::new(Link::open(url, LinkOptions::default())?, "churn")?;
-    match job.status(Now::Coordinator, Duration::from_secs(15)) {
+    match job.status(Now::Coordinator, redcount_protocol::READER_LIVE_WINDOW) {
         Ok(s) => Ok(s.finished),
         Err(redcount_protocol::Error::NoJob { .. }) => Ok(false),
         Err(e) => Err(e.into()),

@@ -10,8 +10,9 @@ use redcount_latency::Analysis;
 
 use crate::cli::{CountsArgs, LatencyArgs, RedisArg, StatusArgs, TopArgs};
 
-/// `status` and `top` do not know the job's lease: workers heard from within 15 s count as live.
-const INSPECT_LIVE_WINDOW: std::time::Duration = std::time::Duration::from_secs(15);
+/// `status` and `top` do not know the job's lease: workers heard from within the default lease's
+/// window count as live.
+const INSPECT_LIVE_WINDOW: std::time::Duration = redcount_protocol::READER_LIVE_WINDOW;
 
 pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let url = super::required_url(&args.redis)?;

@@ -85,7 +85,7 @@ fn table(url: &str, scan: bool) -> anyhow::Result<ExitCode> {
     );
     for name in names {
         let mut job = Job::new(link, &name)?;
-        let status = job.status(Now::Coordinator, std::time::Duration::from_secs(15));
+        let status = job.status(Now::Coordinator, redcount_protocol::READER_LIVE_WINDOW);
         link = job.into_link();
         let s = match status {
             Ok(s) => s,
