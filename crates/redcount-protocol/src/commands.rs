@@ -46,6 +46,10 @@ pub const READ_COMMANDS: &[&str] = &[
 /// Library functions registered with the `no-writes` flag: called with `FCALL_RO`, safe on replicas.
 pub const READ_ONLY_FUNCTIONS: &[&str] = &["rc_status", "rc_top", "rc_version"];
 
+/// Library functions whose first argument is not the caller's `now` (every other one reads
+/// `clock(args[1])` first): a Raft leader stamps its own clock into `now` only where there is one.
+pub const FUNCTIONS_WITHOUT_NOW: &[&str] = &["rc_top", "rc_version"];
+
 /// True for a command [`crate::Job`] may send outside the library: a listed read, `XREAD` or
 /// `FCALL_RO`.
 pub fn is_read(name: &str) -> bool {
@@ -67,5 +71,37 @@ mod tests {
             .filter_map(|rest| rest.split('\'').next())
             .collect();
         assert_eq!(flagged, READ_ONLY_FUNCTIONS);
+    }
+
+    #[test]
+    fn the_functions_without_now_are_those_that_do_not_read_the_clock_first() {
+        // Every registered function: its name and the Lua function behind it.
+        let mut registered = Vec::new();
+        for line in LIBRARY_SOURCE.lines() {
+            let line = line.trim();
+            if let Some(rest) = line.strip_prefix("redis.register_function('") {
+                let (name, rest) = rest.split_once("', ").expect("a callback");
+                registered.push((name, rest.trim_end_matches(')')));
+            } else if let Some(rest) =
+                line.strip_prefix("redis.register_function { function_name = '")
+            {
+                let (name, rest) = rest.split_once("', callback = ").expect("a callback");
+                registered.push((name, rest.split(',').next().expect("callback")));
+            }
+        }
+        assert!(registered.len() > 20, "{registered:?}");
+        let without: Vec<&str> = registered
+            .iter()
+            .filter(|(_, callback)| {
+                let start = LIBRARY_SOURCE
+                    .find(&format!("local function {callback}("))
+                    .unwrap_or_else(|| panic!("no function {callback}"));
+                let body = &LIBRARY_SOURCE[start..];
+                let body = &body[..body.find("\nend\n").expect("an end")];
+                !body.lines().take(3).any(|l| l.contains("clock(args[1])"))
+            })
+            .map(|(name, _)| *name)
+            .collect();
+        assert_eq!(without, FUNCTIONS_WITHOUT_NOW);
     }
 }

@@ -23,7 +23,7 @@ mod target;
 mod task;
 
 pub use clock::{now_ms, Now};
-pub use commands::{is_read, READ_COMMANDS, READ_ONLY_FUNCTIONS};
+pub use commands::{is_read, FUNCTIONS_WITHOUT_NOW, READ_COMMANDS, READ_ONLY_FUNCTIONS};
 pub use con::{Con, NodeAddr};
 pub use escape::{escape_bytes, unescape};
 pub use job::{

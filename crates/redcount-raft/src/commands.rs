@@ -4,7 +4,9 @@
 //! LOAD of that exact library. Reads from the protocol's allow-list (`READ_COMMANDS`) go to the
 //! leader's Redis after a linearizability check. Everything else is refused with a message that says so.
 
-use redcount_protocol::{LIBRARY_SOURCE, READ_COMMANDS};
+use redcount_protocol::{
+    FUNCTIONS_WITHOUT_NOW, LIBRARY_SOURCE, READ_COMMANDS, READ_ONLY_FUNCTIONS,
+};
 
 use crate::frame::Frame;
 
@@ -102,7 +104,9 @@ fn has_block(args: &[Vec<u8>]) -> bool {
     args.iter().any(|a| a.eq_ignore_ascii_case(b"BLOCK"))
 }
 
-/// `FCALL fn numkeys key... now arg...`: only the library's `rc_*` functions; `now` is ARGV[1].
+/// `FCALL fn numkeys key... now arg...`: only the library's `rc_*` functions; `now` is ARGV[1]
+/// except for [`FUNCTIONS_WITHOUT_NOW`]; a read-only function called with `FCALL` is a read, as
+/// with `FCALL_RO` (nothing to log).
 fn route_fcall(args: &[Vec<u8>]) -> Route {
     let function = args.get(1).map(|f| String::from_utf8_lossy(f).into_owned());
     let numkeys = args
@@ -110,8 +114,12 @@ fn route_fcall(args: &[Vec<u8>]) -> Route {
         .and_then(|n| std::str::from_utf8(n).ok())
         .and_then(|n| n.parse::<usize>().ok());
     match (function, numkeys) {
+        (Some(f), Some(n)) if READ_ONLY_FUNCTIONS.contains(&f.as_str()) && args.len() >= 3 + n => {
+            Route::Read
+        }
         (Some(f), Some(n)) if f.starts_with("rc_") && args.len() >= 3 + n => Route::Write {
-            now_at: (f != "rc_version" && args.len() > 3 + n).then_some(3 + n),
+            now_at: (!FUNCTIONS_WITHOUT_NOW.contains(&f.as_str()) && args.len() > 3 + n)
+                .then_some(3 + n),
         },
         (Some(f), Some(_)) if f.starts_with("rc_") => Route::Reject(Frame::error(
             "ERR wrong number of arguments for 'fcall' command",
@@ -156,8 +164,15 @@ mod tests {
             Route::Write { now_at: Some(5) }
         );
         assert_eq!(
-            route(&a(&["fcall", "rc_version", "0"])),
-            Route::Write { now_at: None }
+            route(&a(&["FCALL", "rc_leave", "1", "k", "123", "w1"])),
+            Route::Write { now_at: Some(4) }
+        );
+        // Read-only functions are reads even through FCALL: nothing logged, and rc_top's first
+        // argument (k) is never taken for a clock.
+        assert_eq!(route(&a(&["fcall", "rc_version", "0"])), Route::Read);
+        assert_eq!(
+            route(&a(&["FCALL", "rc_top", "2", "k1", "k2", "10"])),
+            Route::Read
         );
     }
 
