@@ -48,12 +48,16 @@ pub enum Command {
     /// Start, stop or inspect a local replicated Redis (primary, replicas, Sentinels).
     #[command(subcommand)]
     Cluster(ClusterCommand),
-    /// Measure throughput and Redis cost on generated corpora (prints a markdown report).
+    /// Measure throughput and Redis cost on generated corpora (prints a markdown report; the lab's,
+    /// built with `--features lab`).
+    #[cfg_attr(not(feature = "lab"), command(hide = true))]
     Bench(BenchArgs),
     /// One replica of a Raft-replicated coordinator (started for you by `cluster up --raft N`).
     RaftNode(RaftNodeArgs),
-    /// Run a standard set of experiments and write their data, plots and a report.
+    /// Run a standard set of experiments and write their data, plots and a report (the lab's,
+    /// built with `--features lab`).
     #[command(subcommand)]
+    #[cfg_attr(not(feature = "lab"), command(hide = true))]
     Experiment(ExperimentCommand),
     /// Print a shell completion script, e.g. `redcount completions bash >
     /// ~/.local/share/bash-completion/completions/redcount`.

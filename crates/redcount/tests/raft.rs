@@ -11,9 +11,9 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use redcount_lab::partitions::{Links, ProxiedGroup};
 use redcount_server::raft_group::{ChildGroup, Group};
 use redcount_testkit::corpus::{write_text_corpus, Rng};
+use redcount_testkit::raft_group::{Links, ProxiedGroup};
 use redcount_testkit::Fault;
 
 /// A group whose node processes are this test's children, killed when it ends (even by a panic).
@@ -45,7 +45,7 @@ impl TestGroup {
     }
 
     /// A group of `size` whose nodes reach each other only through fault proxies, one per direction
-    /// of every pair (redcount_lab's ProxiedGroup); clients reach nodes directly.
+    /// of every pair (the test kit's ProxiedGroup); clients reach nodes directly.
     fn start_behind_proxies(size: usize) -> TestGroup {
         let dir = tempfile::tempdir().expect("temp dir");
         let ProxiedGroup { nodes, links } = ProxiedGroup::start(
@@ -179,21 +179,22 @@ fn start_job(
     extra: &[&str],
 ) -> (Child, PathBuf) {
     let out = dir.join(format!("{job}.tsv"));
-    let child = redcount()
+    let child = common::job()
+        .workers(2)
+        .json()
+        .job(job)
+        .lease("2s")
         // No speculation: a copy of a task slowed by the shared CPUs would count as recomputed
         // without any commit having been lost.
-        .args(["run", "-w", "2", "--json", "--job", job, "--lease-ms", "2s"])
-        .args(["--speculate-factor", "0"])
+        .flag("--speculate-factor", "0")
         // Merges all the time, so node kills also land while partitions are being merged.
-        .args(["--merge-after", "100ms"])
+        .merge_after("100ms")
         .args(extra)
-        .args(["--worker-slow", slow, "--redis", &g.group.url(), "--out"])
-        .arg(&out)
-        .arg(corpus)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start driver");
+        .worker_slow(slow)
+        .redis(&g.group.url())
+        .out(&out)
+        .input(corpus)
+        .spawn();
     (child, out)
 }
 

@@ -6,7 +6,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -44,18 +44,16 @@ fn corpora(dir: &Path, files: usize) -> Vec<(String, PathBuf, Vec<PathBuf>)> {
 
 /// Starts `redcount run` for one job on the cluster.
 fn start_job(url: &str, name: &str, input: &Path, out: &Path, extra: &[&str]) -> Child {
-    redcount()
-        .args([
-            "run", "-w", "1", "--json", "-k", "0", "--job", name, "--out",
-        ])
-        .arg(out)
+    common::job()
+        .workers(1)
+        .json()
+        .top(0)
+        .job(name)
+        .out(out)
         .args(extra)
-        .arg(input)
+        .input(input)
         .env("REDIS_URL", url)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
-        .expect("start driver")
 }
 
 /// Sends a cluster bus message header in the clear and expects the connection to be closed without

@@ -1,7 +1,9 @@
 //! One function per subcommand; each turns flags into library calls and an exit status.
 
+#[cfg(feature = "lab")]
 mod bench;
 mod cluster;
+#[cfg(feature = "lab")]
 mod experiment;
 mod inspect;
 mod jobs;
@@ -15,7 +17,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::cli::{Command, ExperimentCommand, RedisArg};
+#[cfg(feature = "lab")]
+use crate::cli::ExperimentCommand;
+use crate::cli::{Command, RedisArg};
 
 pub use run::terminated;
 
@@ -31,12 +35,20 @@ pub fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Counts(args) => inspect::counts(args),
         Command::Latency(args) => inspect::latency(args),
         Command::Ui(args) => ui::ui(args),
+        #[cfg(feature = "lab")]
         Command::Bench(args) => bench::bench(args),
+        #[cfg(not(feature = "lab"))]
+        Command::Bench(_) => Err(lab_missing("bench")),
         Command::Cluster(command) => cluster::cluster(command),
         Command::RaftNode(args) => raft::raft_node(args),
+        #[cfg(feature = "lab")]
         Command::Experiment(ExperimentCommand::Latency(args)) => experiment::latency(args),
+        #[cfg(feature = "lab")]
         Command::Experiment(ExperimentCommand::Partitions(args)) => experiment::partitions(args),
+        #[cfg(feature = "lab")]
         Command::Experiment(ExperimentCommand::Hosts(args)) => experiment::hosts(args),
+        #[cfg(not(feature = "lab"))]
+        Command::Experiment(_) => Err(lab_missing("experiment")),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut command = crate::cli::Cli::command();
@@ -48,6 +60,17 @@ pub fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Benchmarks and experiments are the lab's (`redcount-lab`), not the product's: a binary built
+/// without the `lab` feature keeps their flags (so a command line from docs/BENCHMARKS.md parses)
+/// and says how to get them.
+#[cfg(not(feature = "lab"))]
+fn lab_missing(command: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "`redcount {command}` is part of the lab, and this binary was built without it: build it \
+         with `cargo build --release --features lab` and run target/release/redcount {command} again"
+    )
 }
 
 /// The Redis URL a command that joins an existing job must have.

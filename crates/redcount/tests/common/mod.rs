@@ -9,22 +9,21 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 pub use redcount_testkit::{
-    assert_same_counts, oracle_count, oracle_csv_count, read_out_file, ChildGuard, Counts,
+    assert_same_counts, oracle_count, oracle_csv_count, read_out_file, wait_output, ChildGuard,
+    Counts, JobCommand,
 };
 
 /// The binary under test.
 pub fn redcount() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_redcount"));
-    cmd.env_remove("REDIS_URL")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null());
-    // An object store is what a test says it is, never the machine's.
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("AWS_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd
+    redcount_testkit::job_command::isolated(Path::new(EXE))
+}
+
+/// Where the binary under test is.
+pub const EXE: &str = env!("CARGO_BIN_EXE_redcount");
+
+/// `redcount run`, built flag by flag.
+pub fn job() -> JobCommand {
+    JobCommand::run(EXE)
 }
 
 /// Runs `redcount ARGS` to completion (bounded), returning its output.
@@ -65,29 +64,6 @@ pub fn run_env(env: &[(&str, String)], args: &[&str]) -> Output {
     )
 }
 
-/// Waits for a child with piped output, killing it after `limit`.
-pub fn wait_output(mut child: std::process::Child, limit: Duration, what: &str) -> Output {
-    use std::io::Read;
-    let mut stdout = child.stdout.take().expect("piped stdout");
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    let out_thread = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = stdout.read_to_end(&mut b);
-        b
-    });
-    let err_thread = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = stderr.read_to_end(&mut b);
-        b
-    });
-    let status = redcount_testkit::wait_with_timeout(&mut child, limit, what);
-    Output {
-        status,
-        stdout: out_thread.join().unwrap_or_default(),
-        stderr: err_thread.join().unwrap_or_default(),
-    }
-}
-
 /// Waits for a started `redcount` (bounded) and checks that it succeeded, showing its stderr if not.
 pub fn wait_success(child: std::process::Child, limit: Duration, what: &str) -> Output {
     let out = wait_output(child, limit, what);
@@ -103,11 +79,11 @@ pub fn wait_success(child: std::process::Child, limit: Duration, what: &str) -> 
 /// Runs a job over `inputs` with `extra` flags, writes `--out`, and returns the counts it wrote.
 pub fn count_with(dir: &Path, inputs: &[&Path], extra: &[&str]) -> Counts {
     let out = dir.join("result.tsv");
-    let mut args: Vec<String> = vec!["run".into(), "--out".into(), out.display().to_string()];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args.extend(inputs.iter().map(|p| p.display().to_string()));
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    run_ok(&argv);
+    let mut command = job().out(&out).args(extra);
+    for input in inputs {
+        command = command.input(input);
+    }
+    command.succeed();
     read_out_file(&out)
 }
 
@@ -237,24 +213,14 @@ pub fn start_driver(
     input: &std::path::Path,
     extra: &[&str],
 ) -> Child {
-    redcount()
-        .args([
-            "run",
-            "--workers",
-            "0",
-            "--job",
-            job,
-            "--redis",
-            url,
-            "--out",
-        ])
-        .arg(out)
+    self::job()
+        .workers(0)
+        .job(job)
+        .redis(url)
+        .out(out)
         .args(extra)
-        .arg(input)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .input(input)
         .spawn()
-        .expect("start driver")
 }
 
 /// The job's status; it must exist.
