@@ -214,7 +214,7 @@ impl Job {
 
     /// The `FCALL` (or `FCALL_RO`) of `func` with the job's keys and `args`.
     pub(crate) fn fcall_cmd(&self, func: &'static str, args: &[Vec<u8>]) -> Cmd {
-        let mut cmd = redis::cmd(if crate::READ_ONLY_FUNCTIONS.contains(&func) {
+        let mut cmd = redis::cmd(if crate::function(func).is_some_and(|f| f.read_only) {
             "FCALL_RO"
         } else {
             "FCALL"
@@ -519,7 +519,7 @@ impl Job {
             args.push(id.as_bytes().to_vec());
             args.push(arg(*words));
         }
-        // Grouped by count: `count, k, word * k` (library.lua checks each count once).
+        // Grouped by count: `count, k, word * k` (library/commit.lua checks each count once).
         let mut by_count: std::collections::BTreeMap<u64, Vec<&[u8]>> =
             std::collections::BTreeMap::new();
         for (word, count) in counts {

@@ -62,7 +62,7 @@ impl JobKeys {
         })
     }
 
-    /// String: the merged partial-counts blob of partition `p` (library.lua builds the same names).
+    /// String: the merged partial-counts blob of partition `p` (library/kernel.lua's `job_key` builds the same names).
     pub fn result(&self, p: u32) -> String {
         format!("{}result:{p}", self.prefix)
     }
@@ -83,7 +83,7 @@ impl JobKeys {
         format!("{}part:{p}:{seq}", self.prefix)
     }
 
-    /// All keys in the order `library.lua` expects them.
+    /// All keys in the order the library expects them (`K_TASKS`... in library/kernel.lua).
     pub fn all(&self) -> [&str; 9] {
         [
             &self.tasks,

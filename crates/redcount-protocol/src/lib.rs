@@ -1,7 +1,8 @@
 //! redcount's protocol: the keys of a job, the Redis Functions library that changes them, and typed
 //! Rust calls of that library over a connection that survives Redis going away.
 //!
-//! Every state change of a job is one `FCALL` of `library.lua`; read it first, it is the protocol.
+//! Every state change of a job is one `FCALL` of the library in `src/library/` (Lua, joined into one source by `library.rs`);
+//! read it first, it is the protocol.
 
 #![warn(missing_docs)]
 
@@ -23,7 +24,7 @@ mod target;
 mod task;
 
 pub use clock::{now_ms, Now};
-pub use commands::{is_read, FUNCTIONS_WITHOUT_NOW, READ_COMMANDS, READ_ONLY_FUNCTIONS};
+pub use commands::{function, is_read, Function, FUNCTIONS, READ_COMMANDS};
 pub use con::{Con, NodeAddr};
 pub use escape::{escape_bytes, unescape};
 pub use job::{

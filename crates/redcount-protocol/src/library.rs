@@ -4,12 +4,52 @@ use redis::{Cmd, ConnectionLike, RedisResult};
 
 use crate::con::Con;
 
-/// Source of the library (`#!lua name=redcount`).
-pub const LIBRARY_SOURCE: &str = include_str!("library.lua");
+/// The library's files, in the order they are joined (each uses only what the ones before it
+/// define: Lua's `local function`s are visible after their definition).
+macro_rules! library_files {
+    ($($file:literal),* $(,)?) => {
+        /// Source of the library (`#!lua name=redcount`): the files of `src/library/` joined.
+        pub const LIBRARY_SOURCE: &str = concat!($(include_str!(concat!("library/", $file))),*);
+        /// Each file of the library with its text, to tell where a line of the joined source is.
+        pub const LIBRARY_FILES: &[(&str, &str)] =
+            &[$(($file, include_str!(concat!("library/", $file)))),*];
+    };
+}
 
-/// The version `rc_version` answers; bump `LIBRARY_VERSION` in library.lua when the protocol changes.
+library_files!(
+    "kernel.lua",    // errors, arguments, the clock, a job's keys and its end, task records
+    "leases.lua",    // the lease clock, inflight records, delivering and burying a task
+    "lifecycle.lua", // create, enqueue, seal
+    "claim.lua",     // claim (with speculation) and renew
+    "commit.lua",    // the `redis` aggregation's ZINCRBY commit
+    "partials.lua",  // the `workers` aggregation: stage, commit parts, merges
+    "failures.lua",  // fail, fail a piece, defer, split
+    "jobs.lua",      // stop, join, leave, the register of jobs, events, drop
+    "reads.lua",     // top, status, version
+    "register.lua",  // every function registered
+);
+
+/// Where line `line` (1-based) of [`LIBRARY_SOURCE`] comes from: its file and line there (an
+/// error from Redis names the joined source's line, `@user_function:27`).
+pub fn library_line(line: usize) -> Option<(&'static str, usize)> {
+    let mut first = 1;
+    for (file, text) in LIBRARY_FILES {
+        let lines = text.lines().count();
+        if line < first + lines {
+            return (line >= first).then(|| (*file, line - first + 1));
+        }
+        first += lines;
+    }
+    None
+}
+
+/// The version `rc_version` answers; bump `LIBRARY_VERSION` in library/kernel.lua when the protocol
+/// changes.
 pub const LIBRARY_VERSION: i64 = parse_version(LIBRARY_SOURCE);
-const _: () = assert!(LIBRARY_VERSION > 0, "library.lua must set LIBRARY_VERSION");
+const _: () = assert!(
+    LIBRARY_VERSION > 0,
+    "library/kernel.lua must set LIBRARY_VERSION"
+);
 
 const fn parse_version(source: &str) -> i64 {
     // Finds "LIBRARY_VERSION = <digits>" at compile time, so the Rust and Lua sides cannot disagree.
@@ -32,7 +72,7 @@ const fn parse_version(source: &str) -> i64 {
         }
         i += 1;
     }
-    panic!("library.lua has no LIBRARY_VERSION")
+    panic!("the library has no LIBRARY_VERSION")
 }
 
 /// Loads the library unless the server already has this exact version. Safe to call often.
@@ -125,6 +165,23 @@ pub(crate) fn is_missing_library(err: &redis::RedisError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_line_of_the_joined_library_is_found_in_its_file() {
+        let joined: Vec<&str> = LIBRARY_SOURCE.lines().collect();
+        for (i, line) in joined.iter().enumerate() {
+            let (file, at) = library_line(i + 1).expect("a file");
+            let text = LIBRARY_FILES
+                .iter()
+                .find(|(f, _)| *f == file)
+                .expect("known")
+                .1;
+            assert_eq!(text.lines().nth(at - 1), Some(*line), "line {}", i + 1);
+        }
+        assert_eq!(library_line(0), None);
+        assert_eq!(library_line(joined.len() + 1), None);
+        assert_eq!(library_line(1), Some(("kernel.lua", 1)));
+    }
 
     #[test]
     fn the_server_is_named_with_its_version() {

@@ -394,7 +394,18 @@ pub(crate) fn gist(err: &RedisError) -> String {
             parts.push(part);
         }
     }
-    let gist = parts.join(": ");
+    let mut gist = parts.join(": ");
+    // A Lua error the library did not raise itself (a bug in it) names a line of the joined
+    // source: say which file of src/library/ and which line there.
+    if let Some((file, line)) = text
+        .split("@user_function:")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .and_then(crate::library::library_line)
+    {
+        gist.push_str(&format!(" (library/{file}:{line})"));
+    }
     if err.code() == Some("OOM") {
         return format!(
             "{gist} -- redis is out of memory: raise its maxmemory (`CONFIG SET maxmemory <bytes>`, \
@@ -503,7 +514,23 @@ pub fn redact_url(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{normalize_url, redact_url};
+    use super::{gist, normalize_url, redact_url};
+
+    #[test]
+    fn a_lua_error_names_the_library_file_and_line_it_came_from() {
+        // Line 1 of the joined source is kernel.lua's first; leases.lua follows kernel.lua.
+        let kernel = crate::library::LIBRARY_FILES[0].1.lines().count();
+        let text = format!(
+            "user_script:1: attempt to index a nil value script: rc_claim, on @user_function:{}.",
+            kernel + 3
+        );
+        let err = redis::RedisError::from((redis::ErrorKind::Client, "ERR", text));
+        assert!(
+            gist(&err).ends_with("(library/leases.lua:3)"),
+            "{}",
+            gist(&err)
+        );
+    }
 
     #[test]
     fn a_password_in_the_query_moves_into_the_url_and_bad_forms_are_named() {

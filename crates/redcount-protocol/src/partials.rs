@@ -1,5 +1,5 @@
 //! The `workers` aggregation: commits that store partial counts as blobs, one per partition, and
-//! merges that workers claim with a lease and commit atomically (library.lua: `rc_commit_parts`,
+//! merges that workers claim with a lease and commit atomically (library/partials.lua: `rc_commit_parts`,
 //! `rc_stage`, `rc_merge_claim`, `rc_merge_commit`). Large blobs travel in bounded pieces, staged under
 //! a token and made visible by the short call that commits them, so no call carries or copies more
 //! than [`STAGE_PIECE`] of them at once.

@@ -154,7 +154,7 @@ pub struct HeldTask {
 /// what every worker is on, bounded however many leases there are.
 pub const SHOWN_HOLDS: usize = 256;
 
-/// One inflight record, `attempts:charged:solo:claimed_ms:lease_claimed:holder` (library.lua,
+/// One inflight record, `attempts:charged:solo:claimed_ms:lease_claimed:holder` (library/leases.lua,
 /// `inflight`): (attempts, claimed_ms, holder). None for a previous-holder entry or a bad value.
 fn parse_inflight(value: &str) -> Option<(u64, u64, &str)> {
     let mut parts = value.splitn(6, ':');
@@ -382,7 +382,7 @@ impl Job {
             all.truncate(k);
             return Ok(all);
         }
-        // One call, one snapshot (see rc_top in library.lua).
+        // One call, one snapshot (see rc_top in library/reads.lua).
         let items = self.array("rc_top", vec![k.to_string().into_bytes()])?;
         let mut top = Vec::with_capacity(items.len() / 2);
         for pair in items.chunks(2) {
@@ -517,7 +517,7 @@ impl Job {
                 .arg("WITHSCORES"),
         )?;
         let paused: Option<u64> = self.read(redis::cmd("HGET").arg(&meta).arg("paused_ms"))?;
-        // Lease deadlines are on the lease clock (library.lua, `lease_clock`): now minus the pauses.
+        // Lease deadlines are on the lease clock (library/leases.lua, `lease_clock`): now minus the pauses.
         let lease_now = now_ms.saturating_sub(paused.unwrap_or(0)) as i64;
         let deadline: std::collections::HashMap<&str, i64> = deadlines
             .iter()
@@ -577,7 +577,7 @@ impl Job {
                 let path = field("path")
                     .map(|p| crate::escape_bytes(p))
                     .unwrap_or_default();
-                // Each packed range is five NUL-terminated values (library.lua, `enqueue`).
+                // Each packed range is five NUL-terminated values (library/lifecycle.lua, `enqueue`).
                 let more = field("more").map_or(0, |m| m.iter().filter(|b| **b == 0).count() / 5);
                 inputs.insert(id, (path, 1 + more as u64));
             }

@@ -5,7 +5,7 @@ use redis::Value;
 use crate::reply;
 
 /// The fields of `rc_status`'s reply, in order: the meta-hash counters the library lists as its
-/// `STATUS_FIELDS`, then those it computes. A test checks this against library.lua and
+/// `STATUS_FIELDS`, then those it computes. A test checks this against library/reads.lua and
 /// [`Status::from_pairs`].
 pub const STATUS_FIELDS: &[&str] = &[
     "state",
@@ -197,10 +197,10 @@ mod tests {
 
     #[test]
     fn the_field_list_is_the_librarys_and_every_field_is_read() {
-        // library.lua: `local STATUS_FIELDS = { 'state', 'tasks', ... }`, then five computed ones.
+        // library/reads.lua: `local STATUS_FIELDS = { 'state', 'tasks', ... }`, then five computed ones.
         let start = LIBRARY_SOURCE
             .find("local STATUS_FIELDS = {")
-            .expect("library.lua lists STATUS_FIELDS");
+            .expect("the library lists STATUS_FIELDS");
         let list = &LIBRARY_SOURCE[start..];
         let list = &list[list.find('{').unwrap_or(0)..list.find('}').unwrap_or(0)];
         let stored: Vec<&str> = list.split('\'').skip(1).step_by(2).collect();

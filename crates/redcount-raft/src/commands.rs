@@ -4,9 +4,7 @@
 //! LOAD of that exact library. Reads from the protocol's allow-list (`READ_COMMANDS`) go to the
 //! leader's Redis after a linearizability check. Everything else is refused with a message that says so.
 
-use redcount_protocol::{
-    FUNCTIONS_WITHOUT_NOW, LIBRARY_SOURCE, READ_COMMANDS, READ_ONLY_FUNCTIONS,
-};
+use redcount_protocol::{function, LIBRARY_SOURCE, READ_COMMANDS};
 
 use crate::frame::Frame;
 
@@ -105,20 +103,21 @@ fn has_block(args: &[Vec<u8>]) -> bool {
 }
 
 /// `FCALL fn numkeys key... now arg...`: only the library's `rc_*` functions; `now` is ARGV[1]
-/// except for [`FUNCTIONS_WITHOUT_NOW`]; a read-only function called with `FCALL` is a read, as
-/// with `FCALL_RO` (nothing to log).
+/// except for the functions whose `takes_now` is false in the protocol's table of functions; a
+/// read-only function called with `FCALL` is a read, as with `FCALL_RO` (nothing to log). An
+/// unknown `rc_*` is logged as a write with a `now` (Redis answers it with its own error).
 fn route_fcall(args: &[Vec<u8>]) -> Route {
-    let function = args.get(1).map(|f| String::from_utf8_lossy(f).into_owned());
+    let name = args.get(1).map(|f| String::from_utf8_lossy(f).into_owned());
     let numkeys = args
         .get(2)
         .and_then(|n| std::str::from_utf8(n).ok())
         .and_then(|n| n.parse::<usize>().ok());
-    match (function, numkeys) {
-        (Some(f), Some(n)) if READ_ONLY_FUNCTIONS.contains(&f.as_str()) && args.len() >= 3 + n => {
+    match (name, numkeys) {
+        (Some(f), Some(n)) if function(&f).is_some_and(|f| f.read_only) && args.len() >= 3 + n => {
             Route::Read
         }
         (Some(f), Some(n)) if f.starts_with("rc_") && args.len() >= 3 + n => Route::Write {
-            now_at: (!FUNCTIONS_WITHOUT_NOW.contains(&f.as_str()) && args.len() > 3 + n)
+            now_at: (function(&f).is_none_or(|f| f.takes_now) && args.len() > 3 + n)
                 .then_some(3 + n),
         },
         (Some(f), Some(_)) if f.starts_with("rc_") => Route::Reject(Frame::error(

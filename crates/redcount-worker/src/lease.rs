@@ -1,6 +1,6 @@
 //! Lease renewal: a thread with its own connection that extends the leases of the tasks the worker is
 //! working on, every quarter of a lease, so a long task is not taken over while its worker is alive
-//! (and the job is never quiet long enough for the coordinator to pause its leases: library.lua,
+//! (and the job is never quiet long enough for the coordinator to pause its leases: library/leases.lua,
 //! `lease_clock`). A stopped (SIGSTOP) or dead worker stops renewing, and its tasks expire. The same
 //! thread is the worker's watchdog: a task counted for longer than the task timeout hangs the worker,
 //! which then exits so that the task expires and is charged for it.

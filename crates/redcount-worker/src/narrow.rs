@@ -1,5 +1,5 @@
 //! Narrowing down an input that kills its workers: a task handed out alone after its holder fell
-//! silent counting it (a charge) is split in two instead of counted (library.lua, `rc_split`), as
+//! silent counting it (a charge) is split in two instead of counted (library/failures.lua, `rc_split`), as
 //! Hadoop's skip mode narrows down bad records, until the piece that kills workers is one file or
 //! one range of at most [`SMALLEST_SPLIT`]; only such a piece is given up after `--max-attempts`,
 //! and everything packed or planned with it is counted.

@@ -253,7 +253,7 @@ impl Worker<'_> {
         if self.last_merge_check.elapsed() >= MERGE_CHECK_EVERY {
             self.merge_due()?;
         }
-        // 1. claim: expired leases first, then new tasks (library.lua, rc_claim).
+        // 1. claim: expired leases first, then new tasks (library/claim.lua, rc_claim).
         if self.carry.is_empty() {
             let claimed = self.claim(self.options.batch_tasks, self.options.batch_bytes)?;
             if claimed.tasks.is_empty() {
@@ -571,7 +571,7 @@ impl Worker<'_> {
 }
 
 impl Worker<'_> {
-    /// Merges every partition that is due (library.lua, rc_merge_claim / rc_merge_commit): the
+    /// Merges every partition that is due (library/partials.lua, rc_merge_claim / rc_merge_commit): the
     /// partition's result and its claimed partials become one blob, committed in place of exactly
     /// those. [`MERGE_BATCH`] partitions at a time, in three round trips a batch. Returns how many
     /// merges were committed.

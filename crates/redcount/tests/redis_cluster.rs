@@ -199,7 +199,7 @@ fn a_killed_primary_is_replaced_by_its_replica_and_every_job_stays_exact() {
             let out = dir.path().join(format!("{name}.tsv"));
             // One task per file, each 10 ms of CPU: the jobs last seconds, and the kill lands in
             // the middle of the first one. Leases shorter than the failover: they run down only
-            // while a primary serves (library.lua, lease_clock).
+            // while a primary serves (library/leases.lua, lease_clock).
             let extra = ["--no-pack", "--worker-slow", "10ms", "--lease", "1s"];
             (start_job(&url, name, input, &out, &extra), out)
         })

@@ -68,7 +68,7 @@ fn failover_run(sync_replicas: &str) -> serde_json::Value {
             "--worker-slow",
             "20ms",
             // Shorter than the failover (Sentinel waits 2 s before it even starts one): leases
-            // run down only while a primary serves (library.lua, lease_clock).
+            // run down only while a primary serves (library/leases.lua, lease_clock).
             "--lease-ms",
             "1s",
             // One task per file: the primary is killed after 20 commits of the 150.

@@ -8,7 +8,7 @@ use redcount_protocol::{Job, JobKeys};
 
 /// Keeps `job` served up to `now` as a live worker would, with a call every quarter of `lease_ms`
 /// (an empty enqueue: it touches nothing but the job's clock), so that its lease clock follows `now`
-/// (library.lua, `lease_clock`), and returns it for the call at `now`.
+/// (library/leases.lua, `lease_clock`), and returns it for the call at `now`.
 pub fn served_every(job: &mut Job, lease_ms: u64, now: u64) -> &mut Job {
     let meta = JobKeys::new(job.name()).expect("job keys").meta;
     let heard: Option<u64> = job
