@@ -259,7 +259,7 @@ impl Job {
             return Ok(layout);
         }
         let spec = self.spec()?;
-        let layout = (spec.aggregation, spec.partitions.max(1));
+        let layout = (spec.aggregation, spec.partitions.get());
         self.layout = Some(layout);
         Ok(layout)
     }

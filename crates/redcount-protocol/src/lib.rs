@@ -44,8 +44,9 @@ pub use reads::{
 };
 pub use retention::{is_expired, prune, Expired};
 pub use spec::{
-    live_window, Aggregation, BinaryFiles, JobSpec, PlanFacts, TokenizerKind, DEFAULT_HISTORY,
-    DEFAULT_LEASE, DEFAULT_MAX_ATTEMPTS, DEFAULT_PARTITIONS, MIN_LEASE, READER_LIVE_WINDOW,
+    live_window, Aggregation, BinaryFiles, JobSpec, Partitions, PlanFacts, TokenizerKind,
+    DEFAULT_HISTORY, DEFAULT_LEASE, DEFAULT_MAX_ATTEMPTS, DEFAULT_PARTITIONS, MIN_LEASE,
+    READER_LIVE_WINDOW,
 };
 pub use status::{Status, STATUS_FIELDS};
 pub use task::{Format, NewTask, Piece, Task};

@@ -56,7 +56,64 @@ impl BinaryFiles {
 
 /// Partitions of a job's counts when it sets none: merges of different partitions run in parallel,
 /// and one partition is what a merging worker holds in memory.
-pub const DEFAULT_PARTITIONS: u32 = 16;
+pub const DEFAULT_PARTITIONS: Partitions = Partitions(16);
+
+/// How many partitions a job's counts are cut into: 1 to [`Partitions::MAX`], checked where the
+/// number comes in (the command line refuses others, a spec read back from Redis is brought into
+/// range), so nothing that uses it clamps it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Partitions(u32);
+
+impl Partitions {
+    /// The most partitions a job may have (each is a key, a blob and a merge lease).
+    pub const MAX: u32 = 1024;
+
+    /// `n` partitions, or why not.
+    pub fn new(n: u32) -> Result<Partitions, String> {
+        if (1..=Self::MAX).contains(&n) {
+            Ok(Partitions(n))
+        } else {
+            Err(format!(
+                "{n} partitions: use 1 to {} (16 by default)",
+                Self::MAX
+            ))
+        }
+    }
+
+    /// `n` brought into 1..=[`Partitions::MAX`].
+    pub fn clamped(n: u32) -> Partitions {
+        Partitions(n.clamp(1, Self::MAX))
+    }
+
+    /// The number.
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl Default for Partitions {
+    fn default() -> Partitions {
+        DEFAULT_PARTITIONS
+    }
+}
+
+impl std::fmt::Display for Partitions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::str::FromStr for Partitions {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Partitions, String> {
+        let n = s
+            .trim()
+            .parse::<u32>()
+            .map_err(|_| format!("'{s}' is not a number of partitions (1 to {})", Self::MAX))?;
+        Partitions::new(n)
+    }
+}
 
 /// The settings of a job that every worker must share.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +136,7 @@ pub struct JobSpec {
     /// Where counts are added up.
     pub aggregation: Aggregation,
     /// Partitions of the counts (with `Aggregation::Workers`).
-    pub partitions: u32,
+    pub partitions: Partitions,
     /// How long the job is kept once finished before `jobs prune` (and every new job's driver)
     /// removes it; None: until removed by hand.
     pub keep: Option<Duration>,
@@ -182,7 +239,7 @@ impl JobSpec {
             (MAX_ATTEMPTS, num(u64::from(self.max_attempts))),
             (SYNC_REPLICAS, num(u64::from(self.sync_replicas))),
             (AGGREGATION, self.aggregation.as_str().as_bytes().to_vec()),
-            (PARTITIONS, num(u64::from(self.partitions.max(1)))),
+            (PARTITIONS, num(u64::from(self.partitions.get()))),
             (
                 KEEP_MS,
                 self.keep.map(|d| num(millis(d))).unwrap_or_default(),
@@ -230,7 +287,7 @@ impl JobSpec {
                 "redis" | "" => Aggregation::Redis,
                 other => return Err(format!("unknown aggregation '{other}' in {AGGREGATION}")),
             },
-            partitions: small(PARTITIONS, 1)?.max(1),
+            partitions: Partitions::clamped(small(PARTITIONS, 1)?),
             keep: match text(KEEP_MS).as_str() {
                 "" => None,
                 _ => Some(Duration::from_millis(number(KEEP_MS, 0)?)),
@@ -363,7 +420,7 @@ impl JobSpec {
         compare(
             "--partitions",
             self.partitions.to_string(),
-            asked.partitions.max(1).to_string(),
+            asked.partitions.to_string(),
         );
         compare(
             "--keep",
@@ -411,7 +468,7 @@ mod tests {
             max_attempts: 9,
             sync_replicas: 2,
             aggregation: Aggregation::Redis,
-            partitions: 7,
+            partitions: Partitions::clamped(7),
             keep: Some(Duration::from_secs(3600)),
             history: 5,
             binary: BinaryFiles::Count,
@@ -419,6 +476,19 @@ mod tests {
         assert_eq!(round_trip(&every), every);
         let names: Vec<&str> = every.to_fields().iter().map(|(f, _)| *f).collect();
         assert_eq!(names, SPEC_FIELDS);
+    }
+
+    #[test]
+    fn partitions_are_one_to_the_most_and_out_of_range_says_the_range() {
+        assert_eq!("16".parse::<Partitions>(), Ok(DEFAULT_PARTITIONS));
+        assert_eq!(Partitions::default().get(), 16);
+        assert_eq!("1024".parse::<Partitions>().map(Partitions::get), Ok(1024));
+        for bad in ["0", "1025", "-1", "many"] {
+            let err = bad.parse::<Partitions>().expect_err(bad);
+            assert!(err.contains("1 to 1024"), "{err}");
+        }
+        assert_eq!(Partitions::clamped(0).get(), 1);
+        assert_eq!(Partitions::clamped(5000).get(), Partitions::MAX);
     }
 
     #[test]

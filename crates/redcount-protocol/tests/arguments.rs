@@ -137,7 +137,7 @@ fn setup(url: &str, name: &str, aggregation: Aggregation) {
     let mut j = Job::new(Link::open(url, LinkOptions::default()).expect("url"), name).expect("job");
     let spec = JobSpec {
         aggregation,
-        partitions: 2,
+        partitions: redcount_protocol::Partitions::clamped(2),
         ..JobSpec::default()
     };
     j.create(1_000, "r", &spec).expect("create");

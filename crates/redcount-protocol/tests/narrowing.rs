@@ -29,7 +29,7 @@ fn setup(files: usize, max_attempts: u32) -> (RedisServer, Job) {
     let spec = JobSpec {
         lease: Duration::from_millis(LEASE),
         max_attempts,
-        partitions: 2,
+        partitions: redcount_protocol::Partitions::clamped(2),
         ..JobSpec::default()
     };
     job.create(T0, "run1", &spec).expect("create");

@@ -319,7 +319,7 @@ fn merges_in_a_batch_fold_every_due_partition_and_skip_one_another_worker_holds(
     .expect("job");
     let spec = JobSpec {
         lease: LEASE,
-        partitions: 12,
+        partitions: redcount_protocol::Partitions::clamped(12),
         ..JobSpec::default()
     };
     job.create(T0, "run1", &spec).expect("create");

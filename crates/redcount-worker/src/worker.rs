@@ -76,7 +76,7 @@ pub fn run_worker(
         csv_column: spec.csv_column,
         binary: spec.binary,
         aggregation: spec.aggregation,
-        partitions: spec.partitions.max(1),
+        partitions: spec.partitions.get(),
         merge_policy: MergePolicy {
             min_age: options.merge_after,
             ..MergePolicy::default()

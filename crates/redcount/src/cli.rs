@@ -316,10 +316,8 @@ pub struct JobArgs {
     /// charged.
     #[arg(long, default_value_t = 5)]
     pub max_attempts: u32,
-    /// A worker counting one task for longer than this takes it for an input that hangs it and exits
-    /// (the task is then charged an attempt).
-    #[arg(long, value_name = "TIME", value_parser = parse_duration, default_value = "10m")]
-    pub task_timeout: Duration,
+    #[command(flatten)]
+    pub tuning: WorkerTuning,
     /// Input format.
     #[arg(long, value_enum, default_value = "auto")]
     pub format: FormatChoice,
@@ -365,9 +363,6 @@ pub struct JobArgs {
     /// recovery; the result stays exact).
     #[arg(long, value_name = "EVERY", value_parser = parse_duration)]
     pub chaos_redis: Option<Duration>,
-    /// Idle workers re-run a task running longer than FACTOR x the recent p90 (0: never).
-    #[arg(long, value_name = "FACTOR", default_value_t = 3.0)]
-    pub speculate_factor: f64,
     /// Workers wait until this many replicas have each commit (`WAIT`) before counting it done.
     #[arg(long, default_value_t = 0)]
     pub sync_replicas: u32,
@@ -377,10 +372,7 @@ pub struct JobArgs {
     /// Partitions of the counts (with --aggregate-in workers): merges of different partitions run in
     /// parallel, and one partition is what a merging worker holds.
     #[arg(long, default_value_t = redcount_protocol::DEFAULT_PARTITIONS)]
-    pub partitions: u32,
-    /// Merge partial counts once the oldest has waited this long (how far `top --follow` may lag).
-    #[arg(long, value_name = "TIME", value_parser = parse_duration, default_value = "1s")]
-    pub merge_after: Duration,
+    pub partitions: redcount_protocol::Partitions,
     /// Also crash the private Redis at these points: enqueue, finish.
     #[arg(long, value_enum, value_delimiter = ',', hide = true)]
     pub chaos_redis_at: Vec<ChaosPoint>,
@@ -482,58 +474,76 @@ pub struct WorkerArgs {
     /// Deaths of its worker while counting a task before it is given up (default: the job's).
     #[arg(long)]
     pub max_attempts: Option<u32>,
-    /// Exit when counting one task takes longer than this (it hangs this worker).
-    #[arg(long, value_name = "TIME", value_parser = parse_duration, default_value = "10m")]
-    pub task_timeout: Duration,
+    #[command(flatten)]
+    pub tuning: WorkerTuning,
     /// Consumer name (default: host-pid-random; must be unique).
     #[arg(long)]
     pub name: Option<String>,
-    /// Most bytes of small tasks claimed and committed together.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "16MiB")]
-    pub batch_bytes: u64,
-    /// Most tasks claimed and committed together.
-    #[arg(long, default_value_t = 1024)]
-    pub batch_tasks: u64,
     /// Most time spent counting before a commit (the rest of what was claimed goes into the next).
     #[arg(long, value_name = "TIME", value_parser = parse_duration, default_value = "250ms")]
     pub batch_time: Duration,
     /// How long to wait for the job to appear (workers may start before `run`).
     #[arg(long, value_name = "TIME", value_parser = parse_duration, default_value = "60s")]
     pub wait_for_job: Duration,
-    /// When idle, re-run a task running longer than FACTOR x the recent p90 (0: never).
+    /// Spend this much extra CPU time on every task (fault-injection and teaching aid).
+    #[arg(long, value_name = "TIME", value_parser = parse_duration, hide = true)]
+    pub slow: Option<Duration>,
+}
+
+/// How workers count, commit and merge: one set of flags for `run` and `stream` (the workers they
+/// start) and `redcount worker`, read into [`WorkerOptions`] in one place ([`WorkerTuning::apply`]).
+/// Their defaults are `WorkerOptions::default()`'s (a test checks clap's against it).
+#[derive(Debug, Args)]
+pub struct WorkerTuning {
+    /// A worker counting one task for longer than this takes it for an input that hangs it and exits
+    /// (the task is then charged an attempt).
+    #[arg(long, value_name = "TIME", value_parser = parse_duration, default_value = "10m")]
+    pub task_timeout: Duration,
+    /// Most bytes of small tasks a worker claims and commits together.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "16MiB")]
+    pub batch_bytes: u64,
+    /// Most tasks a worker claims and commits together.
+    #[arg(long, default_value_t = 1024)]
+    pub batch_tasks: u64,
+    /// Idle workers re-run a task running longer than FACTOR x the recent p90 (0: never).
     #[arg(long, value_name = "FACTOR", default_value_t = 3.0)]
     pub speculate_factor: f64,
     /// ... and running longer than this.
     #[arg(long, value_name = "TIME", value_parser = parse_duration, default_value = "500ms")]
     pub speculate_min: Duration,
     /// Merge a partition's partial counts once the oldest has waited this long (how far the live
-    /// top words may lag behind the commits).
+    /// top words, `top --follow` and the dashboard may lag behind the commits).
     #[arg(long, value_name = "TIME", value_parser = parse_duration, default_value = "1s")]
     pub merge_after: Duration,
-    /// Spend this much extra CPU time on every task (fault-injection and teaching aid).
-    #[arg(long, value_name = "TIME", value_parser = parse_duration, hide = true)]
-    pub slow: Option<Duration>,
+}
+
+impl WorkerTuning {
+    /// Sets these flags' fields of `options`.
+    pub fn apply(&self, options: &mut WorkerOptions) {
+        options.task_timeout = self.task_timeout;
+        options.batch_bytes = self.batch_bytes.max(1);
+        options.batch_tasks = self.batch_tasks.max(1);
+        options.speculate_factor = self.speculate_factor.max(0.0);
+        options.speculate_min = self.speculate_min;
+        options.merge_after = self.merge_after;
+    }
 }
 
 impl WorkerArgs {
     /// The worker's options: the one place `redcount worker` flags are read (the inverse of
     /// [`WorkerOptions::to_args`], checked by a test below).
     pub fn options(&self) -> WorkerOptions {
-        WorkerOptions {
+        let mut options = WorkerOptions {
             name: self.name.clone(),
             lease: self.lease,
             max_attempts: self.max_attempts,
-            batch_bytes: self.batch_bytes.max(1),
-            batch_tasks: self.batch_tasks.max(1),
             batch_time: self.batch_time,
             slow: self.slow.unwrap_or_default(),
-            task_timeout: self.task_timeout,
             wait_for_job: self.wait_for_job,
-            speculate_factor: self.speculate_factor.max(0.0),
-            speculate_min: self.speculate_min,
-            merge_after: self.merge_after,
-            link: Default::default(),
-        }
+            ..WorkerOptions::default()
+        };
+        self.tuning.apply(&mut options);
+        options
     }
 }
 
@@ -557,7 +567,7 @@ impl JobArgs {
             max_attempts: self.max_attempts.max(1),
             sync_replicas: self.sync_replicas,
             aggregation: self.aggregate_in,
-            partitions: self.partitions.clamp(1, 1024),
+            partitions: self.partitions,
             keep: self.keep,
             history: self.history,
             binary: self.binary,
@@ -571,10 +581,8 @@ impl JobArgs {
         options.checkpoint = self.checkpoint_ms;
         options.chaos_every = self.chaos_redis;
         options.chaos_at = self.chaos_redis_at;
-        options.worker.speculate_factor = self.speculate_factor.max(0.0);
         options.worker.slow = self.worker_slow.unwrap_or_default();
-        options.worker.merge_after = self.merge_after;
-        options.worker.task_timeout = self.task_timeout;
+        self.tuning.apply(&mut options.worker);
         options
     }
 }
@@ -843,6 +851,30 @@ mod tests {
             link: Default::default(),
         };
         assert_eq!(parse(&every), every);
+    }
+
+    #[test]
+    fn worker_flags_left_out_are_worker_options_default() {
+        let default = WorkerOptions::default();
+        let Command::Worker(worker) = Cli::try_parse_from(["redcount", "worker", "--job", "j"])
+            .expect("parses")
+            .command
+        else {
+            panic!("not a worker")
+        };
+        assert_eq!(worker.options(), default);
+        let Command::Run(run) = Cli::try_parse_from(["redcount", "run", "x"])
+            .expect("parses")
+            .command
+        else {
+            panic!("not a run")
+        };
+        let options = run.job.options("redcount".into());
+        let started = WorkerOptions {
+            batch_time: default.batch_time,
+            ..options.worker.clone()
+        };
+        assert_eq!(started, default);
     }
 
     #[test]

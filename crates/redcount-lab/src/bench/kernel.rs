@@ -24,7 +24,7 @@ use super::{corpus_dir, median, source_text, write_large, BenchOptions};
 /// A batch's budget, as a worker's default `batch_bytes`.
 const BATCH_BYTES: usize = 16 << 20;
 /// A job's default partitions.
-const PARTITIONS: u32 = redcount_protocol::DEFAULT_PARTITIONS;
+const PARTITIONS: u32 = redcount_protocol::DEFAULT_PARTITIONS.get();
 
 /// The rules measured: (name, tokenizer, lowercase, with a dictionary).
 const RULES: [(&str, TokenizerKind, bool, bool); 4] = [

@@ -32,7 +32,7 @@ pub fn setup_with(n: u64, history: u64) -> (RedisServer, Job) {
     .expect("job");
     let spec = JobSpec {
         lease: LEASE,
-        partitions: PARTITIONS,
+        partitions: redcount_protocol::Partitions::clamped(PARTITIONS),
         history,
         ..JobSpec::default()
     };

@@ -127,7 +127,7 @@ fn finished_job(url: &str, name: &str, seed: u64) {
     ];
     let blobs = redcount_count::partial::partition_blobs(
         words.iter().map(|w| (w.as_bytes(), 2u64)),
-        redcount_protocol::DEFAULT_PARTITIONS,
+        redcount_protocol::DEFAULT_PARTITIONS.get(),
     );
     job.commit_parts(Now::Coordinator, "old-worker", &ids, &blobs)
         .expect("commit");
