@@ -9,11 +9,13 @@
 
 #![warn(missing_docs)]
 
+mod format;
 pub mod partial;
 pub mod reference;
 mod scan;
 mod table;
 mod tokenizer;
 
+pub use format::Format;
 pub use table::{Iter, WordCounts};
 pub use tokenizer::{for_each_token, is_space, Tokenizer, TokenizerKind};

@@ -3,33 +3,7 @@
 
 use std::path::Path;
 
-/// How a task's bytes are turned into text to count (`fmt` of a task in the tasks stream).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// Count the bytes as they are.
-    Text,
-    /// RFC 4180 CSV with a header row; count one column.
-    Csv,
-}
-
-impl Format {
-    /// The name stored in the stream.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Format::Text => "text",
-            Format::Csv => "csv",
-        }
-    }
-
-    /// Inverse of [`Format::as_str`].
-    pub fn parse(s: &str) -> Option<Format> {
-        match s {
-            "text" => Some(Format::Text),
-            "csv" => Some(Format::Csv),
-            _ => None,
-        }
-    }
-}
+pub use redcount_count::Format;
 
 /// Which format the files of a job are read in (`--format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

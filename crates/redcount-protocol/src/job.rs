@@ -1,15 +1,16 @@
-//! Typed calls of the library for one job: what the driver, the workers and `status`/`top` say to Redis.
+//! One job on one Redis: its keys, and the library calls the driver, the workers and
+//! `status`/`top` send it (each call's arguments and reply are its module's in `calls/`).
 
 use std::collections::HashMap;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use redis::{Cmd, Value};
 
-use crate::spec::{millis, PlanFacts, DICTIONARY_TEXT, PLAN_FIELDS, SPEC_FIELDS};
-use crate::task::{Format, NewTask, Task};
-use crate::{reply, Error, JobKeys, JobSpec, Link, Now, Result, Status};
+use crate::calls::lifecycle::Created;
+use crate::calls::{self, Call as _};
+use crate::spec::{PlanFacts, DICTIONARY_TEXT, PLAN_FIELDS, SPEC_FIELDS};
+use crate::task::{NewTask, Task};
+use crate::{Error, JobKeys, JobSpec, Link, Now, Result, Status};
 
 /// What a worker asks of `claim`.
 #[derive(Debug, Clone)]
@@ -292,44 +293,29 @@ impl Job {
         plan: Option<&PlanFacts>,
     ) -> Result<(bool, String)> {
         let now = now.into();
-        let mut args = vec![now.arg(), run_id.as_bytes().to_vec()];
-        for (field, value) in spec.to_fields() {
-            args.push(field.as_bytes().to_vec());
-            args.push(value);
-        }
-        if let Some(text) = dictionary {
-            args.push(DICTIONARY_TEXT.as_bytes().to_vec());
-            args.push(text.to_vec());
-        }
-        for (field, value) in plan.map(PlanFacts::to_fields).into_iter().flatten() {
-            args.push(field.as_bytes().to_vec());
-            args.push(value);
-        }
-        let items = self.array("rc_create", args)?;
-        match items.as_slice() {
-            [verdict, n] if reply::string(verdict).as_deref() == Some("leftovers") => {
-                Err(Error::Stopped {
-                    job: self.name.clone(),
-                    addr: self.link.addr().to_string(),
-                    reason: format!(
-                        "has {} key(s) left but no meta hash ({}): part of it was evicted or \
-                         deleted by another client, so it cannot be counted exactly; remove what \
-                         is left with `redcount jobs rm {} --force` and run it again",
-                        reply::uint(n).unwrap_or(0),
-                        self.keys.meta,
-                        self.name
-                    ),
-                })
-            }
-            [created, id] => {
+        let made = self.send(&calls::lifecycle::Create {
+            now,
+            run_id,
+            spec,
+            dictionary,
+            plan,
+        })?;
+        match made {
+            Created::Leftovers(n) => Err(Error::Stopped {
+                job: self.name.clone(),
+                addr: self.link.addr().to_string(),
+                reason: format!(
+                    "has {n} key(s) left but no meta hash ({}): part of it was evicted or \
+                     deleted by another client, so it cannot be counted exactly; remove what \
+                     is left with `redcount jobs rm {} --force` and run it again",
+                    self.keys.meta, self.name
+                ),
+            }),
+            Created::Job { created, run_id } => {
                 // Listed from now on (also when it was there already: made by an older version).
                 crate::register_jobs(&mut self.link, now, std::slice::from_ref(&self.name), true)?;
-                Ok((
-                    reply::int(created) == Some(1),
-                    reply::string(id).unwrap_or_default(),
-                ))
+                Ok((created, run_id))
             }
-            _ => Err(self.bad_reply("rc_create", format!("{items:?}"))),
         }
     }
 
@@ -370,30 +356,10 @@ impl Job {
     /// Adds tasks (idempotent: tasks already there are skipped), which must continue the job's run
     /// of sequence numbers: see [`Enqueued`].
     pub fn enqueue(&mut self, now: impl Into<Now>, tasks: &[NewTask]) -> Result<Enqueued> {
-        let mut args = Vec::with_capacity(1 + tasks.len() * 8);
-        args.push(now.into().arg());
-        for t in tasks {
-            args.push(arg(t.seq));
-            args.push(t.path.as_os_str().as_bytes().to_vec());
-            args.push(arg(t.start));
-            args.push(arg(t.end));
-            args.push(t.format.as_str().as_bytes().to_vec());
-            args.push(crate::task::encode_more(&t.more));
-            args.push(t.due_ms.map(arg).unwrap_or_default());
-            args.push(t.version.clone().unwrap_or_default().into_bytes());
-        }
-        let items = self.array("rc_enqueue", args)?;
-        let verdict = items.first().and_then(reply::string).unwrap_or_default();
-        match (verdict.as_str(), &items[1..]) {
-            ("ok", [added, skipped]) => Ok(Enqueued::Added {
-                added: reply::uint(added).unwrap_or(0),
-                skipped: reply::uint(skipped).unwrap_or(0),
-            }),
-            ("gap", [last]) => Ok(Enqueued::Gap {
-                last_seq: reply::uint(last).unwrap_or(0),
-            }),
-            _ => Err(self.bad_reply("rc_enqueue", format!("{items:?}"))),
-        }
+        self.send(&calls::lifecycle::Enqueue {
+            now: now.into(),
+            tasks,
+        })
     }
 
     /// Seals the job. With `expected_tasks` > 0 it refuses when the job holds a different number of
@@ -410,79 +376,42 @@ impl Job {
         expected_tasks: u64,
         plan: Option<&PlanFacts>,
     ) -> Result<(bool, u64)> {
-        let mut args = vec![now.into().arg(), arg(expected_tasks)];
-        for (field, value) in plan.map(PlanFacts::to_fields).into_iter().flatten() {
-            args.push(field.as_bytes().to_vec());
-            args.push(value);
-        }
-        let items = self.array("rc_seal", args)?;
-        match items.as_slice() {
-            [sealed, tasks] => Ok((
-                reply::int(sealed) == Some(1),
-                reply::uint(tasks).unwrap_or(0),
-            )),
-            _ => Err(self.bad_reply("rc_seal", format!("{items:?}"))),
-        }
+        self.send(&calls::lifecycle::Seal {
+            now: now.into(),
+            expected_tasks,
+            plan,
+        })
     }
 
     /// Claims tasks for a worker (expired leases first, then new ones, then maybe a straggler's).
     pub fn claim(&mut self, now: impl Into<Now>, request: &ClaimRequest) -> Result<Claimed> {
-        let args = self.claim_args(now.into(), request);
-        let items = self.array("rc_claim", args)?;
-        self.parse_claim(&items)
+        let claim = self.claim_call(now.into(), request);
+        self.send(&claim)
     }
 
-    /// The arguments of `rc_claim`, with this handle's next token.
-    pub(crate) fn claim_args(&mut self, now: Now, request: &ClaimRequest) -> Vec<Vec<u8>> {
-        let args = vec![
-            now.arg(),
-            request.worker.as_bytes().to_vec(),
-            arg(millis(request.lease)),
-            arg(request.max_tasks.min(MAX_ARG)),
-            arg(request.max_bytes.min(MAX_ARG)),
-            arg(request.max_attempts),
-            arg(millis(request.live_window)),
-            arg(request.speculate_factor),
-            arg(request.speculate_min.as_millis()),
-            // Unique per call; the link re-sends the same bytes when it retries after a lost reply.
-            format!("{}-{}", self.instance, self.claims).into_bytes(),
-        ];
+    /// The `rc_claim` call of `request`, with this handle's next token (each claim needs its own:
+    /// a repeated token is taken for the same call retried).
+    pub fn claim_call<'a>(
+        &mut self,
+        now: Now,
+        request: &'a ClaimRequest<'a>,
+    ) -> calls::claim::Claim<'a> {
         self.claims += 1;
-        args
-    }
-
-    /// Reads `rc_claim`'s reply.
-    pub(crate) fn parse_claim(&self, items: &[Value]) -> Result<Claimed> {
-        if items.len() < 4 {
-            return Err(self.bad_reply("rc_claim", format!("{items:?}")));
+        calls::claim::Claim {
+            now,
+            request,
+            // Unique per call; the link re-sends the same bytes when it retries after a lost reply.
+            token: format!("{}-{}", self.instance, self.claims - 1),
         }
-        let mut tasks = Vec::with_capacity(items.len() - 4);
-        for item in &items[4..] {
-            let task = match item {
-                Value::Array(f) => parse_task(f),
-                _ => None,
-            };
-            tasks.push(task.ok_or_else(|| self.bad_reply("rc_claim", format!("task {item:?}")))?);
-        }
-        let expiry = reply::int(&items[1]).unwrap_or(-1);
-        Ok(Claimed {
-            tasks,
-            finished: reply::int(&items[0]) == Some(1),
-            next_expiry: u64::try_from(expiry).ok().map(Duration::from_millis),
-            last_task_id: reply::string(&items[2]).unwrap_or_else(|| "0-0".into()),
-            last_done_id: reply::string(&items[3]).unwrap_or_else(|| "0-0".into()),
-        })
     }
 
     /// Notes an event (a fault injected, a worker restarted ...) in the job's `events` stream.
     pub fn event(&mut self, now: impl Into<Now>, kind: &str, detail: &str) -> Result<u64> {
-        let args = vec![
-            now.into().arg(),
-            kind.as_bytes().to_vec(),
-            detail.as_bytes().to_vec(),
-        ];
-        let value = self.fcall("rc_event", args)?;
-        reply::uint(&value).ok_or_else(|| self.bad_reply("rc_event", format!("{value:?}")))
+        self.send(&calls::jobs::Event {
+            now: now.into(),
+            kind,
+            detail,
+        })
     }
 
     /// Extends the leases `worker` still holds among `ids`; returns those.
@@ -493,62 +422,24 @@ impl Job {
         lease: Duration,
         ids: &[String],
     ) -> Result<Vec<String>> {
-        let mut args = vec![
-            now.into().arg(),
-            worker.as_bytes().to_vec(),
-            arg(millis(lease)),
-        ];
-        args.extend(ids.iter().map(|id| id.as_bytes().to_vec()));
-        let items = self.array("rc_renew", args)?;
-        Ok(items.iter().filter_map(reply::string).collect())
+        self.send(&calls::claim::Renew {
+            now: now.into(),
+            worker,
+            lease,
+            ids,
+        })
     }
 
     /// Commits tasks `(id, words)` with their merged `counts`, exactly once.
     pub fn commit<'a>(
         &mut self,
         now: impl Into<Now>,
-        worker: &str,
-        tasks: &[(String, u64)],
+        worker: &'a str,
+        tasks: &'a [(String, u64)],
         counts: impl ExactSizeIterator<Item = (&'a [u8], u64)>,
     ) -> Result<CommitOutcome> {
-        let mut args = Vec::with_capacity(3 + tasks.len() * 2 + counts.len() + 64);
-        args.push(now.into().arg());
-        args.push(worker.as_bytes().to_vec());
-        args.push(arg(tasks.len()));
-        for (id, words) in tasks {
-            args.push(id.as_bytes().to_vec());
-            args.push(arg(*words));
-        }
-        // Grouped by count: `count, k, word * k` (library/commit.lua checks each count once).
-        let mut by_count: std::collections::BTreeMap<u64, Vec<&[u8]>> =
-            std::collections::BTreeMap::new();
-        for (word, count) in counts {
-            by_count.entry(count).or_default().push(word);
-        }
-        for (count, words) in by_count {
-            args.push(arg(count));
-            args.push(arg(words.len()));
-            args.extend(words.into_iter().map(<[u8]>::to_vec));
-        }
-        let items = self.durable_commit(|job| job.array("rc_commit", &args))?;
-        self.commit_outcome("rc_commit", &items)
-    }
-
-    /// What a commit's reply says.
-    pub(crate) fn commit_outcome(
-        &self,
-        call: &'static str,
-        items: &[Value],
-    ) -> Result<CommitOutcome> {
-        let verdict = items.first().and_then(reply::string).unwrap_or_default();
-        match verdict.as_str() {
-            "ok" => Ok(CommitOutcome::Applied),
-            "dup" => Ok(CommitOutcome::Duplicate),
-            "partial" => Ok(CommitOutcome::Partial(
-                items[1..].iter().filter_map(reply::string).collect(),
-            )),
-            _ => Err(self.bad_reply(call, format!("{items:?}"))),
-        }
+        let commit = calls::commit::Commit::new(now.into(), worker, tasks, counts);
+        self.durable_commit(|job| job.send(&commit))
     }
 
     /// Sends a commit (`send`) and, with `sync_replicas`, waits until that many replicas have it.
@@ -557,24 +448,23 @@ impl Job {
     /// once, so a repeat that finds it already applied is a duplicate, which here means applied.
     pub(crate) fn durable_commit(
         &mut self,
-        mut send: impl FnMut(&mut Job) -> Result<Vec<Value>>,
-    ) -> Result<Vec<Value>> {
+        mut send: impl FnMut(&mut Job) -> Result<CommitOutcome>,
+    ) -> Result<CommitOutcome> {
         let mut sent_before = false;
         for _ in 0..3 {
             let connection = self.link.connections();
-            let mut items = send(self)?;
-            let verdict = items.first().and_then(reply::string).unwrap_or_default();
-            if sent_before && verdict == "dup" {
-                items = vec![Value::BulkString(b"ok".to_vec())];
-            } else if verdict != "ok" {
-                return Ok(items);
+            let mut outcome = send(self)?;
+            if sent_before && outcome == CommitOutcome::Duplicate {
+                outcome = CommitOutcome::Applied;
+            } else if outcome != CommitOutcome::Applied {
+                return Ok(outcome);
             }
             if self.sync_replicas == 0 {
-                return Ok(items);
+                return Ok(outcome);
             }
             self.wait_for_replicas()?;
             if self.link.connections() == connection {
-                return Ok(items);
+                return Ok(outcome);
             }
             sent_before = true;
             tracing::warn!(
@@ -625,14 +515,12 @@ impl Job {
         id: &str,
         error: &str,
     ) -> Result<bool> {
-        let args = vec![
-            now.into().arg(),
-            worker.as_bytes().to_vec(),
-            id.as_bytes().to_vec(),
-            error.as_bytes().to_vec(),
-        ];
-        let items = self.array("rc_fail", args)?;
-        Ok(items.first().and_then(reply::string).as_deref() == Some("ok"))
+        self.send(&calls::failures::Fail {
+            now: now.into(),
+            worker,
+            id,
+            error,
+        })
     }
 
     /// Records that piece `index` (`path`) of packed task `id` cannot be processed, once; the task's
@@ -646,16 +534,14 @@ impl Job {
         path: &std::path::Path,
         error: &str,
     ) -> Result<bool> {
-        let args = vec![
-            now.into().arg(),
-            worker.as_bytes().to_vec(),
-            id.as_bytes().to_vec(),
-            arg(index),
-            path.as_os_str().as_bytes().to_vec(),
-            error.as_bytes().to_vec(),
-        ];
-        let items = self.array("rc_fail_piece", args)?;
-        Ok(items.first().and_then(reply::string).as_deref() == Some("ok"))
+        self.send(&calls::failures::FailPiece {
+            now: now.into(),
+            worker,
+            id,
+            index,
+            path,
+            error,
+        })
     }
 
     /// Says this worker cannot open task `id`'s input (missing or unreadable on its host): the task
@@ -667,22 +553,12 @@ impl Job {
         id: &str,
         live_window: Duration,
     ) -> Result<Deferral> {
-        let args = vec![
-            now.into().arg(),
-            worker.as_bytes().to_vec(),
-            id.as_bytes().to_vec(),
-            arg(millis(live_window)),
-        ];
-        let items = self.array("rc_defer", args)?;
-        match (
-            items.first().and_then(reply::string).as_deref(),
-            items.get(1),
-        ) {
-            (Some("deferred"), _) => Ok(Deferral::Deferred),
-            (Some("dup"), _) => Ok(Deferral::NotHeld),
-            (Some("last"), Some(n)) => Ok(Deferral::NobodyCan(reply::uint(n).unwrap_or(1))),
-            _ => Err(self.bad_reply("rc_defer", format!("{items:?}"))),
-        }
+        self.send(&calls::failures::Defer {
+            now: now.into(),
+            worker,
+            id,
+            live_window,
+        })
     }
 
     /// Splits task `id`, which `worker` holds alone after its last holder fell silent counting it:
@@ -695,33 +571,22 @@ impl Job {
         id: &str,
         cut: u64,
     ) -> Result<Option<(String, String)>> {
-        let args = vec![
-            now.into().arg(),
-            worker.as_bytes().to_vec(),
-            id.as_bytes().to_vec(),
-            arg(cut),
-        ];
-        let items = self.array("rc_split", args)?;
-        match items.as_slice() {
-            [verdict, a, b] if reply::string(verdict).as_deref() == Some("ok") => Ok(Some((
-                reply::string(a).unwrap_or_default(),
-                reply::string(b).unwrap_or_default(),
-            ))),
-            [verdict] if reply::string(verdict).as_deref() == Some("dup") => Ok(None),
-            _ => Err(self.bad_reply("rc_split", format!("{items:?}"))),
-        }
+        self.send(&calls::failures::Split {
+            now: now.into(),
+            worker,
+            id,
+            cut,
+        })
     }
 
     /// Ends the job without a result (see [`StopKind`]). False when it had already ended (finished,
     /// or stopped before: the first reason stays).
     pub fn stop(&mut self, now: impl Into<Now>, kind: StopKind, reason: &str) -> Result<bool> {
-        let args = vec![
-            now.into().arg(),
-            kind.as_str().as_bytes().to_vec(),
-            reason.as_bytes().to_vec(),
-        ];
-        let items = self.array("rc_stop", args)?;
-        Ok(items.first().and_then(reply::string).as_deref() == Some("ok"))
+        self.send(&calls::jobs::Stop {
+            now: now.into(),
+            kind,
+            reason,
+        })
     }
 
     /// Fails the job because of `reason` (a key of it found lost or spoilt) and returns the error
@@ -745,30 +610,22 @@ impl Job {
         worker: &str,
         live_window: Duration,
     ) -> Result<Joined> {
-        let args = vec![
-            now.into().arg(),
-            worker.as_bytes().to_vec(),
-            self.instance.as_bytes().to_vec(),
-            arg(millis(live_window)),
-        ];
-        let items = self.array("rc_join", args)?;
-        match (
-            items.first().and_then(reply::string).as_deref(),
-            items.get(1).and_then(reply::uint),
-        ) {
-            (Some("ok"), _) => Ok(Joined::Yes),
-            (Some("taken"), Some(ms)) => Ok(Joined::Taken(Duration::from_millis(ms))),
-            _ => Err(self.bad_reply("rc_join", format!("{items:?}"))),
-        }
+        let instance = self.instance.clone();
+        self.send(&calls::jobs::Join {
+            now: now.into(),
+            worker,
+            instance: &instance,
+            live_window,
+        })
     }
 
     /// Says that these workers exited: they stop counting as live at once (`rc_leave`), and their
     /// names are free. Returns how many of them were still registered.
     pub fn leave(&mut self, now: impl Into<Now>, workers: &[String]) -> Result<u64> {
-        let mut args = vec![now.into().arg()];
-        args.extend(workers.iter().map(|w| w.as_bytes().to_vec()));
-        let value = self.fcall("rc_leave", args)?;
-        reply::uint(&value).ok_or_else(|| self.bad_reply("rc_leave", format!("{value:?}")))
+        self.send(&calls::jobs::Leave {
+            now: now.into(),
+            workers,
+        })
     }
 
     /// Deletes every key of the job (refused while it runs unless `force`). Returns how many. Each
@@ -778,18 +635,9 @@ impl Job {
         let now = now.into();
         let mut deleted = 0;
         loop {
-            let items = self.array(
-                "rc_drop",
-                vec![now.arg(), if force { b"1".to_vec() } else { b"0".to_vec() }],
-            )?;
-            let (Some(n), Some(more)) = (
-                items.first().and_then(reply::uint),
-                items.get(1).and_then(reply::uint),
-            ) else {
-                return Err(self.bad_reply("rc_drop", format!("{items:?}")));
-            };
+            let (n, more) = self.send(&calls::jobs::Drop { now, force })?;
             deleted += n;
-            if more == 0 {
+            if !more {
                 crate::register_jobs(&mut self.link, now, std::slice::from_ref(&self.name), false)?;
                 return Ok(deleted);
             }
@@ -798,11 +646,10 @@ impl Job {
 
     /// Progress counters; workers seen within `live_window` count as live.
     pub fn status(&mut self, now: impl Into<Now>, live_window: Duration) -> Result<Status> {
-        let items = self.array(
-            "rc_status",
-            vec![now.into().arg(), arg(millis(live_window))],
-        )?;
-        Ok(Status::from_pairs(&items))
+        self.send(&calls::reads::StatusOf {
+            now: now.into(),
+            live_window,
+        })
     }
 
     /// [`Job::status`] and what the driver watches of the server (`INFO server memory`: its run
@@ -813,17 +660,22 @@ impl Job {
         now: impl Into<Now>,
         live_window: Duration,
     ) -> Result<(Status, ServerFacts)> {
-        let status = self.fcall_cmd("rc_status", &[now.into().arg(), arg(millis(live_window))]);
+        let call = calls::reads::StatusOf {
+            now: now.into(),
+            live_window,
+        };
         let mut info = redis::cmd("INFO");
         info.arg("server").arg("memory");
-        let mut replies = self.pipeline("rc_status", &[status, info])?.into_iter();
+        let cmds = [self.command(&call), info];
+        let mut replies = self.pipeline("rc_status", &cmds)?.into_iter();
         let (Some(status), Some(info)) = (replies.next(), replies.next()) else {
             return Err(self.bad_reply("rc_status", "a pipeline of two answered fewer"));
         };
-        let items =
-            reply::array(status).ok_or_else(|| self.bad_reply("rc_status", "not an array"))?;
+        let status = call
+            .reply(status)
+            .map_err(|detail| self.bad_reply("rc_status", detail))?;
         let info: String = redis::FromRedisValue::from_redis_value(info).unwrap_or_default();
-        Ok((Status::from_pairs(&items), ServerFacts::from_info(&info)))
+        Ok((status, ServerFacts::from_info(&info)))
     }
 
     /// What the driver watches of the server holding the job (see [`ServerFacts`]).
@@ -833,17 +685,6 @@ impl Job {
             redis::cmd("INFO").arg("server").arg("memory"),
         )?;
         Ok(ServerFacts::from_info(&info))
-    }
-
-    /// Calls `func` and reads its array reply (arguments by value or borrowed: a commit re-sent after
-    /// a failover passes the same ones again without copying them).
-    pub(crate) fn array(
-        &mut self,
-        func: &'static str,
-        args: impl AsRef<[Vec<u8>]>,
-    ) -> Result<Vec<Value>> {
-        let value = self.fcall(func, args)?;
-        reply::array(value).ok_or_else(|| self.bad_reply(func, "not an array"))
     }
 }
 
@@ -927,7 +768,7 @@ pub enum StopKind {
 }
 
 impl StopKind {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             StopKind::Cancelled => "cancelled",
             StopKind::Failed => "failed",
@@ -955,31 +796,4 @@ fn random_instance() -> String {
         bytes = (std::process::id() ^ t).to_le_bytes();
     }
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The largest integer the library takes (15 digits): budgets above it mean "no limit" anyway.
-const MAX_ARG: u64 = 999_999_999_999_999;
-
-fn arg(n: impl ToString) -> Vec<u8> {
-    n.to_string().into_bytes()
-}
-
-fn parse_task(f: &[Value]) -> Option<Task> {
-    let [id, path, start, end, fmt, injected, attempts, more, solo, version, charged] = f else {
-        return None;
-    };
-    let version = reply::string(version)?;
-    Some(Task {
-        id: reply::string(id)?,
-        path: PathBuf::from(std::ffi::OsString::from_vec(reply::bytes(path)?)),
-        start: reply::uint(start)?,
-        end: reply::uint(end)?,
-        format: Format::parse(&reply::string(fmt)?)?,
-        version: (!version.is_empty()).then_some(version),
-        more: crate::task::decode_more(&reply::bytes(more)?)?,
-        injected_ms: reply::uint(injected)?,
-        attempts: u32::try_from(reply::uint(attempts)?).ok()?,
-        solo: reply::int(solo)? == 1,
-        charged: u32::try_from(reply::uint(charged)?).ok()?,
-    })
 }

@@ -6,37 +6,36 @@
 
 #![warn(missing_docs)]
 
+pub mod calls;
 mod clock;
 mod commands;
-mod con;
+mod connection;
 mod escape;
 mod job;
 mod keys;
 mod library;
-mod link;
 mod partials;
 mod reads;
 mod reply;
 mod retention;
 mod spec;
 mod status;
-mod target;
 mod task;
 
 pub use clock::{now_ms, Now};
 pub use commands::{function, is_read, Function, FUNCTIONS, READ_COMMANDS};
-pub use con::{Con, NodeAddr};
+pub use connection::con::{Con, NodeAddr};
+pub use connection::link::{
+    redact_url, request_stop, stop_flag, stop_requested, use_ring_for_tls, Link, LinkOptions,
+};
 pub use escape::{escape_bytes, unescape};
 pub use job::{
     ClaimRequest, Claimed, CommitOutcome, Deferral, Enqueued, Job, Joined, ServerFacts, StopKind,
 };
 pub use keys::{validate_job_name, JobKeys, JOBS_KEY};
 pub use library::{ensure_library, server_name, LIBRARY_SOURCE, LIBRARY_VERSION};
-pub use link::{
-    redact_url, request_stop, stop_flag, stop_requested, use_ring_for_tls, Link, LinkOptions,
-};
 pub use partials::{
-    MergeClaim, MergeInputs, MergePolicy, INLINE_BLOB, STAGE_PIECE, TOP_PER_PARTITION,
+    MergeClaim, MergeInputs, MergePolicy, Merged, INLINE_BLOB, STAGE_PIECE, TOP_PER_PARTITION,
 };
 pub use reads::{
     id_number, job_names, register_jobs, scan_job_names, DeadTask, DoneRecord, HeldTask, JobEvent,
@@ -66,7 +65,7 @@ pub enum Error {
     /// Redis answered with an error, or could not be reached in time.
     // The cause's text is part of the message, so it is not also the error's `source` (error chains
     // would say it twice; thiserror takes a field named `source` for one, hence `cause`).
-    #[error("redis at {addr}: {}", crate::link::gist(.cause))]
+    #[error("redis at {addr}: {}", crate::connection::link::gist(.cause))]
     Redis {
         /// The Redis address, password hidden.
         addr: String,

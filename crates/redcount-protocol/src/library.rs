@@ -2,7 +2,7 @@
 
 use redis::{Cmd, ConnectionLike, RedisResult};
 
-use crate::con::Con;
+use crate::connection::con::Con;
 
 /// The library's files, in the order they are joined (each uses only what the ones before it
 /// define: Lua's `local function`s are visible after their definition).

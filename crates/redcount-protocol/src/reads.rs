@@ -383,25 +383,7 @@ impl Job {
             return Ok(all);
         }
         // One call, one snapshot (see rc_top in library/reads.lua).
-        let items = self.array("rc_top", vec![k.to_string().into_bytes()])?;
-        let mut top = Vec::with_capacity(items.len() / 2);
-        for pair in items.chunks(2) {
-            let [word, count] = pair else {
-                return Err(self.bad_reply("rc_top", "an odd number of items"));
-            };
-            let (Some(word), Some(count)) =
-                (crate::reply::bytes(word), crate::reply::string(count))
-            else {
-                return Err(self.bad_reply("rc_top", format!("{pair:?}")));
-            };
-            let count = count
-                .parse::<f64>()
-                .map_err(|_| self.bad_reply("rc_top", format!("count '{count}'")))?;
-            top.push((word, count as u64));
-        }
-        // The words above the cutoff come in ZREVRANGE's order (ties by word descending).
-        top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        Ok(top)
+        self.send(&crate::calls::reads::Top { k })
     }
 
     /// Every word and its count, sorted by count descending then word bytes ascending.

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-pub use redcount_input::Format;
+pub use redcount_count::Format;
 
 /// One more byte range of a packed task (after the task's own `path`, `start`, `end`, `format`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,13 +8,101 @@ use std::time::Duration;
 
 use redcount_count::partial;
 use redcount_protocol::{
-    CommitOutcome, Format, Job, JobSpec, Link, LinkOptions, MergePolicy, NewTask, INLINE_BLOB,
+    ClaimRequest, CommitOutcome, Format, Job, JobSpec, Link, LinkOptions, MergePolicy, Merged,
+    NewTask, INLINE_BLOB,
 };
 use redcount_server::{RedisServer, ServerOptions};
 
 mod support;
 
 use support::aggregation::{blobs, claim, counts, merge_all, served, setup, setup_with, LEASE, T0};
+
+/// What every batch of the default path does: its commit and the next claim in one round trip.
+#[test]
+fn a_commit_sent_with_the_next_claim_counts_once_and_hands_out_the_next_task() {
+    let (_server, mut job) = setup(3);
+    let request = |worker| ClaimRequest {
+        worker,
+        lease: LEASE,
+        max_tasks: 1,
+        max_bytes: u64::MAX / 4,
+        max_attempts: 3,
+        live_window: 10 * LEASE,
+        speculate_factor: 0.0,
+        speculate_min: Duration::ZERO,
+    };
+    let first = claim(&mut job, T0, "a");
+    assert_eq!(first.len(), 1);
+    let words = [("x", 2), ("y", 1)];
+    let (outcome, next) = served(&mut job, T0 + 10)
+        .commit_parts_and_claim(
+            T0 + 10,
+            "a",
+            &[(first[0].clone(), 3)],
+            &blobs(&words),
+            &request("a"),
+        )
+        .expect("commit and claim");
+    assert_eq!(outcome, CommitOutcome::Applied);
+    let next = next.expect("small blobs go with the claim");
+    assert_eq!(next.tasks.len(), 1, "{next:?}");
+    let second = next.tasks[0].id.clone();
+    assert_ne!(second, first[0]);
+    assert!(!next.finished);
+
+    // The same commit again (a reply lost, say) is a duplicate; its claim still hands out work.
+    let (outcome, again) = served(&mut job, T0 + 20)
+        .commit_parts_and_claim(
+            T0 + 20,
+            "a",
+            &[(first[0].clone(), 3)],
+            &blobs(&words),
+            &request("a"),
+        )
+        .expect("commit and claim");
+    assert_eq!(outcome, CommitOutcome::Duplicate);
+    let third = again.expect("a claim").tasks;
+    assert_eq!(third.len(), 1);
+    assert!(third[0].id != first[0] && third[0].id != second);
+
+    // A blob too large to go inline is staged: the commit goes alone and no claim is made.
+    let many: Vec<String> = (0..150_000u32).map(|i| format!("w{i}")).collect();
+    let refs: Vec<(&str, u64)> = many.iter().map(|w| (w.as_str(), 1)).collect();
+    let large = blobs(&refs);
+    assert!(large.iter().any(|(_, b)| b.len() > INLINE_BLOB));
+    let (outcome, none) = served(&mut job, T0 + 30)
+        .commit_parts_and_claim(T0 + 30, "a", &[(second, 150_000)], &large, &request("a"))
+        .expect("commit alone");
+    assert_eq!(outcome, CommitOutcome::Applied);
+    assert!(none.is_none());
+
+    // The last task with an empty claim: nothing left to hand out, the job finishes once merged.
+    let (outcome, last) = served(&mut job, T0 + 40)
+        .commit_parts_and_claim(
+            T0 + 40,
+            "a",
+            &[(third[0].id.clone(), 1)],
+            &blobs(&[("x", 1)]),
+            &request("a"),
+        )
+        .expect("commit and claim");
+    assert_eq!(outcome, CommitOutcome::Applied);
+    assert!(last.expect("a claim").tasks.is_empty());
+    let at_once = MergePolicy {
+        min_parts: 1,
+        min_age: Duration::ZERO,
+        max_parts: 64,
+    };
+    assert!(merge_all(&mut job, T0 + 50, "m", &at_once) > 0);
+    let s = job
+        .status(T0 + 60, Duration::from_secs(10))
+        .expect("status");
+    assert!(s.finished, "{s:?}");
+    let result = counts(&mut job);
+    assert_eq!(result.len(), 2 + 150_000);
+    assert!(result.contains(&("x".into(), 3)) && result.contains(&("y".into(), 1)));
+    assert!(result.contains(&("w149999".into(), 1)));
+}
 
 #[test]
 fn commits_store_partials_once_and_merges_fold_them_into_the_result() {
@@ -93,12 +181,18 @@ fn a_merge_replaces_exactly_what_it_read_and_a_stale_one_changes_nothing() {
         .is_none());
     let (blob, distinct) = partial::merge(&[&result, &parts[0]]).expect("merge");
     let (top, words) = partial::top_and_words(&blob, 10).expect("top");
+    let merged = Merged {
+        blob,
+        distinct,
+        words,
+        top,
+    };
     assert!(job
-        .merge_commit(T0 + 6, "m1", &first, &blob, distinct, words, &top)
+        .merge_commit(T0 + 6, "m1", &first, &merged)
         .expect("commit"));
     // The same merge again (a retry after a lost reply) is stale and changes nothing.
     assert!(!job
-        .merge_commit(T0 + 7, "m1", &first, &blob, distinct, words, &top)
+        .merge_commit(T0 + 7, "m1", &first, &merged)
         .expect("commit"));
     assert_eq!(counts(&mut job), vec![("w".into(), 1)]);
     // A merge whose lease expired and was taken over is refused too.
@@ -112,12 +206,20 @@ fn a_merge_replaces_exactly_what_it_read_and_a_stale_one_changes_nothing() {
         .expect("claim")
         .expect("an expired merge lease is free");
     assert_eq!(over.gen, late.gen);
-    assert!(job.merge_claimed(T0 + 1010, "m2", &over).expect("merge"));
+    assert!(
+        redcount_worker::merge::merge_claimed(&mut job, T0 + 1010, "m2", &over).expect("merge")
+    );
     // Read now, the late merge's partial is gone (m2 folded it in): nothing to merge.
     assert!(job.merge_inputs(&late).expect("inputs").is_none());
     let (blob, distinct) = partial::merge(&[&result, &parts[0]]).expect("merge");
+    let stale = Merged {
+        blob,
+        distinct,
+        words: 5,
+        top: Vec::new(),
+    };
     assert!(!job
-        .merge_commit(T0 + 1011, "m1", &late, &blob, distinct, 5, &[])
+        .merge_commit(T0 + 1011, "m1", &late, &stale)
         .expect("commit"));
     assert_eq!(counts(&mut job), vec![("w".into(), 6)]);
     assert!(
@@ -352,20 +454,22 @@ fn merges_in_a_batch_fold_every_due_partition_and_skip_one_another_worker_holds(
         .merge_claim(T0 + 2, "other", LEASE, &at_once)
         .expect("claim")
         .expect("a due partition");
-    let (first, stale) = job
-        .merge_due(T0 + 2, "w", LEASE, &at_once, 8)
-        .expect("batch");
+    let (first, stale) =
+        redcount_worker::merge::merge_due(&mut job, T0 + 2, "w", LEASE, &at_once, 8)
+            .expect("batch");
     assert_eq!((first, stale), (8, 0), "a full batch, none of it stale");
-    let (second, stale) = job
-        .merge_due(T0 + 2, "w", LEASE, &at_once, 8)
-        .expect("batch");
+    let (second, stale) =
+        redcount_worker::merge::merge_due(&mut job, T0 + 2, "w", LEASE, &at_once, 8)
+            .expect("batch");
     assert_eq!(
         (first + second, stale),
         (used - 1, 0),
         "every due partition but the held one"
     );
     // The held one is merged by its holder, and the result is every word, exactly once.
-    assert!(job.merge_claimed(T0 + 3, "other", &held).expect("merge"));
+    assert!(
+        redcount_worker::merge::merge_claimed(&mut job, T0 + 3, "other", &held).expect("merge")
+    );
     let mut expected: Vec<(String, u64)> = words.clone();
     expected.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.as_bytes().cmp(b.0.as_bytes())));
     assert_eq!(counts(&mut job), expected);

@@ -6,6 +6,7 @@
 
 mod count;
 mod lease;
+pub mod merge;
 mod narrow;
 mod options;
 mod poison;

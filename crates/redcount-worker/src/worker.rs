@@ -586,10 +586,15 @@ impl Worker<'_> {
         while left > 0 {
             let me = self.report.name.clone();
             let batch = left.min(MERGE_BATCH);
-            let (committed, stale) = self
-                .job
-                .merge_due(Now::Coordinator, &me, self.lease, &self.merge_policy, batch)
-                .context("merging due partitions")?;
+            let (committed, stale) = crate::merge::merge_due(
+                &mut self.job,
+                Now::Coordinator,
+                &me,
+                self.lease,
+                &self.merge_policy,
+                batch,
+            )
+            .context("merging due partitions")?;
             if stale > 0 {
                 tracing::info!("{me}: {stale} merge(s) were stale");
             }

@@ -83,7 +83,7 @@ pub fn merge_all(job: &mut Job, now: u64, worker: &str, policy: &MergePolicy) ->
         .expect("merge claim")
     {
         assert!(
-            job.merge_claimed(now, worker, &claim).expect("merge"),
+            redcount_worker::merge::merge_claimed(job, now, worker, &claim).expect("merge"),
             "a fresh merge commits"
         );
         merged += 1;

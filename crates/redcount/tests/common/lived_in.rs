@@ -136,17 +136,16 @@ fn finished_job(url: &str, name: &str, seed: u64) {
         min_age: Duration::ZERO,
         max_parts: 64,
     };
-    while job
-        .merge_due(
-            Now::Coordinator,
-            "old-worker",
-            Duration::from_secs(5),
-            &policy,
-            8,
-        )
-        .expect("merge")
-        .0
-        > 0
+    while redcount_worker::merge::merge_due(
+        &mut job,
+        Now::Coordinator,
+        "old-worker",
+        Duration::from_secs(5),
+        &policy,
+        8,
+    )
+    .expect("merge")
+    .0 > 0
     {}
     let s = job
         .status(Now::Coordinator, Duration::from_secs(15))

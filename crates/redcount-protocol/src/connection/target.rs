@@ -13,7 +13,7 @@ use std::time::Duration;
 use redis::cluster::ClusterClient;
 use redis::{Client, Connection, RedisError, RedisResult};
 
-use crate::con::Con;
+use crate::connection::con::Con;
 
 pub(crate) enum Target {
     Direct(Client),

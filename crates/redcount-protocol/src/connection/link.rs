@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use redis::{ErrorKind, RedisError, RedisResult, ServerErrorKind};
 
-use crate::con::Con;
+use crate::connection::con::Con;
 
+use crate::connection::target::Target;
 use crate::library::{ensure_library_everywhere, is_missing_library};
-use crate::target::Target;
 use crate::{Error, Result};
 
 /// Set once the user asked the process to stop (Ctrl-C): calls waiting for Redis give up at once.
@@ -166,7 +166,7 @@ impl Link {
                 Err(err) => Err(err),
             };
             let Err(err) = outcome else { continue };
-            if let Some(leader) = crate::target::moved_to(&err) {
+            if let Some(leader) = crate::connection::target::moved_to(&err) {
                 // A Raft follower named the leader: reconnect there at once.
                 self.target.redirected(&leader);
                 self.con = None;
