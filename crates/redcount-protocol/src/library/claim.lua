@@ -131,6 +131,7 @@ local function claim(keys, args)
   end
   require_tasks(keys, now)
   local lnow = lease_clock(keys, now)
+  note_lease(keys, lease_ms)
 
   -- The token, unique to this claim call of this worker: the same token again is the same call
   -- retried after its reply was lost (a dropped connection, a coordinator failover), and gets the
@@ -219,6 +220,7 @@ local function renew(keys, args)
   end
   require_job(keys)
   local lnow = lease_clock(keys, now)
+  note_lease(keys, lease_ms)
   redis.call('ZADD', keys[K_WORKERS], now, worker)
   local held = {}
   for i = 4, #args do

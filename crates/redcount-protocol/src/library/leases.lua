@@ -2,16 +2,21 @@
 -- burying and delivering a task.
 
 -- The lease clock: the coordinator's clock with every quiet stretch taken out. When no call of the job
--- was served for longer than a third of its lease (a failover, a Redis restart, a long busy script:
--- workers could not renew), the stretch beyond that third pauses every lease, as Chubby's new master
--- extends its sessions: leases run down only while the coordinator serves, so a failover alone never
--- takes a task from a live worker, while a worker that really died still loses its tasks one lease
--- later. Workers renew every quarter of a lease and poll at least as often when idle, so a job with a
--- live worker is never quiet that long. Deterministic: it derives from `now` and the job's state only.
+-- was served for longer than a third of its shortest lease (a failover, a Redis restart, a long busy
+-- script: workers could not renew), the stretch beyond that third pauses every lease, as Chubby's new
+-- master extends its sessions: leases run down only while the coordinator serves, so a failover alone
+-- never takes a task from a live worker, while a worker that really died still loses its tasks one
+-- lease later. The shortest lease is the job's, or a shorter one a worker asked for (`note_lease`).
+-- Workers renew every quarter of a lease and poll at least as often when idle, so a job with a live
+-- worker is never quiet that long. Deterministic: it derives from `now` and the job's state only.
 local function lease_clock(keys, now)
-  local m = redis.call('HMGET', keys[K_META], 'heard_ms', 'paused_ms', 'cfg.lease_ms')
+  local m = redis.call('HMGET', keys[K_META], 'heard_ms', 'paused_ms', 'cfg.lease_ms', 'min_lease_ms')
   local heard, paused = tonumber(m[1] or now), tonumber(m[2] or '0')
-  local quiet = math.max(math.floor(tonumber(m[3] or '0') / 3), 1)
+  local lease, shortest = tonumber(m[3] or '0'), tonumber(m[4] or '0')
+  if shortest > 0 and (lease == 0 or shortest < lease) then
+    lease = shortest
+  end
+  local quiet = math.max(math.floor(lease / 3), 1)
   if now - heard > quiet then
     paused = paused + now - heard - quiet
     redis.call('HSET', keys[K_META], 'paused_ms', paused)
@@ -20,6 +25,16 @@ local function lease_clock(keys, now)
     redis.call('HSET', keys[K_META], 'heard_ms', now)
   end
   return now - paused
+end
+
+-- A lease of `lease_ms` is granted (a claim, a renewal, a merge): the lease clock pauses after a third
+-- of the shortest one ever granted in the job, so a worker whose `--lease` is shorter than the job's
+-- is covered by the pause too.
+local function note_lease(keys, lease_ms)
+  local shortest = tonumber(redis.call('HGET', keys[K_META], 'min_lease_ms') or '0')
+  if shortest == 0 or lease_ms < shortest then
+    redis.call('HSET', keys[K_META], 'min_lease_ms', lease_ms)
+  end
 end
 
 -- inflight hash value of a delivered task: "attempts:charged:solo:claimed_ms:lease_claimed:holder".

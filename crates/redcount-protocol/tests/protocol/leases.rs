@@ -244,6 +244,36 @@ fn a_quiet_coordinator_pauses_leases_but_a_dead_worker_still_loses_its_tasks() {
     assert_eq!((s.redelivered, s.in_flight), (1, 2));
 }
 
+/// A worker may ask for a shorter lease than its job's (`worker --lease`): the coordinator's
+/// quiet stretches must pause that lease too, not only the job's (the clock paused only after a
+/// third of the job's lease, so a quiet stretch took a live worker's short-leased task away).
+#[test]
+fn a_quiet_coordinator_pauses_a_workers_shorter_lease_too() {
+    let (_server, mut job) = setup(1, 3);
+    let short = Duration::from_millis(LEASE / 4);
+    let mut request = req("a", 1, 1 << 20, 3, 10 * LEASE);
+    request.lease = short;
+    let c = served(&mut job, T0).claim(T0, &request).expect("claim");
+    assert_eq!(c.tasks.len(), 1);
+    // Nothing is served for two job leases (a failover): `a` could not renew its short lease.
+    let back = T0 + 2 * LEASE;
+    let c = job
+        .claim(back, &req("b", 1, 1 << 20, 3, 10 * LEASE))
+        .expect("claim");
+    assert!(
+        c.tasks.is_empty(),
+        "the quiet stretch ran a's short lease down: {:?}",
+        c.tasks
+    );
+    // `a` renews as soon as the coordinator is back and keeps its task.
+    let kept = job
+        .renew(back + 1, "a", short, &["1-0".into()])
+        .expect("renew");
+    assert_eq!(kept, vec!["1-0".to_string()]);
+    let s = status(&mut job, back + 2);
+    assert_eq!(s.redelivered, 0);
+}
+
 #[test]
 fn a_workers_clock_never_matters() {
     let (_server, mut job) = setup(3, 3);
