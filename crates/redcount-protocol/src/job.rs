@@ -430,18 +430,6 @@ impl Job {
         })
     }
 
-    /// Commits tasks `(id, words)` with their merged `counts`, exactly once.
-    pub fn commit<'a>(
-        &mut self,
-        now: impl Into<Now>,
-        worker: &'a str,
-        tasks: &'a [(String, u64)],
-        counts: impl ExactSizeIterator<Item = (&'a [u8], u64)>,
-    ) -> Result<CommitOutcome> {
-        let commit = calls::commit::Commit::new(now.into(), worker, tasks, counts);
-        self.durable_commit(|job| job.send(&commit))
-    }
-
     /// Sends a commit (`send`) and, with `sync_replicas`, waits until that many replicas have it.
     /// When the connection changed between the commit and the wait (the primary died and a replica
     /// took over), the commit may have died with the old primary: it is sent again. A commit applies

@@ -21,6 +21,7 @@ mod retention;
 mod spec;
 mod status;
 mod task;
+mod zincrby;
 
 pub use clock::{now_ms, Now};
 pub use commands::{function, is_read, Function, FUNCTIONS, READ_COMMANDS};

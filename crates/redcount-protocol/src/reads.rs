@@ -382,8 +382,7 @@ impl Job {
             all.truncate(k);
             return Ok(all);
         }
-        // One call, one snapshot (see rc_top in library/reads.lua).
-        self.send(&crate::calls::reads::Top { k })
+        self.zincrby_top(k)
     }
 
     /// Every word and its count, sorted by count descending then word bytes ascending.
@@ -391,26 +390,7 @@ impl Job {
         if let (Aggregation::Workers, partitions) = self.layout()? {
             return self.counts_from_partitions(partitions);
         }
-        const PAGE: usize = 50_000;
-        let counts = self.keys.counts.clone();
-        let mut all: Vec<(Vec<u8>, u64)> = Vec::new();
-        loop {
-            let from = all.len();
-            let page: Vec<(Vec<u8>, f64)> = self.read(
-                redis::cmd("ZRANGE")
-                    .arg(&counts)
-                    .arg(from)
-                    .arg(from + PAGE - 1)
-                    .arg("WITHSCORES"),
-            )?;
-            let short = page.len() < PAGE;
-            all.extend(page.into_iter().map(|(w, s)| (w, s as u64)));
-            if short {
-                break;
-            }
-        }
-        all.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        Ok(all)
+        self.zincrby_counts()
     }
 
     /// The tasks that were given up, oldest first.

@@ -16,7 +16,7 @@ fn a_task_committed_twice_is_counted_once() {
         commit(&mut job, T0 + LEASE + 6, "a", &["1-0"], words),
         CommitOutcome::Duplicate
     );
-    assert_eq!(count_of(&mut job, "x"), 2);
+    assert_eq!(count_of(&mut job, T0 + LEASE + 6, "x"), 2);
     let s = status(&mut job, T0 + LEASE + 6);
     assert_eq!((s.done, s.recomputed, s.duplicates, s.words), (1, 1, 1, 3));
     assert!(s.finished);
@@ -51,18 +51,18 @@ fn a_partly_stale_batch_changes_nothing() {
     // a's batch of both tasks is refused whole, naming the stale one.
     let out = commit(&mut job, T0 + LEASE + 3, "a", &["1-0", "2-0"], &[(b"w", 2)]);
     assert_eq!(out, CommitOutcome::Partial(vec!["1-0".into()]));
-    assert_eq!(count_of(&mut job, "w"), 1);
+    assert_eq!(count_of(&mut job, T0 + LEASE + 3, "w"), 1);
     assert_eq!(
         commit(&mut job, T0 + LEASE + 4, "a", &["2-0"], &[(b"w", 1)]),
         CommitOutcome::Applied
     );
-    assert_eq!(count_of(&mut job, "w"), 2);
+    assert_eq!(count_of(&mut job, T0 + LEASE + 4, "w"), 2);
     assert!(status(&mut job, T0 + LEASE + 4).finished);
 }
 
 #[test]
 fn a_bad_commit_is_refused_before_any_write() {
-    let (_server, mut job) = setup(1, 3);
+    let (_server, mut job) = setup_zincrby(1, 3);
     claim(&mut job, T0, "w", 1);
     let tasks = vec![("1-0".to_string(), 2)];
     let bad: [(&[u8], u64); 2] = [(b"ok", 1), (b"zero", 0)];
@@ -83,7 +83,7 @@ fn a_bad_commit_is_refused_before_any_write() {
 
 #[test]
 fn a_commit_naming_a_task_twice_is_refused() {
-    let (_server, mut job) = setup(1, 3);
+    let (_server, mut job) = setup_zincrby(1, 3);
     claim(&mut job, T0, "w", 1);
     let tasks = vec![("1-0".to_string(), 1), ("1-0".to_string(), 1)];
     let words: [(&[u8], u64); 1] = [(b"x", 2)];

@@ -351,7 +351,7 @@ fn an_idle_worker_takes_over_a_straggling_task_speculatively() {
         commit(&mut job, now + 900, "slow", &["12-0"], &[(b"w", 1)]),
         CommitOutcome::Duplicate
     );
-    assert_eq!(count_of(&mut job, "w"), 12);
+    assert_eq!(count_of(&mut job, now + 900, "w"), 12);
     let s = status(&mut job, now + 900);
     assert!(s.finished);
     assert_eq!((s.recomputed, s.duplicates), (1, 1));

@@ -102,10 +102,8 @@ fn finished_needs_seal_delivery_and_commits_not_just_an_empty_pending_list() {
         "delivered but not committed"
     );
     let tasks: Vec<(String, u64)> = ids.into_iter().map(|id| (id, 0)).collect();
-    let none: [(&[u8], u64); 0] = [];
     assert_eq!(
-        job.commit(T0 + 1, "w", &tasks, none.into_iter())
-            .expect("commit"),
+        job.commit_parts(T0 + 1, "w", &tasks, &[]).expect("commit"),
         CommitOutcome::Applied
     );
     assert!(status(&mut job, T0 + 1).finished);

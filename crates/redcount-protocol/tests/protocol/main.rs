@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use redcount_protocol::{
     Aggregation, ClaimRequest, CommitOutcome, Deferral, Enqueued, Format, Job, JobKeys, JobSpec,
-    Link, LinkOptions, NewTask, Now, Piece, Status, STATUS_FIELDS,
+    Link, LinkOptions, MergePolicy, NewTask, Now, Piece, Status, STATUS_FIELDS,
 };
 use redcount_server::{RedisServer, ServerOptions};
 
@@ -23,13 +23,21 @@ const LEASE: u64 = 1_000;
 const LEASE_D: Duration = Duration::from_millis(LEASE);
 const T0: u64 = 1_700_000_000_000;
 
+/// The default aggregation (partition blobs merged by workers): what users run is tested first.
 fn spec(max_attempts: u32) -> JobSpec {
-    // These tests drive the ZINCRBY commit; partials have tests of their own (partials.rs).
     JobSpec {
         lease: LEASE_D,
         max_attempts,
-        aggregation: Aggregation::Redis,
         ..JobSpec::default()
+    }
+}
+
+/// The `--aggregate-in redis` job (ZINCRBY commits), for what only it has: `rc_commit`'s own
+/// argument checks and `rc_top`.
+fn zincrby_spec(max_attempts: u32) -> JobSpec {
+    JobSpec {
+        aggregation: Aggregation::Redis,
+        ..spec(max_attempts)
     }
 }
 
@@ -46,8 +54,17 @@ fn task(seq: u64, bytes: u64) -> NewTask {
     }
 }
 
-/// A server and a job with `n` tasks of 100 bytes, sealed.
+/// A server and a job with `n` tasks of 100 bytes, sealed, in the default aggregation.
 fn setup(n: u64, max_attempts: u32) -> (RedisServer, Job) {
+    setup_with(n, spec(max_attempts))
+}
+
+/// [`setup`] of an `--aggregate-in redis` job.
+fn setup_zincrby(n: u64, max_attempts: u32) -> (RedisServer, Job) {
+    setup_with(n, zincrby_spec(max_attempts))
+}
+
+fn setup_with(n: u64, spec: JobSpec) -> (RedisServer, Job) {
     let server = RedisServer::start(ServerOptions::default()).expect("redis-server starts");
     let mut job = Job::new(
         Link::open(&server.url(), LinkOptions::default()).expect("url"),
@@ -55,7 +72,7 @@ fn setup(n: u64, max_attempts: u32) -> (RedisServer, Job) {
     )
     .expect("job");
     assert_eq!(
-        job.create(T0, "run1", &spec(max_attempts)).expect("create"),
+        job.create(T0, "run1", &spec).expect("create"),
         (true, "run1".to_string())
     );
     let tasks: Vec<_> = (1..=n).map(|s| task(s, 100)).collect();
@@ -96,6 +113,8 @@ fn claim(job: &mut Job, now: u64, worker: &str, max_tasks: u64) -> Vec<String> {
     c.tasks.into_iter().map(|t| t.id).collect()
 }
 
+/// Commits tasks `ids` with `words` (their words shared out between them) as the job's workers do: partition blobs in
+/// the default aggregation, ZINCRBY in the other.
 fn commit(
     job: &mut Job,
     now: u64,
@@ -103,17 +122,47 @@ fn commit(
     ids: &[&str],
     words: &[(&[u8], u64)],
 ) -> CommitOutcome {
-    let tasks: Vec<(String, u64)> = ids.iter().map(|id| (id.to_string(), 1)).collect();
-    job.commit(now, worker, &tasks, words.iter().copied())
-        .expect("commit")
+    // The words the tasks held: all of them, shared out as evenly as they go.
+    let total: u64 = words.iter().map(|(_, n)| n).sum();
+    let n = ids.len().max(1) as u64;
+    let tasks: Vec<(String, u64)> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.to_string(), total / n + u64::from(i == 0) * (total % n)))
+        .collect();
+    match job.layout().expect("layout") {
+        (Aggregation::Workers, partitions) => {
+            let blobs = redcount_count::partial::partition_blobs(words.iter().copied(), partitions);
+            job.commit_parts(now, worker, &tasks, &blobs)
+        }
+        (Aggregation::Redis, _) => job.commit(now, worker, &tasks, words.iter().copied()),
+    }
+    .expect("commit")
+}
+
+/// `job` with every partition merged at `now`, as its workers merge (by a worker of its own,
+/// `merger`), so its result holds every commit.
+fn merged(job: &mut Job, now: u64) -> &mut Job {
+    let at_once = MergePolicy {
+        min_parts: 1,
+        min_age: Duration::ZERO,
+        max_parts: 64,
+    };
+    while redcount_worker::merge::merge_due(job, now, "merger", LEASE_D, &at_once, 64)
+        .expect("merge")
+        .0
+        > 0
+    {}
+    job
 }
 
 fn status(job: &mut Job, now: u64) -> Status {
     job.status(now, 10 * LEASE_D).expect("status")
 }
 
-fn count_of(job: &mut Job, word: &str) -> u64 {
-    let all = job.all_counts().expect("counts");
+/// The count of `word` in the result, merged at `now`.
+fn count_of(job: &mut Job, now: u64, word: &str) -> u64 {
+    let all = merged(job, now).all_counts().expect("counts");
     all.iter()
         .find(|(w, _)| w == word.as_bytes())
         .map(|(_, n)| *n)

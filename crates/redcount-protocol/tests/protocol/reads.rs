@@ -1,10 +1,11 @@
-//! Reads of the result: top-K ties and snapshots.
+//! Reads of the result: top-K ties and snapshots of `rc_top`, the `--aggregate-in redis` job's top
+//! (the default's top is read from partition blobs: partials.rs).
 
 use super::*;
 
 #[test]
 fn top_breaks_ties_by_word_bytes_ascending() {
-    let (_server, mut job) = setup(1, 3);
+    let (_server, mut job) = setup_zincrby(1, 3);
     claim(&mut job, T0, "w", 1);
     let words: &[(&[u8], u64)] = &[(b"b", 2), (b"a", 2), (b"c", 2), (b"z", 5), (b"y", 1)];
     commit(&mut job, T0 + 1, "w", &["1-0"], words);
@@ -18,7 +19,7 @@ fn top_breaks_ties_by_word_bytes_ascending() {
 fn top_is_one_snapshot_while_commits_move_the_cutoff() {
     // Words tied at the cutoff keep moving above it: a top read in two steps (the head, then the
     // cutoff's tie group) saw fewer than k words whenever a commit landed between them.
-    let (server, mut job) = setup(1, 3);
+    let (server, mut job) = setup_zincrby(1, 3);
     let counts = JobKeys::new("t").expect("keys").counts;
     let mut con = redis::Client::open(server.url().as_str())
         .and_then(|c| c.get_connection())
