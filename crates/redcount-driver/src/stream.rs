@@ -257,7 +257,7 @@ pub fn stream(options: &StreamOptions, interrupted: &AtomicBool) -> anyhow::Resu
         options.rate,
         batch,
         common.workers,
-        common.spec.lease.as_millis()
+        common.spec.lease.get().as_millis()
     );
     analysis.write(None, options.plot.as_deref(), &title, options.plot_log_y)?;
     if let Some(pool) = pool.and_then(|p| Arc::try_unwrap(p).ok()) {

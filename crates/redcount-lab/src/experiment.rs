@@ -166,7 +166,7 @@ fn one_run(
         options.worker_exe.clone(),
     );
     common.format = FormatChoice::Text;
-    common.spec.lease = lease;
+    common.spec.lease = redcount_protocol::Lease::new(lease).map_err(anyhow::Error::msg)?;
     common.worker.speculate_factor = speculate;
     let stream_options = StreamOptions {
         common,

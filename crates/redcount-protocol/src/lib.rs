@@ -44,7 +44,7 @@ pub use reads::{
 };
 pub use retention::{is_expired, prune, Expired};
 pub use spec::{
-    live_window, Aggregation, BinaryFiles, JobSpec, Partitions, PlanFacts, TokenizerKind,
+    live_window, Aggregation, BinaryFiles, JobSpec, Lease, Partitions, PlanFacts, TokenizerKind,
     DEFAULT_HISTORY, DEFAULT_LEASE, DEFAULT_MAX_ATTEMPTS, DEFAULT_PARTITIONS, MIN_LEASE,
     READER_LIVE_WINDOW,
 };

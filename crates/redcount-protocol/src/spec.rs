@@ -128,7 +128,7 @@ pub struct JobSpec {
     /// Column counted in CSV inputs.
     pub csv_column: String,
     /// Lease of every task, for workers that do not set their own.
-    pub lease: Duration,
+    pub lease: Lease,
     /// Deliveries of a task before it is given up, for workers that do not set their own.
     pub max_attempts: u32,
     /// Replicas that must have a commit (`WAIT`) before a worker counts it done.
@@ -159,6 +159,68 @@ pub const MIN_LEASE: Duration = Duration::from_millis(250);
 /// Deliveries of a task before it is given up, when a job sets none.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 
+/// How long a task may go without a commit or renewal before another worker takes it over: at
+/// least [`MIN_LEASE`], checked where it comes in (the command line), so nothing that uses it
+/// checks it again. The job's lease is its spec's; a worker may ask for its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Lease(Duration);
+
+impl Lease {
+    /// A lease of `lease`, or why not (shorter than [`MIN_LEASE`]).
+    pub fn new(lease: Duration) -> Result<Lease, String> {
+        if lease < MIN_LEASE {
+            return Err(format!(
+                "a lease of {} is too short: a worker renews its leases every quarter of a \
+                 lease, and a renewal slower than that (a busy Redis, a slow link) would take a \
+                 live worker's tasks away and count it dead; use at least {} ms",
+                humantime::format_duration(lease),
+                MIN_LEASE.as_millis()
+            ));
+        }
+        Ok(Lease(lease))
+    }
+
+    /// The lease a job's spec in Redis says, as it is: whatever made the job checked it.
+    pub(crate) fn stored(ms: u64) -> Lease {
+        Lease(Duration::from_millis(ms.max(1)))
+    }
+
+    /// Its length.
+    pub const fn get(self) -> Duration {
+        self.0
+    }
+}
+
+impl Default for Lease {
+    fn default() -> Lease {
+        Lease(DEFAULT_LEASE)
+    }
+}
+
+impl std::fmt::Display for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.subsec_millis() == 0 {
+            write!(f, "{}s", self.0.as_secs())
+        } else {
+            write!(f, "{}ms", self.0.as_millis())
+        }
+    }
+}
+
+impl std::str::FromStr for Lease {
+    type Err = String;
+
+    /// `5s`, `500ms`, `1m 30s`, or a number of milliseconds.
+    fn from_str(s: &str) -> Result<Lease, String> {
+        let lease = match s.trim().parse::<u64>() {
+            Ok(ms) => Duration::from_millis(ms),
+            Err(_) => humantime::parse_duration(s.trim())
+                .map_err(|e| format!("'{s}' is not a duration like 500ms or 3s: {e}"))?,
+        };
+        Lease::new(lease)
+    }
+}
+
 impl Default for JobSpec {
     fn default() -> JobSpec {
         JobSpec {
@@ -166,7 +228,7 @@ impl Default for JobSpec {
             lowercase: false,
             dictionary: None,
             csv_column: "text".into(),
-            lease: DEFAULT_LEASE,
+            lease: Lease::default(),
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             sync_replicas: 0,
             aggregation: Aggregation::Workers,
@@ -235,7 +297,7 @@ impl JobSpec {
                     .unwrap_or_default(),
             ),
             (CSV_COLUMN, self.csv_column.clone().into_bytes()),
-            (LEASE_MS, num(millis(self.lease))),
+            (LEASE_MS, num(millis(self.lease.get()))),
             (MAX_ATTEMPTS, num(u64::from(self.max_attempts))),
             (SYNC_REPLICAS, num(u64::from(self.sync_replicas))),
             (AGGREGATION, self.aggregation.as_str().as_bytes().to_vec()),
@@ -278,7 +340,7 @@ impl JobSpec {
                 .filter(|p| !p.is_empty())
                 .map(|p| PathBuf::from(std::ffi::OsString::from_vec(p.clone()))),
             csv_column: text(CSV_COLUMN),
-            lease: Duration::from_millis(number(LEASE_MS, millis(DEFAULT_LEASE))?.max(1)),
+            lease: Lease::stored(number(LEASE_MS, millis(DEFAULT_LEASE))?),
             max_attempts: small(MAX_ATTEMPTS, DEFAULT_MAX_ATTEMPTS)?,
             sync_replicas: small(SYNC_REPLICAS, 0)?,
             // A job written before partials existed was counted with ZINCRBY.
@@ -401,7 +463,7 @@ impl JobSpec {
             self.csv_column.clone(),
             asked.csv_column.clone(),
         );
-        compare("--lease", ms(self.lease), ms(asked.lease));
+        compare("--lease", ms(self.lease.get()), ms(asked.lease.get()));
         compare(
             "--max-attempts",
             self.max_attempts.to_string(),
@@ -464,7 +526,7 @@ mod tests {
             lowercase: true,
             dictionary: Some(PathBuf::from("/tmp/words list.txt")),
             csv_column: "body".into(),
-            lease: Duration::from_millis(1234),
+            lease: Lease::stored(1234),
             max_attempts: 9,
             sync_replicas: 2,
             aggregation: Aggregation::Redis,
@@ -476,6 +538,27 @@ mod tests {
         assert_eq!(round_trip(&every), every);
         let names: Vec<&str> = every.to_fields().iter().map(|(f, _)| *f).collect();
         assert_eq!(names, SPEC_FIELDS);
+    }
+
+    #[test]
+    fn a_lease_is_at_least_the_floor_and_reads_as_written() {
+        assert_eq!("5s".parse::<Lease>(), Ok(Lease::default()));
+        assert_eq!(
+            "1500".parse::<Lease>().map(Lease::get),
+            Ok(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            "1m 30s".parse::<Lease>().map(Lease::get),
+            Ok(Duration::from_secs(90))
+        );
+        assert_eq!(Lease::default().to_string(), "5s");
+        assert_eq!(
+            "750ms".parse::<Lease>().map(|l| l.to_string()),
+            Ok("750ms".into())
+        );
+        let short = "100ms".parse::<Lease>().expect_err("below the floor");
+        assert!(short.contains("at least 250 ms"), "{short}");
+        assert!("soon".parse::<Lease>().is_err());
     }
 
     #[test]
@@ -506,7 +589,7 @@ mod tests {
         assert!(job.differences(&job.clone()).is_empty());
         let asked = JobSpec {
             lowercase: true,
-            lease: Duration::from_secs(2),
+            lease: Lease::stored(2000),
             ..JobSpec::default()
         };
         assert_eq!(

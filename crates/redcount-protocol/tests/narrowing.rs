@@ -27,7 +27,7 @@ fn setup(files: usize, max_attempts: u32) -> (RedisServer, Job) {
     )
     .expect("job");
     let spec = JobSpec {
-        lease: Duration::from_millis(LEASE),
+        lease: redcount_protocol::Lease::new(Duration::from_millis(LEASE)).expect("a lease"),
         max_attempts,
         partitions: redcount_protocol::Partitions::clamped(2),
         ..JobSpec::default()

@@ -8,29 +8,21 @@ use std::time::Duration;
 
 use redcount_count::partial;
 use redcount_protocol::{
-    ClaimRequest, CommitOutcome, Format, Job, JobSpec, Link, LinkOptions, MergePolicy, Merged,
-    NewTask, INLINE_BLOB,
+    CommitOutcome, Format, Job, JobSpec, Link, LinkOptions, MergePolicy, Merged, NewTask,
+    INLINE_BLOB,
 };
 use redcount_server::{RedisServer, ServerOptions};
 
 mod support;
 
-use support::aggregation::{blobs, claim, counts, merge_all, served, setup, setup_with, LEASE, T0};
+use support::aggregation::{
+    blobs, claim, counts, merge_all, request, served, setup, setup_with, LEASE, T0,
+};
 
 /// What every batch of the default path does: its commit and the next claim in one round trip.
 #[test]
 fn a_commit_sent_with_the_next_claim_counts_once_and_hands_out_the_next_task() {
     let (_server, mut job) = setup(3);
-    let request = |worker| ClaimRequest {
-        worker,
-        lease: LEASE,
-        max_tasks: 1,
-        max_bytes: u64::MAX / 4,
-        max_attempts: 3,
-        live_window: 10 * LEASE,
-        speculate_factor: 0.0,
-        speculate_min: Duration::ZERO,
-    };
     let first = claim(&mut job, T0, "a");
     assert_eq!(first.len(), 1);
     let words = [("x", 2), ("y", 1)];
@@ -420,7 +412,7 @@ fn merges_in_a_batch_fold_every_due_partition_and_skip_one_another_worker_holds(
     )
     .expect("job");
     let spec = JobSpec {
-        lease: LEASE,
+        lease: redcount_protocol::Lease::new(LEASE).expect("a lease"),
         partitions: redcount_protocol::Partitions::clamped(12),
         ..JobSpec::default()
     };

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use redcount_protocol::LinkOptions;
+use redcount_protocol::{Lease, LinkOptions};
 
 /// How a worker behaves; the job's spec supplies what is left as None.
 #[derive(Debug, Clone, PartialEq)]
@@ -12,7 +12,7 @@ pub struct WorkerOptions {
     /// Unique consumer name; host-pid-random when None.
     pub name: Option<String>,
     /// Lease per task; the job's when None.
-    pub lease: Option<Duration>,
+    pub lease: Option<Lease>,
     /// Deliveries before a task is given up; the job's when None.
     pub max_attempts: Option<u32>,
     /// Most bytes counted into one commit: small tasks are batched up to this size.
@@ -77,7 +77,7 @@ impl WorkerOptions {
             flag("name", name.clone());
         }
         if let Some(lease) = self.lease {
-            flag("lease", ms(lease));
+            flag("lease", ms(lease.get()));
         }
         if let Some(attempts) = self.max_attempts {
             flag("max-attempts", attempts.to_string());

@@ -44,10 +44,8 @@ pub fn run_worker(
     let mut job = Job::new(Link::open(url, options.link.clone())?, job_name)?;
     let spec = wait_for_spec(&mut job, options.wait_for_job)?;
     job.set_sync_replicas(spec.sync_replicas);
-    let lease = options
-        .lease
-        .unwrap_or(spec.lease)
-        .max(Duration::from_millis(1));
+    // The worker's own lease if it asked for one, else the job's.
+    let lease = options.lease.unwrap_or(spec.lease).get();
     match take_name(&mut job, &name, live_window(lease)) {
         Err(err) if is_stopped(&err) => {
             tracing::info!("{name}: job '{job_name}' {err}");

@@ -309,8 +309,8 @@ pub struct JobArgs {
     #[arg(long, requires = "job")]
     pub replace: bool,
     /// How long a task may go without a commit or renewal before another worker takes it over.
-    #[arg(long, alias = "lease-ms", value_name = "TIME", value_parser = parse_lease, default_value = "5s")]
-    pub lease: Duration,
+    #[arg(long, alias = "lease-ms", value_name = "TIME", default_value_t = redcount_protocol::Lease::default())]
+    pub lease: redcount_protocol::Lease,
     /// Times a task may be the one a worker was counting when that worker died (crashed, killed,
     /// hung) before it is given up and reported as failed. Other tasks the worker held are not
     /// charged.
@@ -469,8 +469,8 @@ pub struct WorkerArgs {
     #[arg(long)]
     pub job: String,
     /// Lease per task (default: the job's).
-    #[arg(long, alias = "lease-ms", value_name = "TIME", value_parser = parse_lease)]
-    pub lease: Option<Duration>,
+    #[arg(long, alias = "lease-ms", value_name = "TIME")]
+    pub lease: Option<redcount_protocol::Lease>,
     /// Deaths of its worker while counting a task before it is given up (default: the job's).
     #[arg(long)]
     pub max_attempts: Option<u32>,
@@ -563,7 +563,7 @@ impl JobArgs {
             lowercase: self.lowercase,
             dictionary: self.dictionary,
             csv_column: self.csv_column,
-            lease: self.lease.max(Duration::from_millis(1)),
+            lease: self.lease,
             max_attempts: self.max_attempts.max(1),
             sync_replicas: self.sync_replicas,
             aggregation: self.aggregate_in,
@@ -711,21 +711,6 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("'{s}' is not a duration like 500ms or 3s: {e}"))
 }
 
-/// A lease: a duration of at least [`redcount_protocol::MIN_LEASE`].
-pub fn parse_lease(s: &str) -> Result<Duration, String> {
-    let lease = parse_duration(s)?;
-    if lease < redcount_protocol::MIN_LEASE {
-        return Err(format!(
-            "a lease of {} is too short: a worker renews its leases every quarter of a lease, and a \
-             renewal slower than that (a busy Redis, a slow link) would take a live worker's tasks \
-             away and count it dead; use at least {} ms",
-            humantime::format_duration(lease),
-            redcount_protocol::MIN_LEASE.as_millis()
-        ));
-    }
-    Ok(lease)
-}
-
 /// A positive, finite number of files per second.
 pub fn parse_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
@@ -837,7 +822,9 @@ mod tests {
         assert_eq!(parse(&default), default);
         let every = WorkerOptions {
             name: Some("host-1-abc".into()),
-            lease: Some(Duration::from_millis(1500)),
+            lease: Some(
+                redcount_protocol::Lease::new(Duration::from_millis(1500)).expect("a lease"),
+            ),
             max_attempts: Some(7),
             batch_bytes: 12345,
             batch_tasks: 3,

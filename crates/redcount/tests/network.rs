@@ -1,7 +1,7 @@
 //! Network faults between clients and Redis, through the test kit's fault-injecting TCP proxy: the
 //! proxy itself against a real redis-server, then a job whose every connection (driver and workers)
 //! crosses it while it cuts, black-holes, drops requests or replies, delays and throttles, seeded.
-//! (Partitions between Raft nodes are in raft.rs.)
+//! (Partitions between Raft nodes are in raft/partitions.rs.)
 
 mod common;
 

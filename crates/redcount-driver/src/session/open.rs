@@ -224,7 +224,10 @@ fn resumable(
     dictionary: Option<&[u8]>,
 ) -> anyhow::Result<Resume> {
     let (name, addr) = (job.name().to_string(), job.addr().to_string());
-    let status = job.status(Now::Coordinator, redcount_protocol::live_window(spec.lease))?;
+    let status = job.status(
+        Now::Coordinator,
+        redcount_protocol::live_window(spec.lease.get()),
+    )?;
     if let Some(state) = status.stopped() {
         bail!(
             "job '{name}' at {addr} was {state} ({}): run with --replace to start it over, or \

@@ -291,7 +291,7 @@ impl Session {
     /// The job's status, after repairing what a Redis crash undid: the job re-created when Redis lost
     /// it, tasks re-sent when a rollback lost some, the seal renewed.
     pub fn status(&mut self) -> anyhow::Result<Status> {
-        let live_window = redcount_protocol::live_window(self.spec.lease);
+        let live_window = redcount_protocol::live_window(self.spec.lease.get());
         // The job's state and the server's run id in one round trip: a driver far from Redis polls.
         let (status, server) = match self.job.status_and_server(Now::Coordinator, live_window) {
             Ok(both) => both,

@@ -50,7 +50,7 @@ impl Session {
             }
         }
         let failed = self.job.dead_tasks()?;
-        let live_window = redcount_protocol::live_window(self.spec.lease);
+        let live_window = redcount_protocol::live_window(self.spec.lease.get());
         let after = self.job.status_and_server(Now::Coordinator, live_window);
         let same = matches!(&after, Ok((s, server)) if s.finished && s.commits == status.commits
             && s.run_id == status.run_id && server.run_id == before);

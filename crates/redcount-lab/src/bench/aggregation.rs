@@ -129,7 +129,8 @@ pub(super) fn measure(
     let mut common = JobOptions::new(vec![path.display().to_string()], 2, exe.to_path_buf());
     common.redis = Some(url.clone());
     common.format = FormatChoice::Text;
-    common.spec.lease = Duration::from_secs(30);
+    common.spec.lease =
+        redcount_protocol::Lease::new(Duration::from_secs(30)).map_err(anyhow::Error::msg)?;
     common.spec.aggregation = aggregation;
     common.out = Some(path.with_extension("out.tsv"));
     let rss = WorkerRss::watch();

@@ -61,7 +61,7 @@ pub fn bench_coordinator(options: &BenchOptions) -> anyhow::Result<Vec<ModeRow>>
             } else {
                 None
             };
-            let mut common = two_worker_job(options, path, Duration::from_secs(10));
+            let mut common = two_worker_job(options, path, super::lease_secs(10));
             common.durability = durability;
             common.checkpoint = checkpoint.map(std::time::Duration::from_millis);
             common.spec.sync_replicas = sync;
@@ -96,7 +96,7 @@ pub fn bench_coordinator(options: &BenchOptions) -> anyhow::Result<Vec<ModeRow>>
         ("aof everysec", Durability::AofEverysec, None),
         ("aof always", Durability::AofAlways, None),
     ] {
-        let mut common = two_worker_job(options, small, Duration::from_secs(1));
+        let mut common = two_worker_job(options, small, super::lease_secs(1));
         common.spec.max_attempts = 100;
         common.durability = durability;
         common.checkpoint = checkpoint.map(std::time::Duration::from_millis);

@@ -198,7 +198,16 @@ pub(crate) fn run_job(
 }
 
 /// A plain-text job over `path` with 2 workers, as the comparison benches run it.
-pub(crate) fn two_worker_job(options: &BenchOptions, path: &Path, lease: Duration) -> JobOptions {
+/// A lease of `n` seconds (a constant of the bench, well above the shortest lease).
+pub(crate) fn lease_secs(n: u64) -> redcount_protocol::Lease {
+    redcount_protocol::Lease::new(Duration::from_secs(n)).expect("a lease of a second or more")
+}
+
+pub(crate) fn two_worker_job(
+    options: &BenchOptions,
+    path: &Path,
+    lease: redcount_protocol::Lease,
+) -> JobOptions {
     let mut job = JobOptions::new(
         vec![path.display().to_string()],
         2,
@@ -300,7 +309,7 @@ fn measure(name: &str, dir: &Path, workers: usize, exe: &Path) -> anyhow::Result
     let mut common = JobOptions::new(vec![dir.display().to_string()], workers, exe.to_path_buf());
     common.redis = Some(server.url());
     common.job = Some(format!("bench-{workers}"));
-    common.spec.lease = Duration::from_secs(10);
+    common.spec.lease = lease_secs(10);
     common.format = FormatChoice::Text;
     let summary = run_whole(common)?;
     let redis_cpu = redis_cpu_seconds(&server.url())? - cpu_before;

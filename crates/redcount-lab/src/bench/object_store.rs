@@ -4,7 +4,6 @@
 //! workers and the store spent. Every run's counts are checked against an independent count.
 
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::Context;
 use redcount_testkit::s3::S3Server;
@@ -218,7 +217,7 @@ fn timed_run(
         std::env::set_var(key, value);
     }
     let out = tempfile::NamedTempFile::new()?;
-    let mut job = two_worker_job(options, Path::new(input), Duration::from_secs(10));
+    let mut job = two_worker_job(options, Path::new(input), super::lease_secs(10));
     job.workers = workers;
     job.out = Some(out.path().to_path_buf());
     let summary = run_whole(job);

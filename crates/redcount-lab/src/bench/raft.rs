@@ -55,7 +55,7 @@ pub fn bench_raft(options: &BenchOptions) -> anyhow::Result<()> {
             } else {
                 None
             };
-            let mut common = two_worker_job(options, path, Duration::from_secs(10));
+            let mut common = two_worker_job(options, path, super::lease_secs(10));
             common.worker = worker.clone();
             common.redis = group.as_ref().map(|g| g.nodes.group.url());
             let s = run_job(common, pack)?;
@@ -105,7 +105,8 @@ pub fn bench_raft(options: &BenchOptions) -> anyhow::Result<()> {
 fn job_on(url: &str, name: &str) -> anyhow::Result<Job> {
     let mut job = Job::new(Link::open(url, LinkOptions::default())?, name)?;
     let spec = JobSpec {
-        lease: Duration::from_secs(10),
+        lease: redcount_protocol::Lease::new(Duration::from_secs(10))
+            .map_err(anyhow::Error::msg)?,
         max_attempts: 3,
         ..JobSpec::default()
     };

@@ -26,7 +26,7 @@ const T0: u64 = 1_700_000_000_000;
 /// The default aggregation (partition blobs merged by workers): what users run is tested first.
 fn spec(max_attempts: u32) -> JobSpec {
     JobSpec {
-        lease: LEASE_D,
+        lease: redcount_protocol::Lease::new(LEASE_D).expect("a lease"),
         max_attempts,
         ..JobSpec::default()
     }

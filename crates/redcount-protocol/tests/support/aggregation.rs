@@ -31,7 +31,7 @@ pub fn setup_with(n: u64, history: u64) -> (RedisServer, Job) {
     )
     .expect("job");
     let spec = JobSpec {
-        lease: LEASE,
+        lease: redcount_protocol::Lease::new(LEASE).expect("a lease"),
         partitions: redcount_protocol::Partitions::clamped(PARTITIONS),
         history,
         ..JobSpec::default()
@@ -56,7 +56,15 @@ pub fn setup_with(n: u64, history: u64) -> (RedisServer, Job) {
 
 /// One task claimed by `worker` at `now` (its id), the job served up to then.
 pub fn claim(job: &mut Job, now: u64, worker: &str) -> Vec<String> {
-    let request = ClaimRequest {
+    let c = served(job, now)
+        .claim(now, &request(worker))
+        .expect("claim");
+    c.tasks.into_iter().map(|t| t.id).collect()
+}
+
+/// What `worker` asks of a claim: one task at a time, no speculation.
+pub fn request(worker: &str) -> ClaimRequest<'_> {
+    ClaimRequest {
         worker,
         lease: LEASE,
         max_tasks: 1,
@@ -65,9 +73,7 @@ pub fn claim(job: &mut Job, now: u64, worker: &str) -> Vec<String> {
         live_window: 10 * LEASE,
         speculate_factor: 0.0,
         speculate_min: Duration::ZERO,
-    };
-    let c = served(job, now).claim(now, &request).expect("claim");
-    c.tasks.into_iter().map(|t| t.id).collect()
+    }
 }
 
 /// The blobs of `words` split over the job's partitions.

@@ -10,15 +10,13 @@ fn workers_started_elsewhere_join_a_job_on_an_external_redis() {
     let corpus = dir.path().join("corpus");
     let files = write_text_corpus(&corpus, 30, 1_000, 20_000, 21);
     let out_file = dir.path().join("out.tsv");
-    let mut driver = redcount()
-        .args(["run", "--workers", "0", "--job", "shared", "--out"])
-        .arg(&out_file)
-        .arg(&corpus)
+    let mut driver = job()
+        .workers(0)
+        .job("shared")
+        .out(&out_file)
+        .input(&corpus)
         .env("REDIS_URL", server.url())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start driver");
+        .spawn();
     let mut guard = ChildGuard::default();
     for _ in 0..2 {
         guard.0.push(
@@ -69,16 +67,12 @@ fn workers_started_elsewhere_join_a_job_on_an_external_redis() {
     let list = run_ok(&["status", "--redis", &url]);
     assert_eq!(String::from_utf8_lossy(&list.stdout).trim(), "shared");
     // Re-using the name is refused with a hint, nothing is overwritten.
-    let again = run(&[
-        "run",
-        "--workers",
-        "0",
-        "--job",
-        "shared",
-        "--redis",
-        &url,
-        &corpus.display().to_string(),
-    ]);
+    let again = job()
+        .workers(0)
+        .job("shared")
+        .redis(&url)
+        .input(&corpus)
+        .output();
     assert_eq!(again.status.code(), Some(1));
     let said = String::from_utf8_lossy(&again.stderr);
     assert!(
@@ -94,7 +88,7 @@ fn a_wrong_redis_url_fails_within_seconds_saying_so_once() {
     let started = std::time::Instant::now();
     let corpus = redcount_testkit::sample_corpus();
     let corpus = corpus.to_str().expect("utf-8");
-    let out = run(&["run", "-w", "1", "--redis", &url, corpus]);
+    let out = job().workers(1).redis(&url).input(corpus).output();
     let took = started.elapsed();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
@@ -120,14 +114,11 @@ fn a_redis_without_functions_is_refused_with_the_version_needed() {
     })
     .expect("redis-server");
     let corpus = redcount_testkit::sample_corpus();
-    let out = run(&[
-        "run",
-        "-w",
-        "1",
-        "--redis",
-        &server.url(),
-        corpus.to_str().expect("utf-8"),
-    ]);
+    let out = job()
+        .workers(1)
+        .redis(&server.url())
+        .input(&corpus)
+        .output();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("needs Redis 7.0 or newer"), "{stderr}");
@@ -163,10 +154,12 @@ fn workers_join_a_private_redis_through_the_url_file_it_names() {
     let corpus = dir.path().join("in");
     let files = write_text_corpus(&corpus, 5, 300, 2_000, 13);
     let out = dir.path().join("out.tsv");
-    let mut driver = redcount()
-        .args(["run", "-w", "0", "--job", "private", "--out"])
-        .arg(&out)
-        .arg(&corpus)
+    let mut driver = job()
+        .workers(0)
+        .job("private")
+        .out(&out)
+        .input(&corpus)
+        .command()
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -216,16 +209,13 @@ fn the_server_and_its_version_are_named_and_the_count_is_exact_on_it() {
     let input = dir.path().join("in");
     let files = write_text_corpus(&input, 30, 500, 5_000, 5);
     let out = dir.path().join("out.tsv");
-    let run = run_ok(&[
-        "run",
-        "-v",
-        "--no-progress",
-        "--redis",
-        &server.url(),
-        "--out",
-        &out.display().to_string(),
-        &input.display().to_string(),
-    ]);
+    let run = job()
+        .arg("-v")
+        .arg("--no-progress")
+        .redis(&server.url())
+        .out(&out)
+        .input(&input)
+        .succeed();
     let said = String::from_utf8_lossy(&run.stderr);
     let expected = std::env::var("REDCOUNT_TEST_SERVER").unwrap_or_default();
     let named = said

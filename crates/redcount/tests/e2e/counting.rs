@@ -185,19 +185,13 @@ fn min_count_writes_only_the_words_seen_that_often() {
     assert!(!expected.is_empty());
     let out = dir.path().join("out.tsv");
     let out_arg = out.display().to_string();
-    let input = corpus.display().to_string();
-    run_ok(&[
-        "run",
-        "--redis",
-        &url,
-        "--job",
-        "mc",
-        "--min-count",
-        "3",
-        "--out",
-        &out_arg,
-        &input,
-    ]);
+    job()
+        .redis(&url)
+        .job("mc")
+        .flag("--min-count", "3")
+        .out(&out)
+        .input(&corpus)
+        .succeed();
     assert_same_counts(&expected, &read_out_file(&out));
     std::fs::remove_file(&out).expect("rm");
     run_ok(&[
@@ -220,11 +214,13 @@ fn plan_shows_the_tasks_a_run_makes_and_they_cover_every_byte_once() {
     let corpus = dir.path().join("in");
     let files = write_text_corpus(&corpus, 40, 1_000, 60_000, 17);
     let input = corpus.display().to_string();
-    let flags = ["--split-bytes", "32KiB", "-w", "2"];
-    let mut args = vec!["run", "--plan", "--json"];
-    args.extend(flags);
-    args.push(&input);
-    let plan = json(&run_ok(&args));
+    let cut = || {
+        job()
+            .flag("--split-bytes", "32KiB")
+            .workers(2)
+            .input(&input)
+    };
+    let plan = json(&cut().arg("--plan").json().succeed());
     let mut covered: std::collections::BTreeMap<String, Vec<(u64, u64)>> = Default::default();
     for task in plan["tasks"].as_array().expect("tasks") {
         for r in task["ranges"].as_array().expect("ranges") {
@@ -246,19 +242,13 @@ fn plan_shows_the_tasks_a_run_makes_and_they_cover_every_byte_once() {
         assert_eq!(ranges.last().map(|r| r.1), Some(size));
         assert!(ranges.windows(2).all(|w| w[0].1 == w[1].0), "{ranges:?}");
     }
-    let table = String::from_utf8_lossy(
-        &run_ok(&["run", "--plan", "--split-bytes", "32KiB", "-w", "2", &input]).stdout,
-    )
-    .into_owned();
+    let table = String::from_utf8_lossy(&cut().arg("--plan").succeed().stdout).into_owned();
     let tasks = plan["tasks"].as_array().expect("tasks").len();
     assert!(
         table.starts_with("40 files, ") && table.contains(&format!("-> {tasks} tasks")),
         "{table}"
     );
 
-    let mut args = vec!["run", "--json"];
-    args.extend(flags);
-    args.push(&input);
-    let ran = json(&run_ok(&args));
+    let ran = json(&cut().json().succeed());
     assert_eq!(ran["tasks"].as_u64(), Some(tasks as u64), "{ran}");
 }

@@ -9,11 +9,8 @@ fn ctrl_c_stops_a_waiting_driver_with_130_and_its_private_redis_is_not_restarted
     redcount_testkit::corpus::write_text_corpus(&corpus, 3, 100, 500, 5);
     // No workers: the driver waits for some forever, until Ctrl-C.
     // Its own process group, as a shell gives a foreground job.
-    let child = std::os::unix::process::CommandExt::process_group(&mut redcount(), 0)
-        .args(["run", "-w", "0"])
-        .arg(&corpus)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+    let mut command = job().workers(0).input(&corpus).command();
+    let child = std::os::unix::process::CommandExt::process_group(&mut command, 0)
         .spawn()
         .expect("start run");
     std::thread::sleep(std::time::Duration::from_millis(1_500));
@@ -35,7 +32,11 @@ fn ctrl_c_stops_a_waiting_driver_with_130_and_its_private_redis_is_not_restarted
 fn sync_replicas_without_replicas_is_refused_and_a_generated_job_name_is_printed() {
     let corpus = redcount_testkit::sample_corpus();
     let corpus = corpus.to_str().expect("utf-8");
-    let out = run(&["run", "-w", "1", "--sync-replicas", "1", corpus]);
+    let out = job()
+        .workers(1)
+        .flag("--sync-replicas", "1")
+        .input(corpus)
+        .output();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success(),
@@ -49,7 +50,7 @@ fn sync_replicas_without_replicas_is_refused_and_a_generated_job_name_is_printed
     let dir = tempfile::tempdir().expect("temp dir");
     let small = dir.path().join("in");
     redcount_testkit::corpus::write_text_corpus(&small, 2, 100, 300, 3);
-    let out = run_ok(&["run", "-w", "1", small.to_str().expect("utf-8")]);
+    let out = job().workers(1).input(&small).succeed();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr
@@ -83,15 +84,17 @@ fn finished_jobs_past_their_keep_are_pruned_and_nothing_else() {
     let files = redcount_testkit::corpus::write_text_corpus(&corpus, 3, 300, 2_000, 12);
     let c = corpus.to_str().expect("utf-8");
     let keys = |pattern: &str| sorted_keys(&url, pattern);
-    run_ok(&[
-        "run", "-w", "1", "--redis", &url, "--job", "kept", "--keep", "1s", c,
-    ]);
-    run_ok(&["run", "-w", "1", "--redis", &url, "--job", "forever", c]);
+    let finished = |name: &str| job().workers(1).redis(&url).job(name).input(c);
+    finished("kept").flag("--keep", "1s").succeed();
+    finished("forever").succeed();
     // A running job (no worker ever joins) is never pruned, whatever its keep.
-    let mut open = redcount()
-        .args([
-            "run", "-w", "0", "--redis", &url, "--job", "open", "--keep", "1ms", c,
-        ])
+    let mut open = job()
+        .workers(0)
+        .redis(&url)
+        .job("open")
+        .flag("--keep", "1ms")
+        .input(c)
+        .command()
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("start driver");
@@ -127,11 +130,9 @@ fn finished_jobs_past_their_keep_are_pruned_and_nothing_else() {
     assert!(!keys("rc:{open}:*").is_empty(), "a running job was pruned");
 
     // A later job's driver removes what has expired meanwhile; no command needed.
-    run_ok(&[
-        "run", "-w", "1", "--redis", &url, "--job", "short", "--keep", "300ms", c,
-    ]);
+    finished("short").flag("--keep", "300ms").succeed();
     std::thread::sleep(std::time::Duration::from_millis(500));
-    run_ok(&["run", "-w", "1", "--redis", &url, "--job", "next", c]);
+    finished("next").succeed();
     assert!(
         keys("rc:{short}:*").is_empty(),
         "the next driver left an expired job"
@@ -154,12 +155,16 @@ fn jobs_lists_the_jobs_and_rm_removes_exactly_one_jobs_keys() {
     let corpus = dir.path().join("in");
     let files = redcount_testkit::corpus::write_text_corpus(&corpus, 4, 300, 2_000, 11);
     let c = corpus.to_str().expect("utf-8");
-    for job in ["a", "b"] {
-        run_ok(&["run", "-w", "1", "--redis", &url, "--job", job, c]);
+    for name in ["a", "b"] {
+        job().workers(1).redis(&url).job(name).input(c).succeed();
     }
     // A job left running: its driver is gone and no worker ever joined.
-    let mut open = redcount()
-        .args(["run", "-w", "0", "--redis", &url, "--job", "c", c])
+    let mut open = job()
+        .workers(0)
+        .redis(&url)
+        .job("c")
+        .input(c)
+        .command()
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("start driver");
@@ -224,13 +229,7 @@ fn sigterm_stops_a_waiting_driver_with_143() {
     let dir = tempfile::tempdir().expect("temp dir");
     let corpus = dir.path().join("in");
     redcount_testkit::corpus::write_text_corpus(&corpus, 3, 100, 500, 6);
-    let child = redcount()
-        .args(["run", "-w", "0"])
-        .arg(&corpus)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start run");
+    let child = job().workers(0).input(&corpus).spawn();
     std::thread::sleep(std::time::Duration::from_millis(1_500));
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
@@ -247,14 +246,11 @@ fn sigterm_stops_a_waiting_driver_with_143() {
 fn a_chaos_interval_too_short_for_redis_to_restart_is_refused_with_advice() {
     let corpus = redcount_testkit::sample_corpus();
     let started = std::time::Instant::now();
-    let out = run(&[
-        "run",
-        "--chaos-redis",
-        "100ms",
-        "--durability",
-        "rdb",
-        corpus.to_str().expect("utf-8"),
-    ]);
+    let out = job()
+        .flag("--chaos-redis", "100ms")
+        .flag("--durability", "rdb")
+        .input(&corpus)
+        .output();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("use 300ms or more"), "{stderr}");

@@ -13,18 +13,13 @@ fn a_reader_that_stops_early_is_not_an_error() {
     // The reader is gone before anything is written.
     let (reader, writer) = std::io::pipe().expect("pipe");
     drop(reader);
-    let mut child = redcount()
-        .args([
-            "run",
-            "--workers",
-            "1",
-            "--no-progress",
-            "--top",
-            "1000",
-            "--out",
-        ])
-        .arg(&out)
-        .arg(&corpus)
+    let mut child = job()
+        .workers(1)
+        .arg("--no-progress")
+        .top(1000)
+        .out(&out)
+        .input(&corpus)
+        .command()
         .stdout(writer)
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -54,15 +49,7 @@ fn the_summary_and_json_report_what_was_counted() {
     let corpus = dir.path().join("corpus");
     let files = write_text_corpus(&corpus, 20, 1_000, 5_000, 3);
     let expected = oracle_count(&files);
-    let out = run_ok(&[
-        "run",
-        "--json",
-        "-w",
-        "2",
-        "-k",
-        "3",
-        &corpus.display().to_string(),
-    ]);
+    let out = job().json().workers(2).top(3).input(&corpus).succeed();
     let v = json(&out);
     let total_words: u64 = expected.values().sum();
     let total_bytes: u64 = files
@@ -83,7 +70,7 @@ fn the_summary_and_json_report_what_was_counted() {
         assert_eq!(row["word"].as_str().expect("word").as_bytes(), &word[..]);
     }
     // The human table: header, three rows, summary line.
-    let out = run_ok(&["run", "-w", "1", "-k", "3", &corpus.display().to_string()]);
+    let out = job().workers(1).top(3).input(&corpus).succeed();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("rank"), "{text}");
     assert!(text.contains("20 files, "), "{text}");
@@ -98,23 +85,16 @@ fn counts_exports_every_word_of_a_finished_job_with_either_aggregation() {
     let dir = tempfile::tempdir().expect("temp dir");
     let corpus = dir.path().join("corpus");
     let files = write_text_corpus(&corpus, 40, 1_000, 20_000, 77);
-    let corpus_s = corpus.display().to_string();
     for aggregation in ["workers", "redis"] {
         let job = format!("export-{aggregation}");
-        run_ok(&[
-            "run",
-            "-w",
-            "2",
-            "-k",
-            "0",
-            "--redis",
-            &url,
-            "--job",
-            &job,
-            "--aggregate-in",
-            aggregation,
-            &corpus_s,
-        ]);
+        self::job()
+            .workers(2)
+            .top(0)
+            .redis(&url)
+            .job(&job)
+            .flag("--aggregate-in", aggregation)
+            .input(&corpus)
+            .succeed();
         let out = run_ok(&["counts", "--redis", &url, "--job", &job]);
         let exported = dir.path().join(format!("{job}.tsv"));
         std::fs::write(&exported, &out.stdout).expect("write export");
