@@ -23,6 +23,11 @@ mod status;
 mod task;
 mod zincrby;
 
+pub use calls::claim::{ClaimRequest, Claimed};
+pub use calls::commit::CommitOutcome;
+pub use calls::failures::Deferral;
+pub use calls::jobs::{Joined, StopKind};
+pub use calls::lifecycle::Enqueued;
 pub use clock::{now_ms, Now};
 pub use commands::{function, is_read, Function, FUNCTIONS, READ_COMMANDS};
 pub use connection::con::{Con, NodeAddr};
@@ -30,9 +35,7 @@ pub use connection::link::{
     redact_url, request_stop, stop_flag, stop_requested, use_ring_for_tls, Link, LinkOptions,
 };
 pub use escape::{escape_bytes, unescape};
-pub use job::{
-    ClaimRequest, Claimed, CommitOutcome, Deferral, Enqueued, Job, Joined, ServerFacts, StopKind,
-};
+pub use job::{Job, ServerFacts};
 pub use keys::{validate_job_name, JobKeys, JOBS_KEY};
 pub use library::{ensure_library, server_name, LIBRARY_SOURCE, LIBRARY_VERSION};
 pub use partials::{

@@ -129,6 +129,15 @@ impl JobCommand {
         self
     }
 
+    /// Environment variables of the process (an object store's `AWS_*`, say).
+    pub fn envs(mut self, vars: &[(&str, String)]) -> Self {
+        self.env.extend(
+            vars.iter()
+                .map(|(k, v)| (OsString::from(k), OsString::from(v))),
+        );
+        self
+    }
+
     /// The command line as a test would type it, for messages.
     pub fn describe(&self) -> String {
         let mut words = vec!["redcount".to_string()];

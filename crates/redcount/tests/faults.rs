@@ -253,25 +253,17 @@ fn run_with_poison(how: &str) -> (std::process::Output, Counts, Counts) {
     let good = redcount_testkit::corpus::write_text_corpus(&corpus, 40, 500, 3_000, 77);
     std::fs::write(corpus.join("poison.txt"), "this input kills workers\n").expect("write");
     let out = dir.path().join("out.tsv");
-    let child = redcount()
-        .args([
-            "run",
-            "-w",
-            "2",
-            "--no-pack",
-            "--lease",
-            "1s",
-            "--max-attempts",
-            "3",
-        ])
-        .args(["--task-timeout", "1s", "--speculate-factor", "0", "--out"])
-        .arg(&out)
-        .arg(&corpus)
+    let child = job()
+        .workers(2)
+        .arg("--no-pack")
+        .lease("1s")
+        .flag("--max-attempts", "3")
+        .flag("--task-timeout", "1s")
+        .flag("--speculate-factor", "0")
+        .out(&out)
+        .input(&corpus)
         .env("REDCOUNT_TEST_POISON", format!("{how}:poison.txt"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start run");
+        .spawn();
     let output = wait_output(child, Duration::from_secs(90), "run");
     (output, oracle_count(&good), read_out_file(&out))
 }
@@ -396,17 +388,17 @@ fn run_poisoned(
     extra: &[&str],
 ) -> (std::process::Output, Counts) {
     let out = corpus.with_extension("out.tsv");
-    let child = redcount()
-        .args(["run", "-w", "2", "--lease", "1s", "--task-timeout", "1s"])
-        .args(["--speculate-factor", "0", "--json", "--out"])
-        .arg(&out)
+    let child = job()
+        .workers(2)
+        .lease("1s")
+        .flag("--task-timeout", "1s")
+        .flag("--speculate-factor", "0")
+        .json()
+        .out(&out)
         .args(extra)
-        .arg(corpus)
+        .input(corpus)
         .env("REDCOUNT_TEST_POISON", poison)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start run");
+        .spawn();
     let output = wait_output(child, Duration::from_secs(120), "run");
     (output, read_out_file(&out))
 }
@@ -532,7 +524,7 @@ fn a_kill_storm_on_packed_tasks_shrinks_them_and_gives_nothing_up() {
 #[test]
 fn a_lease_too_short_to_renew_is_refused_naming_the_floor() {
     for flag in ["0", "100ms"] {
-        let out = run(&["run", "--lease", flag, "corpus"]);
+        let out = job().lease(flag).input("corpus").output();
         assert_eq!(out.status.code(), Some(2));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("at least 250 ms"), "{err}");

@@ -8,7 +8,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -36,11 +36,17 @@ fn s3_or_skip() -> Option<S3Server> {
 /// `redcount run --json -k 0 -w 2 --out OUT FLAGS INPUTS` with the S3 server's variables; it
 /// must succeed.
 fn count_objects(env: &[(&str, String)], out: &Path, flags: &[&str], inputs: &[&str]) -> Output {
-    let mut args = vec!["run", "--json", "-k", "0", "-w", "2", "--out"];
-    args.push(out.to_str().expect("utf-8 path"));
-    args.extend(flags);
-    args.extend(inputs);
-    run_ok_env(env, &args)
+    let mut command = job()
+        .envs(env)
+        .json()
+        .top(0)
+        .workers(2)
+        .out(out)
+        .args(flags);
+    for input in inputs {
+        command = command.input(input);
+    }
+    command.succeed()
 }
 
 /// A CSV of `rows` records whose text column holds quoted commas, quotes and newlines.
@@ -129,7 +135,7 @@ fn objects_small_large_and_csv_mixed_with_local_files_are_counted_exactly() {
     assert!(json(&done)["tasks"].as_u64().expect("tasks") > 3, "split");
 
     // A URL that names nothing is refused up front, by name.
-    let missing = run_env(&env, &["run", "s3://corpus/nothing-here/"]);
+    let missing = job().envs(&env).input("s3://corpus/nothing-here/").output();
     assert!(!missing.status.success());
     let said = String::from_utf8_lossy(&missing.stderr);
     assert!(said.contains("s3://corpus/nothing-here/"), "{said}");
@@ -148,18 +154,18 @@ fn an_object_deleted_or_replaced_mid_job_fails_by_name_and_the_rest_is_exact() {
     let out = dir.path().join("out.tsv");
     // One worker, one task per object, 50 ms of CPU each: the last objects are read seconds after
     // the first commits, long after they were deleted or replaced.
-    let mut cmd = redcount();
-    let driver = cmd
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+    let driver = self::job()
+        .envs(&env)
         .env("REDIS_URL", redis.url())
-        .args(["run", "--json", "-k", "0", "-w", "1", "--job", "live"])
-        .args(["--no-pack", "--worker-slow", "50ms", "--out"])
-        .arg(&out)
-        .arg("s3://live/in")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start driver");
+        .json()
+        .top(0)
+        .workers(1)
+        .job("live")
+        .arg("--no-pack")
+        .worker_slow("50ms")
+        .out(&out)
+        .input("s3://live/in")
+        .spawn();
     let mut job = Job::new(
         Link::open(&redis.url(), LinkOptions::default()).expect("url"),
         "live",
@@ -339,7 +345,7 @@ fn an_empty_prefix_and_a_missing_bucket_are_said_in_words_without_the_stores_xml
         ("s3://nobucket/logs", "NoSuchBucket"),
     ];
     for (url, expected) in cases {
-        let out = run_env(&env, &["run", "--no-progress", url]);
+        let out = job().envs(&env).arg("--no-progress").input(url).output();
         assert_eq!(out.status.code(), Some(1));
         let said = String::from_utf8_lossy(&out.stderr);
         let lines: Vec<&str> = said.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -349,6 +355,10 @@ fn an_empty_prefix_and_a_missing_bucket_are_said_in_words_without_the_stores_xml
             "{said}"
         );
     }
-    let missing = run_env(&env, &["run", "--no-progress", "s3://nobucket/logs"]);
+    let missing = job()
+        .envs(&env)
+        .arg("--no-progress")
+        .input("s3://nobucket/logs")
+        .output();
     assert!(String::from_utf8_lossy(&missing.stderr).contains("check the bucket's name"));
 }

@@ -49,12 +49,7 @@ fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
 fn a_redis_that_evicts_any_key_is_refused_before_a_job_starts() {
     let server = server_with(&["maxmemory 100mb", "maxmemory-policy allkeys-lru"]);
     let corpus = redcount_testkit::sample_corpus();
-    let out = run(&[
-        "run",
-        "--redis",
-        &server.url(),
-        &corpus.display().to_string(),
-    ]);
+    let out = job().redis(&server.url()).input(&corpus).output();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("maxmemory-policy allkeys-lru"),
@@ -80,14 +75,11 @@ fn a_redis_out_of_memory_stops_the_job_at_once_saying_what_to_raise() {
         std::fs::write(corpus.join(format!("{f:02}.txt")), text).expect("write");
     }
     let started = Instant::now();
-    let out = run(&[
-        "run",
-        "--redis",
-        &server.url(),
-        "--workers",
-        "2",
-        &corpus.display().to_string(),
-    ]);
+    let out = job()
+        .redis(&server.url())
+        .workers(2)
+        .input(&corpus)
+        .output();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
@@ -109,23 +101,16 @@ fn a_result_deleted_by_another_client_mid_job_fails_the_job_by_name() {
     let corpus = dir.path().join("corpus");
     write_text_corpus(&corpus, 60, 2_000, 6_000, 21);
     let out_file = dir.path().join("out.tsv");
-    let driver = start(&[
-        "run",
-        "--redis",
-        &url,
-        "--job",
-        "del",
-        "--workers",
-        "2",
-        "--no-pack",
-        "--worker-slow",
-        "40ms",
-        "--merge-after",
-        "50ms",
-        "--out",
-        &out_file.display().to_string(),
-        &corpus.display().to_string(),
-    ]);
+    let driver = job()
+        .redis(&url)
+        .job("del")
+        .workers(2)
+        .arg("--no-pack")
+        .worker_slow("40ms")
+        .merge_after("50ms")
+        .out(&out_file)
+        .input(&corpus)
+        .spawn();
     wait_until("a merged result", || {
         !sorted_keys(&url, "rc:{del}:result:*").is_empty()
     });
@@ -150,18 +135,14 @@ fn files_rewritten_or_replaced_mid_job_fail_by_name_and_the_rest_is_exact() {
     let files = write_text_corpus(&corpus, 20, 3_000, 6_000, 31);
     let (replaced, rewritten) = (files[16].clone(), files[18].clone());
     let out_file = dir.path().join("out.tsv");
-    let driver = start(&[
-        "run",
-        "--workers",
-        "1",
-        "--no-pack",
-        "--worker-slow",
-        "100ms",
-        "--out",
-        &out_file.display().to_string(),
-        "--json",
-        &corpus.display().to_string(),
-    ]);
+    let driver = job()
+        .workers(1)
+        .arg("--no-pack")
+        .worker_slow("100ms")
+        .out(&out_file)
+        .json()
+        .input(&corpus)
+        .spawn();
     std::thread::sleep(Duration::from_millis(500));
     // An editor's save: a new file renamed over the old one; and a rewrite in place.
     let fresh = dir.path().join("fresh.txt");
@@ -224,23 +205,16 @@ fn the_dictionary_is_the_one_the_job_started_with() {
         .collect();
     std::fs::write(&dictionary, &text).expect("write dictionary");
     let out_file = dir.path().join("out.tsv");
-    let driver = start(&[
-        "run",
-        "--redis",
-        &url,
-        "--job",
-        "dict",
-        "--workers",
-        "1",
-        "--no-pack",
-        "--worker-slow",
-        "80ms",
-        "--dictionary",
-        &dictionary.display().to_string(),
-        "--out",
-        &out_file.display().to_string(),
-        &corpus.display().to_string(),
-    ]);
+    let driver = job()
+        .redis(&url)
+        .job("dict")
+        .workers(1)
+        .arg("--no-pack")
+        .worker_slow("80ms")
+        .flag("--dictionary", &dictionary)
+        .out(&out_file)
+        .input(&corpus)
+        .spawn();
     wait_until("the job", || try_status(&url, "dict").is_some());
     std::fs::write(&dictionary, b"the\nof\nand\n").expect("edit dictionary");
     // A worker that joins now must use the dictionary the job started with.
@@ -298,16 +272,12 @@ fn inputs_that_failed_stay_visible_after_the_run() {
     std::os::unix::fs::symlink(dir.path().join("gone.txt"), corpus.join("m-gone.txt"))
         .expect("symlink");
     let out_file = dir.path().join("out.tsv");
-    let out = run(&[
-        "run",
-        "--redis",
-        &url,
-        "--job",
-        "vis",
-        "--out",
-        &out_file.display().to_string(),
-        &corpus.display().to_string(),
-    ]);
+    let out = job()
+        .redis(&url)
+        .job("vis")
+        .out(&out_file)
+        .input(&corpus)
+        .output();
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert_same_counts(&oracle_count(&files), &read_out_file(&out_file));
     let status = run_ok(&["status", "--redis", &url, "--job", "vis"]);
@@ -328,12 +298,7 @@ fn outputs_that_cannot_be_written_are_refused_before_any_work() {
     let missing = dir.path().join("no/such/dir/out.tsv");
     let corpus = redcount_testkit::sample_corpus();
     let started = Instant::now();
-    let out = run(&[
-        "run",
-        "--out",
-        &missing.display().to_string(),
-        &corpus.display().to_string(),
-    ]);
+    let out = job().out(&missing).input(&corpus).output();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("--out"), "{}", stderr(&out));
     assert!(

@@ -8,11 +8,48 @@ use std::time::Duration;
 use redis::Value;
 
 use super::{arg, items, Call, MAX_ARG};
-use crate::job::{ClaimRequest, Claimed};
 use crate::reply;
 use crate::spec::millis;
 use crate::task::{Format, Task};
+use crate::Job;
 use crate::Now;
+
+/// What a worker asks of `claim`.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest<'a> {
+    /// The claiming worker's consumer name.
+    pub worker: &'a str,
+    /// Lease given to every task handed out.
+    pub lease: Duration,
+    /// Most tasks handed out.
+    pub max_tasks: u64,
+    /// Byte budget for new tasks (one task always fits).
+    pub max_bytes: u64,
+    /// Deliveries after which an expiring task is given up.
+    pub max_attempts: u32,
+    /// Workers heard from within this window count as live (for the fair share).
+    pub live_window: Duration,
+    /// When idle, take over a task running longer than this many times the recent p90 (0: never).
+    pub speculate_factor: f64,
+    /// ... and longer than this.
+    pub speculate_min: Duration,
+}
+
+/// What `claim` handed out, and what to wait for when it handed out nothing.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    /// The tasks handed out (none when there was nothing to do).
+    pub tasks: Vec<Task>,
+    /// The job is finished: sealed, all delivered, none pending, done + dead = tasks.
+    pub finished: bool,
+    /// Time until the earliest lease expires (on the coordinator's lease clock), when an idle
+    /// worker should look again.
+    pub next_expiry: Option<Duration>,
+    /// Newest task id and newest done id, to block on with [`Job::wait_for_change`].
+    pub last_task_id: String,
+    /// Newest done id, to block on with [`Job::wait_for_change`].
+    pub last_done_id: String,
+}
 
 /// `rc_claim`: expired leases first, then new tasks, then maybe a straggler's.
 pub struct Claim<'a> {
@@ -119,5 +156,41 @@ impl Call for Renew<'_> {
 
     fn reply(&self, value: Value) -> Result<Vec<String>, String> {
         Ok(items(value)?.iter().filter_map(reply::string).collect())
+    }
+}
+
+impl Job {
+    /// Claims tasks for a worker (expired leases first, then new ones, then maybe a straggler's).
+    pub fn claim(&mut self, now: impl Into<Now>, request: &ClaimRequest) -> crate::Result<Claimed> {
+        let claim = self.claim_call(now.into(), request);
+        self.send(&claim)
+    }
+
+    /// The `rc_claim` call of `request`, with this handle's next token (each claim needs its own:
+    /// a repeated token is taken for the same call retried).
+    pub fn claim_call<'a>(&mut self, now: Now, request: &'a ClaimRequest<'a>) -> Claim<'a> {
+        self.claims += 1;
+        Claim {
+            now,
+            request,
+            // Unique per call; the link re-sends the same bytes when it retries after a lost reply.
+            token: format!("{}-{}", self.instance, self.claims - 1),
+        }
+    }
+
+    /// Extends the leases `worker` still holds among `ids`; returns those.
+    pub fn renew(
+        &mut self,
+        now: impl Into<Now>,
+        worker: &str,
+        lease: Duration,
+        ids: &[String],
+    ) -> crate::Result<Vec<String>> {
+        self.send(&Renew {
+            now: now.into(),
+            worker,
+            lease,
+            ids,
+        })
     }
 }

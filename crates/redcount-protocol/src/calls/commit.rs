@@ -6,8 +6,18 @@ use std::collections::BTreeMap;
 use redis::Value;
 
 use super::{arg, items, verdict, Call};
-use crate::job::CommitOutcome;
 use crate::{reply, Now};
+
+/// How a commit ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// The counts were applied, once.
+    Applied,
+    /// Every task had already been committed (or given up): nothing changed.
+    Duplicate,
+    /// These tasks were already committed; nothing changed, recount the others without them.
+    Partial(Vec<String>),
+}
 
 /// `rc_commit`: tasks `(id, words)` and their merged counts, grouped by count.
 pub struct Commit<'a> {

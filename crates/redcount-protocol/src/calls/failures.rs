@@ -8,9 +8,20 @@ use std::time::Duration;
 use redis::Value;
 
 use super::{arg, items, verdict, Call};
-use crate::job::Deferral;
 use crate::spec::millis;
+use crate::Job;
 use crate::{reply, Now};
+
+/// What became of a task whose input a worker could not open (`rc_defer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deferral {
+    /// Released, uncharged, for another live worker (claims hand it to them first).
+    Deferred,
+    /// Every live worker (this many) has said it cannot open it: fail it as usual.
+    NobodyCan(u64),
+    /// This worker no longer holds it: drop it.
+    NotHeld,
+}
 
 /// `rc_fail`: gives task `id` up with `error` (a record in the dead stream).
 pub struct Fail<'a> {
@@ -154,5 +165,79 @@ impl Call for Split<'_> {
             ("dup", [_]) => Ok(None),
             _ => Err(format!("{items:?}")),
         }
+    }
+}
+
+impl Job {
+    /// Gives up on task `id` with `error` (moved to the dead stream). False if it was no longer pending.
+    pub fn fail(
+        &mut self,
+        now: impl Into<Now>,
+        worker: &str,
+        id: &str,
+        error: &str,
+    ) -> crate::Result<bool> {
+        self.send(&Fail {
+            now: now.into(),
+            worker,
+            id,
+            error,
+        })
+    }
+
+    /// Records that piece `index` (`path`) of packed task `id` cannot be processed, once; the task's
+    /// other pieces are committed as usual. False if the task was no longer leased.
+    pub fn fail_piece(
+        &mut self,
+        now: impl Into<Now>,
+        worker: &str,
+        id: &str,
+        index: usize,
+        path: &std::path::Path,
+        error: &str,
+    ) -> crate::Result<bool> {
+        self.send(&FailPiece {
+            now: now.into(),
+            worker,
+            id,
+            index,
+            path,
+            error,
+        })
+    }
+
+    /// Says this worker cannot open task `id`'s input (missing or unreadable on its host): the task
+    /// goes to another live worker if one has not said so too. See [`Deferral`].
+    pub fn defer(
+        &mut self,
+        now: impl Into<Now>,
+        worker: &str,
+        id: &str,
+        live_window: Duration,
+    ) -> crate::Result<Deferral> {
+        self.send(&Defer {
+            now: now.into(),
+            worker,
+            id,
+            live_window,
+        })
+    }
+
+    /// Splits task `id`, which `worker` holds alone after its last holder fell silent counting it:
+    /// into files `1..=cut` and the rest (a task of several files), or at byte `cut` (a task of one
+    /// range). The parts wait to be handed out alone. None when `worker` no longer holds it.
+    pub fn split(
+        &mut self,
+        now: impl Into<Now>,
+        worker: &str,
+        id: &str,
+        cut: u64,
+    ) -> crate::Result<Option<(String, String)>> {
+        self.send(&Split {
+            now: now.into(),
+            worker,
+            id,
+            cut,
+        })
     }
 }

@@ -6,9 +6,36 @@ use std::time::Duration;
 use redis::Value;
 
 use super::{arg, items, verdict, Call};
-use crate::job::{Joined, StopKind};
 use crate::spec::millis;
+use crate::Job;
 use crate::{reply, Now};
+
+/// How a job ends without a result (`rc_stop`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopKind {
+    /// Stopped on purpose: `jobs cancel`, or a stream stopped before its end.
+    Cancelled,
+    /// Cannot give an exact result any more (a key it needs was lost).
+    Failed,
+}
+
+impl StopKind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            StopKind::Cancelled => "cancelled",
+            StopKind::Failed => "failed",
+        }
+    }
+}
+
+/// Whether a worker may use its name in a job (`rc_join`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Joined {
+    /// The name is this process's now.
+    Yes,
+    /// Another live process holds the name; it was heard from this long ago.
+    Taken(Duration),
+}
 
 /// `rc_stop`: ends the job without a result.
 pub struct Stop<'a> {
@@ -150,6 +177,87 @@ impl Call for Drop {
         ) {
             (Some(n), Some(more)) => Ok((n, more != 0)),
             _ => Err(format!("{items:?}")),
+        }
+    }
+}
+
+impl Job {
+    /// Notes an event (a fault injected, a worker restarted ...) in the job's `events` stream.
+    pub fn event(&mut self, now: impl Into<Now>, kind: &str, detail: &str) -> crate::Result<u64> {
+        self.send(&Event {
+            now: now.into(),
+            kind,
+            detail,
+        })
+    }
+
+    /// Ends the job without a result (see [`StopKind`]). False when it had already ended (finished,
+    /// or stopped before: the first reason stays).
+    pub fn stop(
+        &mut self,
+        now: impl Into<Now>,
+        kind: StopKind,
+        reason: &str,
+    ) -> crate::Result<bool> {
+        self.send(&Stop {
+            now: now.into(),
+            kind,
+            reason,
+        })
+    }
+
+    /// Fails the job because of `reason` (a key of it found lost or spoilt) and returns the error
+    /// to stop with: the job's workers leave and its driver reports the reason.
+    pub fn fail_job(&mut self, now: Now, reason: &str) -> crate::Error {
+        if let Err(err) = self.stop(now, StopKind::Failed, reason) {
+            tracing::warn!("could not mark job '{}' failed: {err}", self.name);
+        }
+        crate::Error::Stopped {
+            job: self.name.clone(),
+            addr: self.link.addr().to_string(),
+            reason: format!("failed: {reason}"),
+        }
+    }
+
+    /// Takes the name `worker` for this process (see [`Joined`]); `live_window` is how recently
+    /// another process must have been heard from under that name to keep it.
+    pub fn join(
+        &mut self,
+        now: impl Into<Now>,
+        worker: &str,
+        live_window: Duration,
+    ) -> crate::Result<Joined> {
+        let instance = self.instance.clone();
+        self.send(&Join {
+            now: now.into(),
+            worker,
+            instance: &instance,
+            live_window,
+        })
+    }
+
+    /// Says that these workers exited: they stop counting as live at once (`rc_leave`), and their
+    /// names are free. Returns how many of them were still registered.
+    pub fn leave(&mut self, now: impl Into<Now>, workers: &[String]) -> crate::Result<u64> {
+        self.send(&Leave {
+            now: now.into(),
+            workers,
+        })
+    }
+
+    /// Deletes every key of the job (refused while it runs unless `force`). Returns how many. Each
+    /// `rc_drop` call deletes a bounded batch, so a large job takes several calls, with every other
+    /// client of Redis served in between.
+    pub fn drop_job(&mut self, now: impl Into<Now>, force: bool) -> crate::Result<u64> {
+        let now = now.into();
+        let mut deleted = 0;
+        loop {
+            let (n, more) = self.send(&Drop { now, force })?;
+            deleted += n;
+            if !more {
+                crate::register_jobs(&mut self.link, now, std::slice::from_ref(&self.name), false)?;
+                return Ok(deleted);
+            }
         }
     }
 }

@@ -6,11 +6,29 @@ use std::os::unix::ffi::OsStrExt;
 use redis::Value;
 
 use super::{arg, items, verdict, Call};
-use crate::job::Enqueued;
 use crate::reply;
 use crate::spec::{PlanFacts, DICTIONARY_TEXT};
 use crate::task::NewTask;
+use crate::Job;
 use crate::{JobSpec, Now};
+
+/// What an enqueue did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// The new tasks were added; those the job already held were skipped.
+    Added {
+        /// Tasks added.
+        added: u64,
+        /// Tasks already there.
+        skipped: u64,
+    },
+    /// Nothing was added: the job holds tasks 1..=`last_seq` only (a rollback lost the rest), and
+    /// the batch did not continue from there. Re-send from `last_seq + 1`.
+    Gap {
+        /// The job's last task.
+        last_seq: u64,
+    },
+}
 
 /// `rc_create`: makes the job with its spec unless it exists.
 pub struct Create<'a> {
@@ -154,5 +172,86 @@ impl Call for Seal<'_> {
             )),
             _ => Err(format!("{items:?}")),
         }
+    }
+}
+
+impl Job {
+    /// Creates the job with `spec` unless it exists. Returns (created, the job's run id).
+    pub fn create(
+        &mut self,
+        now: impl Into<Now>,
+        run_id: &str,
+        spec: &JobSpec,
+    ) -> crate::Result<(bool, String)> {
+        self.create_with_dictionary(now, run_id, spec, None, None)
+    }
+
+    /// [`Job::create`], with the text of the spec's `--dictionary` file: it travels in the job,
+    /// so every worker uses the words the job was started with, whatever happens to the file
+    /// meanwhile or on other hosts; and with the `plan` a batch job's inputs were cut into, which
+    /// a later `run` of the same job resumes from.
+    pub fn create_with_dictionary(
+        &mut self,
+        now: impl Into<Now>,
+        run_id: &str,
+        spec: &JobSpec,
+        dictionary: Option<&[u8]>,
+        plan: Option<&PlanFacts>,
+    ) -> crate::Result<(bool, String)> {
+        let now = now.into();
+        let made = self.send(&Create {
+            now,
+            run_id,
+            spec,
+            dictionary,
+            plan,
+        })?;
+        match made {
+            Created::Leftovers(n) => Err(crate::Error::Stopped {
+                job: self.name.clone(),
+                addr: self.link.addr().to_string(),
+                reason: format!(
+                    "has {n} key(s) left but no meta hash ({}): part of it was evicted or \
+                     deleted by another client, so it cannot be counted exactly; remove what \
+                     is left with `redcount jobs rm {} --force` and run it again",
+                    self.keys.meta, self.name
+                ),
+            }),
+            Created::Job { created, run_id } => {
+                // Listed from now on (also when it was there already: made by an older version).
+                crate::register_jobs(&mut self.link, now, std::slice::from_ref(&self.name), true)?;
+                Ok((created, run_id))
+            }
+        }
+    }
+
+    /// Adds tasks (idempotent: tasks already there are skipped), which must continue the job's run
+    /// of sequence numbers: see [`Enqueued`].
+    pub fn enqueue(&mut self, now: impl Into<Now>, tasks: &[NewTask]) -> crate::Result<Enqueued> {
+        self.send(&Enqueue {
+            now: now.into(),
+            tasks,
+        })
+    }
+
+    /// Seals the job. With `expected_tasks` > 0 it refuses when the job holds a different number of
+    /// tasks (a rollback lost some) and returns (false, tasks there).
+    pub fn seal(&mut self, now: impl Into<Now>, expected_tasks: u64) -> crate::Result<(bool, u64)> {
+        self.seal_with_plan(now, expected_tasks, None)
+    }
+
+    /// [`Job::seal`], writing how a batch job's inputs were planned in the same call (known only
+    /// once they are all listed): what a later `run` of the job resumes from.
+    pub fn seal_with_plan(
+        &mut self,
+        now: impl Into<Now>,
+        expected_tasks: u64,
+        plan: Option<&PlanFacts>,
+    ) -> crate::Result<(bool, u64)> {
+        self.send(&Seal {
+            now: now.into(),
+            expected_tasks,
+            plan,
+        })
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use redis::Value;
 
 use super::{arg, items, verdict, Call};
-use crate::job::CommitOutcome;
+use crate::calls::commit::CommitOutcome;
 use crate::partials::{MergeClaim, MergePolicy};
 use crate::spec::millis;
 use crate::{reply, Now};

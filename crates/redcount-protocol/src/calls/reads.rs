@@ -7,6 +7,7 @@ use redis::Value;
 
 use super::{arg, items, Call};
 use crate::spec::millis;
+use crate::Job;
 use crate::{reply, Now, Status};
 
 /// `rc_status`: the job's progress counters in one snapshot.
@@ -63,5 +64,41 @@ impl Call for Top {
         // The words above the cutoff come in ZREVRANGE's order (ties by word descending).
         top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         Ok(top)
+    }
+}
+
+impl Job {
+    /// Progress counters; workers seen within `live_window` count as live.
+    pub fn status(&mut self, now: impl Into<Now>, live_window: Duration) -> crate::Result<Status> {
+        self.send(&StatusOf {
+            now: now.into(),
+            live_window,
+        })
+    }
+
+    /// [`Job::status`] and what the driver watches of the server (`INFO server memory`: its run
+    /// id, which changes on every restart or failover, and whether it may evict the job's keys), in
+    /// one round trip.
+    pub fn status_and_server(
+        &mut self,
+        now: impl Into<Now>,
+        live_window: Duration,
+    ) -> crate::Result<(Status, crate::ServerFacts)> {
+        let call = StatusOf {
+            now: now.into(),
+            live_window,
+        };
+        let mut info = redis::cmd("INFO");
+        info.arg("server").arg("memory");
+        let cmds = [self.command(&call), info];
+        let mut replies = self.pipeline("rc_status", &cmds)?.into_iter();
+        let (Some(status), Some(info)) = (replies.next(), replies.next()) else {
+            return Err(self.bad_reply("rc_status", "a pipeline of two answered fewer"));
+        };
+        let status = call
+            .reply(status)
+            .map_err(|detail| self.bad_reply("rc_status", detail))?;
+        let info: String = redis::FromRedisValue::from_redis_value(info).unwrap_or_default();
+        Ok((status, crate::ServerFacts::from_info(&info)))
     }
 }

@@ -15,10 +15,11 @@ fn a_redis_that_is_not_there_is_one_line() {
     let input = dir.path().join("a.txt");
     std::fs::write(&input, "hello world\n").expect("write");
     let url = format!("redis://127.0.0.1:{port}");
-    let out = run_env(
-        &[("REDIS_URL", url.clone())],
-        &["run", "--no-progress", &input.display().to_string()],
-    );
+    let out = job()
+        .env("REDIS_URL", &url)
+        .arg("--no-progress")
+        .input(&input)
+        .output();
     assert!(!out.status.success());
     let said = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = said.lines().filter(|l| !l.trim().is_empty()).collect();

@@ -23,17 +23,13 @@ fn binary_inputs_are_skipped_by_name_and_words_reach_a_terminal_escaped_and_cut(
     std::fs::write(&binary, &bin).expect("write binary");
     let input = corpus.display().to_string();
     let out = dir.path().join("out.tsv");
-    let out_arg = out.display().to_string();
 
-    let table = run(&[
-        "run",
-        "--split-bytes",
-        "8KiB",
-        "--no-pack",
-        "--out",
-        &out_arg,
-        &input,
-    ]);
+    let table = job()
+        .flag("--split-bytes", "8KiB")
+        .arg("--no-pack")
+        .out(&out)
+        .input(&input)
+        .output();
     assert_eq!(
         table.status.code(),
         Some(3),
@@ -76,7 +72,7 @@ fn binary_inputs_are_skipped_by_name_and_words_reach_a_terminal_escaped_and_cut(
         );
     }
 
-    let json_run = run(&["run", "--json", "-k", "20", &input]);
+    let json_run = job().json().top(20).input(&input).output();
     let v = json(&json_run);
     let words: Vec<&str> = v["top"]
         .as_array()
@@ -96,7 +92,11 @@ fn binary_inputs_are_skipped_by_name_and_words_reach_a_terminal_escaped_and_cut(
         "{v}"
     );
 
-    let counted = run(&["run", "--binary", "count", "--out", &out_arg, &input]);
+    let counted = job()
+        .flag("--binary", "count")
+        .out(&out)
+        .input(&input)
+        .output();
     assert!(
         counted.status.success(),
         "{}",
@@ -147,14 +147,14 @@ fn gzip_and_zstd_inputs_and_standard_input_are_counted_exactly() {
     }
 
     let out = dir.path().join("out.tsv");
-    let mut driver = redcount()
-        .args(["run", "--no-progress", "--split-bytes", "64KiB", "--out"])
-        .arg(&out)
-        .arg(&inputs)
-        .arg("-")
+    let mut driver = job()
+        .arg("--no-progress")
+        .flag("--split-bytes", "64KiB")
+        .out(&out)
+        .input(&inputs)
+        .input("-")
+        .command()
         .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start redcount");
     let fourth = std::fs::read(&files[3]).expect("read");
@@ -171,12 +171,7 @@ fn gzip_and_zstd_inputs_and_standard_input_are_counted_exactly() {
 
     // A broken stream fails by name; the rest is exact.
     std::fs::write(inputs.join("broken.gz"), b"\x1f\x8b not really gzip").expect("write");
-    let broken = run(&[
-        "run",
-        "--out",
-        &out.display().to_string(),
-        &inputs.display().to_string(),
-    ]);
+    let broken = job().out(&out).input(&inputs).output();
     assert_eq!(broken.status.code(), Some(3));
     let said = String::from_utf8_lossy(&broken.stdout);
     assert!(

@@ -10,15 +10,12 @@ fn a_missing_input_is_an_error_before_anything_starts() {
     let present = dir.path().join("here.txt");
     std::fs::write(&present, "a b").expect("write");
     let missing = dir.path().join("not-here.txt");
-    let out = run(&[
-        "run",
-        "--redis",
-        &server.url(),
-        "--job",
-        "m",
-        &present.display().to_string(),
-        &missing.display().to_string(),
-    ]);
+    let out = job()
+        .redis(&server.url())
+        .job("m")
+        .input(&present)
+        .input(&missing)
+        .output();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -31,7 +28,7 @@ fn a_missing_input_is_an_error_before_anything_starts() {
         "no job was created"
     );
     let pattern = dir.path().join("*.nothing").display().to_string();
-    let out = run(&["run", &pattern]);
+    let out = job().input(&pattern).output();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("matched no files"));
 }
@@ -54,23 +51,13 @@ fn vanished_unreadable_and_malformed_inputs_are_reported_and_the_rest_is_exact()
     std::fs::write(&good_csv, "id,text\n1,\"hello, world\"\n2,hello\n").expect("write");
 
     let out_file = dir.path().join("out.tsv");
-    let driver = redcount()
-        .args([
-            "run",
-            "--workers",
-            "0",
-            "--job",
-            "bad",
-            "--redis",
-            &url,
-            "--out",
-        ])
-        .arg(&out_file)
-        .arg(&d)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start driver");
+    let driver = job()
+        .workers(0)
+        .job("bad")
+        .redis(&url)
+        .out(&out_file)
+        .input(&d)
+        .spawn();
     wait_sealed(&url, "bad");
     // After planning: one file disappears, another becomes something that cannot be read as a file.
     std::fs::remove_file(&vanish).expect("remove");
@@ -119,14 +106,7 @@ fn a_dangling_symlink_and_a_fifo_inside_a_directory_fail_alone_by_name() {
         .expect("mkfifo");
     assert!(made.success());
     let out_file = dir.path().join("out.tsv");
-    let out = run(&[
-        "run",
-        "-w",
-        "2",
-        "--out",
-        &out_file.display().to_string(),
-        &d.display().to_string(),
-    ]);
+    let out = job().workers(2).out(&out_file).input(&d).output();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -164,25 +144,15 @@ fn a_file_missing_on_one_workers_host_is_counted_by_a_worker_that_has_it() {
         &hidden, 12, 200, 1_500, 22,
     ));
     let out = dir.path().join("out.tsv");
-    let driver = redcount()
-        .args([
-            "run",
-            "-w",
-            "0",
-            "--json",
-            "--no-pack",
-            "--job",
-            "mounts",
-            "--redis",
-            &url,
-        ])
-        .arg("--out")
-        .arg(&out)
-        .arg(&corpus)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start driver");
+    let driver = job()
+        .workers(0)
+        .json()
+        .arg("--no-pack")
+        .job("mounts")
+        .redis(&url)
+        .out(&out)
+        .input(&corpus)
+        .spawn();
     let mut guard = ChildGuard::default();
     // Slow enough (24 files x 100 ms) that `has` cannot claim every file before `lacks`, started
     // through unshare and mount, joins even on a loaded machine (at 30 ms it once did, in CI).

@@ -60,14 +60,12 @@ fn file_names_that_are_not_utf8_are_counted_and_shown_escaped() {
     }
     // Failed, it is named with its bytes escaped.
     std::fs::write(&odd, "a,\"b\n").expect("write");
-    let out = run(&[
-        "run",
-        "--no-pack",
-        "--format",
-        "csv",
-        "--json",
-        &corpus.display().to_string(),
-    ]);
+    let out = job()
+        .arg("--no-pack")
+        .flag("--format", "csv")
+        .json()
+        .input(&corpus)
+        .output();
     assert_eq!(
         out.status.code(),
         Some(3),
@@ -105,7 +103,7 @@ fn each_file_is_counted_once_however_it_is_named_or_linked() {
     link(&top.join("b.txt"), "b-link.txt");
     link(&top, "sub/back-to-top");
     let b = top.join("b.txt").display().to_string();
-    let out = run(&["run", "--json", &top.display().to_string(), &b, &b]);
+    let out = job().json().input(&top).input(&b).input(&b).output();
     assert!(
         out.status.success(),
         "{}",
@@ -149,13 +147,7 @@ fn a_word_longer_than_redcount_keeps_fails_its_input_fast_and_the_rest_is_exact(
     f.write_all(b" after\n").expect("write");
     drop(f);
     let out_file = dir.path().join("out.tsv");
-    let out = run(&[
-        "run",
-        "--json",
-        "--out",
-        &out_file.display().to_string(),
-        &corpus.display().to_string(),
-    ]);
+    let out = job().json().out(&out_file).input(&corpus).output();
     assert_eq!(
         out.status.code(),
         Some(3),
