@@ -34,14 +34,14 @@ fn a_million_distinct_ids_never_block_redis_and_count_exactly() {
     let input = dir.path().join("ids.txt");
     write_ids(&input, 1_500_000, 1_200_000, 3);
     let out = dir.path().join("out.tsv");
-    let (url, out_s, in_s) = (
-        server.url(),
-        out.display().to_string(),
-        input.display().to_string(),
-    );
-    run_ok(&[
-        "run", "-w", "2", "-k", "0", "--redis", &url, "--out", &out_s, &in_s,
-    ]);
+    let url = server.url();
+    job()
+        .workers(2)
+        .top(0)
+        .redis(&url)
+        .out(&out)
+        .input(&input)
+        .succeed();
     assert_same_counts(&oracle_count(&[&input]), &read_out_file(&out));
     let mut con = redis::Client::open(url.as_str())
         .expect("url")

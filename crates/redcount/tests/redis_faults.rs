@@ -13,23 +13,16 @@ fn chaotic_run(extra: &[&str]) -> serde_json::Value {
     let corpus = dir.path().join("in");
     let files = write_text_corpus(&corpus, 300, 500, 6_000, 41);
     let out = dir.path().join("out.tsv");
-    let mut args = vec![
-        "run",
-        "-w",
-        "2",
-        "--json",
-        "-k",
-        "0",
-        "--lease-ms",
-        "1s",
-        "--worker-slow",
-        "5ms",
-    ];
-    args.extend_from_slice(extra);
-    let out_s = out.display().to_string();
-    let corpus_s = corpus.display().to_string();
-    args.extend_from_slice(&["--out", &out_s, &corpus_s]);
-    let o = run_ok(&args);
+    let o = job()
+        .workers(2)
+        .json()
+        .top(0)
+        .lease("1s")
+        .worker_slow("5ms")
+        .args(extra)
+        .out(&out)
+        .input(&corpus)
+        .succeed();
     assert_same_counts(&oracle_count(&files), &read_out_file(&out));
     let v = json(&o);
     eprintln!(
@@ -122,22 +115,16 @@ fn a_redis_that_lost_everything_between_enqueue_chunks_leaves_no_hole() {
     let corpus = dir.path().join("in");
     let files = write_text_corpus(&corpus, 2_500, 10, 60, 43);
     let out = dir.path().join("out.tsv");
-    let o = run_ok(&[
-        "run",
-        "-w",
-        "2",
-        "--json",
-        "-k",
-        "0",
-        "--no-pack",
-        "--durability",
-        "none",
-        "--chaos-redis-at",
-        "enqueue",
-        "--out",
-        &out.display().to_string(),
-        &corpus.display().to_string(),
-    ]);
+    let o = job()
+        .workers(2)
+        .json()
+        .top(0)
+        .arg("--no-pack")
+        .flag("--durability", "none")
+        .flag("--chaos-redis-at", "enqueue")
+        .out(&out)
+        .input(&corpus)
+        .succeed();
     assert_same_counts(&oracle_count(&files), &read_out_file(&out));
     let v = json(&o);
     assert_eq!(
@@ -215,33 +202,19 @@ fn a_redis_busy_in_a_long_script_makes_nobody_give_up_or_lose_a_lease() {
     let corpus = dir.path().join("in");
     let files = write_text_corpus(&corpus, 200, 500, 4_000, 53);
     let out = dir.path().join("out.tsv");
-    let driver = redcount()
-        .args([
-            "run",
-            "-w",
-            "2",
-            "--json",
-            "-k",
-            "0",
-            "--no-pack",
-            "--lease",
-            "1s",
-        ])
-        .args([
-            "--worker-slow",
-            "30ms",
-            "--speculate-factor",
-            "0",
-            "--job",
-            "busy",
-        ])
-        .args(["--redis", &url, "--out"])
-        .arg(&out)
-        .arg(&corpus)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start driver");
+    let driver = job()
+        .workers(2)
+        .json()
+        .top(0)
+        .arg("--no-pack")
+        .lease("1s")
+        .worker_slow("30ms")
+        .flag("--speculate-factor", "0")
+        .job("busy")
+        .redis(&url)
+        .out(&out)
+        .input(&corpus)
+        .spawn();
     std::thread::sleep(std::time::Duration::from_millis(1_000));
     for _ in 0..2 {
         // 2.5 lease lengths of BUSY, twice.

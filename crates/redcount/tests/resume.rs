@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -23,42 +23,16 @@ fn stderr(out: &Output) -> String {
 
 /// `run` of `input` as job `job` on `url`, one slow worker (so there is time to interrupt it),
 /// small tasks (so progress shows task by task), writing `out`; then `extra`.
-fn run_args(url: &str, job: &str, input: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "run",
-        "--redis",
-        url,
-        "--job",
-        job,
-        "--workers",
-        "1",
-        "--worker-slow",
-        "40ms",
-        "--split-bytes",
-        "16KiB",
-        "--out",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.push(out.display().to_string());
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args.push(input.display().to_string());
-    args
-}
-
-fn start(args: &[String]) -> Child {
-    redcount()
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start redcount")
-}
-
-fn run_strings(args: &[String]) -> Output {
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    run(&argv)
+fn run_args(url: &str, job: &str, input: &Path, out: &Path, extra: &[&str]) -> JobCommand {
+    common::job()
+        .redis(url)
+        .job(job)
+        .workers(1)
+        .worker_slow("40ms")
+        .flag("--split-bytes", "16KiB")
+        .out(out)
+        .args(extra)
+        .input(input)
 }
 
 /// Waits (bounded) until the job has settled at least `tasks` tasks.
@@ -80,8 +54,8 @@ fn corpus(dir: &Path) -> (std::path::PathBuf, Counts) {
 
 /// Starts the job and interrupts its driver (Ctrl-C) once a few tasks are done: the run exits
 /// 130, says how to resume, and leaves the job unfinished with no live worker.
-fn interrupt(url: &str, job: &str, args: &[String]) {
-    let driver = start(args);
+fn interrupt(url: &str, job: &str, args: &JobCommand) {
+    let driver = args.spawn();
     wait_for_progress(url, job, 3);
     signal(&driver, Signal::SIGINT);
     let stopped = wait_output(driver, Duration::from_secs(30), "the interrupted run");
@@ -116,7 +90,7 @@ fn running_an_interrupted_job_again_resumes_it_and_is_exact() {
     interrupt(&url, "ctrlc", &args);
     let done_before = job_status(&url, "ctrlc").done;
 
-    let again = run_strings(&args);
+    let again = args.output();
     assert!(again.status.success(), "{}", stderr(&again));
     assert!(
         stderr(&again).contains("job 'ctrlc' at") && stderr(&again).contains("resuming it"),
@@ -132,7 +106,7 @@ fn running_an_interrupted_job_again_resumes_it_and_is_exact() {
     );
 
     // A finished job is not run again: the message says where its result is.
-    let finished = run_strings(&args);
+    let finished = args.output();
     assert_eq!(finished.status.code(), Some(1));
     assert!(
         stderr(&finished).contains("is already finished")
@@ -155,7 +129,7 @@ fn other_settings_or_inputs_are_refused_by_name_and_replace_starts_over() {
         &run_args(&url, "changed", &input, &out, &[]),
     );
 
-    let lowercase = run_strings(&run_args(&url, "changed", &input, &out, &["--lowercase"]));
+    let lowercase = run_args(&url, "changed", &input, &out, &["--lowercase"]).output();
     assert_eq!(lowercase.status.code(), Some(1));
     assert!(
         stderr(&lowercase).contains("--lowercase off (this run: on)")
@@ -165,7 +139,7 @@ fn other_settings_or_inputs_are_refused_by_name_and_replace_starts_over() {
     );
 
     std::fs::write(input.join("added.txt"), "one more file\n").expect("add a file");
-    let added = run_strings(&run_args(&url, "changed", &input, &out, &[]));
+    let added = run_args(&url, "changed", &input, &out, &[]).output();
     assert_eq!(added.status.code(), Some(1));
     assert!(
         stderr(&added).contains("its inputs changed since it started")
@@ -175,7 +149,7 @@ fn other_settings_or_inputs_are_refused_by_name_and_replace_starts_over() {
         stderr(&added)
     );
 
-    let replaced = run_strings(&run_args(&url, "changed", &input, &out, &["--replace"]));
+    let replaced = run_args(&url, "changed", &input, &out, &["--replace"]).output();
     assert!(replaced.status.success(), "{}", stderr(&replaced));
     assert!(
         stderr(&replaced).contains("job 'changed': replaced"),
@@ -192,7 +166,7 @@ fn jobs_cancel_stops_a_running_job_and_its_driver_says_so() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (input, _) = corpus(dir.path());
     let out = dir.path().join("out.tsv");
-    let driver = start(&run_args(&url, "stopme", &input, &out, &[]));
+    let driver = run_args(&url, "stopme", &input, &out, &[]).spawn();
     wait_for_progress(&url, "stopme", 2);
     let cancel = run(&["jobs", "cancel", "stopme", "--redis", &url]);
     assert!(cancel.status.success(), "{}", stderr(&cancel));
