@@ -130,8 +130,7 @@ local function claim(keys, args)
     return { 1, -1, meta_int(keys, 'last_seq') .. '-0', meta_int(keys, 'done') .. '-0' }
   end
   require_tasks(keys, now)
-  local lnow = lease_clock(keys, now)
-  note_lease(keys, lease_ms)
+  local lnow = lease_clock(keys, now, lease_ms)
 
   -- The token, unique to this claim call of this worker: the same token again is the same call
   -- retried after its reply was lost (a dropped connection, a coordinator failover), and gets the
@@ -219,8 +218,7 @@ local function renew(keys, args)
     fail('renew needs a worker name and a positive lease_ms')
   end
   require_job(keys)
-  local lnow = lease_clock(keys, now)
-  note_lease(keys, lease_ms)
+  local lnow = lease_clock(keys, now, lease_ms)
   redis.call('ZADD', keys[K_WORKERS], now, worker)
   local held = {}
   for i = 4, #args do

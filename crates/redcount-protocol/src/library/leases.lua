@@ -6,10 +6,10 @@
 -- script: workers could not renew), the stretch beyond that third pauses every lease, as Chubby's new
 -- master extends its sessions: leases run down only while the coordinator serves, so a failover alone
 -- never takes a task from a live worker, while a worker that really died still loses its tasks one
--- lease later. The shortest lease is the job's, or a shorter one a worker asked for (`note_lease`).
+-- lease later. The shortest lease is the job's, or a shorter one a worker asked for (`granting`).
 -- Workers renew every quarter of a lease and poll at least as often when idle, so a job with a live
 -- worker is never quiet that long. Deterministic: it derives from `now` and the job's state only.
-local function lease_clock(keys, now)
+local function lease_clock(keys, now, granting)
   local m = redis.call('HMGET', keys[K_META], 'heard_ms', 'paused_ms', 'cfg.lease_ms', 'min_lease_ms')
   local heard, paused = tonumber(m[1] or now), tonumber(m[2] or '0')
   local lease, shortest = tonumber(m[3] or '0'), tonumber(m[4] or '0')
@@ -24,17 +24,13 @@ local function lease_clock(keys, now)
   if now > heard then
     redis.call('HSET', keys[K_META], 'heard_ms', now)
   end
-  return now - paused
-end
-
--- A lease of `lease_ms` is granted (a claim, a renewal, a merge): the lease clock pauses after a third
--- of the shortest one ever granted in the job, so a worker whose `--lease` is shorter than the job's
--- is covered by the pause too.
-local function note_lease(keys, lease_ms)
-  local shortest = tonumber(redis.call('HGET', keys[K_META], 'min_lease_ms') or '0')
-  if shortest == 0 or lease_ms < shortest then
-    redis.call('HSET', keys[K_META], 'min_lease_ms', lease_ms)
+  -- A call that grants a lease (claim, renew, merge_claim) passes its length: the shortest one
+  -- granted so far is kept, read above with the rest, so a worker's `--lease` shorter than its
+  -- job's pauses the clock too from the next call on.
+  if granting and (shortest == 0 or granting < shortest) then
+    redis.call('HSET', keys[K_META], 'min_lease_ms', granting)
   end
+  return now - paused
 end
 
 -- inflight hash value of a delivered task: "attempts:charged:solo:claimed_ms:lease_claimed:holder".

@@ -179,8 +179,7 @@ local function merge_claim(keys, args)
     lost(keys, now, 'the partial-counts indexes ' .. job_key(keys, 'parts:*') .. ' list ' .. indexed ..
       ' of the job\'s ' .. partials .. ' partials')
   end
-  local lnow = lease_clock(keys, now)
-  note_lease(keys, lease_ms)
+  local lnow = lease_clock(keys, now, lease_ms)
   local m = redis.call('HMGET', keys[K_META], 'state', 'tasks', 'done', 'dead', 'splits')
   local all_done = m[1] == 'sealed'
     and tonumber(m[3] or '0') + tonumber(m[4] or '0') == tonumber(m[2] or '0') + tonumber(m[5] or '0')
